@@ -1,0 +1,59 @@
+# cmdqv-lab: two commands do all the set-up on a fresh machine.
+#   make report   build the rendered report (creates .venv on first use)
+#   make test     lint, type-check and run the tests (creates .venv; installs test system packages)
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11; do \
+            command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
+            && { echo $$p; break; }; done)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+PYTEST_WORKERS ?= 2
+
+.PHONY: help venv test lint typecheck unit report report-smoke bench sysdeps clean
+
+help:
+	@echo "make report   executes the notebooks and writes the offline report to report/"
+	@echo "make test     ruff + mypy + the test suite (includes slow, browser and QEMU-capture tests)"
+	@echo "make bench    engine speed benchmarks (engine vs SimPy reference)"
+
+$(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "error: Python >= 3.11 is required (none found on PATH)" >&2; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+venv: $(STAMP)
+
+sysdeps:
+	@scripts/install-sysdeps
+
+lint: venv
+	$(BIN)/ruff check cmdqv_lab tests benchmarks notebooks
+	$(BIN)/ruff format --check cmdqv_lab tests benchmarks
+
+typecheck: venv
+	$(BIN)/mypy
+
+unit: venv
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS)
+
+test: venv sysdeps lint typecheck unit
+
+report: venv
+	$(BIN)/cmdqv-lab report --out report
+
+report-smoke: venv
+	$(BIN)/cmdqv-lab report --smoke --out report-smoke
+
+bench: venv
+	$(BIN)/python benchmarks/bench_engine.py
+
+clean:
+	rm -rf $(VENV) .cache report report-smoke .pytest_cache .mypy_cache .ruff_cache
