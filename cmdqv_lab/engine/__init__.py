@@ -1,0 +1,53 @@
+"""The timing engine: a discrete-event model of CPUs submitting commands and SMMU command processors
+consuming them, compiled with numba.
+
+Semantics (shared, exactly, by the SimPy reference in ``tests/reference``):
+
+* Time is integer picoseconds. Entities are the SMMU command processors (ids ``0..P-1``) and the
+  issuing CPUs (ids ``P..P+C-1``); each has at most one pending step. Steps run in order of
+  ``(time, entity id)``, so device actions at a time precede CPU actions at the same time.
+* A contended cache line (a queue's ``llq`` word, its shared ``lock``, its valid bitmap, its
+  ``owner_prod``) is a FIFO server: an access requested at ``t`` is granted at
+  ``max(t, line_free)`` and holds the line for ``line_local_ns`` if the same CPU touched it last,
+  else ``line_xfer_ns``. Accesses take effect in grant order; the CPU continues when its access ends.
+* MMIO writes (PROD doorbells) take effect when they land, ``mmio_write_ns`` after issue; MMIO
+  reads (CONS) cost ``mmio_read_ns`` and see the register as it is at the end of the read.
+* A command processor consumes in order: each command costs ``fetch_ns`` plus its service time;
+  CONS advances at its completion; a CMD_SYNC completes when it is consumed, hence after every
+  earlier command of its queue.
+
+Modules: :mod:`.layout` (array layout and codes), :mod:`.core` (the compiled steps and loop),
+:mod:`.stats` (streaming histograms), :mod:`.runner` (the Python driver and result frames).
+"""
+
+import hashlib as _hashlib
+import os as _os
+from pathlib import Path as _Path
+
+
+def _engine_cache_dir() -> str:
+    """Numba's on-disk cache directory for this exact engine source.
+
+    Numba invalidates a cached function only when its own file changes, not when a function it
+    calls (and inlines) changes in another file. Keying the directory by a hash of every engine
+    source file makes any edit start a fresh cache, so stale machine code is never loaded.
+    """
+    h = _hashlib.sha256()
+    for f in sorted(_Path(__file__).parent.glob("*.py")):
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    base = _os.environ.get("NUMBA_CACHE_DIR") or _os.path.join(
+        _os.environ.get("XDG_CACHE_HOME") or _os.path.join(_os.path.expanduser("~"), ".cache"),
+        "cmdqv-lab",
+        "numba",
+    )
+    return _os.path.join(base, "engine-" + h.hexdigest()[:16])
+
+
+def _configure_numba_cache() -> None:
+    import numba
+
+    numba.config.CACHE_DIR = _engine_cache_dir()  # type: ignore[attr-defined]
+
+
+_configure_numba_cache()

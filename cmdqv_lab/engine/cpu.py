@@ -1,0 +1,524 @@
+"""CPUs in the compiled engine: the op loop and the host submission algorithms.
+
+A CPU runs its stream of operations in order. Each op is a list of batches (one
+``arm_smmu_cmdq_issue_cmdlist`` call each: ``n`` entries, the last a CMD_SYNC the CPU waits for if
+``sync``), each aimed at one queue. Closed-loop ops start a think gap after the previous op;
+open-loop ops start at their arrival or when the CPU frees up. The algorithm is the queue's:
+
+``linux-lockfree`` (Linux >= 5.4, ``arm_smmu_cmdq_issue_cmdlist``)
+    read ``llq`` -> [no space: read CONS, refresh ``llq.cons``, retry] -> cmpxchg ``llq.prod``
+    (fails if ``llq`` changed since read; retried with the returned value) -> write entries ->
+    [sync: shared-lock increment] -> set valid bits -> owner only: wait ``owner_prod == start``,
+    fetch_andnot OWNED (gathers everything reserved meanwhile), wait until the gathered range is
+    valid, write PROD once, set ``owner_prod`` -> [sync: wait for the SYNC (an ``llq`` read first
+    unless MSI), then ``shared_tryunlock`` (read lock; last holder writes ``llq.cons``; decrement)].
+``atomic-add``
+    the same, but the reservation is one atomic add that always succeeds; if the reserved slots are
+    not yet free the CPU waits for CONS before writing.
+``spinlock`` (Linux < 5.4)
+    take the queue's spinlock (FIFO hand-off), for each entry write it and write PROD, wait for the
+    SYNC with the lock held, release.
+``exclusive``
+    a queue owned by this CPU: write entries, write PROD once, wait; no atomics.
+``direct``
+    entries appear in the queue at arrival with no cost and nobody waits (open-queue scenario); the
+    op completes when the SMMU completes its last entry.
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+from cmdqv_lab.engine.layout import (
+    ALG_ATOMIC_ADD,
+    ALG_DIRECT,
+    ALG_EXCLUSIVE,
+    ALG_LOCKFREE,
+    ALG_SPINLOCK,
+    C_BCTR,
+    C_BEND,
+    C_CCTR,
+    C_DONE_OPS,
+    C_END,
+    C_IDX,
+    C_MORE,
+    C_N,
+    C_OP_BATCHES,
+    C_OP_CMDS,
+    C_OP_RETRIES,
+    C_OP_SYNC_T,
+    C_OPEN,
+    C_OPHEAD,
+    C_OPID,
+    C_OPTAIL,
+    C_OWNER,
+    C_PC,
+    C_Q,
+    C_QUOTA,
+    C_RETRIES,
+    C_SEEN_CONS,
+    C_SEEN_OWNED,
+    C_SEEN_PROD,
+    C_SEEN_VER,
+    C_SPACE_Q,
+    C_START,
+    C_STARTED,
+    C_SYNC,
+    C_SYNC_DONE,
+    C_SYNC_SLOT,
+    C_T_ISSUE,
+    C_T_LAST_DONE,
+    C_T_READY,
+    C_T_RESERVED,
+    C_WAIT_T0,
+    C_WAITING,
+    G_CAS,
+    G_CAS_FAIL,
+    G_FIRST_FINISH,
+    G_OPS_STARTED,
+    H_NPROC,
+    K_CMD_WRITE,
+    K_MMIO_READ,
+    K_MMIO_WRITE,
+    LINE_LLQ,
+    LINE_LOCK,
+    LINE_OWNER,
+    LINE_VALID,
+    PC_BATCH_BEGIN,
+    PC_BATCH_END,
+    PC_DI_BEGIN,
+    PC_DONE,
+    PC_EX_BEGIN,
+    PC_EX_LAND,
+    PC_EX_SPACE_READ,
+    PC_EX_WAIT,
+    PC_EX_WRITTEN,
+    PC_LF_ANDNOT,
+    PC_LF_CHECK,
+    PC_LF_DOORBELL,
+    PC_LF_DOORBELL_LAND,
+    PC_LF_FULL,
+    PC_LF_FULL_READ,
+    PC_LF_OWNER_WAIT,
+    PC_LF_READ,
+    PC_LF_RESERVED,
+    PC_LF_SETVALID,
+    PC_LF_SYNC,
+    PC_LF_SYNC_WAIT,
+    PC_LF_UNLOCK,
+    PC_LF_UNLOCK_CONS,
+    PC_LF_UNLOCK_DEC,
+    PC_LF_VALID_WAIT,
+    PC_LF_WRITTEN,
+    PC_NEXT_OP,
+    PC_OP_BEGIN,
+    PC_SL_ACQ,
+    PC_SL_GOT,
+    PC_SL_INSERT,
+    PC_SL_LAND,
+    PC_SL_REL,
+    PC_SL_WAIT,
+    Q_ALG,
+    Q_CONS_SHADOW,
+    Q_FIFO_HEAD,
+    Q_FIFO_TAIL,
+    Q_HW_CONS,
+    Q_LOCK,
+    Q_LOG2,
+    Q_OWNED,
+    Q_OWNER_PROD,
+    Q_OWNER_WAITER,
+    Q_PROD,
+    Q_SPACE_WAITERS,
+    Q_VALID_UPTO,
+    Q_VALID_WAITER,
+    Q_VER,
+    Q_WAIT,
+    SL_VALID,
+    TIME_NEVER,
+    WAIT_MSI,
+)
+from cmdqv_lab.engine.mem import (
+    cadd,
+    cget,
+    cset,
+    fifo_get,
+    fifo_set,
+    gadd,
+    gget,
+    gset,
+    kget,
+    qadd,
+    qget,
+    qset,
+    ring_b,
+    ring_op,
+    sget,
+    sset,
+)
+from cmdqv_lab.engine.sched import line_access, sched, sync_observed
+from cmdqv_lab.engine.slots import record_op_done, slot_row, write_batch
+from cmdqv_lab.engine.smmu import publish
+
+CONTINUE = 0  # keep stepping this CPU at the same time
+NEED_INPUT = 1  # the CPU's input ring is empty: return to the driver
+YIELD = 2  # the CPU scheduled its next step (or blocked)
+
+
+@njit(cache=True)
+def go(M, c, t, pc):
+    """Continue CPU ``c`` at time ``t`` with program counter ``pc``."""
+    cset(M, c, C_PC, pc)
+    sched(M, M[H_NPROC] + c, t)
+    return YIELD
+
+
+@njit(cache=True)
+def block(M, c, pc):
+    """Block CPU ``c`` (something else will schedule it); it resumes at ``pc``."""
+    cset(M, c, C_PC, pc)
+    sched(M, M[H_NPROC] + c, TIME_NEVER)
+    return YIELD
+
+
+@njit(cache=True)
+def space_wait(M, c, q, pc):
+    """Block CPU ``c`` until queue ``q``'s CONS advances, then resume at ``pc``."""
+    cset(M, c, C_SPACE_Q, q)
+    qadd(M, q, Q_SPACE_WAITERS, 1)
+    return block(M, c, pc)
+
+
+@njit(cache=True)
+def sync_wait_begin(M, c, q, t0, pc_after):
+    """Begin waiting at ``t0`` for the CPU's CMD_SYNC; resume at ``pc_after`` once observed."""
+    done = cget(M, c, C_SYNC_DONE)
+    if done >= 0:
+        return go(M, c, sync_observed(M, qget(M, q, Q_WAIT), t0, done), pc_after)
+    cset(M, c, C_WAITING, 1)
+    cset(M, c, C_WAIT_T0, t0)
+    return block(M, c, pc_after)
+
+
+@njit(cache=True)
+def _op_end(M, c, now):
+    q = cget(M, c, C_Q)
+    if not (cget(M, c, C_OP_BATCHES) > 0 and qget(M, q, Q_ALG) == ALG_DIRECT):
+        record_op_done(
+            M, c, cget(M, c, C_OPID), q, cget(M, c, C_T_READY), cget(M, c, C_OP_SYNC_T), now,
+            cget(M, c, C_OP_CMDS), cget(M, c, C_OP_BATCHES), cget(M, c, C_OP_RETRIES),
+        )  # fmt: skip
+    cadd(M, c, C_DONE_OPS, 1)
+    cset(M, c, C_T_LAST_DONE, now)
+    cadd(M, c, C_OPHEAD, 1)
+    if cget(M, c, C_DONE_OPS) == cget(M, c, C_QUOTA) and gget(M, G_FIRST_FINISH) < 0:
+        gset(M, G_FIRST_FINISH, now)
+    cset(M, c, C_PC, PC_NEXT_OP)
+
+
+@njit(cache=True)
+def _step_common(M, c, now, pc):
+    if pc == PC_NEXT_OP:
+        if cget(M, c, C_STARTED) >= cget(M, c, C_QUOTA):
+            return block(M, c, PC_DONE)
+        h = cget(M, c, C_OPHEAD)
+        if h == cget(M, c, C_OPTAIL):
+            if cget(M, c, C_MORE) == 1:
+                return NEED_INPUT
+            return block(M, c, PC_DONE)
+        t = ring_op(M, c, h, 0)
+        cset(M, c, C_BEND, cget(M, c, C_BCTR) + ring_op(M, c, h, 1))
+        if cget(M, c, C_OPEN) == 1:
+            cset(M, c, C_T_READY, t)
+            return go(M, c, t if t > now else now, PC_OP_BEGIN)
+        cset(M, c, C_T_READY, now + t)
+        return go(M, c, now + t, PC_OP_BEGIN)
+    if pc == PC_OP_BEGIN:
+        cset(M, c, C_OPID, gget(M, G_OPS_STARTED))
+        gadd(M, G_OPS_STARTED, 1)
+        cadd(M, c, C_STARTED, 1)
+        cset(M, c, C_OP_CMDS, 0)
+        cset(M, c, C_OP_BATCHES, 0)
+        cset(M, c, C_OP_RETRIES, 0)
+        cset(M, c, C_OP_SYNC_T, -1)
+        cset(M, c, C_PC, PC_BATCH_BEGIN)
+        return CONTINUE
+    if pc == PC_BATCH_BEGIN:
+        b = cget(M, c, C_BCTR)
+        if b == cget(M, c, C_BEND):
+            _op_end(M, c, now)
+            return CONTINUE
+        q = ring_b(M, c, b, 2)
+        cset(M, c, C_N, ring_b(M, c, b, 0))
+        cset(M, c, C_SYNC, ring_b(M, c, b, 1))
+        cset(M, c, C_Q, q)
+        cset(M, c, C_T_ISSUE, now)
+        cset(M, c, C_RETRIES, 0)
+        alg = qget(M, q, Q_ALG)
+        if alg in (ALG_LOCKFREE, ALG_ATOMIC_ADD):
+            cset(M, c, C_PC, PC_LF_READ)
+        elif alg == ALG_SPINLOCK:
+            cset(M, c, C_PC, PC_SL_ACQ)
+        elif alg == ALG_EXCLUSIVE:
+            cset(M, c, C_PC, PC_EX_BEGIN)
+        else:
+            cset(M, c, C_PC, PC_DI_BEGIN)
+        return CONTINUE
+    if pc == PC_BATCH_END:
+        cadd(M, c, C_OP_CMDS, cget(M, c, C_N))
+        cadd(M, c, C_OP_BATCHES, 1)
+        cadd(M, c, C_OP_RETRIES, cget(M, c, C_RETRIES))
+        if cget(M, c, C_SYNC) == 1:
+            cset(M, c, C_OP_SYNC_T, cget(M, c, C_SYNC_DONE))
+        cadd(M, c, C_CCTR, cget(M, c, C_N))
+        cadd(M, c, C_BCTR, 1)
+        cset(M, c, C_PC, PC_BATCH_BEGIN)
+        return CONTINUE
+    return block(M, c, PC_DONE)
+
+
+@njit(cache=True)
+def _snapshot_llq(M, c, q):
+    cset(M, c, C_SEEN_VER, qget(M, q, Q_VER))
+    cset(M, c, C_SEEN_PROD, qget(M, q, Q_PROD))
+    cset(M, c, C_SEEN_CONS, qget(M, q, Q_CONS_SHADOW))
+    cset(M, c, C_SEEN_OWNED, qget(M, q, Q_OWNED))
+
+
+@njit(cache=True)
+def _step_lockfree(M, c, now, pc):
+    q = cget(M, c, C_Q)
+    n = cget(M, c, C_N)
+    size = 1 << qget(M, q, Q_LOG2)
+    if pc == PC_LF_READ:  # llq.val = READ_ONCE(cmdq->q.llq.val)
+        end = line_access(M, q, LINE_LLQ, c, now)
+        _snapshot_llq(M, c, q)
+        return go(M, c, end, PC_LF_CHECK)
+    if pc == PC_LF_CHECK:
+        if size - (cget(M, c, C_SEEN_PROD) - cget(M, c, C_SEEN_CONS)) < n:
+            cset(M, c, C_PC, PC_LF_FULL)
+            return CONTINUE
+        end = line_access(M, q, LINE_LLQ, c, now)  # cmpxchg_relaxed (or atomic add)
+        gadd(M, G_CAS, 1)
+        if qget(M, q, Q_ALG) == ALG_ATOMIC_ADD or qget(M, q, Q_VER) == cget(M, c, C_SEEN_VER):
+            cset(M, c, C_START, qget(M, q, Q_PROD))
+            cset(M, c, C_OWNER, 1 - qget(M, q, Q_OWNED))
+            qadd(M, q, Q_PROD, n)
+            qset(M, q, Q_OWNED, 1)
+            qadd(M, q, Q_VER, 1)
+            cset(M, c, C_T_RESERVED, end)
+            return go(M, c, end, PC_LF_RESERVED)
+        gadd(M, G_CAS_FAIL, 1)
+        cadd(M, c, C_RETRIES, 1)
+        _snapshot_llq(M, c, q)  # a failed cmpxchg returns the current value
+        return go(M, c, end, PC_LF_CHECK)
+    if pc == PC_LF_FULL:  # arm_smmu_cmdq_poll_until_not_full: read the CONS register
+        return go(M, c, now + kget(M, K_MMIO_READ), PC_LF_FULL_READ)
+    if pc == PC_LF_FULL_READ:
+        hw = qget(M, q, Q_HW_CONS)
+        if hw > qget(M, q, Q_CONS_SHADOW):
+            end = line_access(M, q, LINE_LLQ, c, now)  # WRITE_ONCE(cmdq->q.llq.cons, CONS)
+            qset(M, q, Q_CONS_SHADOW, hw)
+            qadd(M, q, Q_VER, 1)
+            return go(M, c, end, PC_LF_READ)
+        return space_wait(M, c, q, PC_LF_FULL)
+    if pc == PC_LF_RESERVED:
+        if cget(M, c, C_START) + n - qget(M, q, Q_HW_CONS) > size:  # atomic-add may run ahead
+            return space_wait(M, c, q, PC_LF_RESERVED)
+        return go(M, c, now + n * kget(M, K_CMD_WRITE), PC_LF_WRITTEN)
+    if pc == PC_LF_WRITTEN:
+        write_batch(M, c, q, cget(M, c, C_START), n, now, False)
+        if cget(M, c, C_SYNC) == 1:  # arm_smmu_cmdq_shared_lock
+            end = line_access(M, q, LINE_LOCK, c, now)
+            qadd(M, q, Q_LOCK, 1)
+            return go(M, c, end, PC_LF_SETVALID)
+        cset(M, c, C_PC, PC_LF_SETVALID)
+        return CONTINUE
+    if pc == PC_LF_SETVALID:  # arm_smmu_cmdq_set_valid_map
+        end = line_access(M, q, LINE_VALID, c, now)
+        start = cget(M, c, C_START)
+        for ctr in range(start, start + n):
+            sset(M, slot_row(M, q, ctr), SL_VALID, ctr)
+        v = qget(M, q, Q_VALID_UPTO)
+        while v < qget(M, q, Q_PROD) and sget(M, slot_row(M, q, v), SL_VALID) == v:
+            v += 1
+        qset(M, q, Q_VALID_UPTO, v)
+        w = qget(M, q, Q_VALID_WAITER)
+        if w >= 0 and v >= cget(M, w, C_END):
+            qset(M, q, Q_VALID_WAITER, -1)
+            sched(M, M[H_NPROC] + w, end)
+        if cget(M, c, C_OWNER) == 1:
+            return go(M, c, end, PC_LF_OWNER_WAIT)
+        return go(M, c, end, PC_LF_SYNC if cget(M, c, C_SYNC) == 1 else PC_BATCH_END)
+    if pc == PC_LF_OWNER_WAIT:  # atomic_cond_read_relaxed(&cmdq->owner_prod, VAL == llq.prod)
+        end = line_access(M, q, LINE_OWNER, c, now)
+        if qget(M, q, Q_OWNER_PROD) == cget(M, c, C_START):
+            return go(M, c, end, PC_LF_ANDNOT)
+        qset(M, q, Q_OWNER_WAITER, c)
+        return block(M, c, PC_LF_OWNER_WAIT)
+    if pc == PC_LF_ANDNOT:  # atomic_fetch_andnot_relaxed(OWNED, &llq.prod): gather
+        end = line_access(M, q, LINE_LLQ, c, now)
+        cset(M, c, C_END, qget(M, q, Q_PROD))
+        qset(M, q, Q_OWNED, 0)
+        qadd(M, q, Q_VER, 1)
+        return go(M, c, end, PC_LF_VALID_WAIT)
+    if pc == PC_LF_VALID_WAIT:  # arm_smmu_cmdq_poll_valid_map
+        end = line_access(M, q, LINE_VALID, c, now)
+        if qget(M, q, Q_VALID_UPTO) >= cget(M, c, C_END):
+            return go(M, c, end, PC_LF_DOORBELL)
+        qset(M, q, Q_VALID_WAITER, c)
+        return block(M, c, PC_LF_VALID_WAIT)
+    if pc == PC_LF_DOORBELL:  # queue_write_prod
+        return go(M, c, now + kget(M, K_MMIO_WRITE), PC_LF_DOORBELL_LAND)
+    if pc == PC_LF_DOORBELL_LAND:
+        publish(M, q, cget(M, c, C_END), now)
+        end = line_access(M, q, LINE_OWNER, c, now)  # atomic_set_release(&cmdq->owner_prod, prod)
+        qset(M, q, Q_OWNER_PROD, cget(M, c, C_END))
+        w = qget(M, q, Q_OWNER_WAITER)
+        if w >= 0:
+            qset(M, q, Q_OWNER_WAITER, -1)
+            sched(M, M[H_NPROC] + w, end)
+        return go(M, c, end, PC_LF_SYNC if cget(M, c, C_SYNC) == 1 else PC_BATCH_END)
+    if pc == PC_LF_SYNC:
+        if qget(M, q, Q_WAIT) == WAIT_MSI:
+            return sync_wait_begin(M, c, q, now, PC_LF_UNLOCK)
+        end = line_access(M, q, LINE_LLQ, c, now)  # poll_until_consumed reads llq first
+        cset(M, c, C_SEEN_CONS, qget(M, q, Q_CONS_SHADOW))
+        return go(M, c, end, PC_LF_SYNC_WAIT)
+    if pc == PC_LF_SYNC_WAIT:
+        if cget(M, c, C_SEEN_CONS) > cget(M, c, C_SYNC_SLOT):
+            cset(M, c, C_PC, PC_LF_UNLOCK)
+            return CONTINUE
+        return sync_wait_begin(M, c, q, now, PC_LF_UNLOCK)
+    if pc == PC_LF_UNLOCK:  # arm_smmu_cmdq_shared_tryunlock: atomic_read(&cmdq->lock)
+        end = line_access(M, q, LINE_LOCK, c, now)
+        return go(M, c, end, PC_LF_UNLOCK_CONS if qget(M, q, Q_LOCK) == 1 else PC_LF_UNLOCK_DEC)
+    if pc == PC_LF_UNLOCK_CONS:  # last holder: WRITE_ONCE(cmdq->q.llq.cons, llq.cons)
+        end = line_access(M, q, LINE_LLQ, c, now)
+        qset(M, q, Q_CONS_SHADOW, cget(M, c, C_SYNC_SLOT) + 1)
+        qadd(M, q, Q_VER, 1)
+        return go(M, c, end, PC_LF_UNLOCK_DEC)
+    # PC_LF_UNLOCK_DEC: atomic_dec_return_release(&cmdq->lock)
+    end = line_access(M, q, LINE_LOCK, c, now)
+    qadd(M, q, Q_LOCK, -1)
+    return go(M, c, end, PC_BATCH_END)
+
+
+@njit(cache=True)
+def _write_one(M, c, q, ctr, i, n, now):
+    """Write entry ``i`` of the current batch into queue counter ``ctr`` (per-entry insertion)."""
+    sync = cget(M, c, C_SYNC)
+    cctr = cget(M, c, C_CCTR)
+    cset(M, c, C_CCTR, cctr + i)
+    cset(M, c, C_SYNC, sync if i == n - 1 else 0)
+    write_batch(M, c, q, ctr, 1, now, False)
+    cset(M, c, C_CCTR, cctr)
+    cset(M, c, C_SYNC, sync)
+
+
+@njit(cache=True)
+def _step_spinlock(M, c, now, pc):
+    q = cget(M, c, C_Q)
+    n = cget(M, c, C_N)
+    if pc == PC_SL_ACQ:  # spin_lock_irqsave: FIFO hand-off (ticket / queued spinlock)
+        end = line_access(M, q, LINE_LOCK, c, now)
+        if qget(M, q, Q_LOCK) < 0:
+            qset(M, q, Q_LOCK, c)
+            cset(M, c, C_IDX, 0)
+            cset(M, c, C_T_RESERVED, end)
+            return go(M, c, end, PC_SL_INSERT)
+        fifo_set(M, q, qget(M, q, Q_FIFO_TAIL), c)
+        qadd(M, q, Q_FIFO_TAIL, 1)
+        return block(M, c, PC_SL_GOT)
+    if pc == PC_SL_GOT:  # the releaser handed the lock over; our spinning read sees it
+        end = line_access(M, q, LINE_LOCK, c, now)
+        cset(M, c, C_IDX, 0)
+        cset(M, c, C_T_RESERVED, end)
+        return go(M, c, end, PC_SL_INSERT)
+    if pc == PC_SL_INSERT:  # arm_smmu_cmdq_insert_cmd per entry: write it, then write PROD
+        if cget(M, c, C_IDX) == n:
+            cset(M, c, C_PC, PC_SL_WAIT if cget(M, c, C_SYNC) == 1 else PC_SL_REL)
+            return CONTINUE
+        if qget(M, q, Q_PROD) + 1 - qget(M, q, Q_HW_CONS) > (1 << qget(M, q, Q_LOG2)):
+            return space_wait(M, c, q, PC_SL_INSERT)
+        return go(M, c, now + kget(M, K_CMD_WRITE) + kget(M, K_MMIO_WRITE), PC_SL_LAND)
+    if pc == PC_SL_LAND:
+        i = cget(M, c, C_IDX)
+        ctr = qget(M, q, Q_PROD)
+        qset(M, q, Q_PROD, ctr + 1)
+        _write_one(M, c, q, ctr, i, n, now)
+        publish(M, q, ctr + 1, now)
+        cset(M, c, C_IDX, i + 1)
+        cset(M, c, C_PC, PC_SL_INSERT)
+        return CONTINUE
+    if pc == PC_SL_WAIT:
+        return sync_wait_begin(M, c, q, now, PC_SL_REL)
+    # PC_SL_REL: spin_unlock hands the lock to the next waiter
+    end = line_access(M, q, LINE_LOCK, c, now)
+    head = qget(M, q, Q_FIFO_HEAD)
+    if head < qget(M, q, Q_FIFO_TAIL):
+        w = fifo_get(M, q, head)
+        qset(M, q, Q_FIFO_HEAD, head + 1)
+        qset(M, q, Q_LOCK, w)
+        sched(M, M[H_NPROC] + w, end)
+    else:
+        qset(M, q, Q_LOCK, -1)
+    return go(M, c, end, PC_BATCH_END)
+
+
+@njit(cache=True)
+def _step_exclusive(M, c, now, pc):
+    q = cget(M, c, C_Q)
+    n = cget(M, c, C_N)
+    if pc == PC_EX_BEGIN:
+        if qget(M, q, Q_PROD) + n - qget(M, q, Q_HW_CONS) > (1 << qget(M, q, Q_LOG2)):
+            return space_wait(M, c, q, PC_EX_SPACE_READ)
+        cset(M, c, C_START, qget(M, q, Q_PROD))
+        qadd(M, q, Q_PROD, n)
+        cset(M, c, C_T_RESERVED, now)
+        return go(M, c, now + n * kget(M, K_CMD_WRITE), PC_EX_WRITTEN)
+    if pc == PC_EX_SPACE_READ:  # woken by CONS moving: read it
+        return go(M, c, now + kget(M, K_MMIO_READ), PC_EX_BEGIN)
+    if pc == PC_EX_WRITTEN:
+        write_batch(M, c, q, cget(M, c, C_START), n, now, False)
+        return go(M, c, now + kget(M, K_MMIO_WRITE), PC_EX_LAND)
+    if pc == PC_EX_LAND:
+        publish(M, q, cget(M, c, C_START) + n, now)
+        cset(M, c, C_PC, PC_EX_WAIT if cget(M, c, C_SYNC) == 1 else PC_BATCH_END)
+        return CONTINUE
+    return sync_wait_begin(M, c, q, now, PC_BATCH_END)  # PC_EX_WAIT
+
+
+@njit(cache=True)
+def _step_direct(M, c, now):
+    q = cget(M, c, C_Q)
+    n = cget(M, c, C_N)
+    if qget(M, q, Q_PROD) + n - qget(M, q, Q_HW_CONS) > (1 << qget(M, q, Q_LOG2)):
+        return space_wait(M, c, q, PC_DI_BEGIN)
+    start = qget(M, q, Q_PROD)
+    qset(M, q, Q_PROD, start + n)
+    cset(M, c, C_T_RESERVED, now)
+    cset(M, c, C_SYNC, 0)  # nobody waits
+    write_batch(M, c, q, start, n, now, cget(M, c, C_BCTR) + 1 == cget(M, c, C_BEND))
+    publish(M, q, start + n, now)
+    cset(M, c, C_PC, PC_BATCH_END)
+    return CONTINUE
+
+
+@njit(cache=True)
+def step_cpu(M, c, now):
+    """Run CPU ``c`` at time ``now`` until it schedules a later step, blocks, or needs input."""
+    while True:
+        pc = cget(M, c, C_PC)
+        if pc < 10 or pc == PC_BATCH_END:
+            r = _step_common(M, c, now, pc)
+        elif pc < 30:
+            r = _step_lockfree(M, c, now, pc)
+        elif pc < 40:
+            r = _step_spinlock(M, c, now, pc)
+        elif pc < 50:
+            r = _step_exclusive(M, c, now, pc)
+        else:
+            r = _step_direct(M, c, now)
+        if r != CONTINUE:
+            return r

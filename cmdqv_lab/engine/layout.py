@@ -1,0 +1,292 @@
+"""Array layout of the engine state and the numeric codes shared with Python.
+
+The compiled engine keeps all state in a handful of ``int64`` matrices (one row per CPU, queue,
+command processor, cache line) whose columns are named by the constants below, so the state can be
+paused, inspected and resumed from Python, and numba can cache the compiled code on disk.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+TIME_NEVER = np.iinfo(np.int64).max
+#: Entity ids occupy the low bits of a scheduling key: key = time << ID_BITS | entity.
+ID_BITS = 12
+MAX_ENTITIES = 1 << ID_BITS
+#: Largest simulated time representable in a key (about 2250 s).
+MAX_TIME_PS = (1 << (63 - ID_BITS)) - 1
+
+# ----------------------------------------------------------------------------- submission algorithms
+ALG_LOCKFREE = 0  # Linux >= 5.4 arm_smmu_cmdq_issue_cmdlist (cmpxchg reservation)
+ALG_ATOMIC_ADD = 1  # John Garry's 2020 variant: reservation by atomic add
+ALG_SPINLOCK = 2  # Linux < 5.4: one spinlock around insertion and the SYNC wait
+ALG_EXCLUSIVE = 3  # a queue owned by one CPU: no atomics
+ALG_DIRECT = 4  # commands appear in the queue at arrival, no software cost, nobody waits
+ALG_NAMES = {
+    "linux-lockfree": ALG_LOCKFREE,
+    "atomic-add": ALG_ATOMIC_ADD,
+    "spinlock": ALG_SPINLOCK,
+    "exclusive": ALG_EXCLUSIVE,
+    "direct": ALG_DIRECT,
+}
+
+# ----------------------------------------------------------------------------- CMD_SYNC wait modes
+WAIT_MSI = 0  # CS=SIG_IRQ, MSI write to the SYNC's own slot; the waiter spins on that word
+WAIT_SEV = 1  # CS=SIG_SEV; WFE, woken by the SMMU's SEV, then a CONS read
+WAIT_POLL = 2  # CONS polling with Linux's back-off: 10 polls then udelay(1 us), doubling
+WAIT_BUSY = 3  # CS=SIG_NONE busy polling of CONS (Tegra241 VCMDQs)
+WAIT_NAMES = {"msi": WAIT_MSI, "sev": WAIT_SEV, "poll": WAIT_POLL, "busy": WAIT_BUSY}
+
+# ----------------------------------------------------------------------------- CPU program counters
+PC_NEXT_OP = 0
+PC_OP_BEGIN = 1
+PC_BATCH_BEGIN = 2
+PC_DONE = 3
+PC_LF_READ = 10
+PC_LF_CHECK = 11
+PC_LF_FULL = 12
+PC_LF_FULL_READ = 13
+PC_LF_RESERVED = 14
+PC_LF_WRITTEN = 15
+PC_LF_SETVALID = 16
+PC_LF_OWNER_WAIT = 17
+PC_LF_ANDNOT = 18
+PC_LF_VALID_WAIT = 19
+PC_LF_DOORBELL = 20
+PC_LF_DOORBELL_LAND = 21
+PC_LF_SYNC = 22
+PC_LF_SYNC_WAIT = 23
+PC_LF_UNLOCK = 24
+PC_LF_UNLOCK_CONS = 25
+PC_LF_UNLOCK_DEC = 26
+PC_BATCH_END = 27
+PC_SL_ACQ = 30
+PC_SL_GOT = 31
+PC_SL_INSERT = 32
+PC_SL_LAND = 33
+PC_SL_WAIT = 34
+PC_SL_REL = 35
+PC_EX_BEGIN = 40
+PC_EX_SPACE_READ = 41
+PC_EX_WRITTEN = 42
+PC_EX_LAND = 43
+PC_EX_WAIT = 44
+PC_DI_BEGIN = 50
+
+# ----------------------------------------------------------------------------- CPU state columns
+C_PC = 0
+C_Q = 1  # queue of the current batch
+C_OPHEAD = 2  # ring counter of the current (or next) op
+C_OPTAIL = 3  # ring counter one past the last loaded op
+C_BCTR = 4  # ring counter of the current batch
+C_BEND = 5  # ring counter one past the current op's last batch
+C_BTAIL = 6
+C_CCTR = 7  # ring counter of the current batch's first command
+C_CTAIL = 8
+C_N = 9  # entries in the current batch (including its CMD_SYNC)
+C_SYNC = 10  # 1 if the batch ends with a CMD_SYNC the CPU waits for
+C_START = 11  # queue counter of the batch's first slot (reservation result)
+C_END = 12  # owner: end of the gathered range
+C_OWNER = 13
+C_SEEN_VER = 14
+C_SEEN_PROD = 15
+C_SEEN_CONS = 16
+C_SEEN_OWNED = 17
+C_RETRIES = 18  # cmpxchg failures of the current batch
+C_IDX = 19  # spinlock: index of the next command to insert
+C_WAIT_T0 = 20  # time the CMD_SYNC wait began
+C_WAITING = 21  # 1 while blocked on its CMD_SYNC
+C_SYNC_DONE = 22  # SMMU completion time of the awaited CMD_SYNC, -1 if not yet
+C_T_READY = 23  # op arrival (open) or end of think time (closed)
+C_T_ISSUE = 24  # time the current batch began
+C_T_RESERVED = 25
+C_OPID = 26
+C_QUOTA = 27  # ops this CPU issues in total
+C_STARTED = 28  # ops started
+C_DONE_OPS = 29
+C_MORE = 30  # 1 while the stream may deliver more ops for this CPU
+C_T_LAST_DONE = 31
+C_OP_CMDS = 32
+C_OP_RETRIES = 33
+C_OP_BATCHES = 34
+C_OPEN = 35  # 1: op times are absolute arrivals; 0: think gaps
+C_SPACE_Q = 36  # queue this CPU waits on for space, -1 if none
+C_REC0 = 37  # record index of the current batch's first command, -1 if not recorded
+C_SYNC_SLOT = 38
+C_T_WRITTEN = 39
+C_OP_SYNC_T = 40  # SMMU completion time of the op's last waited CMD_SYNC
+C_NF = 41
+
+# ----------------------------------------------------------------------------- queue state columns
+Q_LOG2 = 0
+Q_ALG = 1
+Q_WAIT = 2
+Q_PROC = 3
+Q_PROD = 4  # llq.prod (monotonic counter of reserved entries)
+Q_OWNED = 5  # llq OWNED flag
+Q_CONS_SHADOW = 6  # llq.cons (software's shadow of CONS)
+Q_VER = 7  # modifications of the llq word (a cmpxchg fails if it changed)
+Q_LOCK = 8  # shared lock count (lock-free) / holder cpu (spinlock, -1 free)
+Q_OWNER_PROD = 9
+Q_VALID_UPTO = 10  # every slot below this counter has its valid bit set
+Q_HW_PROD = 11  # PROD as the SMMU sees it
+Q_FETCH = 12  # next slot the processor starts
+Q_HW_CONS = 13  # CONS: slots completed
+Q_OWNER_WAITER = 14
+Q_VALID_WAITER = 15
+Q_SPACE_WAITERS = 16
+Q_SLOT_BASE = 17  # offset of this queue's slots in the slot pool
+Q_FIFO_HEAD = 18  # spinlock waiters FIFO (ring over the CPU count)
+Q_FIFO_TAIL = 19
+Q_DOORBELLS = 20
+Q_MAX_OCC = 21
+Q_NF = 22
+
+# ----------------------------------------------------------------------------- processor state columns
+P_STATE = 0  # P_IDLE / P_BUSY / P_HWSYNC
+P_CUR = 1  # queue being consumed, -1 if none
+P_TURN_CNT = 2
+P_TURN_T0 = 3
+P_RR = 4  # position in this processor's queue list
+P_NQ = 5  # number of queues it serves
+P_BUSY_PS = 6
+P_T0 = 7  # start of the current command
+P_HWSYNCS = 8
+P_NF = 9
+P_IDLE = 0
+P_BUSY = 1
+P_HWSYNC = 2
+
+# ----------------------------------------------------------------------------- cache lines of a queue
+LINE_LLQ = 0
+LINE_LOCK = 1
+LINE_VALID = 2
+LINE_OWNER = 3
+LINES_PER_Q = 4
+L_FREE = 0
+L_OWNER = 1
+L_NF = 2
+
+# ----------------------------------------------------------------------------- cost vector (ps)
+K_LINE_LOCAL = 0
+K_LINE_XFER = 1
+K_CMD_WRITE = 2
+K_MMIO_WRITE = 3
+K_MMIO_READ = 4
+K_SPIN = 5
+K_MSI = 6
+K_SEV = 7
+K_FETCH = 8
+K_HW_SYNC = 9
+K_CMD_BATCH = 10  # count, not time; 0 disables the batch limit
+K_CLK_BATCH = 11  # 0 disables the time slice
+K_HW_SYNC_INSERT = 12  # 0/1
+K_UDELAY = 13  # first udelay of the poll back-off
+K_POLL_SPINS = 14  # ARM_SMMU_POLL_SPIN_COUNT
+K_RECORD = 15  # 1: keep per-command and per-op records
+K_NF = 16
+
+# ----------------------------------------------------------------------------- global counters
+G_OPS_STARTED = 0
+G_OPS_DONE = 1
+G_CMDS = 2  # commands written into queues by software
+G_CMDS_DONE = 3
+G_SYNCS = 4
+G_HW_SYNCS = 5
+G_CAS = 6
+G_CAS_FAIL = 7
+G_EVENTS = 8
+G_REC_CMDS = 9  # command records written
+G_REC_OPS = 10
+G_NOW = 11
+G_LAT_SUM = 12  # op latency sum (ps)
+G_QW_SUM = 13  # queue wait sum (ps)
+G_LAT_MAX = 14
+G_QW_MAX = 15
+G_NEED_CPU = 16  # CPU whose ring ran dry (status NEED_INPUT)
+G_WINDOW_OPS = 17
+G_FIRST_FINISH = 18  # time the first CPU finished its quota (-1 before)
+G_DOORBELLS = 19
+G_BUSY_PS = 20
+G_SOJOURN_SUM = 21
+G_NF = 24
+
+# ----------------------------------------------------------------------------- records
+# per command
+R_OP = 0
+R_CPU = 1
+R_QUEUE = 2
+R_SLOT = 3
+R_OPCODE = 4
+R_ISSUE = 5
+R_RESERVED = 6
+R_WRITTEN = 7
+R_PUBLISH = 8
+R_CSTART = 9
+R_COMPLETE = 10
+R_RETRIES = 11
+R_NF = 12
+# per op
+O_ID = 0
+O_CPU = 1
+O_QUEUE = 2
+O_READY = 3
+O_COMPLETE = 4
+O_SYNC_COMPLETE = 5
+O_CMDS = 6
+O_BATCHES = 7
+O_RETRIES = 8
+O_NF = 9
+
+# ----------------------------------------------------------------------------- run status
+ST_DONE = 0
+ST_NEED_INPUT = 1
+ST_TIME_LIMIT = 2
+ST_EVENT_LIMIT = 3
+
+OPCODE_SYNC = 0x46
+
+# ----------------------------------------------------------------------------- queue slots (pool rows)
+SL_SVC = 0  # service time of the command in the slot (ps)
+SL_OPC = 1  # opcode
+SL_REC = 2  # command record index, -1 if not recorded
+SL_PUB = 3  # time the PROD covering it landed
+SL_CPU = 4  # CPU waiting for this CMD_SYNC, -1 if none
+SL_AOP = 5  # asynchronous (direct) op ending here: its op id, else -1
+SL_ACPU = 6
+SL_AREADY = 7
+SL_VALID = 8  # counter value whose valid bit is set in this slot (lap stamp), -1 initially
+SL_ANCMD = 9
+SL_NF = 10
+
+# ----------------------------------------------------------------------------- flat memory header
+# The compiled code sees one int64 array M. Its first words are the offsets and sizes of the
+# sections below (see cmdqv_lab.engine.mem); Python keeps numpy views of each section.
+H_CS = 0  # CPU state, rows of C_NF
+H_QS = 1  # queue state, rows of Q_NF
+H_PS = 2  # processor state, rows of P_NF
+H_LS = 3  # cache lines, rows of L_NF
+H_G = 4  # global counters (G_NF)
+H_K = 5  # costs (K_NF)
+H_TREE = 6  # tournament tree (2 * leaves)
+H_LEAVES = 7
+H_PQ = 8  # processor -> queue lists, rows of H_PQW
+H_PQW = 9
+H_SL = 10  # slot pool, rows of SL_NF
+H_RC = 11  # command records, rows of R_NF
+H_RC_CAP = 12
+H_RO = 13  # op records, rows of O_NF
+H_RO_CAP = 14
+H_FIFO = 15  # spinlock FIFO per queue, rows of H_NCPU
+H_HLAT = 16  # op latency histogram
+H_HQW = 17  # queue wait histogram
+H_ROP = 18  # input ring of ops per CPU: (time, n_batches)
+H_ROP_N = 19
+H_RB = 20  # input ring of batches per CPU: (n, sync, queue)
+H_RB_N = 21
+H_RCM = 22  # input ring of commands per CPU: (opcode, service ps)
+H_RCM_N = 23
+H_NCPU = 24
+H_NPROC = 25
+H_NQ = 26
+H_WORDS = 32

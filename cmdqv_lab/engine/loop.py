@@ -1,0 +1,61 @@
+"""The compiled event loop: run steps in ``(time, entity)`` order.
+
+Returns when every entity is blocked with nothing pending (``ST_DONE``), when a CPU's input ring
+ran dry (``ST_NEED_INPUT``: the driver refills it and calls again; nothing was changed), or when a
+time or event limit is reached (the state is left resumable).
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+from cmdqv_lab.engine.cpu import NEED_INPUT, step_cpu
+from cmdqv_lab.engine.layout import (
+    G_EVENTS,
+    G_NEED_CPU,
+    G_NOW,
+    H_NPROC,
+    ID_BITS,
+    ST_DONE,
+    ST_EVENT_LIMIT,
+    ST_NEED_INPUT,
+    ST_TIME_LIMIT,
+    TIME_NEVER,
+)
+from cmdqv_lab.engine.mem import gadd, gset, unmanaged
+from cmdqv_lab.engine.sched import next_key
+from cmdqv_lab.engine.smmu import step_proc
+
+ID_MASK = (1 << ID_BITS) - 1
+
+
+@njit(cache=True)
+def run_loop(M_owned, t_limit, ev_limit):
+    """Step entities until done, input is needed, or a limit is reached; returns the status."""
+    M = unmanaged(M_owned)
+    n_proc = M[H_NPROC]
+    events = 0
+    status = ST_DONE
+    while True:
+        key = next_key(M)
+        if key == TIME_NEVER:
+            status = ST_DONE
+            break
+        now = key >> ID_BITS
+        if now > t_limit:
+            status = ST_TIME_LIMIT
+            break
+        if events >= ev_limit:
+            status = ST_EVENT_LIMIT
+            break
+        e = key & ID_MASK
+        gset(M, G_NOW, now)
+        if e < n_proc:
+            step_proc(M, e, now)
+        elif step_cpu(M, e - n_proc, now) == NEED_INPUT:
+            gset(M, G_NEED_CPU, e - n_proc)
+            status = ST_NEED_INPUT
+            break
+        events += 1
+    gadd(M, G_EVENTS, events)
+    return status

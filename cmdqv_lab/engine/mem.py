@@ -1,0 +1,322 @@
+"""The engine's flat memory: one ``int64`` array ``M`` holding every section of the state.
+
+Compiled functions take ``M`` alone (passing many arrays or a tuple of arrays costs an atomic
+reference-count update per array per call in numba, which dominated run time). Sections are
+addressed through the header (:mod:`.layout`, ``H_*``) by the tiny accessors below, which LLVM
+inlines, e.g. ``cget(M, c, C_PC)`` reads CPU ``c``'s program counter. :class:`Memory` allocates ``M``
+and exposes numpy views of each section to Python.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import carray, njit, types
+from numba.extending import intrinsic
+
+from cmdqv_lab.engine.layout import (
+    C_NF,
+    G_NF,
+    H_CS,
+    H_FIFO,
+    H_G,
+    H_HLAT,
+    H_HQW,
+    H_K,
+    H_LEAVES,
+    H_LS,
+    H_NCPU,
+    H_NPROC,
+    H_NQ,
+    H_PQ,
+    H_PQW,
+    H_PS,
+    H_QS,
+    H_RB,
+    H_RB_N,
+    H_RC,
+    H_RC_CAP,
+    H_RCM,
+    H_RCM_N,
+    H_RO,
+    H_RO_CAP,
+    H_ROP,
+    H_ROP_N,
+    H_SL,
+    H_TREE,
+    H_WORDS,
+    K_NF,
+    L_NF,
+    LINES_PER_Q,
+    O_NF,
+    P_NF,
+    Q_NF,
+    R_NF,
+    SL_NF,
+    TIME_NEVER,
+)
+from cmdqv_lab.engine.stats import N_BUCKETS
+
+# ----------------------------------------------------------------------------- unmanaged view
+
+
+@intrinsic
+def _as_int64_ptr(typingctx, addr):
+    sig = types.CPointer(types.int64)(types.intp)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], context.get_value_type(types.CPointer(types.int64)))
+
+    return sig, codegen
+
+
+@njit(cache=True)
+def unmanaged(M):
+    """A view of ``M`` without a reference-counted owner.
+
+    Every call that passes a managed array costs an atomic reference-count update; the loop
+    passes this view instead (``M`` itself stays alive in the caller for the whole run).
+    """
+    return carray(_as_int64_ptr(M.ctypes.data), M.shape[0])  # type: ignore[call-arg]
+
+
+# ----------------------------------------------------------------------------- accessors
+
+
+@njit(cache=True)
+def cget(M, c, f):
+    return M[M[H_CS] + c * C_NF + f]
+
+
+@njit(cache=True)
+def cset(M, c, f, v):
+    M[M[H_CS] + c * C_NF + f] = v
+
+
+@njit(cache=True)
+def cadd(M, c, f, v):
+    M[M[H_CS] + c * C_NF + f] += v
+
+
+@njit(cache=True)
+def qget(M, q, f):
+    return M[M[H_QS] + q * Q_NF + f]
+
+
+@njit(cache=True)
+def qset(M, q, f, v):
+    M[M[H_QS] + q * Q_NF + f] = v
+
+
+@njit(cache=True)
+def qadd(M, q, f, v):
+    M[M[H_QS] + q * Q_NF + f] += v
+
+
+@njit(cache=True)
+def pget(M, p, f):
+    return M[M[H_PS] + p * P_NF + f]
+
+
+@njit(cache=True)
+def pset(M, p, f, v):
+    M[M[H_PS] + p * P_NF + f] = v
+
+
+@njit(cache=True)
+def padd(M, p, f, v):
+    M[M[H_PS] + p * P_NF + f] += v
+
+
+@njit(cache=True)
+def gget(M, f):
+    return M[M[H_G] + f]
+
+
+@njit(cache=True)
+def gset(M, f, v):
+    M[M[H_G] + f] = v
+
+
+@njit(cache=True)
+def gadd(M, f, v):
+    M[M[H_G] + f] += v
+
+
+@njit(cache=True)
+def kget(M, f):
+    return M[M[H_K] + f]
+
+
+@njit(cache=True)
+def lget(M, line, f):
+    return M[M[H_LS] + line * L_NF + f]
+
+
+@njit(cache=True)
+def lset(M, line, f, v):
+    M[M[H_LS] + line * L_NF + f] = v
+
+
+@njit(cache=True)
+def sget(M, row, f):
+    """Slot pool row ``row`` (see :func:`cmdqv_lab.engine.slots.slot_row`)."""
+    return M[M[H_SL] + row * SL_NF + f]
+
+
+@njit(cache=True)
+def sset(M, row, f, v):
+    M[M[H_SL] + row * SL_NF + f] = v
+
+
+@njit(cache=True)
+def rset(M, r, f, v):
+    """Command record ``r``."""
+    M[M[H_RC] + r * R_NF + f] = v
+
+
+@njit(cache=True)
+def oset(M, r, f, v):
+    """Op record ``r``."""
+    M[M[H_RO] + r * O_NF + f] = v
+
+
+@njit(cache=True)
+def pq_get(M, p, i):
+    """The ``i``-th queue served by processor ``p``."""
+    return M[M[H_PQ] + p * M[H_PQW] + i]
+
+
+@njit(cache=True)
+def fifo_get(M, q, i):
+    return M[M[H_FIFO] + q * M[H_NCPU] + i % M[H_NCPU]]
+
+
+@njit(cache=True)
+def fifo_set(M, q, i, v):
+    M[M[H_FIFO] + q * M[H_NCPU] + i % M[H_NCPU]] = v
+
+
+@njit(cache=True)
+def ring_op(M, c, ctr, f):
+    """Field ``f`` (0 time, 1 batches) of CPU ``c``'s op with ring counter ``ctr``."""
+    n = M[H_ROP_N]
+    return M[M[H_ROP] + (c * n + (ctr & (n - 1))) * 2 + f]
+
+
+@njit(cache=True)
+def ring_b(M, c, ctr, f):
+    """Field ``f`` (0 entries, 1 sync, 2 queue) of CPU ``c``'s batch with ring counter ``ctr``."""
+    n = M[H_RB_N]
+    return M[M[H_RB] + (c * n + (ctr & (n - 1))) * 3 + f]
+
+
+@njit(cache=True)
+def ring_c(M, c, ctr, f):
+    """Field ``f`` (0 opcode, 1 service ps) of CPU ``c``'s command with ring counter ``ctr``."""
+    n = M[H_RCM_N]
+    return M[M[H_RCM] + (c * n + (ctr & (n - 1))) * 2 + f]
+
+
+# ----------------------------------------------------------------------------- Python side
+
+
+@dataclass
+class Memory:
+    """``M`` and numpy views of its sections (views share ``M``'s storage)."""
+
+    M: np.ndarray
+    cs: np.ndarray
+    qs: np.ndarray
+    ps: np.ndarray
+    ls: np.ndarray
+    g: np.ndarray
+    k: np.ndarray
+    tree: np.ndarray
+    pq: np.ndarray
+    sl: np.ndarray
+    rc: np.ndarray
+    ro: np.ndarray
+    fifo: np.ndarray
+    hlat: np.ndarray
+    hqw: np.ndarray
+    rop: np.ndarray
+    rb: np.ndarray
+    rcm: np.ndarray
+
+    @classmethod
+    def allocate(
+        cls,
+        *,
+        n_cpus: int,
+        n_procs: int,
+        n_queues: int,
+        pq_width: int,
+        slots: int,
+        record_cap: int,
+        ring_ops: int,
+        ring_batches: int,
+        ring_cmds: int,
+    ) -> Memory:
+        leaves = 1
+        while leaves < n_procs + n_cpus:
+            leaves *= 2
+        sizes = [
+            (H_CS, n_cpus * C_NF),
+            (H_QS, n_queues * Q_NF),
+            (H_PS, n_procs * P_NF),
+            (H_LS, n_queues * LINES_PER_Q * L_NF),
+            (H_G, G_NF),
+            (H_K, K_NF),
+            (H_TREE, 2 * leaves),
+            (H_PQ, n_procs * pq_width),
+            (H_SL, slots * SL_NF),
+            (H_RC, record_cap * R_NF),
+            (H_RO, record_cap * O_NF),
+            (H_FIFO, n_queues * n_cpus),
+            (H_HLAT, N_BUCKETS),
+            (H_HQW, N_BUCKETS),
+            (H_ROP, n_cpus * ring_ops * 2),
+            (H_RB, n_cpus * ring_batches * 3),
+            (H_RCM, n_cpus * ring_cmds * 2),
+        ]
+        total = H_WORDS + sum(s for _, s in sizes)
+        M = np.zeros(total, dtype=np.int64)
+        off = H_WORDS
+        views: dict[int, np.ndarray] = {}
+        for h, s in sizes:
+            M[h] = off
+            views[h] = M[off : off + s]
+            off += s
+        M[H_LEAVES] = leaves
+        M[H_PQW] = pq_width
+        M[H_RC_CAP] = record_cap
+        M[H_RO_CAP] = record_cap
+        M[H_ROP_N] = ring_ops
+        M[H_RB_N] = ring_batches
+        M[H_RCM_N] = ring_cmds
+        M[H_NCPU] = n_cpus
+        M[H_NPROC] = n_procs
+        M[H_NQ] = n_queues
+        views[H_TREE][:] = TIME_NEVER
+        return cls(
+            M=M,
+            cs=views[H_CS].reshape(n_cpus, C_NF),
+            qs=views[H_QS].reshape(n_queues, Q_NF),
+            ps=views[H_PS].reshape(n_procs, P_NF),
+            ls=views[H_LS].reshape(n_queues * LINES_PER_Q, L_NF),
+            g=views[H_G],
+            k=views[H_K],
+            tree=views[H_TREE],
+            pq=views[H_PQ].reshape(n_procs, pq_width),
+            sl=views[H_SL].reshape(slots, SL_NF),
+            rc=views[H_RC].reshape(record_cap, R_NF),
+            ro=views[H_RO].reshape(record_cap, O_NF),
+            fifo=views[H_FIFO].reshape(n_queues, n_cpus),
+            hlat=views[H_HLAT],
+            hqw=views[H_HQW],
+            rop=views[H_ROP].reshape(n_cpus, ring_ops, 2),
+            rb=views[H_RB].reshape(n_cpus, ring_batches, 3),
+            rcm=views[H_RCM].reshape(n_cpus, ring_cmds, 2),
+        )

@@ -1,0 +1,421 @@
+"""Python driver of the compiled engine: configuration, input rings, the run loop, results.
+
+:func:`run_engine` takes an :class:`EngineConfig` (queues, processors, costs in ps) and one op
+stream per CPU (:mod:`.stream`). Streams are pulled in chunks into fixed-size per-CPU rings, so a
+run's memory does not grow with its length; the compiled loop pauses when a ring runs dry and the
+driver refills it. Results are exact counters, streaming histograms and, optionally, per-command
+and per-op records as polars frames (:data:`COMMAND_SCHEMA`, :data:`OP_SCHEMA`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from cmdqv_lab.device.commands import Opcode
+from cmdqv_lab.engine import layout as L
+from cmdqv_lab.engine.loop import run_loop
+from cmdqv_lab.engine.mem import Memory
+from cmdqv_lab.engine.sched import sched
+from cmdqv_lab.engine.stats import hist_quantiles
+from cmdqv_lab.engine.stream import CpuStream, OpBlock
+from cmdqv_lab.errors import ParamError
+
+#: Per-command records (times in integer ps; -1 where a stage never happened).
+COMMAND_SCHEMA: dict[str, Any] = {
+    "cmd_id": pl.Int64,
+    "op_id": pl.Int64,
+    "cpu": pl.Int32,
+    "queue": pl.Int32,
+    "slot": pl.Int64,  # monotonic queue counter (index = slot mod 2^LOG2SIZE)
+    "opcode": pl.UInt8,
+    "opcode_name": pl.String,
+    "issue_ps": pl.Int64,  # the issuing CPU began this batch
+    "reserved_ps": pl.Int64,  # its slots were reserved
+    "written_ps": pl.Int64,  # its entries were written to queue memory
+    "publish_ps": pl.Int64,  # the PROD write covering it landed
+    "consume_start_ps": pl.Int64,
+    "complete_ps": pl.Int64,
+    "queue_wait_ps": pl.Int64,  # consume_start - publish
+    "retries": pl.Int32,  # cmpxchg failures of its batch's reservation
+}
+#: Per-op records.
+OP_SCHEMA: dict[str, Any] = {
+    "op_id": pl.Int64,
+    "cpu": pl.Int32,
+    "queue": pl.Int32,  # queue of the op's last batch
+    "ready_ps": pl.Int64,  # arrival (open loop) or end of think time (closed loop)
+    "complete_ps": pl.Int64,  # the CPU observed completion
+    "sync_complete_ps": pl.Int64,  # the SMMU completed the op's last waited CMD_SYNC (-1: none)
+    "latency_ps": pl.Int64,
+    "cmds": pl.Int32,
+    "batches": pl.Int32,
+    "retries": pl.Int32,
+}
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    """One command queue: size, submission algorithm, CMD_SYNC wait mode, serving processor."""
+
+    log2size: int
+    alg: str = "linux-lockfree"
+    wait: str = "msi"
+    proc: int = 0
+
+    def __post_init__(self) -> None:
+        if self.alg not in L.ALG_NAMES:
+            raise ParamError(f"submit={self.alg!r} is not allowed: one of {', '.join(L.ALG_NAMES)}")
+        if self.wait not in L.WAIT_NAMES:
+            raise ParamError(f"sync_wait={self.wait!r} is not allowed: one of {', '.join(L.WAIT_NAMES)}")
+        if not 1 <= self.log2size <= 19:
+            raise ParamError(f"log2size={self.log2size} is out of range: allowed 1 .. 19")
+
+
+@dataclass(frozen=True)
+class Costs:
+    """Engine costs in integer picoseconds (see :mod:`cmdqv_lab.platform` for their provenance)."""
+
+    line_local: int = 5_000
+    line_xfer: int = 35_000
+    cmd_write: int = 5_000
+    mmio_write: int = 50_000
+    mmio_read: int = 300_000
+    spin: int = 10_000
+    msi: int = 100_000
+    sev: int = 100_000
+    fetch: int = 31_000
+    hw_sync: int = 100_000
+    cmd_batch: int = 0
+    clk_batch: int = 0
+    hw_sync_insert: int = 0
+    udelay: int = 1_000_000
+    poll_spins: int = 10
+
+    def vector(self, record: bool) -> np.ndarray:
+        k = np.zeros(L.K_NF, dtype=np.int64)
+        k[L.K_LINE_LOCAL] = self.line_local
+        k[L.K_LINE_XFER] = self.line_xfer
+        k[L.K_CMD_WRITE] = self.cmd_write
+        k[L.K_MMIO_WRITE] = self.mmio_write
+        k[L.K_MMIO_READ] = self.mmio_read
+        k[L.K_SPIN] = self.spin
+        k[L.K_MSI] = self.msi
+        k[L.K_SEV] = self.sev
+        k[L.K_FETCH] = self.fetch
+        k[L.K_HW_SYNC] = self.hw_sync
+        k[L.K_CMD_BATCH] = self.cmd_batch
+        k[L.K_CLK_BATCH] = self.clk_batch
+        k[L.K_HW_SYNC_INSERT] = self.hw_sync_insert
+        k[L.K_UDELAY] = self.udelay
+        k[L.K_POLL_SPINS] = self.poll_spins
+        k[L.K_RECORD] = int(record)
+        if (k < 0).any():
+            raise ParamError("engine costs must be non-negative")
+        return k
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Everything the engine needs besides the op streams."""
+
+    queues: tuple[QueueSpec, ...]
+    n_cpus: int
+    quotas: tuple[int, ...]
+    costs: Costs = field(default_factory=Costs)
+    n_procs: int = 1
+    open_loop: bool = False
+    record: bool = False
+    record_limit: int = 2_000_000
+    ring_ops: int = 2048
+    ring_batches: int = 4096
+    ring_cmds: int = 16384
+
+    def __post_init__(self) -> None:
+        if self.n_cpus < 1 or self.n_procs < 1 or self.n_cpus + self.n_procs > L.MAX_ENTITIES:
+            raise ParamError(f"cpus + processors must be in 2 .. {L.MAX_ENTITIES}")
+        if len(self.quotas) != self.n_cpus:
+            raise ParamError("one op quota per CPU is required")
+        if not self.queues:
+            raise ParamError("at least one queue is required")
+        for q in self.queues:
+            if not 0 <= q.proc < self.n_procs:
+                raise ParamError(f"queue processor {q.proc} is out of range: allowed 0 .. {self.n_procs - 1}")
+        for name in ("ring_ops", "ring_batches", "ring_cmds"):
+            v = getattr(self, name)
+            if v < 2 or v & (v - 1):
+                raise ParamError(f"{name}={v} must be a power of two >= 2")
+        pool = sum(1 << q.log2size for q in self.queues)
+        if pool * L.SL_NF * 8 > 4 << 30:
+            raise ParamError(
+                f"queues need {pool} slots in total; more than 4 GiB of state: use smaller queues"
+            )
+
+
+@dataclass
+class EngineResult:
+    """Counters, histograms and optional records of one run."""
+
+    config: EngineConfig
+    g: np.ndarray
+    hist_latency: np.ndarray
+    hist_queue_wait: np.ndarray
+    queues: np.ndarray
+    procs: np.ndarray
+    cpus: np.ndarray
+    commands: pl.DataFrame | None
+    ops: pl.DataFrame | None
+    wall_s: float
+    records_truncated: bool
+
+    def metrics(self) -> dict[str, Any]:
+        """The metric set every scenario reports (times in ns)."""
+        g = self.g
+        ops = int(g[L.G_OPS_DONE])
+        cmds = int(g[L.G_CMDS_DONE])
+        sim_ps = int(g[L.G_NOW])
+        first = int(g[L.G_FIRST_FINISH])
+        if not self.config.open_loop and first > 0:
+            ops_per_s = int(g[L.G_WINDOW_OPS]) / (first / 1e12)
+        else:
+            ops_per_s = ops / (sim_ps / 1e12) if sim_ps > 0 else 0.0
+        cas = int(g[L.G_CAS])
+        lat = _dist(self.hist_latency, int(g[L.G_LAT_SUM]), int(g[L.G_LAT_MAX]), ops)
+        qw = _dist(
+            self.hist_queue_wait, int(g[L.G_QW_SUM]), int(g[L.G_QW_MAX]), int(self.hist_queue_wait.sum())
+        )
+        return {
+            "ops": ops,
+            "commands": cmds,
+            "sim_time_ns": sim_ps / 1e3,
+            "ops_per_s": ops_per_s,
+            "ops_per_s_per_cpu": ops_per_s / self.config.n_cpus,
+            "commands_per_s": cmds / (sim_ps / 1e12) if sim_ps > 0 else 0.0,
+            "op_latency_ns": lat,
+            "queue_wait_ns": qw,
+            "smmu_busy_fraction": int(g[L.G_BUSY_PS]) / (self.config.n_procs * sim_ps) if sim_ps > 0 else 0.0,
+            "cas_success_ratio": (1.0 - int(g[L.G_CAS_FAIL]) / cas) if cas else None,
+            "cas_attempts": cas,
+            "doorbells": int(g[L.G_DOORBELLS]),
+            "syncs": int(g[L.G_SYNCS]),
+            "hw_syncs": int(g[L.G_HW_SYNCS]),
+            "max_occupancy": int(self.queues[:, L.Q_MAX_OCC].max()),
+            "events": int(g[L.G_EVENTS]),
+        }
+
+
+def _dist(h: np.ndarray, total: int, mx: int, n: int) -> dict[str, float | None]:
+    if n == 0:
+        return {"mean": None, "p50": None, "p99": None, "max": None}
+    p50, p99 = hist_quantiles(h, [0.5, 0.99])
+    return {"mean": total / n / 1e3, "p50": p50 / 1e3, "p99": p99 / 1e3, "max": mx / 1e3}
+
+
+class _Rings:
+    """Feeds each CPU's input rings (views into the engine memory) from its stream."""
+
+    def __init__(self, mem: Memory, streams: Sequence[CpuStream], n_queues: int):
+        self.mem = mem
+        self.streams = list(streams)
+        self.pending: list[OpBlock | None] = [None] * len(self.streams)
+        self.n_queues = n_queues
+
+    def fill(self, c: int) -> None:
+        """Top up CPU ``c``'s rings from its stream; clear its MORE flag at the end of the stream."""
+        mem = self.mem
+        cs = mem.cs
+        r_op, r_b, r_c = mem.rop.shape[1], mem.rb.shape[1], mem.rcm.shape[1]
+        while True:
+            blk = self.pending[c]
+            if blk is None or blk.n_ops == 0:
+                blk = next(self.streams[c], None)
+                if blk is None:
+                    cs[c, L.C_MORE] = 0
+                    self.pending[c] = None
+                    return
+                self._check(blk, c)
+            room_op = r_op - (cs[c, L.C_OPTAIL] - cs[c, L.C_OPHEAD])
+            room_b = r_b - (cs[c, L.C_BTAIL] - cs[c, L.C_BCTR])
+            room_c = r_c - (cs[c, L.C_CTAIL] - cs[c, L.C_CCTR])
+            k = blk.fit(int(room_op), int(room_b), int(room_c))
+            if k == 0:
+                if cs[c, L.C_OPTAIL] == cs[c, L.C_OPHEAD]:
+                    raise ParamError(
+                        f"an op of CPU {c} needs more than the input ring holds "
+                        f"({r_b} batches, {r_c} commands): raise ring_batches/ring_cmds"
+                    )
+                self.pending[c] = blk
+                cs[c, L.C_MORE] = 1
+                return
+            head, rest = blk.split(k)
+            self._write(c, head)
+            self.pending[c] = rest
+            cs[c, L.C_MORE] = 1
+
+    def _check(self, blk: OpBlock, c: int) -> None:
+        if blk.b_q.size and (blk.b_q.min() < 0 or blk.b_q.max() >= self.n_queues):
+            raise ParamError(f"CPU {c}: batch queue out of range 0 .. {self.n_queues - 1}")
+        if (blk.t < 0).any() or (blk.c_svc < 0).any():
+            raise ParamError(f"CPU {c}: negative time in the op stream")
+        if (blk.b_n < 1).any():
+            raise ParamError(f"CPU {c}: a batch must have at least one entry")
+
+    def _write(self, c: int, blk: OpBlock) -> None:
+        mem, cs = self.mem, self.mem.cs
+        o = (cs[c, L.C_OPTAIL] + np.arange(blk.n_ops)) & (mem.rop.shape[1] - 1)
+        mem.rop[c, o, 0] = blk.t
+        mem.rop[c, o, 1] = blk.nb
+        b = (cs[c, L.C_BTAIL] + np.arange(blk.n_batches)) & (mem.rb.shape[1] - 1)
+        mem.rb[c, b, 0] = blk.b_n
+        mem.rb[c, b, 1] = blk.b_sync
+        mem.rb[c, b, 2] = blk.b_q
+        m = (cs[c, L.C_CTAIL] + np.arange(blk.n_cmds)) & (mem.rcm.shape[1] - 1)
+        mem.rcm[c, m, 0] = blk.c_opc
+        mem.rcm[c, m, 1] = blk.c_svc
+        cs[c, L.C_OPTAIL] += blk.n_ops
+        cs[c, L.C_BTAIL] += blk.n_batches
+        cs[c, L.C_CTAIL] += blk.n_cmds
+
+
+def build_memory(cfg: EngineConfig) -> Memory:
+    """Allocate and initialise the engine memory for ``cfg`` (no input loaded yet)."""
+    C, P, Q = cfg.n_cpus, cfg.n_procs, len(cfg.queues)
+    pq_lists: list[list[int]] = [[] for _ in range(P)]
+    for i, qspec in enumerate(cfg.queues):
+        pq_lists[qspec.proc].append(i)
+    mem = Memory.allocate(
+        n_cpus=C,
+        n_procs=P,
+        n_queues=Q,
+        pq_width=max(1, max(len(x) for x in pq_lists)),
+        slots=sum(1 << q.log2size for q in cfg.queues),
+        record_cap=cfg.record_limit if cfg.record else 0,
+        ring_ops=cfg.ring_ops,
+        ring_batches=cfg.ring_batches,
+        ring_cmds=cfg.ring_cmds,
+    )
+    cs = mem.cs
+    cs[:, L.C_PC] = L.PC_NEXT_OP
+    cs[:, L.C_QUOTA] = np.asarray(cfg.quotas, dtype=np.int64)
+    cs[:, L.C_OPEN] = int(cfg.open_loop)
+    cs[:, L.C_SPACE_Q] = -1
+    cs[:, L.C_SYNC_DONE] = -1
+    base = 0
+    for i, qspec in enumerate(cfg.queues):
+        row = mem.qs[i]
+        row[L.Q_LOG2] = qspec.log2size
+        row[L.Q_ALG] = L.ALG_NAMES[qspec.alg]
+        row[L.Q_WAIT] = L.WAIT_NAMES[qspec.wait]
+        row[L.Q_PROC] = qspec.proc
+        row[L.Q_SLOT_BASE] = base
+        row[L.Q_LOCK] = -1 if qspec.alg == "spinlock" else 0
+        row[L.Q_OWNER_WAITER] = -1
+        row[L.Q_VALID_WAITER] = -1
+        base += 1 << qspec.log2size
+    mem.sl[:] = -1
+    mem.sl[:, L.SL_SVC] = 0
+    mem.ps[:, L.P_CUR] = -1
+    for p, lst in enumerate(pq_lists):
+        mem.ps[p, L.P_NQ] = max(1, len(lst))
+        mem.pq[p, : len(lst)] = lst
+        mem.ps[p, L.P_RR] = max(1, len(lst)) - 1  # the first search starts at position 0
+    mem.ls[:, L.L_OWNER] = -1
+    mem.g[L.G_FIRST_FINISH] = -1
+    mem.k[:] = cfg.costs.vector(cfg.record)
+    return mem
+
+
+def run_engine(
+    cfg: EngineConfig, streams: Sequence[CpuStream], *, event_limit: int | None = None
+) -> EngineResult:
+    """Run the engine to completion (or ``event_limit`` steps) and return its result."""
+    t_wall = time.perf_counter()
+    if len(streams) != cfg.n_cpus:
+        raise ParamError(f"expected {cfg.n_cpus} CPU streams, got {len(streams)}")
+    mem = build_memory(cfg)
+    rings = _Rings(mem, streams, len(cfg.queues))
+    for c in range(cfg.n_cpus):
+        rings.fill(c)
+        _sched_py(mem, cfg.n_procs + c, 0)
+    ev_limit = event_limit if event_limit is not None else np.iinfo(np.int64).max
+    while True:
+        status = run_loop(mem.M, L.MAX_TIME_PS, ev_limit - int(mem.g[L.G_EVENTS]))
+        if status == L.ST_NEED_INPUT:
+            rings.fill(int(mem.g[L.G_NEED_CPU]))
+            continue
+        if status == L.ST_TIME_LIMIT:
+            raise ParamError(f"simulated time exceeded {L.MAX_TIME_PS / 1e12:.0f} s: use fewer ops")
+        break
+    g = mem.g
+    truncated = cfg.record and (g[L.G_REC_CMDS] >= cfg.record_limit or g[L.G_REC_OPS] >= cfg.record_limit)
+    return EngineResult(
+        config=cfg,
+        g=g.copy(),
+        hist_latency=mem.hlat.copy(),
+        hist_queue_wait=mem.hqw.copy(),
+        queues=mem.qs.copy(),
+        procs=mem.ps.copy(),
+        cpus=mem.cs.copy(),
+        commands=_command_frame(mem.rc[: g[L.G_REC_CMDS]]) if cfg.record else None,
+        ops=_op_frame(mem.ro[: g[L.G_REC_OPS]]) if cfg.record else None,
+        wall_s=time.perf_counter() - t_wall,
+        records_truncated=bool(truncated),
+    )
+
+
+def _sched_py(mem: Memory, e: int, t: int) -> None:
+    sched(mem.M, e, t)
+
+
+_OPCODE_NAMES = {int(op): op.name for op in Opcode}
+
+
+def _command_frame(rc: np.ndarray) -> pl.DataFrame:
+    opc = rc[:, L.R_OPCODE]
+    names = np.array([_OPCODE_NAMES.get(int(v), f"0x{int(v):02x}") for v in range(256)], dtype=object)
+    wait = np.where(rc[:, L.R_CSTART] >= 0, rc[:, L.R_CSTART] - rc[:, L.R_PUBLISH], -1)
+    df = pl.DataFrame(
+        {
+            "cmd_id": np.arange(rc.shape[0], dtype=np.int64),
+            "op_id": rc[:, L.R_OP],
+            "cpu": rc[:, L.R_CPU],
+            "queue": rc[:, L.R_QUEUE],
+            "slot": rc[:, L.R_SLOT],
+            "opcode": opc,
+            "opcode_name": names[opc.astype(np.int64) & 0xFF].tolist() if rc.shape[0] else [],
+            "issue_ps": rc[:, L.R_ISSUE],
+            "reserved_ps": rc[:, L.R_RESERVED],
+            "written_ps": rc[:, L.R_WRITTEN],
+            "publish_ps": rc[:, L.R_PUBLISH],
+            "consume_start_ps": rc[:, L.R_CSTART],
+            "complete_ps": rc[:, L.R_COMPLETE],
+            "queue_wait_ps": wait,
+            "retries": rc[:, L.R_RETRIES],
+        },
+        schema=COMMAND_SCHEMA,
+    )
+    return df
+
+
+def _op_frame(ro: np.ndarray) -> pl.DataFrame:
+    df = pl.DataFrame(
+        {
+            "op_id": ro[:, L.O_ID],
+            "cpu": ro[:, L.O_CPU],
+            "queue": ro[:, L.O_QUEUE],
+            "ready_ps": ro[:, L.O_READY],
+            "complete_ps": ro[:, L.O_COMPLETE],
+            "sync_complete_ps": ro[:, L.O_SYNC_COMPLETE],
+            "latency_ps": ro[:, L.O_COMPLETE] - ro[:, L.O_READY],
+            "cmds": ro[:, L.O_CMDS],
+            "batches": ro[:, L.O_BATCHES],
+            "retries": ro[:, L.O_RETRIES],
+        },
+        schema=OP_SCHEMA,
+    )
+    return df.sort("op_id")

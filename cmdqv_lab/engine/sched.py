@@ -1,0 +1,124 @@
+"""Scheduling primitives of the compiled engine: the entity tournament tree, cache-line FIFO
+servers and the CMD_SYNC wait-time rules.
+
+Every entity (command processor or CPU) has at most one pending step, so the event set is a
+tournament tree over entities keyed by ``time << ID_BITS | entity``: the root is the next step,
+ties go to the lower entity id, and an update costs ``log2(entities)`` comparisons.
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+from cmdqv_lab.engine.layout import (
+    H_LEAVES,
+    H_TREE,
+    ID_BITS,
+    K_LINE_LOCAL,
+    K_LINE_XFER,
+    K_MMIO_READ,
+    K_MSI,
+    K_POLL_SPINS,
+    K_SEV,
+    K_SPIN,
+    K_UDELAY,
+    L_FREE,
+    L_OWNER,
+    LINES_PER_Q,
+    TIME_NEVER,
+    WAIT_BUSY,
+    WAIT_MSI,
+    WAIT_SEV,
+)
+from cmdqv_lab.engine.mem import kget, lget, lset
+
+
+@njit(cache=True)
+def sched(M, e, t):
+    """Set entity ``e``'s next step to time ``t`` (``TIME_NEVER``: blocked)."""
+    base = M[H_TREE]
+    pos = M[H_LEAVES] + e
+    M[base + pos] = TIME_NEVER if t == TIME_NEVER else (t << ID_BITS) | e
+    pos >>= 1
+    while pos >= 1:
+        a = M[base + 2 * pos]
+        b = M[base + 2 * pos + 1]
+        m = a if a < b else b
+        if M[base + pos] == m:
+            break
+        M[base + pos] = m
+        pos >>= 1
+
+
+@njit(cache=True)
+def next_key(M):
+    """Key of the next step (``TIME_NEVER`` if every entity is blocked)."""
+    return M[M[H_TREE] + 1]
+
+
+@njit(cache=True)
+def line_access(M, q, which, cpu, now):
+    """CPU ``cpu`` accesses cache line ``which`` of queue ``q`` at ``now`` (a FIFO server).
+
+    Returns the time the access ends: it starts when the line is free and costs ``line_local``
+    if ``cpu`` touched the line last, else ``line_xfer``.
+    """
+    line = q * LINES_PER_Q + which
+    start = lget(M, line, L_FREE)
+    if start < now:
+        start = now
+    cost = kget(M, K_LINE_LOCAL) if lget(M, line, L_OWNER) == cpu else kget(M, K_LINE_XFER)
+    end = start + cost
+    lset(M, line, L_FREE, end)
+    lset(M, line, L_OWNER, cpu)
+    return end
+
+
+@njit(cache=True)
+def sync_observed_k(mode, t0, tc, msi, sev, mmio_read, spin, udelay, poll_spins):
+    """Time a CPU that began waiting at ``t0`` observes a CMD_SYNC completed at ``tc``.
+
+    * ``msi``: the SMMU's MSI write lands in the SYNC slot the waiter spins on: ``max(t0, tc) + msi``.
+    * ``sev``: WFE until the SMMU's SEV, then a CONS read: ``max(t0, tc + sev) + mmio_read``.
+    * ``busy``: back-to-back CONS reads, each ``spin + mmio_read``; the first read ending at or
+      after ``tc`` sees the completion.
+    * ``poll``: Linux ``queue_poll`` without SEV: before each CONS read, ``cpu_relax`` (``spin``)
+      while ``++spin_cnt < poll_spins``, else ``udelay(delay)``, ``delay *= 2``, ``spin_cnt = 0``.
+    """
+    if mode == WAIT_MSI:
+        return (t0 if t0 > tc else tc) + msi
+    if mode == WAIT_SEV:
+        w = tc + sev
+        return (t0 if t0 > w else w) + mmio_read
+    if mode == WAIT_BUSY:
+        period = spin + mmio_read
+        if period <= 0:
+            return t0 if t0 > tc else tc
+        if tc <= t0 + period:
+            return t0 + period
+        return t0 + ((tc - t0 + period - 1) // period) * period
+    if spin + mmio_read + udelay == 0:  # a zero-cost poll loop observes at once
+        return t0 if t0 > tc else tc
+    t = t0
+    spins = 0
+    delay = udelay
+    while True:
+        spins += 1
+        if spins < poll_spins:
+            t += spin
+        else:
+            t += delay
+            delay *= 2
+            spins = 0
+        t += mmio_read
+        if tc <= t:
+            return t
+
+
+@njit(cache=True)
+def sync_observed(M, mode, t0, tc):
+    """:func:`sync_observed_k` with the costs of run ``M``."""
+    return sync_observed_k(
+        mode, t0, tc, kget(M, K_MSI), kget(M, K_SEV), kget(M, K_MMIO_READ), kget(M, K_SPIN),
+        kget(M, K_UDELAY), kget(M, K_POLL_SPINS),
+    )  # fmt: skip

@@ -1,0 +1,225 @@
+"""The SMMU command processors in the compiled engine.
+
+A processor serves a fixed list of queues (all of them when the SMMU consumes one queue at a time,
+one each when queues are consumed in parallel). It consumes in order: a command costs ``fetch_ns``
+plus its own service time, CONS advances when it completes, and a CMD_SYNC completing wakes the CPU
+waiting on it (at the time its wait mode lets it observe the completion). Across queues it
+arbitrates round robin, staying on a queue for at most ``cmd_batch`` commands and ``clk_batch_ns``
+(the CMDQV CONFIG CMD_BATCH / CLK_BATCH fields). With ``hw_sync_insert`` it inserts a CMD_SYNC
+(costing ``hw_sync_ns``) whenever it leaves a queue or a queue's turn ends: software cannot observe
+those SYNCs, so they only cost time. :func:`publish` is the PROD doorbell landing at the SMMU.
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+from cmdqv_lab.engine.layout import (
+    C_SPACE_Q,
+    C_SYNC_DONE,
+    C_WAIT_T0,
+    C_WAITING,
+    G_BUSY_PS,
+    G_CMDS_DONE,
+    G_DOORBELLS,
+    G_HW_SYNCS,
+    G_QW_MAX,
+    G_QW_SUM,
+    G_SYNCS,
+    H_HQW,
+    H_NCPU,
+    H_NPROC,
+    K_CLK_BATCH,
+    K_CMD_BATCH,
+    K_FETCH,
+    K_HW_SYNC,
+    K_HW_SYNC_INSERT,
+    OPCODE_SYNC,
+    P_BUSY,
+    P_BUSY_PS,
+    P_CUR,
+    P_HWSYNC,
+    P_HWSYNCS,
+    P_IDLE,
+    P_NQ,
+    P_RR,
+    P_STATE,
+    P_T0,
+    P_TURN_CNT,
+    P_TURN_T0,
+    Q_DOORBELLS,
+    Q_FETCH,
+    Q_HW_CONS,
+    Q_HW_PROD,
+    Q_MAX_OCC,
+    Q_PROC,
+    Q_SPACE_WAITERS,
+    Q_WAIT,
+    R_COMPLETE,
+    R_CSTART,
+    R_PUBLISH,
+    SL_AOP,
+    SL_CPU,
+    SL_OPC,
+    SL_PUB,
+    SL_REC,
+    SL_SVC,
+    TIME_NEVER,
+)
+from cmdqv_lab.engine.mem import (
+    cget,
+    cset,
+    gadd,
+    gget,
+    gset,
+    kget,
+    padd,
+    pget,
+    pq_get,
+    pset,
+    qadd,
+    qget,
+    qset,
+    rset,
+    sget,
+    sset,
+)
+from cmdqv_lab.engine.sched import sched, sync_observed
+from cmdqv_lab.engine.slots import async_op_done, slot_row
+from cmdqv_lab.engine.stats import hist_add_at
+
+
+@njit(cache=True)
+def has_work(M, q):
+    return qget(M, q, Q_HW_PROD) > qget(M, q, Q_FETCH)
+
+
+@njit(cache=True)
+def start_command(M, p, q, now):
+    """Processor ``p`` starts consuming queue ``q``'s next published command."""
+    ctr = qget(M, q, Q_FETCH)
+    qset(M, q, Q_FETCH, ctr + 1)
+    row = slot_row(M, q, ctr)
+    wait = now - sget(M, row, SL_PUB)
+    gadd(M, G_QW_SUM, wait)
+    if wait > gget(M, G_QW_MAX):
+        gset(M, G_QW_MAX, wait)
+    hist_add_at(M, M[H_HQW], wait)
+    r = sget(M, row, SL_REC)
+    if r >= 0:
+        rset(M, r, R_CSTART, now)
+    pset(M, p, P_STATE, P_BUSY)
+    pset(M, p, P_CUR, q)
+    pset(M, p, P_T0, now)
+    sched(M, p, now + kget(M, K_FETCH) + sget(M, row, SL_SVC))
+
+
+@njit(cache=True)
+def complete_command(M, q, now):
+    """The command at CONS of queue ``q`` completes; CONS advances past it."""
+    ctr = qget(M, q, Q_HW_CONS)
+    row = slot_row(M, q, ctr)
+    r = sget(M, row, SL_REC)
+    if r >= 0:
+        rset(M, r, R_COMPLETE, now)
+    gadd(M, G_CMDS_DONE, 1)
+    if sget(M, row, SL_OPC) == OPCODE_SYNC:
+        gadd(M, G_SYNCS, 1)
+        c = sget(M, row, SL_CPU)
+        if c >= 0:
+            cset(M, c, C_SYNC_DONE, now)
+            if cget(M, c, C_WAITING) == 1:
+                cset(M, c, C_WAITING, 0)
+                sched(M, M[H_NPROC] + c, sync_observed(M, qget(M, q, Q_WAIT), cget(M, c, C_WAIT_T0), now))
+    if sget(M, row, SL_AOP) >= 0:
+        async_op_done(M, q, row, now)
+    qset(M, q, Q_HW_CONS, ctr + 1)
+    if qget(M, q, Q_SPACE_WAITERS) > 0:
+        qset(M, q, Q_SPACE_WAITERS, 0)
+        for c in range(M[H_NCPU]):
+            if cget(M, c, C_SPACE_Q) == q:
+                cset(M, c, C_SPACE_Q, -1)
+                sched(M, M[H_NPROC] + c, now)
+
+
+@njit(cache=True)
+def publish(M, q, new_prod, now):
+    """A PROD write lands: entries below ``new_prod`` become visible to the SMMU."""
+    old = qget(M, q, Q_HW_PROD)
+    if new_prod <= old:
+        return
+    for ctr in range(old, new_prod):
+        row = slot_row(M, q, ctr)
+        sset(M, row, SL_PUB, now)
+        r = sget(M, row, SL_REC)
+        if r >= 0:
+            rset(M, r, R_PUBLISH, now)
+    qset(M, q, Q_HW_PROD, new_prod)
+    qadd(M, q, Q_DOORBELLS, 1)
+    gadd(M, G_DOORBELLS, 1)
+    occ = new_prod - qget(M, q, Q_HW_CONS)
+    if occ > qget(M, q, Q_MAX_OCC):
+        qset(M, q, Q_MAX_OCC, occ)
+    p = qget(M, q, Q_PROC)
+    if pget(M, p, P_STATE) == P_IDLE:
+        if pget(M, p, P_NQ) == 1:
+            # A processor serving one queue would pick it at its next step, at this same time:
+            # start at once (same timing, one event fewer per command).
+            pset(M, p, P_RR, 0)
+            pset(M, p, P_TURN_CNT, 0)
+            pset(M, p, P_TURN_T0, now)
+            start_command(M, p, q, now)
+        else:
+            sched(M, p, now)
+
+
+@njit(cache=True)
+def step_proc(M, p, now):
+    """One step of command processor ``p``: finish what it was doing, then pick the next command."""
+    state = pget(M, p, P_STATE)
+    if state == P_BUSY:
+        complete_command(M, pget(M, p, P_CUR), now)
+        padd(M, p, P_TURN_CNT, 1)
+    if state != P_IDLE:
+        padd(M, p, P_BUSY_PS, now - pget(M, p, P_T0))
+        gadd(M, G_BUSY_PS, now - pget(M, p, P_T0))
+    cur = pget(M, p, P_CUR)
+    if cur >= 0 and has_work(M, cur):
+        more = True
+        if kget(M, K_CMD_BATCH) > 0 and pget(M, p, P_TURN_CNT) >= kget(M, K_CMD_BATCH):
+            more = False
+        if kget(M, K_CLK_BATCH) > 0 and now - pget(M, p, P_TURN_T0) >= kget(M, K_CLK_BATCH):
+            more = False
+        if more:
+            start_command(M, p, cur, now)
+            return
+    # The turn on `cur` is over (limit reached or queue drained): round robin to the next queue
+    # with work after the current position; that may be `cur` again if it alone has work.
+    nq = pget(M, p, P_NQ)
+    rr = pget(M, p, P_RR)
+    nxt = -1
+    pos = rr
+    for j in range(1, nq + 1):
+        pos = (rr + j) % nq
+        if has_work(M, pq_get(M, p, pos)):
+            nxt = pq_get(M, p, pos)
+            break
+    if kget(M, K_HW_SYNC_INSERT) == 1 and cur >= 0 and pget(M, p, P_TURN_CNT) > 0:
+        pset(M, p, P_STATE, P_HWSYNC)
+        pset(M, p, P_CUR, -1)
+        pset(M, p, P_TURN_CNT, 0)
+        pset(M, p, P_T0, now)
+        padd(M, p, P_HWSYNCS, 1)
+        gadd(M, G_HW_SYNCS, 1)
+        sched(M, p, now + kget(M, K_HW_SYNC))
+        return
+    if nxt < 0:
+        pset(M, p, P_STATE, P_IDLE)
+        pset(M, p, P_CUR, -1)
+        pset(M, p, P_TURN_CNT, 0)
+        sched(M, p, TIME_NEVER)
+        return
+    pset(M, p, P_RR, pos)
+    pset(M, p, P_TURN_CNT, 0)
+    pset(M, p, P_TURN_T0, now)
+    start_command(M, p, nxt, now)

@@ -1,0 +1,260 @@
+"""Platform parameters: every cost of the timing model, with units, ranges and provenance.
+
+A *platform preset* (``data/params/<name>.toml``) gives values for some fields and says where each
+comes from (measured, derived, fitted, assumption); fields it does not set keep the defaults below.
+Sources are the rows of ``calibration.md`` (C1-C4) and the Linux driver. Every default without a
+public number is marked ``assumption`` and has a range; the calibration notebook shows how much each
+conclusion depends on it.
+
+>>> p = load_platform("generic")
+>>> p.fetch_ns
+31.0
+>>> p.costs().fetch
+31000
+>>> load_platform("generic", {"line_xfer_ns": "80"}).line_xfer_ns
+80.0
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from cmdqv_lab.device.commands import CFGI_OPCODES, TLBI_OPCODES, Opcode
+from cmdqv_lab.engine.runner import Costs
+from cmdqv_lab.errors import ParamError
+from cmdqv_lab.params import ParamInfo, Params, param
+from cmdqv_lab.units import ns
+
+PARAMS_DIR = Path(__file__).resolve().parents[1] / "data" / "params"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Platform(Params):
+    """Costs of the host CPUs, the interconnect and the SMMU (times in ns)."""
+
+    # ---- CPU and interconnect
+    line_xfer_ns: float = param(
+        35.0, unit="ns", lo=0, hi=1000, provenance="measured",
+        source="C4: core-to-core CAS one way, Kunpeng 920 30-38 ns in a die, 72-87 across; Graviton ~47",
+        doc="a contended cache line moving to another core (one atomic or read of it)",
+    )  # fmt: skip
+    line_local_ns: float = param(
+        5.0, unit="ns", lo=0, hi=100, provenance="assumption",
+        doc="an atomic on a line the core already owns",
+    )  # fmt: skip
+    cmd_write_ns: float = param(
+        2.0, unit="ns", lo=0, hi=100, provenance="assumption",
+        doc="writing one 16-byte command into queue memory",
+    )  # fmt: skip
+    mmio_write_ns: float = param(
+        50.0, unit="ns", lo=0, hi=2000, provenance="assumption",
+        doc="a PROD register write until the SMMU sees it (the CPU waits for it: dma_wmb + writel)",
+    )  # fmt: skip
+    mmio_read_ns: float = param(
+        300.0, unit="ns", lo=0, hi=5000, provenance="assumption",
+        doc="reading an SMMU register (CONS) from a CPU",
+    )  # fmt: skip
+    spin_ns: float = param(
+        10.0, unit="ns", lo=0, hi=1000, provenance="assumption", doc="one cpu_relax() in a poll loop",
+    )  # fmt: skip
+    msi_ns: float = param(
+        100.0, unit="ns", lo=0, hi=5000, provenance="assumption",
+        doc="CMD_SYNC MSI write reaching the CPU spinning on the SYNC slot",
+    )  # fmt: skip
+    sev_ns: float = param(
+        100.0, unit="ns", lo=0, hi=5000, provenance="assumption", doc="SEV from the SMMU waking a WFE",
+    )  # fmt: skip
+    udelay_us: float = param(
+        1.0, unit="us", lo=0, hi=1000, provenance="measured",
+        source="C4: arm-smmu-v3.c queue_poll, udelay(1) doubling", doc="first back-off delay of CONS polling",
+    )  # fmt: skip
+    poll_spins: int = param(
+        10, unit="polls", lo=1, hi=1000, provenance="measured",
+        source="ARM_SMMU_POLL_SPIN_COUNT in arm-smmu-v3.c", doc="polls before each udelay",
+    )  # fmt: skip
+    # ---- SMMU command processor
+    fetch_ns: float = param(
+        31.0, unit="ns", lo=0, hi=1000, provenance="measured",
+        source="C4: gem5 smmu_v3_proc.cc, 1 cycle + one 16-byte read at 1 GHz (a lower bound)",
+        doc="fetching and decoding one command",
+    )  # fmt: skip
+    tlbi_service_ns: float = param(
+        250.0, unit="ns", lo=0, hi=100_000, provenance="derived",
+        source="C4: at most ~320 ns on Hi1620 (3.1 M map+unmap/s at 16 CPUs, C1)",
+        doc="executing one TLBI (any CMD_TLBI_*), after the fetch",
+    )  # fmt: skip
+    sync_service_ns: float = param(
+        50.0, unit="ns", lo=0, hi=100_000, provenance="assumption", doc="executing one CMD_SYNC",
+    )  # fmt: skip
+    cfgi_service_ns: float = param(
+        200.0, unit="ns", lo=0, hi=100_000, provenance="assumption", doc="executing one CMD_CFGI_*",
+    )  # fmt: skip
+    atc_inv_service_ns: float = param(
+        1000.0, unit="ns", lo=0, hi=1_000_000, provenance="assumption",
+        source="C4: VT-d IOTLB invalidate+wait 0.1-10 us (order of magnitude)",
+        doc="an ATC invalidation round trip to the device (CMD_ATC_INV)",
+    )  # fmt: skip
+    other_service_ns: float = param(
+        50.0, unit="ns", lo=0, hi=100_000, provenance="assumption", doc="any other command",
+    )  # fmt: skip
+    service_dist: str = param(
+        "deterministic", choices=("deterministic", "uniform", "exponential"), provenance="choice",
+        doc="distribution of command service times (mean as above)",
+    )  # fmt: skip
+    smmu_parallel: int = param(
+        1, unit="processors", lo=1, hi=256, provenance="assumption",
+        source="implementation defined (domain.md section 4)",
+        doc="queues the SMMU consumes concurrently (1: one command processor for all queues)",
+    )  # fmt: skip
+    cmd_batch: int = param(
+        32, unit="commands", lo=0, hi=1 << 16, provenance="measured",
+        source="QEMU tegra241-cmdqv reset value of CMDQV CONFIG CMD_BATCH", doc="commands per arbitration turn (0: no limit)",
+    )  # fmt: skip
+    clk_batch_ns: float = param(
+        256.0, unit="ns", lo=0, hi=1e9, provenance="assumption",
+        source="QEMU reset CLK_BATCH=256 (cycles; 1 GHz assumed)", doc="time slice per arbitration turn (0: none)",
+    )  # fmt: skip
+    hw_sync_insert: bool = param(
+        False, provenance="choice", source="2021 thread: CMDQV scheduler inserts SYNCs",
+        doc="insert a hardware CMD_SYNC when leaving a queue or ending its turn",
+    )  # fmt: skip
+    hw_sync_ns: float = param(
+        50.0, unit="ns", lo=0, hi=100_000, provenance="assumption", doc="cost of a hardware-inserted CMD_SYNC",
+    )  # fmt: skip
+    # ---- queues and driver
+    sync_wait: str = param(
+        "msi", choices=("msi", "sev", "poll", "busy"), provenance="choice",
+        source="arm-smmu-v3.c: MSI polling if coherent with MSI, else SEV/WFE or CONS polling",
+        doc="how the host waits for a CMD_SYNC on its main CMDQ",
+    )  # fmt: skip
+    vcmdq_sync_wait: str = param(
+        "busy", choices=("msi", "sev", "poll", "busy"), provenance="choice",
+        source="domain.md 2: Tegra VCMDQs use CS=SIG_NONE and busy polling of CONS",
+        doc="how a CPU waits for a CMD_SYNC on a VCMDQ",
+    )  # fmt: skip
+    cmdq_log2size: int = param(
+        16, unit="log2 entries", lo=7, hi=19, provenance="measured", source="C4: D06 cmdq 65536 entries",
+        doc="main CMDQ size (Linux refuses <= 64 entries)",
+    )  # fmt: skip
+    vcmdq_log2size: int = param(
+        12, unit="log2 entries", lo=7, hi=19, provenance="assumption", doc="each VCMDQ's size (up to 2^19)",
+    )  # fmt: skip
+    ecmdq_log2size: int = param(
+        12, unit="log2 entries", lo=7, hi=19, provenance="assumption", doc="each ECMDQ's size",
+    )  # fmt: skip
+    think_ns: float = param(
+        1500.0, unit="ns", lo=0, hi=1e9, provenance="assumption",
+        doc="CPU time between invalidations (dma_map + unmap page-table work)",
+    )  # fmt: skip
+    think_dist: str = param(
+        "uniform", choices=("deterministic", "uniform", "exponential"), provenance="choice",
+        doc="distribution of think times (uniform: mean x U[0.5,1.5); deterministic loops can phase-lock)",
+    )  # fmt: skip
+
+    # ------------------------------------------------------------------ derived
+    def costs(self) -> Costs:
+        """The engine's integer-picosecond cost vector."""
+        return Costs(
+            line_local=ns(self.line_local_ns),
+            line_xfer=ns(self.line_xfer_ns),
+            cmd_write=ns(self.cmd_write_ns),
+            mmio_write=ns(self.mmio_write_ns),
+            mmio_read=ns(self.mmio_read_ns),
+            spin=ns(self.spin_ns),
+            msi=ns(self.msi_ns),
+            sev=ns(self.sev_ns),
+            fetch=ns(self.fetch_ns),
+            hw_sync=ns(self.hw_sync_ns),
+            cmd_batch=self.cmd_batch,
+            clk_batch=ns(self.clk_batch_ns),
+            hw_sync_insert=int(self.hw_sync_insert),
+            udelay=ns(self.udelay_us * 1000),
+            poll_spins=self.poll_spins,
+        )
+
+    def service_ns(self, opcode: int) -> float:
+        """Mean service time of a command with ``opcode`` (after its fetch)."""
+        op = Opcode(opcode)
+        if op in TLBI_OPCODES:
+            return self.tlbi_service_ns
+        if op == Opcode.CMD_SYNC:
+            return self.sync_service_ns
+        if op in CFGI_OPCODES:
+            return self.cfgi_service_ns
+        if op == Opcode.CMD_ATC_INV:
+            return self.atc_inv_service_ns
+        return self.other_service_ns
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A platform preset file: values, their provenance, and calibration records."""
+
+    name: str
+    description: str
+    values: dict[str, Any]
+    provenance: dict[str, str]
+    sources: dict[str, str]
+    meta: dict[str, Any]
+
+
+def preset_names() -> list[str]:
+    """Names of the presets in ``data/params``."""
+    return sorted(p.stem for p in PARAMS_DIR.glob("*.toml"))
+
+
+@lru_cache(maxsize=32)
+def _read_preset(path: Path, mtime: float) -> Preset:
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ParamError(f"{path}: not valid TOML: {e}") from None
+    head = data.get("preset", {})
+    values = data.get("values", {})
+    infos = Platform.field_infos()
+    for key in values:
+        if key not in infos:
+            raise ParamError(f"{path}: unknown platform parameter {key!r} in [values]")
+    return Preset(
+        name=head.get("name", path.stem),
+        description=head.get("description", ""),
+        values=values,
+        provenance=data.get("provenance", {}),
+        sources=data.get("sources", {}),
+        meta={k: v for k, v in data.items() if k not in ("preset", "values", "provenance", "sources")},
+    )
+
+
+def read_preset(name: str) -> Preset:
+    """Load ``data/params/<name>.toml``."""
+    path = PARAMS_DIR / f"{name}.toml"
+    if not path.is_file():
+        raise ParamError(f"platform={name!r} is not allowed: one of {', '.join(preset_names())}")
+    return _read_preset(path, path.stat().st_mtime)
+
+
+def load_platform(name: str, overrides: Mapping[str, Any] | None = None) -> Platform:
+    """The platform preset ``name`` with ``overrides`` applied (strings are parsed)."""
+    preset = read_preset(name)
+    return Platform.from_overrides(overrides or {}, **preset.values)
+
+
+def platform_table(name: str, platform: Platform | None = None) -> Any:
+    """Parameter table of a preset: value, unit, allowed range, provenance and source of each field."""
+    import polars as pl
+
+    preset = read_preset(name)
+    plat = platform or load_platform(name)
+    base = plat.table()
+    prov = [preset.provenance.get(n, p) for n, p in zip(base["name"], base["provenance"])]
+    src = [preset.sources.get(n, s) for n, s in zip(base["name"], base["source"])]
+    return base.with_columns(pl.Series("provenance", prov), pl.Series("source", src))
+
+
+def field_info(name: str) -> ParamInfo:
+    return Platform.field_infos()[name][1]

@@ -1,0 +1,109 @@
+"""``open-queue``: one queue, open arrivals of single commands, no software costs.
+
+The queueing-theory check of the engine: Poisson arrivals at ``rate_mcmd_s`` into one command
+queue whose processor takes ``service_ns`` per command (deterministic: M/D/1; exponential: M/M/1).
+With ``burst`` > 1, commands arrive in bursts of geometric size (mean ``burst``) at Poisson
+instants, at the same overall rate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from cmdqv_lab.device.commands import Opcode
+from cmdqv_lab.engine.runner import Costs, EngineConfig, QueueSpec
+from cmdqv_lab.engine.stream import OpBlock
+from cmdqv_lab.params import Params, param
+from cmdqv_lab.rng import stream as rng_stream
+from cmdqv_lab.scenarios.base import Scenario, register
+
+
+@dataclass(frozen=True, kw_only=True)
+class OpenQueueParams(Params):
+    rate_mcmd_s: float = param(
+        8.0, unit="Mcmd/s", lo=1e-6, hi=1e5, provenance="choice", doc="arrival rate (simulated time)"
+    )
+    service_ns: float = param(
+        100.0, unit="ns", lo=0.001, hi=1e9, provenance="choice", doc="mean service time"
+    )
+    service_dist: str = param(
+        "deterministic",
+        choices=("deterministic", "exponential"),
+        provenance="choice",
+        doc="service distribution",
+    )
+    burst: float = param(
+        1.0, unit="commands", lo=1, hi=1e6, provenance="choice", doc="mean burst size (1: Poisson arrivals)"
+    )
+    log2size: int = param(19, unit="log2 entries", lo=7, hi=19, provenance="choice", doc="queue size")
+
+
+def _stream(p: OpenQueueParams, seed: int, n: int, chunk: int = 65536) -> Iterator[OpBlock]:
+    g_u = rng_stream(seed, "open-queue", "burst")
+    g_gap = rng_stream(seed, "open-queue", "gap")
+    g_svc = rng_stream(seed, "open-queue", "service")
+    mean_gap_ps = p.burst * 1e6 / p.rate_mcmd_s  # between bursts
+    svc_ps = p.service_ns * 1000.0
+    clock = 0
+    starts_next = True
+    done = 0
+    while done < n:
+        m = min(chunk, n - done)
+        if p.burst > 1:
+            last = g_u.random(m) < 1.0 / p.burst  # command ends its burst
+            start = np.empty(m, dtype=bool)
+            start[0] = starts_next
+            start[1:] = last[:-1]
+            starts_next = bool(last[-1])
+        else:
+            start = np.ones(m, dtype=bool)
+        gaps = np.zeros(m, dtype=np.int64)
+        k = int(start.sum())
+        gaps[start] = np.rint(g_gap.standard_exponential(k) * mean_gap_ps).astype(np.int64)
+        t = clock + np.cumsum(gaps)
+        clock = int(t[-1])
+        if p.service_dist == "deterministic":
+            svc = np.full((m, 1), round(svc_ps), dtype=np.int64)
+        else:
+            svc = np.rint(g_svc.standard_exponential((m, 1)) * svc_ps).astype(np.int64)
+        yield OpBlock.uniform(
+            n_ops=m, t=t, opcodes=[int(Opcode.CMD_TLBI_NH_VA)], svc=svc, sync=False, queue=0
+        )
+        done += m
+
+
+def _build(
+    p: OpenQueueParams, _platform: object, seed: int, n: int
+) -> tuple[EngineConfig, list[Iterator[OpBlock]]]:
+    cfg = EngineConfig(
+        queues=(QueueSpec(p.log2size, "direct", "msi"),),
+        n_cpus=1,
+        quotas=(n,),
+        costs=Costs(fetch=0),
+        open_loop=True,
+        ring_ops=1 << 17,
+        ring_batches=1 << 17,
+        ring_cmds=1 << 17,
+    )
+    return cfg, [_stream(p, seed, n)]
+
+
+def _extra(p: OpenQueueParams, _platform: object, _res: object) -> dict[str, float]:
+    return {"offered_load": p.rate_mcmd_s * p.service_ns / 1000.0}
+
+
+SCENARIO = register(
+    Scenario(
+        name="open-queue",
+        doc=__doc__.strip().splitlines()[0] if __doc__ else "",
+        params=OpenQueueParams,
+        build=_build,
+        count="commands",
+        default_count=1_000_000,
+        uses_platform=False,
+        extra_metrics=_extra,
+    )
+)

@@ -1,0 +1,562 @@
+"""A plain SimPy reference model of the engine's protocol (test-only).
+
+It implements the semantics documented in :mod:`cmdqv_lab.engine` with ordinary Python objects and
+SimPy processes, independently of the compiled engine's flat memory, ring buffers and tournament
+tree. On the same inputs it must produce identical per-command and per-op times.
+
+Scheduling: every wake-up of an entity is a SimPy event scheduled with ``priority = entity id``
+(command processors ``0..P-1`` before CPUs ``P..``), so simultaneous steps run in entity order, as
+the engine's ``(time, entity)`` keys do. A process yields exactly where the engine schedules.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import simpy
+
+from cmdqv_lab.engine.runner import EngineConfig
+from cmdqv_lab.engine.stream import OpBlock
+
+SYNC = 0x46
+
+
+@dataclass
+class Line:
+    """A contended cache line: a FIFO server."""
+
+    free: int = 0
+    owner: int = -1
+
+    def access(self, cpu: int, now: int, local: int, xfer: int) -> int:
+        start = max(now, self.free)
+        end = start + (local if self.owner == cpu else xfer)
+        self.free, self.owner = end, cpu
+        return end
+
+
+@dataclass
+class Slot:
+    opcode: int = 0
+    svc: int = 0
+    rec: dict[str, Any] | None = None
+    publish: int = -1
+    waiter: int = -1  # CPU waiting on this CMD_SYNC
+    async_op: dict[str, Any] | None = None
+    valid: int = -1
+
+
+@dataclass
+class Queue:
+    log2: int
+    alg: str
+    wait: str
+    proc: int
+    prod: int = 0
+    owned: bool = False
+    cons_shadow: int = 0
+    ver: int = 0
+    lock: int = 0
+    owner_prod: int = 0
+    valid_upto: int = 0
+    hw_prod: int = 0
+    fetch: int = 0
+    hw_cons: int = 0
+    owner_waiter: int = -1
+    valid_waiter: int = -1
+    space_waiters: list[int] = field(default_factory=list)
+    fifo: deque[int] = field(default_factory=deque)
+    slots: dict[int, Slot] = field(default_factory=dict)
+    lines: dict[str, Line] = field(
+        default_factory=lambda: {k: Line() for k in ("llq", "lock", "valid", "owner")}
+    )
+
+    @property
+    def size(self) -> int:
+        return 1 << self.log2
+
+    def slot(self, ctr: int) -> Slot:
+        return self.slots.setdefault(ctr % self.size, Slot())
+
+
+@dataclass
+class Op:
+    t: int
+    batches: list[tuple[int, int, int, list[tuple[int, int]]]]  # (n, sync, queue, [(opcode, svc)])
+
+
+def ops_of(blocks: list[OpBlock]) -> list[Op]:
+    out = []
+    for blk in blocks:
+        bi = ci = 0
+        for i in range(blk.n_ops):
+            batches = []
+            for _ in range(int(blk.nb[i])):
+                n = int(blk.b_n[bi])
+                cmds = [(int(blk.c_opc[ci + j]), int(blk.c_svc[ci + j])) for j in range(n)]
+                batches.append((n, int(blk.b_sync[bi]), int(blk.b_q[bi]), cmds))
+                bi += 1
+                ci += n
+            out.append(Op(int(blk.t[i]), batches))
+    return out
+
+
+class Reference:
+    """Run ``cfg`` on fully materialised per-CPU op lists; collect records like the engine."""
+
+    def __init__(self, cfg: EngineConfig, streams: list[list[OpBlock]]):
+        self.cfg = cfg
+        self.k = cfg.costs
+        self.env = simpy.Environment()
+        self.P = cfg.n_procs
+        self.queues = [Queue(q.log2size, q.alg, q.wait, q.proc) for q in cfg.queues]
+        for q in self.queues:
+            q.lock = -1 if q.alg == "spinlock" else 0  # spinlock: holder CPU, -1 free
+        self.proc_queues = [[i for i, q in enumerate(cfg.queues) if q.proc == p] for p in range(self.P)]
+        self.ops = [ops_of(s)[: cfg.quotas[c]] for c, s in enumerate(streams)]
+        self.cmd_records: list[dict[str, Any]] = []
+        self.op_records: list[dict[str, Any]] = []
+        self.ops_started = 0
+        # per-CPU wait state
+        self.sync_done: list[int] = [-1] * cfg.n_cpus
+        self.waiting: list[tuple[simpy.Event, int, int] | None] = [None] * cfg.n_cpus
+        self.blocked: dict[int, simpy.Event] = {}
+        # processors
+        self.pstate = ["idle"] * self.P
+        self.pcur = [-1] * self.P
+        self.pturn = [0] * self.P
+        self.pturn_t0 = [0] * self.P
+        self.prr = [len(x) - 1 for x in self.proc_queues]
+        self.pevent: list[simpy.Event | None] = [None] * self.P
+        self.hw_syncs = 0
+        for p in range(self.P):
+            self.env.process(self.processor(p))
+        for c in range(cfg.n_cpus):
+            self.env.process(self.cpu(c))
+
+    # ------------------------------------------------------------------ scheduling helpers
+    def at(self, entity: int, t: int) -> simpy.Event:
+        ev = self.env.event()
+        ev._ok = True
+        ev._value = None
+        self.env.schedule(ev, priority=entity, delay=t - self.env.now)
+        return ev
+
+    def block(self, c: int) -> simpy.Event:
+        ev = self.env.event()
+        self.blocked[c] = ev
+        return ev
+
+    def wake(self, c: int, t: int) -> None:
+        ev = self.blocked.pop(c)
+        ev._ok = True
+        ev._value = None
+        self.env.schedule(ev, priority=self.P + c, delay=t - self.env.now)
+
+    def line(self, c: int, q: Queue, name: str) -> int:
+        return q.lines[name].access(c, self.env.now, self.k.line_local, self.k.line_xfer)
+
+    # ------------------------------------------------------------------ CMD_SYNC observation
+    def observed(self, mode: str, t0: int, tc: int) -> int:
+        k = self.k
+        if mode == "msi":
+            return max(t0, tc) + k.msi
+        if mode == "sev":
+            return max(t0, tc + k.sev) + k.mmio_read
+        if mode == "busy":
+            t = t0
+            while True:  # back-to-back CONS reads
+                t += k.spin + k.mmio_read
+                if tc <= t or k.spin + k.mmio_read == 0:
+                    return max(t, tc) if k.spin + k.mmio_read == 0 else t
+        if k.spin + k.mmio_read + k.udelay == 0:
+            return max(t0, tc)
+        t, spin_cnt, delay = t0, 0, k.udelay
+        while True:  # queue_poll without SEV
+            spin_cnt += 1
+            if spin_cnt < k.poll_spins:
+                t += k.spin
+            else:
+                t += delay
+                delay *= 2
+                spin_cnt = 0
+            t += k.mmio_read
+            if tc <= t:
+                return t
+
+    def wait_sync(self, c: int, q: Queue, t0: int):
+        if self.sync_done[c] >= 0:
+            yield self.at(self.P + c, self.observed(q.wait, t0, self.sync_done[c]))
+            return
+        ev = self.block(c)
+        self.waiting[c] = (ev, t0, 0)
+        yield ev
+
+    # ------------------------------------------------------------------ queue memory
+    def write(
+        self,
+        c: int,
+        q: Queue,
+        qi: int,
+        start: int,
+        cmds: list[tuple[int, int]],
+        sync: int,
+        ctx: dict[str, Any],
+        async_op: bool,
+    ) -> None:
+        n = len(cmds)
+        for i, (opc, svc) in enumerate(cmds):
+            s = q.slot(start + i)
+            s.opcode, s.svc = opc, svc
+            s.waiter = c if (sync and i == n - 1 and not async_op) else -1
+            s.async_op = None
+            rec = {
+                "op_id": ctx["op_id"], "cpu": c, "queue": qi, "slot": start + i, "opcode": opc,
+                "issue_ps": ctx["issue"], "reserved_ps": ctx["reserved"], "written_ps": self.env.now,
+                "publish_ps": -1, "consume_start_ps": -1, "complete_ps": -1, "retries": ctx["retries"],
+            }  # fmt: skip
+            self.cmd_records.append(rec)
+            s.rec = rec
+        if async_op and n:
+            q.slot(start + n - 1).async_op = {"op_id": ctx["op_id"], "cpu": c, "ready": ctx["ready"], "n": n}
+        if sync:
+            self.sync_done[c] = -1
+
+    def publish(self, q: Queue, new_prod: int) -> None:
+        now = self.env.now
+        if new_prod <= q.hw_prod:
+            return
+        for ctr in range(q.hw_prod, new_prod):
+            s = q.slot(ctr)
+            s.publish = now
+            if s.rec is not None:
+                s.rec["publish_ps"] = now
+        q.hw_prod = new_prod
+        p = q.proc
+        if self.pstate[p] == "idle":
+            if len(self.proc_queues[p]) == 1:
+                self.prr[p], self.pturn[p], self.pturn_t0[p] = 0, 0, now
+                self.start(p, self.queues.index(q))
+                self.kick(p, self.busy_until[p])
+            else:
+                self.kick(p, now)
+
+    # ------------------------------------------------------------------ SMMU command processors
+    busy_until: dict[int, int]
+
+    def kick(self, p: int, t: int) -> None:
+        ev = self.pevent[p]
+        if ev is not None and not ev.triggered:
+            ev._ok = True
+            ev._value = None
+            self.env.schedule(ev, priority=p, delay=t - self.env.now)
+            self.pevent[p] = None
+
+    def start(self, p: int, qi: int) -> None:
+        q = self.queues[qi]
+        s = q.slot(q.fetch)
+        q.fetch += 1
+        if s.rec is not None:
+            s.rec["consume_start_ps"] = self.env.now
+        self.pstate[p], self.pcur[p] = "busy", qi
+        self.busy_until[p] = self.env.now + self.k.fetch + s.svc
+
+    def complete(self, qi: int) -> None:
+        q, now = self.queues[qi], self.env.now
+        s = q.slot(q.hw_cons)
+        if s.rec is not None:
+            s.rec["complete_ps"] = now
+        if s.opcode == SYNC and s.waiter >= 0:
+            c = s.waiter
+            self.sync_done[c] = now
+            w = self.waiting[c]
+            if w is not None:
+                self.waiting[c] = None
+                ev, t0, _ = w
+                self.blocked.pop(c, None)
+                ev._ok = True
+                ev._value = None
+                self.env.schedule(ev, priority=self.P + c, delay=self.observed(q.wait, t0, now) - now)
+        if s.async_op is not None:
+            a = s.async_op
+            self.op_records.append({"op_id": a["op_id"], "cpu": a["cpu"], "queue": qi, "ready_ps": a["ready"],
+                                    "complete_ps": now, "sync_complete_ps": now, "cmds": a["n"], "batches": 1, "retries": 0})  # fmt: skip
+        q.hw_cons += 1
+        if q.space_waiters:
+            for c in sorted(q.space_waiters):
+                self.wake(c, now)
+            q.space_waiters.clear()
+
+    def has_work(self, qi: int) -> bool:
+        q = self.queues[qi]
+        return q.hw_prod > q.fetch
+
+    def processor(self, p: int):
+        k = self.k
+        while True:
+            if self.pstate[p] == "idle":
+                ev = self.env.event()
+                self.pevent[p] = ev
+                yield ev
+            else:
+                yield self.at(p, self.busy_until[p])
+            now = self.env.now
+            if self.pstate[p] == "busy":
+                self.complete(self.pcur[p])
+                self.pturn[p] += 1
+            cur = self.pcur[p]
+            if cur >= 0 and self.has_work(cur):
+                over = (k.cmd_batch > 0 and self.pturn[p] >= k.cmd_batch) or (
+                    k.clk_batch > 0 and now - self.pturn_t0[p] >= k.clk_batch
+                )
+                if not over:
+                    self.start(p, cur)
+                    continue
+            lst = self.proc_queues[p]
+            nxt, pos = -1, self.prr[p]
+            for j in range(1, len(lst) + 1):
+                pos = (self.prr[p] + j) % len(lst)
+                if self.has_work(lst[pos]):
+                    nxt = lst[pos]
+                    break
+            if k.hw_sync_insert and cur >= 0 and self.pturn[p] > 0:
+                self.pstate[p], self.pcur[p], self.pturn[p] = "hwsync", -1, 0
+                self.busy_until[p] = now + k.hw_sync
+                self.hw_syncs += 1
+                continue
+            if nxt < 0:
+                self.pstate[p], self.pcur[p], self.pturn[p] = "idle", -1, 0
+                continue
+            self.prr[p], self.pturn[p], self.pturn_t0[p] = pos, 0, now
+            self.start(p, nxt)
+
+    # ------------------------------------------------------------------ CPUs
+    def cpu(self, c: int):
+        e = self.P + c
+        for op in self.ops[c]:
+            now = self.env.now
+            ready = op.t if self.cfg.open_loop else now + op.t
+            yield self.at(e, max(now, ready) if self.cfg.open_loop else ready)
+            ctx: dict[str, Any] = {"op_id": self.ops_started, "ready": ready, "retries": 0}
+            self.ops_started += 1
+            op_retries = op_cmds = 0
+            sync_t = -1
+            last_q = -1
+            for b_index, (n, sync, qi, cmds) in enumerate(op.batches):
+                q = self.queues[qi]
+                last_q = qi
+                ctx.update(issue=self.env.now, retries=0, reserved=-1)
+                last = b_index == len(op.batches) - 1
+                if q.alg in ("linux-lockfree", "atomic-add"):
+                    yield from self.lockfree(c, q, qi, cmds, sync, ctx)
+                elif q.alg == "spinlock":
+                    yield from self.spinlock(c, q, qi, cmds, sync, ctx)
+                elif q.alg == "exclusive":
+                    yield from self.exclusive(c, q, qi, cmds, sync, ctx)
+                else:
+                    yield from self.direct(c, q, qi, cmds, ctx, last)
+                    sync = 0
+                op_retries += ctx["retries"]
+                op_cmds += n
+                if sync:
+                    sync_t = self.sync_done[c]
+            if not (op.batches and self.queues[last_q].alg == "direct"):
+                self.op_records.append({"op_id": ctx["op_id"], "cpu": c, "queue": last_q, "ready_ps": ready,
+                                        "complete_ps": self.env.now, "sync_complete_ps": sync_t, "cmds": op_cmds,
+                                        "batches": len(op.batches), "retries": op_retries})  # fmt: skip
+
+    def space_wait(self, c: int, q: Queue):
+        q.space_waiters.append(c)
+        yield self.block(c)
+
+    def lockfree(
+        self, c: int, q: Queue, qi: int, cmds: list[tuple[int, int]], sync: int, ctx: dict[str, Any]
+    ):
+        e, n, k = self.P + c, len(cmds), self.k
+        # llq.val = READ_ONCE(cmdq->q.llq.val)
+        end = self.line(c, q, "llq")
+        seen = (q.ver, q.prod, q.cons_shadow)
+        yield self.at(e, end)
+        while True:
+            ver, prod, cons = seen
+            if q.size - (prod - cons) < n:  # arm_smmu_cmdq_poll_until_not_full
+                yield self.at(e, self.env.now + k.mmio_read)
+                if q.hw_cons > q.cons_shadow:
+                    end = self.line(c, q, "llq")
+                    q.cons_shadow = q.hw_cons
+                    q.ver += 1
+                    yield self.at(e, end)
+                    end = self.line(c, q, "llq")
+                    seen = (q.ver, q.prod, q.cons_shadow)
+                    yield self.at(e, end)
+                else:
+                    while True:
+                        yield from self.space_wait(c, q)
+                        yield self.at(e, self.env.now + k.mmio_read)
+                        if q.hw_cons > q.cons_shadow:
+                            break
+                    end = self.line(c, q, "llq")
+                    q.cons_shadow = q.hw_cons
+                    q.ver += 1
+                    yield self.at(e, end)
+                    end = self.line(c, q, "llq")
+                    seen = (q.ver, q.prod, q.cons_shadow)
+                    yield self.at(e, end)
+                continue
+            end = self.line(c, q, "llq")  # cmpxchg_relaxed(&llq.val, old, new)
+            if q.alg == "atomic-add" or q.ver == ver:
+                start, owner = q.prod, not q.owned
+                q.prod += n
+                q.owned = True
+                q.ver += 1
+                ctx["reserved"] = end
+                yield self.at(e, end)
+                break
+            ctx["retries"] += 1
+            seen = (q.ver, q.prod, q.cons_shadow)
+            yield self.at(e, end)
+        while start + n - q.hw_cons > q.size:  # atomic-add ran ahead of CONS
+            yield from self.space_wait(c, q)
+        yield self.at(e, self.env.now + n * k.cmd_write)
+        self.write(c, q, qi, start, cmds, sync, ctx, False)
+        if sync:  # arm_smmu_cmdq_shared_lock
+            end = self.line(c, q, "lock")
+            q.lock += 1
+            yield self.at(e, end)
+        end = self.line(c, q, "valid")  # arm_smmu_cmdq_set_valid_map
+        for ctr in range(start, start + n):
+            q.slot(ctr).valid = ctr
+        while q.valid_upto < q.prod and q.slot(q.valid_upto).valid == q.valid_upto:
+            q.valid_upto += 1
+        if q.valid_waiter >= 0 and q.valid_upto >= self.owner_end[q.valid_waiter]:
+            w, q.valid_waiter = q.valid_waiter, -1
+            self.wake(w, end)
+        yield self.at(e, end)
+        if owner:
+            while True:  # wait until the previous owner is done
+                end = self.line(c, q, "owner")
+                if q.owner_prod == start:
+                    yield self.at(e, end)
+                    break
+                q.owner_waiter = c
+                yield self.block(c)
+            end = self.line(c, q, "llq")  # fetch_andnot(OWNED): gather
+            gathered = q.prod
+            self.owner_end[c] = gathered
+            q.owned = False
+            q.ver += 1
+            yield self.at(e, end)
+            while True:  # poll the valid map over the gathered range
+                end = self.line(c, q, "valid")
+                if q.valid_upto >= gathered:
+                    yield self.at(e, end)
+                    break
+                q.valid_waiter = c
+                yield self.block(c)
+            yield self.at(e, self.env.now + k.mmio_write)  # write PROD
+            self.publish(q, gathered)
+            end = self.line(c, q, "owner")  # owner_prod = prod
+            q.owner_prod = gathered
+            if q.owner_waiter >= 0:
+                w, q.owner_waiter = q.owner_waiter, -1
+                self.wake(w, end)
+            yield self.at(e, end)
+        if not sync:
+            return
+        slot = start + n - 1
+        if q.wait != "msi":
+            end = self.line(c, q, "llq")
+            seen_cons = q.cons_shadow
+            yield self.at(e, end)
+            if seen_cons <= slot:
+                yield from self.wait_sync(c, q, self.env.now)
+        else:
+            yield from self.wait_sync(c, q, self.env.now)
+        end = self.line(c, q, "lock")  # shared_tryunlock: atomic_read(&lock)
+        last = q.lock == 1
+        yield self.at(e, end)
+        if last:
+            end = self.line(c, q, "llq")
+            q.cons_shadow = slot + 1
+            q.ver += 1
+            yield self.at(e, end)
+        end = self.line(c, q, "lock")
+        q.lock -= 1
+        yield self.at(e, end)
+
+    owner_end: dict[int, int]
+
+    def spinlock(
+        self, c: int, q: Queue, qi: int, cmds: list[tuple[int, int]], sync: int, ctx: dict[str, Any]
+    ):
+        e, n, k = self.P + c, len(cmds), self.k
+        end = self.line(c, q, "lock")
+        if q.lock < 0:
+            q.lock = c
+        else:
+            q.fifo.append(c)
+            yield self.block(c)
+            end = self.line(c, q, "lock")
+        ctx["reserved"] = end
+        yield self.at(e, end)
+        for i, cmd in enumerate(cmds):
+            while q.prod + 1 - q.hw_cons > q.size:
+                yield from self.space_wait(c, q)
+            yield self.at(e, self.env.now + k.cmd_write + k.mmio_write)
+            ctr = q.prod
+            q.prod += 1
+            self.write(c, q, qi, ctr, [cmd], sync if i == n - 1 else 0, ctx, False)
+            self.publish(q, ctr + 1)
+        if sync:
+            yield from self.wait_sync(c, q, self.env.now)
+        end = self.line(c, q, "lock")
+        if q.fifo:
+            w = q.fifo.popleft()
+            q.lock = w
+            self.wake(w, end)
+        else:
+            q.lock = -1
+        yield self.at(e, end)
+
+    def exclusive(
+        self, c: int, q: Queue, qi: int, cmds: list[tuple[int, int]], sync: int, ctx: dict[str, Any]
+    ):
+        e, n, k = self.P + c, len(cmds), self.k
+        while q.prod + n - q.hw_cons > q.size:
+            yield from self.space_wait(c, q)
+            yield self.at(e, self.env.now + k.mmio_read)
+        start = q.prod
+        q.prod += n
+        ctx["reserved"] = self.env.now
+        yield self.at(e, self.env.now + n * k.cmd_write)
+        self.write(c, q, qi, start, cmds, sync, ctx, False)
+        yield self.at(e, self.env.now + k.mmio_write)
+        self.publish(q, start + n)
+        if sync:
+            yield from self.wait_sync(c, q, self.env.now)
+
+    def direct(self, c: int, q: Queue, qi: int, cmds: list[tuple[int, int]], ctx: dict[str, Any], last: bool):
+        n = len(cmds)
+        while q.prod + n - q.hw_cons > q.size:
+            yield from self.space_wait(c, q)
+        start = q.prod
+        q.prod += n
+        ctx["reserved"] = self.env.now
+        self.write(c, q, qi, start, cmds, 0, ctx, last)
+        self.publish(q, start + n)
+
+    def run(self) -> Reference:
+        self.busy_until = {}
+        self.owner_end = {}
+        self.env.run()
+        return self
+
+
+def run_reference(cfg: EngineConfig, streams: list[list[OpBlock]]) -> Reference:
+    ref = Reference(cfg, streams)
+    ref.busy_until = {}
+    ref.owner_end = {}
+    ref.env.run()
+    return ref
