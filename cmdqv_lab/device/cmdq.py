@@ -133,6 +133,8 @@ class CommandQueue:
         Consume everything available inside each PROD write and each acknowledgement (QEMU).
     name
         Queue name in events (default: the queue's name).
+    map_memory
+        Map the queue memory into the DMA memory (not for a queue register at its reset value).
     """
 
     def __init__(
@@ -145,6 +147,7 @@ class CommandQueue:
         err_mask: int = GERROR_CMDQ_ERR.mask,
         autoconsume: bool = False,
         name: str | None = None,
+        map_memory: bool = True,
     ) -> None:
         self.log = log if log is not None else EventLog()
         self.signals = signals if signals is not None else SyncSignals()
@@ -158,12 +161,13 @@ class CommandQueue:
         self._faults: dict[int, _Fault] = {}
         self._atc_pending: dict[int, int] = {}
         self.queue = queue
-        self.attach(queue)
+        self.attach(queue, map_memory=map_memory)
 
-    def attach(self, queue: Queue) -> None:
+    def attach(self, queue: Queue, *, map_memory: bool = True) -> None:
         """Use ``queue`` (a BASE register write) and map its memory for MSI writes."""
         self.queue = queue
-        self.signals.dma.map(queue.base, queue.mem)
+        if map_memory:
+            self.signals.dma.map(queue.base, queue.mem)
         self._atc_pending.clear()
 
     # ------------------------------------------------------------ software (producer) side
@@ -187,9 +191,10 @@ class CommandQueue:
     def write_gerrorn(self, value: int) -> None:
         """Software writes this queue's GERRORN; acknowledging the error lets consumption resume."""
         if self.errors.write_gerrorn(value) & self.err_mask:
-            self._acknowledged()
+            self.on_ack()
 
-    def _acknowledged(self) -> None:
+    def on_ack(self) -> None:
+        """The error was acknowledged (by whichever register): log it; QEMU resumes at once."""
         q = self.queue
         self.log.add("ack", self.name, index=q.idx(q.cons), pos=q.cons_pos, cerror=CError(q.err).name)
         if self.autoconsume:
@@ -225,8 +230,17 @@ class CommandQueue:
         """Stopped on an unacknowledged error."""
         return self.error_active()
 
+    def is_enabled(self) -> bool:
+        """Whether the consumer runs for this queue (CR0.CMDQEN, ECMDQ_PROD.EN, VCMDQ_STATUS.ENABLED)."""
+        return self.enabled
+
+    @property
+    def cons_reg(self) -> int:
+        """The CONS register image (RD and ERR)."""
+        return self.queue.cons_reg
+
     def can_consume(self) -> bool:
-        return self.enabled and not self.error_active() and not self.queue.queue_empty()
+        return self.is_enabled() and not self.error_active() and not self.queue.queue_empty()
 
     def consumed(self, pos: int) -> bool:
         """Whether CONS has passed absolute position ``pos`` (what a CONS-polling waiter sees)."""

@@ -22,7 +22,7 @@ Geometries the Linux driver refuses, or the hardware cannot have, are refused:
 >>> Queue(6)
 Traceback (most recent call last):
 ...
-cmdqv_lab.errors.QueueConfigError: LOG2SIZE=6 out of range: allowed 7 .. 19 (Linux refuses queues of <= 64 entries)
+cmdqv_lab.errors.QueueConfigError: LOG2SIZE=6 out of range: allowed 7 .. 19 (Linux refuses <= 64 entries)
 >>> Queue(12, cmdqs=10)
 Traceback (most recent call last):
 ...
@@ -88,7 +88,7 @@ class Queue:
         if not 0 <= cmdqs <= CMDQ_MAX_LOG2SIZE:
             raise QueueConfigError(f"SMMU_IDR1.CMDQS={cmdqs} out of range: allowed 0 .. {CMDQ_MAX_LOG2SIZE}")
         lo = int(min_log2size)
-        why_lo = "Linux refuses queues of <= 64 entries" if lo == LINUX_MIN_LOG2SIZE else f"min_log2size={lo}"
+        why_lo = "Linux refuses <= 64 entries" if lo == LINUX_MIN_LOG2SIZE else f"min_log2size={lo}"
         if lo > cmdqs:
             raise QueueConfigError(f"SMMU_IDR1.CMDQS={cmdqs} below the smallest LOG2SIZE {lo} ({why_lo})")
         if not lo <= log2size <= cmdqs:
@@ -188,7 +188,8 @@ class Queue:
         delta = (new - (self.prod & ((2 << self.max_n_shift) - 1))) % (2 << self.max_n_shift)
         if delta > self.queue_space():
             raise DeviceStateError(
-                f"{self.name}: PROD 0x{new:x} would hold {self.occupancy() + delta} entries: allowed at most {self.size}"
+                f"{self.name}: PROD 0x{new:x} would hold {self.occupancy() + delta} entries: "
+                f"allowed at most {self.size}"
             )
         self.prod = new
         self.prod_pos += delta
