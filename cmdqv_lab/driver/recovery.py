@@ -191,7 +191,7 @@ def tegra241_cmdqv_isr(cmdqv: Cmdqv, vevents: list[dict[str, Any]] | None = None
         vintf_map &= ~1
     for v in _bits(vintf_map):
         event = tegra241_vintf_user_handle_error(cmdqv.vintfs[v])
-        cmdqv.log.add("isr", "cmdqv", vintf=v, action="forwarded", **event)
+        cmdqv.log.add("isr", "cmdqv", action="forwarded", **event)
         out.append(event)
     if vevents is not None:
         vevents.extend(out)
