@@ -460,8 +460,9 @@ class Cmdqv:
         progress = True
         while progress and (max_commands is None or total < max_commands):
             progress = False
+            start = self._rr_next
             for k in range(n):
-                vq = self.vcmdqs[(self._rr_next + k) % n]
+                vq = self.vcmdqs[(start + k) % n]
                 if not vq.can_consume():
                     continue
                 budget = p.cmd_batch if max_commands is None else min(p.cmd_batch, max_commands - total)
