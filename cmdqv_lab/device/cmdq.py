@@ -156,7 +156,7 @@ class CommandQueue:
         self.autoconsume = autoconsume
         self.name = name or queue.name
         self.enabled = True
-        #: Callbacks run after the queue stopped on an error (CMDQV maps and interrupt).
+        #: Callbacks run after the queue stopped on an error (hooks for checkers and experiments).
         self.on_error: list[Callable[[CommandQueue, CError], None]] = []
         self._faults: dict[int, _Fault] = {}
         self._atc_pending: dict[int, int] = {}
@@ -332,10 +332,10 @@ class CommandQueue:
     def _stop(self, code: CError, pos: int, index: int, op: int) -> Event:
         q = self.queue
         q.err = int(code)
-        self._signal_error(code)
         ev = self.log.add(
             "error", self.name, index=index, pos=pos, opcode=op, cerror=code.name, cons=q.cons_reg
         )
+        self._signal_error(code)
         for callback in self.on_error:
             callback(self, code)
         return ev
