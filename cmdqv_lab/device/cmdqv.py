@@ -47,7 +47,6 @@ CMD_ATC_INV sid=264 ssid=0 ssv=0 global=0 addr=0x0 size=52
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from cmdqv_lab.device.cmdq import CError, SyncSignals
 from cmdqv_lab.device.commands import Opcode
@@ -118,7 +117,7 @@ class CmdqvParams(Params):
         lo=1,
         hi=16,
         provenance="measured",
-        source="2021 review thread: 16 MATCH+REPLACE pairs per VINTF",
+        source="stated by NVIDIA in the 2021 review thread: 16 MATCH+REPLACE pairs per VINTF",
         doc="NUM_SID_PER_VM_LOG2: SID_MATCH/SID_REPLACE pairs per VINTF",
     )
     version: int = param(1, lo=0, hi=15, provenance="assumption", doc="CMDQV_PARAM.VER")
@@ -133,8 +132,8 @@ class CmdqvParams(Params):
         unit="commands",
         lo=1,
         hi=1 << 16,
-        provenance="measured",
-        source="QEMU tegra241-cmdqv reset value of CONFIG (CMD_BATCH=32)",
+        provenance="assumption",
+        source="QEMU's tegra241-cmdqv model: CONFIG reset value decodes as CMD_BATCH=32 (Grace: not public)",
         doc="commands one VCMDQ may issue per scheduler turn before a hardware SYNC",
     )
     hw_sync: bool = param(
@@ -319,13 +318,3 @@ class Cmdqv:
         q = vq.queue
         reason = "cmd_batch" if got >= self.params.cmd_batch else "leave"
         self.log.add("hw_sync", vq.name, index=q.idx(q.cons), pos=q.cons_pos, commands=got, reason=reason)
-
-    def describe(self) -> dict[str, Any]:
-        """A summary of the geometry (for notebooks)."""
-        p = self.params
-        return {
-            "num_vintfs": p.num_vintfs,
-            "num_vcmdqs": p.num_vcmdqs,
-            "sid_pairs_per_vintf": p.sid_pairs_per_vintf,
-            "param_reg": hex(p.param_reg),
-        }

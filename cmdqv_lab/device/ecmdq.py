@@ -11,6 +11,8 @@ bit positions it uses are kept in :mod:`cmdqv_lab.device.regs` ("ECMDQ" block) a
   already active: assumption). The queue is stopped while ``CONS.ERR != PROD.ERRACK``; software
   acknowledges by writing PROD with ERRACK equal to CONS.ERR. In the series this write is done on
   the owning CPU (an IPI, later a lock around the shadow PROD): a driver detail, not modelled here.
+  Writing an ERRACK that differs from CONS.ERR when no error is pending stops the queue in this
+  model (the handshake is defined only by the two bits; what hardware does then is unknown).
 * Whether the SMMU consumes several ECMDQs in parallel is implementation defined; here consumption
   order is whatever the caller asks for (:meth:`EcmdqSet.step` on queue k), so tests can interleave
   queues arbitrarily.

@@ -120,11 +120,6 @@ class Register:
         return out
 
 
-def bit_map_test(value: int, n: int) -> bool:
-    """Whether bit ``n`` of a (wide) bitmap register value is set."""
-    return bool((int(value) >> n) & 1)
-
-
 _ARCH = "SMMUv3 architecture / Linux arm-smmu-v3.h"
 _ECMDQ = "Zhen Lei's ECMDQ series (not upstream; unverified)"
 _TEGRA = "Linux tegra241-cmdqv.c"
