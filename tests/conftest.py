@@ -19,3 +19,13 @@ def root() -> Path:
 @pytest.fixture(scope="session")
 def sample_trace() -> Path:
     return SAMPLE_TRACE
+
+# Property tests are reproducible: Hypothesis derives its examples from the test itself, not from a
+# random seed, so CI and a developer see the same cases (override with HYPOTHESIS_PROFILE=explore).
+import os  # noqa: E402
+
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("explore", deadline=None, max_examples=1000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
