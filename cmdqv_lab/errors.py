@@ -39,3 +39,7 @@ class SpecError(CmdqvError, ValueError):
 
 class CapacityError(CmdqvError, ValueError):
     """A VM/device configuration cannot fit the CMDQV geometry."""
+
+
+class DeadlockError(CmdqvError, RuntimeError):
+    """A simulated configuration stopped making progress (e.g. atomic-add reservations past CONS)."""

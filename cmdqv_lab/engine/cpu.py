@@ -321,6 +321,9 @@ def _step_lockfree(M, c, now, pc):
             qset(M, q, Q_CONS_SHADOW, hw)
             qadd(M, q, Q_VER, 1)
             return go(M, c, end, PC_LF_READ)
+        if size - (qget(M, q, Q_PROD) - hw) >= n:  # our snapshot was stale: re-read llq
+            cset(M, c, C_PC, PC_LF_READ)
+            return CONTINUE
         return space_wait(M, c, q, PC_LF_FULL)
     if pc == PC_LF_RESERVED:
         if cget(M, c, C_START) + n - qget(M, q, Q_HW_CONS) > size:  # atomic-add may run ahead

@@ -24,7 +24,7 @@ from cmdqv_lab.engine.mem import Memory
 from cmdqv_lab.engine.sched import sched
 from cmdqv_lab.engine.stats import hist_quantiles
 from cmdqv_lab.engine.stream import CpuStream, OpBlock
-from cmdqv_lab.errors import ParamError
+from cmdqv_lab.errors import DeadlockError, ParamError
 
 #: Per-command records (times in integer ps; -1 where a stage never happened).
 COMMAND_SCHEMA: dict[str, Any] = {
@@ -352,6 +352,7 @@ def run_engine(
             raise ParamError(f"simulated time exceeded {L.MAX_TIME_PS / 1e12:.0f} s: use fewer ops")
         break
     g = mem.g
+    _check_progress(mem, cfg)
     truncated = cfg.record and (g[L.G_REC_CMDS] >= cfg.record_limit or g[L.G_REC_OPS] >= cfg.record_limit)
     return EngineResult(
         config=cfg,
@@ -366,6 +367,23 @@ def run_engine(
         wall_s=time.perf_counter() - t_wall,
         records_truncated=bool(truncated),
     )
+
+
+_PC_NAMES = {v: k for k, v in vars(L).items() if k.startswith("PC_") and isinstance(v, int)}
+
+
+def _check_progress(mem: Memory, cfg: EngineConfig) -> None:
+    """Every CPU finished and every command written was consumed, or the run deadlocked."""
+    stuck = [c for c in range(cfg.n_cpus) if mem.cs[c, L.C_PC] != L.PC_DONE]
+    written, done = int(mem.g[L.G_CMDS]), int(mem.g[L.G_CMDS_DONE])
+    if stuck or written != done:
+        where = ", ".join(f"CPU {c} at {_PC_NAMES.get(int(mem.cs[c, L.C_PC]), mem.cs[c, L.C_PC])}" for c in stuck[:4])
+        algs = sorted({q.alg for q in cfg.queues})
+        raise DeadlockError(
+            f"simulation deadlocked at t={int(mem.g[L.G_NOW]) / 1e3:.0f} ns with {written - done} commands "
+            f"unconsumed ({where or 'no CPU blocked'}; submit={','.join(algs)}): "
+            "with atomic-add, queues must hold every CPU's concurrent reservation"
+        )
 
 
 def _sched_py(mem: Memory, e: int, t: int) -> None:

@@ -62,6 +62,14 @@ def queue_layout(p: HostMapUnmapParams, plat: Platform) -> tuple[tuple[QueueSpec
             f"submit=exclusive needs one queue per CPU: use queues=ecmdq or vcmdqs>={p.cpus} (got queues={p.queues}"
             + (f", vcmdqs={p.vcmdqs})" if p.queues == "vcmdq" else ")")
         )
+    if p.submit == "atomic-add":
+        log2 = {"main": plat.cmdq_log2size, "vcmdq": plat.vcmdq_log2size, "ecmdq": plat.ecmdq_log2size}[p.queues]
+        sharers = max(owners.count(q) for q in set(owners))
+        if sharers * (p.tlbis + 1) > (1 << log2):
+            raise ParamError(
+                f"submit=atomic-add cannot wait for space after reserving: {sharers} CPUs x {p.tlbis + 1} entries "
+                f"exceed a 2^{log2}-entry queue (the reservation would deadlock); use a larger queue"
+            )
     procs = min(plat.smmu_parallel, n_q)
     if p.queues == "vcmdq":
         qs = tuple(

@@ -382,28 +382,18 @@ class Reference:
         while True:
             ver, prod, cons = seen
             if q.size - (prod - cons) < n:  # arm_smmu_cmdq_poll_until_not_full
-                yield self.at(e, self.env.now + k.mmio_read)
+                yield self.at(e, self.env.now + k.mmio_read)  # readl(CONS)
                 if q.hw_cons > q.cons_shadow:
-                    end = self.line(c, q, "llq")
+                    end = self.line(c, q, "llq")  # WRITE_ONCE(llq.cons, CONS)
                     q.cons_shadow = q.hw_cons
                     q.ver += 1
                     yield self.at(e, end)
-                    end = self.line(c, q, "llq")
-                    seen = (q.ver, q.prod, q.cons_shadow)
-                    yield self.at(e, end)
-                else:
-                    while True:
-                        yield from self.space_wait(c, q)
-                        yield self.at(e, self.env.now + k.mmio_read)
-                        if q.hw_cons > q.cons_shadow:
-                            break
-                    end = self.line(c, q, "llq")
-                    q.cons_shadow = q.hw_cons
-                    q.ver += 1
-                    yield self.at(e, end)
-                    end = self.line(c, q, "llq")
-                    seen = (q.ver, q.prod, q.cons_shadow)
-                    yield self.at(e, end)
+                elif q.size - (q.prod - q.hw_cons) < n:
+                    yield from self.space_wait(c, q)  # truly full: wait for CONS to move
+                    continue
+                end = self.line(c, q, "llq")  # llq.val = READ_ONCE(cmdq->q.llq.val)
+                seen = (q.ver, q.prod, q.cons_shadow)
+                yield self.at(e, end)
                 continue
             end = self.line(c, q, "llq")  # cmpxchg_relaxed(&llq.val, old, new)
             if q.alg == "atomic-add" or q.ver == ver:
