@@ -39,3 +39,11 @@ class SpecError(CmdqvError, ValueError):
 
 class CapacityError(CmdqvError, ValueError):
     """A VM/device configuration cannot fit the CMDQV geometry."""
+
+
+class FrameError(CmdqvError, ValueError):
+    """A frame does not suit an analysis or chart helper (missing column, too many rows, bad option)."""
+
+
+class ReportError(CmdqvError, RuntimeError):
+    """The report cannot be built (no notebooks, a notebook failed, unsafe output directory)."""
