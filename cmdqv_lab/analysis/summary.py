@@ -36,6 +36,17 @@ DEFAULT_QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.99, 0.999)
 #: Output columns of :func:`summarize_replicates` after the group columns.
 SUMMARY_COLUMNS: tuple[str, ...] = ("mean", "std", "n", "ci_lo", "ci_hi")
 
+#: Output columns of :func:`percentiles` after the group columns.
+PERCENTILE_COLUMNS: tuple[str, ...] = ("q", "percentile", "value")
+
+
+def _check_names(keys: Sequence[str], value: str, reserved: Sequence[str], where: str) -> None:
+    for k in keys:
+        if k in reserved:
+            raise FrameError(f"{where}: group column {k!r} clashes with an output column; rename it")
+        if k == value:
+            raise FrameError(f"{where}: {k!r} is both a group column and the value")
+
 
 def _as_list(by: str | Sequence[str] | None) -> list[str]:
     if by is None:
@@ -127,6 +138,7 @@ def summarize_replicates(
     """
     keys = _as_list(by)
     require_columns(df, [*keys, value], "summarize_replicates")
+    _check_names(keys, value, SUMMARY_COLUMNS, "summarize_replicates")
     _check_confidence(confidence)
     v = _clean(value)
     aggs = [
@@ -188,6 +200,7 @@ def percentiles(
     """
     keys = _as_list(by)
     require_columns(df, [*keys, value], "percentiles")
+    _check_names(keys, value, PERCENTILE_COLUMNS, "percentiles")
     qs = [float(x) for x in q]
     _check_quantiles(qs)
     v = _clean(value)
@@ -229,5 +242,6 @@ def summarize_percentiles(
     """
     keys = _as_list(by)
     require_columns(df, [*keys, replicate, value], "summarize_percentiles")
+    _check_names([*keys, replicate], value, (*PERCENTILE_COLUMNS, *SUMMARY_COLUMNS), "summarize_percentiles")
     per_rep = percentiles(df, value, by=[*keys, replicate], q=q)
     return summarize_replicates(per_rep, by=[*keys, "q", "percentile"], value="value", confidence=confidence)

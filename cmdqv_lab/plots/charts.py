@@ -27,6 +27,8 @@ import polars as pl
 
 from cmdqv_lab.analysis.summary import (
     DEFAULT_QUANTILES,
+    PERCENTILE_COLUMNS,
+    SUMMARY_COLUMNS,
     percentile_label,
     percentiles,
     require_columns,
@@ -75,6 +77,12 @@ def _title(text: str, subtitle: str | None = None) -> alt.TitleParams:
     return alt.TitleParams(text=text, subtitle=subtitle) if subtitle else alt.TitleParams(text=text)
 
 
+def _safe(name: str, reserved: Sequence[str]) -> str:
+    while name in reserved:
+        name += "_"
+    return name
+
+
 def _log_ok(s: pl.Series) -> bool:
     s = s.drop_nulls()
     return s.len() > 0 and bool((s > 0).all())
@@ -109,19 +117,28 @@ def throughput_vs_cpus(
     """
     keys = [x] if color is None else [color, x]
     require_columns(df, [*keys, y], "throughput_vs_cpus")
-    s = summarize_replicates(df, by=keys, value=y, confidence=confidence)
-    xenc = _q(x, title=x, scale={"type": "log", "nice": False} if log_x else {"zero": False})
+    if y in keys:
+        raise FrameError(f"throughput_vs_cpus: {y!r} cannot be both the measure and a grouping column")
+    # group columns that clash with the summary's own columns (e.g. x="n") get a trailing "_"
+    fx, fc = _safe(x, SUMMARY_COLUMNS), _safe(color, SUMMARY_COLUMNS) if color else None
+    d = df.select(pl.col(x).alias(fx), *([pl.col(color).alias(fc)] if color and fc else []), pl.col(y))
+    s = summarize_replicates(d, by=[k for k in (fc, fx) if k], value=y, confidence=confidence)
+    xenc = _q(fx, title=x, scale={"type": "log", "nice": False} if log_x else {"zero": False})
     enc: dict[str, Any] = {"x": xenc}
-    if color is not None:
-        enc["color"] = _n(color, title=color)
+    if color and fc:
+        enc["color"] = _n(fc, title=color)
     base = alt.Chart(s).encode(**enc)
     band = base.mark_area(opacity=0.2).encode(y=alt.Y("ci_lo:Q"), y2=alt.Y2("ci_hi:Q"))
-    if color is not None:  # one legend (colour + shape, from the line layer), not two
-        band = band.encode(color=_n(color, title=color, legend=None))
-    tooltip = [*(alt.Tooltip(k) for k in keys), "mean:Q", "ci_lo:Q", "ci_hi:Q", "n:Q"]
+    if color and fc:  # one legend (colour + shape, from the line layer), not two
+        band = band.encode(color=_n(fc, title=color, legend=None))
+    tooltip = [alt.Tooltip(field=fx, type="quantitative", title=x)]
+    if color and fc:
+        tooltip.insert(0, alt.Tooltip(field=fc, type="nominal", title=color))
+    tooltip += [alt.Tooltip(field=f, type="quantitative", format=",.4~g") for f in ("mean", "ci_lo", "ci_hi")]
+    tooltip.append(alt.Tooltip(field="n", type="quantitative", title="seeds"))
     line_enc: dict[str, Any] = {"y": _q("mean", title=f"{y} (mean over seeds)"), "tooltip": tooltip}
-    if color is not None:
-        line_enc["shape"] = _n(color, title=color)
+    if color and fc:
+        line_enc["shape"] = _n(fc, title=color)
     line = base.mark_line(point=True).encode(**line_enc)
     pct = f"{confidence * 100:g}"
     return alt.LayerChart(
@@ -162,27 +179,35 @@ def latency_percentiles(
     cols = [value, by] + ([replicate] if replicate else [])
     require_columns(df, cols, "latency_percentiles")
     labels = [percentile_label(x) for x in q]
+    reserved = (*PERCENTILE_COLUMNS, *SUMMARY_COLUMNS, value)
+    fb = _safe(by, reserved)
     if replicate:
-        p = summarize_percentiles(df, value, by=by, replicate=replicate, q=q).rename({"mean": "value"})
+        fr = _safe(replicate, (*reserved, fb))
+        d = df.select(pl.col(value), pl.col(by).alias(fb), pl.col(replicate).alias(fr))
+        p = summarize_percentiles(d, value, by=fb, replicate=fr, q=q).rename({"mean": "value"})
     else:
-        p = percentiles(df, value, by=by, q=q)
+        p = percentiles(df.select(pl.col(value), pl.col(by).alias(fb)), value, by=fb, q=q)
     if log_y is None:
         log_y = _log_ok(p["value"])
     yscale = {"type": "log"} if log_y else {}
     base = alt.Chart(p).encode(
         x=alt.X("percentile:O", sort=labels, title="percentile", axis={"labelAngle": 0}),
-        color=_n(by, title=by),
+        color=_n(fb, title=by),
     )
-    tip = [alt.Tooltip(by), "percentile:N", alt.Tooltip("value:Q", title=value, format=",.4~g")]
+    tip = [
+        alt.Tooltip(field=fb, type="nominal", title=by),
+        alt.Tooltip(field="percentile", type="nominal"),
+        alt.Tooltip(field="value", type="quantitative", title=value, format=",.4~g"),
+    ]
     line = base.mark_line(point=True).encode(
-        y=_q("value", title=value, scale=yscale), shape=_n(by, title=by), tooltip=tip
+        y=_q("value", title=value, scale=yscale), shape=_n(fb, title=by), tooltip=tip
     )
     head = title or f"{value} percentiles by {by}"
     width = max(240, 70 * len(labels))
     if not replicate:
         return line.properties(title=_title(head), width=width)
     bars = base.mark_rule().encode(
-        y=alt.Y("ci_lo:Q"), y2=alt.Y2("ci_hi:Q"), color=_n(by, title=by, legend=None)
+        y=alt.Y("ci_lo:Q"), y2=alt.Y2("ci_hi:Q"), color=_n(fb, title=by, legend=None)
     )
     return alt.LayerChart(
         layer=[bars, line],
@@ -257,11 +282,14 @@ def latency_cdf(
     enc: dict[str, Any] = {
         "x": _q(value, title=value, scale={"type": "log"} if log_x else {}),
         "y": _q(ycol, title=ytitle, scale={"type": "log"} if complementary else {"domain": [0, 1]}),
-        "tooltip": [alt.Tooltip(f"{value}:Q", format=",.4~g"), alt.Tooltip(f"{ycol}:Q", format=".4~f")],
+        "tooltip": [
+            alt.Tooltip(field=value, type="quantitative", format=",.4~g"),
+            alt.Tooltip(field=ycol, type="quantitative", format=".4~f"),
+        ],
     }
     if by:
         enc["color"] = _n(by, title=by)
-        enc["tooltip"].insert(0, alt.Tooltip(by))
+        enc["tooltip"].insert(0, alt.Tooltip(field=by, type="nominal"))
     interp: Literal["step-before", "step-after"] = "step-before" if complementary else "step-after"
     head = title or (f"Tail of {value}" if complementary else f"Distribution of {value}")
     return alt.Chart(pts).mark_line(interpolate=interp).encode(**enc).properties(title=_title(head))
@@ -319,7 +347,11 @@ def occupancy_over_time(
     enc: dict[str, Any] = {
         "x": _q(t, title=t),
         "y": _q(y, title=y),
-        "tooltip": [*(alt.Tooltip(k) for k in keys), alt.Tooltip(f"{t}:Q"), alt.Tooltip(f"{y}:Q")],
+        "tooltip": [
+            *(alt.Tooltip(field=k, type="nominal") for k in keys),
+            alt.Tooltip(field=t, type="quantitative"),
+            alt.Tooltip(field=y, type="quantitative"),
+        ],
     }
     if by:
         enc["color"] = _n(by, title=by)

@@ -19,7 +19,7 @@ import itertools
 import json
 import math
 import re
-from typing import Any
+from typing import Any, Literal
 
 import altair as alt
 import polars as pl
@@ -33,6 +33,10 @@ MAX_SLIDER_POSITIONS = 200
 
 def _q(field: str, **kw: Any) -> dict[str, Any]:
     return {"field": field, "type": "quantitative", **kw}
+
+
+def _kind(s: pl.Series) -> Literal["quantitative", "nominal"]:
+    return "quantitative" if s.dtype.is_numeric() else "nominal"
 
 
 def _n(field: str, **kw: Any) -> dict[str, Any]:
@@ -156,7 +160,7 @@ def explorer(
     enc: dict[str, Any] = {
         "x": _q(x, title=x, scale={"domain": xd, **({"type": "log"} if log_x else {})}),
         "y": _q(y, title=y, scale={"domain": yd, **({"type": "log"} if log_y else {})}),
-        "tooltip": [alt.Tooltip(c) for c in dict.fromkeys(cols)],
+        "tooltip": [alt.Tooltip(field=c, type=_kind(data[c])) for c in dict.fromkeys(cols)],
     }
     if color:
         enc["color"] = _n(color, title=color)
