@@ -102,11 +102,14 @@ def _ansi(text: str) -> str:
 def json_script(obj: Any, element_id: str) -> str:
     """``obj`` as JSON inside ``<script type="application/json">``, safe against ``</script>``.
 
-    >>> json_script({"a": "</script>"}, "s1")
-    '<script type="application/json" id="s1">{"a": "<\\\\/script>"}</script>'
+    ``<``, ``>`` and ``&`` are written as JSON unicode escapes, so no string in the data can end
+    the element or open a comment; ``JSON.parse`` gives back the original text.
+
+    >>> print(json_script({"a": "</script>"}, "s1"))
+    <script type="application/json" id="s1">{"a": "\\u003c/script\\u003e"}</script>
     """
     text = json.dumps(obj, ensure_ascii=False, allow_nan=False)
-    text = text.replace("</", "<\\/").replace("<!--", "<\\!--")
+    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     return f'<script type="application/json" id="{html.escape(element_id)}">{text}</script>'
 
 
