@@ -43,3 +43,10 @@ class CapacityError(CmdqvError, ValueError):
 
 class DeadlockError(CmdqvError, RuntimeError):
     """A simulated configuration stopped making progress (e.g. atomic-add reservations past CONS)."""
+
+class FrameError(CmdqvError, ValueError):
+    """A frame does not suit an analysis or chart helper (missing column, too many rows, bad option)."""
+
+
+class ReportError(CmdqvError, RuntimeError):
+    """The report cannot be built (no notebooks, a notebook failed, unsafe output directory)."""

@@ -1,0 +1,247 @@
+"""Aggregate replicate runs: means with Student-t confidence intervals, and percentiles.
+
+A sweep runs every configuration with several seeds and writes one row per replicate. The helpers
+here turn such a frame into one row per configuration (:func:`summarize_replicates`), compute
+latency percentiles per group (:func:`percentiles`), and put confidence intervals on a percentile
+across seeds (:func:`summarize_percentiles`: the percentile is computed per seed first, so the
+interval reflects run-to-run variation, not the spread of individual latencies).
+
+Missing values (null or NaN) are ignored: ``n`` counts the values actually used.
+
+>>> import polars as pl
+>>> df = pl.DataFrame({"policy": ["a", "a", "a", "b"], "ops_per_s": [1.0, 2.0, 3.0, 5.0]})
+>>> summarize_replicates(df, by="policy", value="ops_per_s")  # doctest: +NORMALIZE_WHITESPACE
+shape: (2, 6)
+┌────────┬──────┬──────┬─────┬───────────┬──────────┐
+│ policy ┆ mean ┆ std  ┆ n   ┆ ci_lo     ┆ ci_hi    │
+│ ---    ┆ ---  ┆ ---  ┆ --- ┆ ---       ┆ ---      │
+│ str    ┆ f64  ┆ f64  ┆ u32 ┆ f64       ┆ f64      │
+╞════════╪══════╪══════╪═════╪═══════════╪══════════╡
+│ a      ┆ 2.0  ┆ 1.0  ┆ 3   ┆ -0.484138 ┆ 4.484138 │
+│ b      ┆ 5.0  ┆ null ┆ 1   ┆ null      ┆ null     │
+└────────┴──────┴──────┴─────┴───────────┴──────────┘
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import polars as pl
+
+from cmdqv_lab.errors import FrameError
+
+#: Percentiles reported for latency distributions by default.
+DEFAULT_QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.99, 0.999)
+
+#: Output columns of :func:`summarize_replicates` after the group columns.
+SUMMARY_COLUMNS: tuple[str, ...] = ("mean", "std", "n", "ci_lo", "ci_hi")
+
+#: Output columns of :func:`percentiles` after the group columns.
+PERCENTILE_COLUMNS: tuple[str, ...] = ("q", "percentile", "value")
+
+
+def _check_names(keys: Sequence[str], value: str, reserved: Sequence[str], where: str) -> None:
+    for k in keys:
+        if k in reserved:
+            raise FrameError(f"{where}: group column {k!r} clashes with an output column; rename it")
+        if k == value:
+            raise FrameError(f"{where}: {k!r} is both a group column and the value")
+
+
+def _as_list(by: str | Sequence[str] | None) -> list[str]:
+    if by is None:
+        return []
+    if isinstance(by, str):
+        return [by]
+    return list(by)
+
+
+def require_columns(df: pl.DataFrame, columns: Sequence[str], where: str) -> None:
+    """Raise :class:`~cmdqv_lab.errors.FrameError` naming ``where`` if a column is missing.
+
+    >>> require_columns(pl.DataFrame({"a": [1]}), ["a", "b"], "demo")
+    Traceback (most recent call last):
+    ...
+    cmdqv_lab.errors.FrameError: demo: missing column 'b' (frame has: a)
+    """
+    if not isinstance(df, pl.DataFrame):
+        raise FrameError(f"{where}: expected a polars DataFrame, got {type(df).__name__}")
+    for c in columns:
+        if c not in df.columns:
+            have = ", ".join(df.columns) or "no columns"
+            raise FrameError(f"{where}: missing column {c!r} (frame has: {have})")
+
+
+def _clean(value: str) -> pl.Expr:
+    """The value column as Float64 with NaN turned into null (so aggregations skip it)."""
+    return pl.col(value).cast(pl.Float64).fill_nan(None)
+
+
+def t_critical(n: Sequence[int] | pl.Series, confidence: float = 0.95) -> pl.Series:
+    """Two-sided Student-t critical values for samples of size ``n`` (null where ``n < 2``).
+
+    >>> t_critical([1, 2, 3, 30]).round(4).to_list()
+    [None, 12.7062, 4.3027, 2.0452]
+    """
+    from scipy import stats
+
+    _check_confidence(confidence)
+    ns = pl.Series("n", n, dtype=pl.Int64)
+    dof = ns - 1
+    valid = (dof >= 1).fill_null(False)
+    out = [
+        float(stats.t.ppf(0.5 + confidence / 2.0, int(d))) if ok else None
+        for d, ok in zip(dof.to_list(), valid.to_list())
+    ]
+    return pl.Series("t", out, dtype=pl.Float64)
+
+
+def _check_confidence(confidence: float) -> None:
+    if not 0.0 < confidence < 1.0:
+        raise FrameError(f"confidence={confidence!r} is out of range: allowed 0 < confidence < 1")
+
+
+def summarize_replicates(
+    df: pl.DataFrame,
+    by: str | Sequence[str] | None,
+    value: str,
+    confidence: float = 0.95,
+) -> pl.DataFrame:
+    """Mean, sample standard deviation and Student-t confidence interval per group.
+
+    Parameters
+    ----------
+    df
+        One row per replicate (e.g. per seed).
+    by
+        Group column(s); ``None`` summarises the whole frame into one row.
+    value
+        The measured column.
+    confidence
+        Two-sided confidence level of the interval on the mean.
+
+    Returns
+    -------
+    polars.DataFrame
+        The group columns, then ``mean``, ``std`` (ddof=1), ``n`` (values used), ``ci_lo``,
+        ``ci_hi``; sorted by the group columns. The interval is ``mean ± t(n-1) · std / sqrt(n)``.
+        With ``n == 1`` there is no estimate of spread: ``std``, ``ci_lo`` and ``ci_hi`` are
+        null (not a zero-width interval), so charts draw no band there. With ``n == 0`` (all
+        values missing) ``mean`` is null too.
+
+    Examples
+    --------
+    >>> df = pl.DataFrame({"x": [10.0, 12.0, 14.0, 16.0]})
+    >>> row = summarize_replicates(df, by=None, value="x").row(0, named=True)
+    >>> row["mean"], round(row["std"], 4), row["n"], round(row["ci_lo"], 3), round(row["ci_hi"], 3)
+    (13.0, 2.582, 4, 8.891, 17.109)
+    """
+    keys = _as_list(by)
+    require_columns(df, [*keys, value], "summarize_replicates")
+    _check_names(keys, value, SUMMARY_COLUMNS, "summarize_replicates")
+    _check_confidence(confidence)
+    v = _clean(value)
+    aggs = [
+        v.mean().alias("mean"),
+        v.std(ddof=1).alias("std"),
+        v.count().cast(pl.UInt32).alias("n"),
+    ]
+    if keys:
+        out = df.group_by(keys).agg(aggs).sort(keys, nulls_last=True)
+    else:
+        out = df.select(aggs)
+    t = t_critical(out["n"], confidence)
+    half = pl.lit(t) * pl.col("std") / pl.col("n").cast(pl.Float64).sqrt()
+    return out.with_columns(
+        (pl.col("mean") - half).alias("ci_lo"),
+        (pl.col("mean") + half).alias("ci_hi"),
+    ).select([*keys, *SUMMARY_COLUMNS])
+
+
+def percentile_label(q: float) -> str:
+    """``0.5 -> 'p50'``, ``0.999 -> 'p99.9'``.
+
+    >>> [percentile_label(q) for q in (0.5, 0.9, 0.99, 0.999, 1.0)]
+    ['p50', 'p90', 'p99', 'p99.9', 'p100']
+    """
+    _check_quantiles([q])
+    return f"p{round(q * 100.0, 6):g}"
+
+
+def _check_quantiles(q: Sequence[float]) -> None:
+    if len(q) == 0:
+        raise FrameError("percentiles: no quantiles given")
+    for x in q:
+        if not 0.0 <= float(x) <= 1.0:
+            raise FrameError(f"quantile {x!r} is out of range: allowed 0 .. 1")
+
+
+def percentiles(
+    df: pl.DataFrame,
+    value: str,
+    by: str | Sequence[str] | None = None,
+    q: Sequence[float] = DEFAULT_QUANTILES,
+) -> pl.DataFrame:
+    """Percentiles of ``value`` per group, as a long frame.
+
+    Linear interpolation between order statistics (numpy's default, Hyndman-Fan type 7).
+
+    Returns
+    -------
+    polars.DataFrame
+        The group columns, then ``q`` (float), ``percentile`` (label such as ``"p99"``) and
+        ``value`` (the percentile, Float64), sorted by group then ``q``.
+
+    Examples
+    --------
+    >>> df = pl.DataFrame({"latency_ns": [1, 2, 3, 4]})
+    >>> percentiles(df, "latency_ns", q=(0.5, 0.9))["value"].to_list()
+    [2.5, 3.7]
+    """
+    keys = _as_list(by)
+    require_columns(df, [*keys, value], "percentiles")
+    _check_names(keys, value, PERCENTILE_COLUMNS, "percentiles")
+    qs = [float(x) for x in q]
+    _check_quantiles(qs)
+    v = _clean(value)
+    aggs = [v.quantile(x, interpolation="linear").alias(f"__q{i}") for i, x in enumerate(qs)]
+    wide = df.group_by(keys).agg(aggs) if keys else df.select(aggs)
+    parts = [
+        wide.select(
+            *keys,
+            pl.lit(x, dtype=pl.Float64).alias("q"),
+            pl.lit(percentile_label(x)).alias("percentile"),
+            pl.col(f"__q{i}").cast(pl.Float64).alias("value"),
+        )
+        for i, x in enumerate(qs)
+    ]
+    return pl.concat(parts).sort([*keys, "q"], nulls_last=True)
+
+
+def summarize_percentiles(
+    df: pl.DataFrame,
+    value: str,
+    by: str | Sequence[str] | None = None,
+    replicate: str = "seed",
+    q: Sequence[float] = DEFAULT_QUANTILES,
+    confidence: float = 0.95,
+) -> pl.DataFrame:
+    """Percentiles per replicate, then their mean and confidence interval across replicates.
+
+    Returns
+    -------
+    polars.DataFrame
+        The group columns, ``q``, ``percentile``, then the columns of :func:`summarize_replicates`.
+
+    Examples
+    --------
+    >>> df = pl.DataFrame({"seed": [1, 1, 2, 2], "latency_ns": [1.0, 3.0, 2.0, 6.0]})
+    >>> out = summarize_percentiles(df, "latency_ns", q=(0.5,))
+    >>> out.select("percentile", "mean", "n").row(0)
+    ('p50', 3.0, 2)
+    """
+    keys = _as_list(by)
+    require_columns(df, [*keys, replicate, value], "summarize_percentiles")
+    _check_names([*keys, replicate], value, (*PERCENTILE_COLUMNS, *SUMMARY_COLUMNS), "summarize_percentiles")
+    per_rep = percentiles(df, value, by=[*keys, replicate], q=q)
+    return summarize_replicates(per_rep, by=[*keys, "q", "percentile"], value="value", confidence=confidence)

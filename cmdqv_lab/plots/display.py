@@ -1,0 +1,163 @@
+"""Showing and exporting charts offline: notebook mime bundles, SVG and PNG files.
+
+Why not Altair's own renderers (checked with Altair 6.3, vl-convert-python 1.9, JupyterLab 4.6,
+nbformat 5.10):
+
+- Altair 6.3 emits Vega-Lite **v6.4.1** specs. Its ``mimetype`` renderer files them under the key
+  ``application/vnd.vegalite.v6.json`` (a dot where the mime type needs ``+json``). nbformat's
+  schema only allows a non-string value for keys matching ``^application/(.*\\+)?json$``, so the
+  dict spec fails validation and papermill refuses to write the notebook. JupyterLab 4.6 would
+  not render that key anyway: its vega5 extension registers ``application/vnd.vegalite.v3/v4/v5
+  +json`` and ``application/vnd.vega.v5+json`` only (it bundles vega-lite 5.6.1, vega 5.33).
+- The default ``html`` renderer writes ``<script>`` tags that load vega, vega-lite and vega-embed
+  from a CDN (jsdelivr) through require.js or ES imports: blank without internet, and untrusted
+  notebooks do not run it at all.
+- The ``jupyter`` renderer needs anywidget (not a dependency).
+
+:func:`chart_bundle` instead emits a bundle nbformat accepts and JupyterLab renders natively:
+
+``application/vnd.vegalite.v5+json``
+    the spec, drawn by JupyterLab's bundled vega-lite (5.6); our builders only use features that
+    vega-lite 5 has (parameters bound to inputs, xOffset, expression titles). The key's version
+    is that of the renderer, the spec's ``$schema`` says v6: vega-embed logs a version warning
+    and draws it. The offline report reads the spec from this key and draws it with the Vega-Lite
+    6.4 runtime of vl-convert instead.
+``image/svg+xml``
+    a static rendering by vl-convert, for viewers without a Vega renderer (nbconvert HTML,
+    GitHub, VS Code without extensions);
+``text/plain``
+    a one-line description.
+
+:func:`save_svg` and :func:`save_png` use vl-convert (no browser, no network: remote data URLs
+are refused).
+
+>>> import altair as alt, polars as pl
+>>> chart = alt.Chart(pl.DataFrame({"a": [1, 2]})).mark_point().encode(x="a:Q")
+>>> sorted(chart_bundle(chart, svg=False))
+['application/vnd.vegalite.v5+json', 'text/plain']
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import altair as alt
+
+from cmdqv_lab.plots import theme
+
+#: Mime type under which charts are displayed (the newest Vega-Lite type JupyterLab 4.6 renders).
+VEGALITE_MIME = "application/vnd.vegalite.v5+json"
+
+#: Vega-Lite mime types the report accepts as charts (ours, then other producers').
+CHART_MIMES: tuple[str, ...] = (
+    VEGALITE_MIME,
+    "application/vnd.vegalite.v6+json",
+    "application/vnd.vegalite.v6.json",
+    "application/vnd.vegalite.v4+json",
+)
+
+RENDERER_NAME = "cmdqv"
+
+
+def vl_version() -> str | None:
+    """The vl-convert Vega-Lite version matching Altair's schema (``"6.4"``), or None for its latest.
+
+    >>> vl_version()
+    '6.4'
+    """
+    import vl_convert as vlc
+
+    want = alt.SCHEMA_VERSION.lstrip("v").split(".")
+    mm = ".".join(want[:2])
+    return mm if mm in vlc.get_vegalite_versions() else None
+
+
+def to_spec(chart: alt.TopLevelMixin | dict[str, Any]) -> dict[str, Any]:
+    """The chart's Vega-Lite spec with the cmdqv theme applied (whatever theme is enabled)."""
+    if isinstance(chart, dict):
+        return chart
+    theme.register()
+    with alt.theme.enable(theme.THEME_NAME):
+        return chart.to_dict()
+
+
+def _describe(spec: dict[str, Any]) -> str:
+    title = spec.get("title")
+    if isinstance(title, dict):
+        title = title.get("text")
+    if not isinstance(title, str):
+        title = "untitled"
+    rows = sum(len(v) for v in spec.get("datasets", {}).values() if isinstance(v, list))
+    return f"<chart: {title}; {rows} data rows; Vega-Lite {spec.get('$schema', '?').rsplit('/', 1)[-1]}>"
+
+
+def spec_to_svg(spec: dict[str, Any]) -> str:
+    """Render a Vega-Lite spec to SVG with vl-convert (offline)."""
+    import vl_convert as vlc
+
+    return str(vlc.vegalite_to_svg(spec, vl_version=vl_version(), allowed_base_urls=[]))
+
+
+def chart_bundle(chart: alt.TopLevelMixin | dict[str, Any], *, svg: bool = True) -> dict[str, Any]:
+    """A mime bundle for a chart that nbformat accepts and JupyterLab renders (see module doc)."""
+    spec = to_spec(chart)
+    bundle: dict[str, Any] = {VEGALITE_MIME: spec}
+    if svg:
+        bundle["image/svg+xml"] = spec_to_svg(spec)
+    bundle["text/plain"] = _describe(spec)
+    return bundle
+
+
+def show(chart: alt.TopLevelMixin, *, svg: bool = True) -> None:
+    """Display a chart in a notebook (Vega-Lite for JupyterLab, SVG fallback, text)."""
+    from IPython.display import display
+
+    display(chart_bundle(chart, svg=svg), raw=True)
+
+
+def _renderer(spec: dict[str, Any], **_: Any) -> dict[str, Any]:
+    return chart_bundle(spec)
+
+
+def enable() -> None:
+    """Enable the cmdqv theme and make a bare ``chart`` at the end of a cell display like :func:`show`.
+
+    >>> enable()
+    >>> alt.renderers.active, alt.theme.active
+    ('cmdqv', 'cmdqv')
+    """
+    theme.enable()
+    if RENDERER_NAME not in alt.renderers.names():
+        alt.renderers.register(RENDERER_NAME, _renderer)
+    alt.renderers.enable(RENDERER_NAME)
+
+
+def _write_atomic(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_svg(chart: alt.TopLevelMixin | dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Write the chart as an SVG file (themed, offline) and return its path."""
+    return _write_atomic(Path(path), spec_to_svg(to_spec(chart)).encode())
+
+
+def save_png(
+    chart: alt.TopLevelMixin | dict[str, Any], path: str | os.PathLike[str], scale: float = 2.0
+) -> Path:
+    """Write the chart as a PNG file, ``scale`` times its size in CSS pixels, and return its path."""
+    import vl_convert as vlc
+
+    png = vlc.vegalite_to_png(to_spec(chart), vl_version=vl_version(), scale=scale, allowed_base_urls=[])
+    return _write_atomic(Path(path), bytes(png))

@@ -1,0 +1,179 @@
+"""Interactive exploration that survives in a static page: a slider bound to a Vega-Lite parameter.
+
+In Jupyter, ipywidgets re-run code when a slider moves; in the offline report there is no kernel
+and the widget manager would come from a CDN. :func:`explorer` instead embeds a whole precomputed
+sweep in the chart and lets a Vega-Lite parameter, bound to an HTML ``<input type=range>`` (or a
+``<select>``), filter the slice on display. The Vega runtime does the filtering in the browser.
+
+>>> import polars as pl
+>>> df = pl.DataFrame({"cpus": [1, 2] * 3, "ops_per_s": [1.0, 2.0, 1.5, 2.5, 1.7, 3.0],
+...                    "queues": [1, 1, 2, 2, 8, 8]})
+>>> spec = explorer(df, "cpus", "ops_per_s", None, "queues").to_dict()
+>>> spec["params"][0]["bind"]["name"], spec["params"][0]["bind"]["max"]
+('queues (position)', 2)
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+from typing import Any, Literal
+
+import altair as alt
+import polars as pl
+
+from cmdqv_lab.analysis.summary import require_columns
+from cmdqv_lab.errors import FrameError
+
+#: Largest number of distinct slider positions :func:`explorer` accepts.
+MAX_SLIDER_POSITIONS = 200
+
+
+def _q(field: str, **kw: Any) -> dict[str, Any]:
+    return {"field": field, "type": "quantitative", **kw}
+
+
+def _kind(s: pl.Series) -> Literal["quantitative", "nominal"]:
+    return "quantitative" if s.dtype.is_numeric() else "nominal"
+
+
+def _n(field: str, **kw: Any) -> dict[str, Any]:
+    return {"field": field, "type": "nominal", **kw}
+
+
+def _param_name(field: str) -> str:
+    return "explore_" + (re.sub(r"\W", "_", field) or "value")
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        raise FrameError(f"explorer: slider value {v!r} is not finite")
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    return str(v)
+
+
+def explorer(
+    df: pl.DataFrame,
+    x: str,
+    y: str,
+    color: str | None,
+    slider_field: str,
+    *,
+    kind: str = "auto",
+    mark: str = "line",
+    log_x: bool = False,
+    log_y: bool = False,
+    initial: Any = None,
+    max_rows: int = 5000,
+    title: str | None = None,
+) -> alt.Chart:
+    """A chart over precomputed sweep data with a slider (or drop-down) choosing one slice.
+
+    The slider is a Vega-Lite parameter bound to an HTML input; the chart filters rows whose
+    ``slider_field`` matches it, so the exploration also works in the static report. Axis domains
+    are fixed to the whole data so moving the slider does not rescale them, and the title shows
+    the selected value.
+
+    Parameters
+    ----------
+    df
+        Sweep results (already aggregated, at most ``max_rows`` rows): ``x``, ``y``, ``color``
+        and ``slider_field`` columns.
+    kind
+        ``"range"`` (slider), ``"select"`` (drop-down) or ``"auto"`` (slider for numbers, drop-down
+        otherwise). A numeric slider over evenly spaced integers moves over the values
+        themselves; otherwise it moves over the positions of the sorted distinct values.
+    mark
+        ``"line"`` (lines with points), ``"point"`` or ``"bar"``.
+    initial
+        Slider start value (default: the smallest value).
+
+    Examples
+    --------
+    >>> df = pl.DataFrame({"cpus": [1, 2, 1, 2], "ops_per_s": [1.0, 2.0, 1.5, 2.5],
+    ...                    "queues": [1, 1, 4, 4], "policy": "vcmdq"})
+    >>> spec = explorer(df, "cpus", "ops_per_s", "policy", "queues").to_dict()
+    >>> spec["params"][0]["bind"]["input"], spec["params"][0]["bind"]["step"]
+    ('range', 3)
+    """
+    cols = [x, y, slider_field] + ([color] if color else [])
+    require_columns(df, cols, "explorer")
+    if df.height > max_rows:
+        raise FrameError(
+            f"explorer: {df.height} rows exceed max_rows={max_rows}; aggregate the sweep before exploring it"
+        )
+    if mark not in ("line", "point", "bar"):
+        raise FrameError(f"explorer: mark={mark!r} is not allowed: one of line, point, bar")
+    values = [_jsonable(v) for v in df[slider_field].drop_nulls().unique().sort().to_list()]
+    if not values:
+        raise FrameError(f"explorer: column {slider_field!r} has no values")
+    if len(values) > MAX_SLIDER_POSITIONS:
+        raise FrameError(
+            f"explorer: {len(values)} distinct {slider_field} values exceed {MAX_SLIDER_POSITIONS} slider positions"
+        )
+    numeric = df[slider_field].dtype.is_numeric()
+    if kind == "auto":
+        kind = "range" if numeric else "select"
+    if kind not in ("range", "select"):
+        raise FrameError(f"explorer: kind={kind!r} is not allowed: one of auto, range, select")
+    if kind == "range" and not numeric:
+        raise FrameError(f"explorer: a range slider needs a numeric {slider_field!r}; use kind='select'")
+    if initial is not None and initial not in values:
+        raise FrameError(f"explorer: initial={initial!r} is not a value of {slider_field!r}")
+    start = values[0] if initial is None else initial
+    name = _param_name(slider_field)
+    data = df.select(*dict.fromkeys(cols))
+    label_expr: str
+    if kind == "select":
+        param = alt.param(name=name, value=start, bind=alt.binding_select(options=values, name=slider_field))
+        filt = alt.datum[slider_field] == param
+        label_expr = name
+    else:
+        steps = {b - a for a, b in itertools.pairwise(values)}
+        ints = all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+        if ints and len(steps) <= 1:
+            step = steps.pop() if steps else 1
+            param = alt.param(
+                name=name,
+                value=start,
+                bind=alt.binding_range(min=values[0], max=values[-1], step=step, name=slider_field),
+            )
+            filt = alt.datum[slider_field] == param
+            label_expr = name
+        else:
+            pos = pl.DataFrame({slider_field: values, "__slider": list(range(len(values)))}).cast(
+                {slider_field: df[slider_field].dtype}
+            )
+            data = data.join(pos, on=slider_field, how="left")
+            param = alt.param(
+                name=name,
+                value=values.index(start),
+                bind=alt.binding_range(min=0, max=len(values) - 1, step=1, name=f"{slider_field} (position)"),
+            )
+            filt = alt.datum["__slider"] == param
+            label_expr = f"{json.dumps(values)}[{name}]"
+    xd = [data[x].min(), data[x].max()]
+    yd = [data[y].min(), data[y].max()] if log_y else [min(0, data[y].min()), data[y].max()]  # type: ignore[type-var]
+    enc: dict[str, Any] = {
+        "x": _q(x, title=x, scale={"domain": xd, **({"type": "log"} if log_x else {})}),
+        "y": _q(y, title=y, scale={"domain": yd, **({"type": "log"} if log_y else {})}),
+        "tooltip": [alt.Tooltip(field=c, type=_kind(data[c])) for c in dict.fromkeys(cols)],
+    }
+    if color:
+        enc["color"] = _n(color, title=color)
+    if mark == "line":
+        chart = alt.Chart(data).mark_line(point=True)
+    elif mark == "point":
+        chart = alt.Chart(data).mark_point(filled=True)
+    else:
+        chart = alt.Chart(data).mark_bar()
+    head = json.dumps(f"{title or f'{y} vs {x}'} — {slider_field} = ", ensure_ascii=False)
+    return (
+        chart.encode(**enc)
+        .add_params(param)
+        .transform_filter(filt)
+        .properties(title=alt.TitleParams(text=alt.ExprRef(expr=f"{head} + {label_expr}")))
+    )

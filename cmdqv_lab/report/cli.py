@@ -1,0 +1,72 @@
+"""``cmdqv-lab report``: execute the notebooks and build the offline report site.
+
+>>> from click.testing import CliRunner
+>>> "--smoke" in CliRunner().invoke(report, ["--help"]).output
+True
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.option(
+    "--smoke", is_flag=True, help="Inject smoke=True: every notebook runs a reduced version quickly."
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("report"),
+    show_default=True,
+    help="Site directory (replaced only when the whole build succeeds).",
+)
+@click.option(
+    "--notebooks",
+    "notebooks_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("notebooks"),
+    show_default=True,
+    help="Directory of NN-topic.py jupytext notebooks.",
+)
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Directory searched for data manifests  [default: data beside the notebooks directory]",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=None,
+    help="Fail if one cell runs longer than this many seconds  [default: no limit]",
+)
+def report(smoke: bool, out: Path, notebooks_dir: Path, data_dir: Path | None, timeout: float | None) -> None:
+    """Execute every notebook with papermill and write a static HTML report that needs no network.
+
+    The index lists each design question's one-line answer and links to the notebooks' pages;
+    each page shows the notebook's outputs, its parameter tables, the environment and data
+    manifests. Open OUT/index.html in a browser (file:// works).
+    """
+    from cmdqv_lab.report.site import build
+
+    t0 = time.perf_counter()
+    args = ["cmdqv-lab", "report", *(["--smoke"] if smoke else []), "--out", str(out)]
+    args += ["--notebooks", str(notebooks_dir)] + (["--data", str(data_dir)] if data_dir else [])
+    args += ["--timeout", f"{timeout:g}"] if timeout else []
+    index = build(
+        notebooks_dir,
+        out,
+        smoke=smoke,
+        data_dir=data_dir,
+        repo=Path.cwd(),
+        timeout=timeout,
+        command=shlex.join(args),
+        log=lambda m: click.echo(f"report: {m}", err=True),
+    )
+    click.echo(f"report: wrote {index} in {time.perf_counter() - t0:.1f} s" + (" (smoke)" if smoke else ""))

@@ -1,0 +1,113 @@
+"""``show()`` output is drawn natively by JupyterLab (its own Vega-Lite 5 renderer), in headless Chromium.
+
+This is the check behind the choice of mime type in :mod:`cmdqv_lab.plots.display`: JupyterLab 4.6
+renders ``application/vnd.vegalite.v5+json`` (not Altair 6's ``...v6.json`` key) and the v6.4
+specs our builders emit, slider included. The notebook is written with nbformat (outputs from
+:func:`chart_bundle`), so no kernel runs; JupyterLab is started on loopback and stopped after.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import nbformat
+import polars as pl
+import pytest
+
+from cmdqv_lab import plots
+from cmdqv_lab.plots.display import chart_bundle
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+TOKEN = "cmdqv-test"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if not CHROMIUM.exists():
+        pytest.skip("needs Debian's chromium at /usr/bin/chromium (scripts/install-sysdeps installs it)")
+    root = tmp_path_factory.mktemp("lab")
+    sweep = pl.DataFrame(
+        [{"queues": q, "cpus": c, "ops_per_s": float(q * c)} for q in (1, 2, 4) for c in (1, 2, 4, 8)]
+    )
+    charts = [
+        plots.explorer(sweep, "cpus", "ops_per_s", None, "queues"),
+        plots.hazard_counts(pl.DataFrame({"policy": ["a", "b"], "hazard": ["ill", "sync"], "count": [2, 1]})),
+        plots.throughput_vs_cpus(sweep.rename({"queues": "policy"}).with_columns(pl.col("policy").cast(str))),
+    ]
+    nb = nbformat.v4.new_notebook()
+    for c in charts:
+        out = nbformat.v4.new_output("display_data", data=chart_bundle(c))
+        nb.cells.append(nbformat.v4.new_code_cell("plots.show(chart)", outputs=[out]))
+    nbformat.write(nb, root / "charts.ipynb")
+    port = _free_port()
+    cmd = [
+        sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+        f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={root}", "--allow-root",
+        "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ]  # fmt: skip
+    log = (root / "lab.log").open("w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=root)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/api/status?token={TOKEN}", timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"jupyter lab did not start: {(root / 'lab.log').read_text()[-2000:]}")
+                time.sleep(0.3)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:  # pragma: no cover
+            proc.kill()
+        log.close()
+
+
+def test_jupyterlab_draws_show_output(lab: str, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    errors: list[str] = []
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--proxy-server=http://127.0.0.1:9"],
+        )  # fmt: skip
+        try:
+            page = context.new_page()
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.goto(f"{lab}/lab/tree/charts.ipynb?token={TOKEN}")
+            outputs = page.locator(".jp-RenderedVegaLite")
+            page.wait_for_function(
+                "() => document.querySelectorAll('.jp-RenderedVegaLite svg.marks, "
+                ".jp-RenderedVegaLite canvas').length >= 3",
+                timeout=90_000,
+            )
+            assert outputs.count() == 3
+            assert page.locator(".jp-RenderedVegaLite input[type=range]").count() == 1
+            assert page.locator(".jp-RenderedSVG, .jp-RenderedImage").count() == 0  # Vega, not the fallback
+        finally:
+            context.close()
+    assert [e for e in errors if "vega" in e.lower()] == []
