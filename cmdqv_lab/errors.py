@@ -44,6 +44,7 @@ class CapacityError(CmdqvError, ValueError):
 class DeadlockError(CmdqvError, RuntimeError):
     """A simulated configuration stopped making progress (e.g. atomic-add reservations past CONS)."""
 
+
 class FrameError(CmdqvError, ValueError):
     """A frame does not suit an analysis or chart helper (missing column, too many rows, bad option)."""
 

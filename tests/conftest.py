@@ -20,6 +20,7 @@ def root() -> Path:
 def sample_trace() -> Path:
     return SAMPLE_TRACE
 
+
 # Property tests are reproducible: Hypothesis derives its examples from the test itself, not from a
 # random seed, so CI and a developer see the same cases (override with HYPOTHESIS_PROFILE=explore).
 import os  # noqa: E402

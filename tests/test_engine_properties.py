@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import polars as pl
 import pytest
@@ -41,7 +43,7 @@ def test_stage_times_are_ordered(case: dict) -> None:  # type: ignore[type-arg]
     """issue <= reserved <= written <= publish <= consume start <= complete, for every command."""
     _, _, cmds = run_case(case)
     stages = ["issue_ps", "reserved_ps", "written_ps", "publish_ps", "consume_start_ps", "complete_ps"]
-    for a, b in zip(stages, stages[1:]):
+    for a, b in itertools.pairwise(stages):
         assert cmds.filter(pl.col(a) > pl.col(b)).height == 0, f"{a} after {b}"
     assert cmds.filter(pl.col("complete_ps") < 0).height == 0  # everything completed
 
@@ -87,7 +89,9 @@ def test_results_do_not_depend_on_ring_sizes() -> None:
     from dataclasses import replace
 
     rng = np.random.default_rng(11)
-    cfg, streams = build("linux-lockfree", "vcmdq", "poll", 4, 2, 4, random_costs(rng, True), False, rng, n_ops=30)
+    cfg, streams = build(
+        "linux-lockfree", "vcmdq", "poll", 4, 2, 4, random_costs(rng, True), False, rng, n_ops=30
+    )
     a = run_engine(cfg, [iter(s) for s in streams]).commands
     big = replace(cfg, ring_ops=1024, ring_batches=2048, ring_cmds=8192)
     b = run_engine(big, [iter(s) for s in streams]).commands

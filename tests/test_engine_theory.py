@@ -15,20 +15,29 @@ from cmdqv_lab.scenarios import simulate
 def test_open_queue_mean_wait(dist: str, rho: float, formula) -> None:  # type: ignore[no-untyped-def]
     service = 100.0
     rate = rho / service * 1000  # Mcmd/s
-    r = simulate("open-queue", {"rate_mcmd_s": rate, "service_ns": service, "service_dist": dist}, seed=3, count=400_000)
+    r = simulate(
+        "open-queue",
+        {"rate_mcmd_s": rate, "service_ns": service, "service_dist": dist},
+        seed=3,
+        count=400_000,
+    )
     want = formula(rate / 1000, service)
     got = r.metrics["queue_wait_ns"]["mean"]
     assert got == pytest.approx(want, rel=0.05)
     # utilisation and throughput follow the offered load
     assert r.metrics["smmu_busy_fraction"] == pytest.approx(rho, rel=0.02)
     # sojourn = wait + service (the sample mean of exponential service is within 1% of its mean)
-    assert r.metrics["op_latency_ns"]["mean"] - got == pytest.approx(service, rel=1e-6 if dist == "deterministic" else 0.01)
+    assert r.metrics["op_latency_ns"]["mean"] - got == pytest.approx(
+        service, rel=1e-6 if dist == "deterministic" else 0.01
+    )
 
 
 def test_bursty_arrivals_wait_longer() -> None:
     base = {"rate_mcmd_s": 5.0, "service_ns": 100.0}
     smooth = simulate("open-queue", base, seed=1, count=100_000).metrics["queue_wait_ns"]["mean"]
-    bursty = simulate("open-queue", {**base, "burst": 8}, seed=1, count=100_000).metrics["queue_wait_ns"]["mean"]
+    bursty = simulate("open-queue", {**base, "burst": 8}, seed=1, count=100_000).metrics["queue_wait_ns"][
+        "mean"
+    ]
     assert bursty > 3 * smooth
 
 

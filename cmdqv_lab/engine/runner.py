@@ -377,7 +377,9 @@ def _check_progress(mem: Memory, cfg: EngineConfig) -> None:
     stuck = [c for c in range(cfg.n_cpus) if mem.cs[c, L.C_PC] != L.PC_DONE]
     written, done = int(mem.g[L.G_CMDS]), int(mem.g[L.G_CMDS_DONE])
     if stuck or written != done:
-        where = ", ".join(f"CPU {c} at {_PC_NAMES.get(int(mem.cs[c, L.C_PC]), mem.cs[c, L.C_PC])}" for c in stuck[:4])
+        where = ", ".join(
+            f"CPU {c} at {_PC_NAMES.get(int(mem.cs[c, L.C_PC]), mem.cs[c, L.C_PC])}" for c in stuck[:4]
+        )
         algs = sorted({q.alg for q in cfg.queues})
         raise DeadlockError(
             f"simulation deadlocked at t={int(mem.g[L.G_NOW]) / 1e3:.0f} ns with {written - done} commands "

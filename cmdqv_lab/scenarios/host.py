@@ -63,7 +63,9 @@ def queue_layout(p: HostMapUnmapParams, plat: Platform) -> tuple[tuple[QueueSpec
             + (f", vcmdqs={p.vcmdqs})" if p.queues == "vcmdq" else ")")
         )
     if p.submit == "atomic-add":
-        log2 = {"main": plat.cmdq_log2size, "vcmdq": plat.vcmdq_log2size, "ecmdq": plat.ecmdq_log2size}[p.queues]
+        log2 = {"main": plat.cmdq_log2size, "vcmdq": plat.vcmdq_log2size, "ecmdq": plat.ecmdq_log2size}[
+            p.queues
+        ]
         sharers = max(owners.count(q) for q in set(owners))
         if sharers * (p.tlbis + 1) > (1 << log2):
             raise ParamError(
