@@ -31,6 +31,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "reproduce": ("cmdqv_lab.experiments.cli:reproduce", "Re-run published results and compare them."),
     "report": ("cmdqv_lab.report.cli:report", "Execute the notebooks and build the offline report."),
     "params": ("cmdqv_lab.cli_params:params", "Print a platform preset's parameter table with provenance."),
+    "calibrate": ("cmdqv_lab.cli_params:calibrate", "Refit a platform preset to its calibration rows."),
 }
 
 

@@ -81,7 +81,12 @@ class Platform(Params):
     fetch_ns: float = param(
         31.0, unit="ns", lo=0, hi=1000, provenance="measured",
         source="C4: gem5 smmu_v3_proc.cc, 1 cycle + one 16-byte read at 1 GHz (a lower bound)",
-        doc="fetching and decoding one command",
+        doc="reading one burst of commands from queue memory (snooping CPU caches)",
+    )  # fmt: skip
+    fetch_line_cmds: int = param(
+        4, unit="commands", lo=1, hi=64, provenance="assumption",
+        source="a 64-byte cache line holds 4 commands; SMMUs read the queue in bursts",
+        doc="commands one fetch burst reads (as many as PROD has published)",
     )  # fmt: skip
     tlbi_service_ns: float = param(
         250.0, unit="ns", lo=0, hi=100_000, provenance="derived",
@@ -175,6 +180,7 @@ class Platform(Params):
             hw_sync_insert=int(self.hw_sync_insert),
             udelay=ns(self.udelay_us * 1000),
             poll_spins=self.poll_spins,
+            fetch_line=self.fetch_line_cmds,
         )
 
     def service_ns(self, opcode: int) -> float:

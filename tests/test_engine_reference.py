@@ -68,6 +68,7 @@ def random_costs(rng: np.random.Generator, hw_sync: bool) -> Costs:
         spin=r(0, 20), msi=r(0, 200), sev=r(0, 200), fetch=r(0, 50), hw_sync=r(0, 100),
         cmd_batch=int(rng.choice([0, 1, 3, 32])), clk_batch=int(rng.choice([0, 200_000, 1_000_000])),
         hw_sync_insert=int(hw_sync), udelay=r(1, 2000), poll_spins=int(rng.integers(1, 12)),
+        fetch_line=int(rng.choice([1, 2, 4])),
     )  # fmt: skip
 
 

@@ -140,7 +140,8 @@ Q_FIFO_HEAD = 18  # spinlock waiters FIFO (ring over the CPU count)
 Q_FIFO_TAIL = 19
 Q_DOORBELLS = 20
 Q_MAX_OCC = 21
-Q_NF = 22
+Q_FETCHED = 22  # commands below this counter were read by the last burst
+Q_NF = 23
 
 # ----------------------------------------------------------------------------- processor state columns
 P_STATE = 0  # P_IDLE / P_BUSY / P_HWSYNC
@@ -184,7 +185,8 @@ K_HW_SYNC_INSERT = 12  # 0/1
 K_UDELAY = 13  # first udelay of the poll back-off
 K_POLL_SPINS = 14  # ARM_SMMU_POLL_SPIN_COUNT
 K_RECORD = 15  # 1: keep per-command and per-op records
-K_NF = 16
+K_FETCH_LINE = 16  # commands per fetch burst (a 64-byte line holds 4)
+K_NF = 17
 
 # ----------------------------------------------------------------------------- global counters
 G_OPS_STARTED = 0

@@ -96,6 +96,7 @@ class Costs:
     hw_sync_insert: int = 0
     udelay: int = 1_000_000
     poll_spins: int = 10
+    fetch_line: int = 1
 
     def vector(self, record: bool) -> np.ndarray:
         k = np.zeros(L.K_NF, dtype=np.int64)
@@ -115,6 +116,9 @@ class Costs:
         k[L.K_UDELAY] = self.udelay
         k[L.K_POLL_SPINS] = self.poll_spins
         k[L.K_RECORD] = int(record)
+        k[L.K_FETCH_LINE] = self.fetch_line
+        if self.fetch_line < 1:
+            raise ParamError("fetch_line must be >= 1")
         if (k < 0).any():
             raise ParamError("engine costs must be non-negative")
         return k

@@ -1,8 +1,9 @@
 """The SMMU command processors in the compiled engine.
 
 A processor serves a fixed list of queues (all of them when the SMMU consumes one queue at a time,
-one each when queues are consumed in parallel). It consumes in order: a command costs ``fetch_ns``
-plus its own service time, CONS advances when it completes, and a CMD_SYNC completing wakes the CPU
+one each when queues are consumed in parallel). It consumes in order: a command costs its own
+service time, plus ``fetch_ns`` if it was not read by an earlier burst (the SMMU reads
+``fetch_line_cmds`` aligned entries at a time, as many of them as PROD had published), CONS advances when it completes, and a CMD_SYNC completing wakes the CPU
 waiting on it (at the time its wait mode lets it observe the completion). Across queues it
 arbitrates round robin, staying on a queue for at most ``cmd_batch`` commands and ``clk_batch_ns``
 (the CMDQV CONFIG CMD_BATCH / CLK_BATCH fields). With ``hw_sync_insert`` it inserts a CMD_SYNC
@@ -32,6 +33,7 @@ from cmdqv_lab.engine.layout import (
     K_CLK_BATCH,
     K_CMD_BATCH,
     K_FETCH,
+    K_FETCH_LINE,
     K_HW_SYNC,
     K_HW_SYNC_INSERT,
     OPCODE_SYNC,
@@ -49,6 +51,7 @@ from cmdqv_lab.engine.layout import (
     P_TURN_T0,
     Q_DOORBELLS,
     Q_FETCH,
+    Q_FETCHED,
     Q_HW_CONS,
     Q_HW_PROD,
     Q_MAX_OCC,
@@ -100,6 +103,15 @@ def start_command(M, p, q, now):
     ctr = qget(M, q, Q_FETCH)
     qset(M, q, Q_FETCH, ctr + 1)
     row = slot_row(M, q, ctr)
+    # The SMMU reads the queue in bursts of K_FETCH_LINE entries (aligned): a command already read
+    # by the burst that fetched an earlier command costs no further fetch.
+    fetch = 0
+    if ctr >= qget(M, q, Q_FETCHED):
+        fetch = kget(M, K_FETCH)
+        line = kget(M, K_FETCH_LINE)
+        end = ctr - ctr % line + line
+        hw = qget(M, q, Q_HW_PROD)
+        qset(M, q, Q_FETCHED, end if end < hw else hw)
     wait = now - sget(M, row, SL_PUB)
     gadd(M, G_QW_SUM, wait)
     if wait > gget(M, G_QW_MAX):
@@ -111,7 +123,7 @@ def start_command(M, p, q, now):
     pset(M, p, P_STATE, P_BUSY)
     pset(M, p, P_CUR, q)
     pset(M, p, P_T0, now)
-    sched(M, p, now + kget(M, K_FETCH) + sget(M, row, SL_SVC))
+    sched(M, p, now + fetch + sget(M, row, SL_SVC))
 
 
 @njit(cache=True)

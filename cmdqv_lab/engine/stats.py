@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from numba import njit
+from numba.cpython.unsafe.numbers import leading_zeros
 
 SUB_BITS = 7
 SUB = 1 << SUB_BITS
@@ -39,9 +40,7 @@ def bucket_of(v: int) -> int:
     """Bucket index of a non-negative value."""
     if v < SUB:
         return max(v, 0)
-    e = math.frexp(float(v))[1] - 1  # floor(log2 v), exact for v < 2**53
-    if (1 << e) > v:  # guard against float rounding just below a power of two
-        e -= 1
+    e = 63 - leading_zeros(np.uint64(v))  # floor(log2 v)
     m = (v >> (e - SUB_BITS)) & (SUB - 1)
     return SUB + (e - SUB_BITS) * SUB + m
 

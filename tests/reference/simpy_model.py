@@ -63,6 +63,7 @@ class Queue:
     valid_upto: int = 0
     hw_prod: int = 0
     fetch: int = 0
+    fetched: int = 0  # entries below this were read by the last fetch burst
     hw_cons: int = 0
     owner_waiter: int = -1
     valid_waiter: int = -1
@@ -256,12 +257,18 @@ class Reference:
 
     def start(self, p: int, qi: int) -> None:
         q = self.queues[qi]
-        s = q.slot(q.fetch)
+        ctr = q.fetch
+        s = q.slot(ctr)
         q.fetch += 1
         if s.rec is not None:
             s.rec["consume_start_ps"] = self.env.now
+        cost = s.svc
+        if ctr >= q.fetched:  # read a burst: the aligned line of fetch_line entries, as far as PROD
+            cost += self.k.fetch
+            line_end = (ctr // self.k.fetch_line + 1) * self.k.fetch_line
+            q.fetched = min(line_end, q.hw_prod)
         self.pstate[p], self.pcur[p] = "busy", qi
-        self.busy_until[p] = self.env.now + self.k.fetch + s.svc
+        self.busy_until[p] = self.env.now + cost
 
     def complete(self, qi: int) -> None:
         q, now = self.queues[qi], self.env.now

@@ -1,0 +1,111 @@
+"""Engine speed: simulated commands per second of the compiled engine and of the SimPy reference,
+on the same inputs in one process, for open-queue and host-map-unmap at 1, 16 and 64 CPUs.
+
+    python benchmarks/bench_engine.py            # the table (about a minute)
+    python benchmarks/bench_engine.py --startup  # + a second `cmdqv-lab simulate` process, 1e5 ops
+    python benchmarks/bench_engine.py --billion  # + 10^9 open-queue commands: wall time, peak RSS
+
+The reference is run on fewer commands (it is slow); rates are per simulated command, so the ratio
+compares like with like. Numbers depend on the machine and its load: the script prints both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from cmdqv_lab.engine.runner import EngineConfig, run_engine  # noqa: E402
+from cmdqv_lab.scenarios.base import get_scenario, resolve  # noqa: E402
+from tests.reference.simpy_model import run_reference  # noqa: E402
+
+CASES = [
+    ("open-queue", {"rate_mcmd_s": 8.0, "service_ns": 100.0}, 1),
+    ("host-map-unmap", {"cpus": 1}, 1),
+    ("host-map-unmap", {"cpus": 16}, 16),
+    ("host-map-unmap", {"cpus": 64}, 64),
+]
+
+
+def materialise(scenario: str, overrides: dict, count: int, record: bool):  # type: ignore[no-untyped-def, type-arg]
+    scn = get_scenario(scenario)
+    params, plat = resolve(scn, overrides)
+    cfg, streams = scn.build(params, plat, 7, count)
+    blocks = [list(s) for s in streams]
+    if record:
+        cfg = EngineConfig(**{**cfg.__dict__, "record": True})
+    return cfg, blocks
+
+
+def bench_case(scenario: str, overrides: dict, engine_count: int, ref_count: int, repeats: int = 3) -> dict:  # type: ignore[type-arg]
+    cfg, blocks = materialise(scenario, overrides, engine_count, False)
+    run_engine(cfg, [iter(b) for b in blocks])  # warm (loads compiled code)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        res = run_engine(cfg, [iter(b) for b in blocks])
+        best = min(best, time.perf_counter() - t)
+    cmds = int(res.g[3])  # G_CMDS_DONE
+    rcfg, rblocks = materialise(scenario, overrides, ref_count, True)
+    t = time.perf_counter()
+    ref = run_reference(rcfg, rblocks)
+    ref_s = time.perf_counter() - t
+    ref_cmds = len(ref.cmd_records)
+    eng_rate, ref_rate = cmds / best, ref_cmds / ref_s
+    return {"engine_cmds": cmds, "engine_s": best, "engine_rate": eng_rate, "ref_cmds": ref_cmds, "ref_s": ref_s,
+            "ref_rate": ref_rate, "ratio": eng_rate / ref_rate}  # fmt: skip
+
+
+def startup() -> float:
+    """Wall time of a fresh `cmdqv-lab simulate` process (compiled code already cached), 1e5 ops."""
+    exe = Path(sys.executable).parent / "cmdqv-lab"
+    cmd = [str(exe), "simulate", "--scenario", "host-map-unmap", "--ops", "100000", "--json"]
+    subprocess.run(cmd, check=True, capture_output=True)  # make sure the cache is warm
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True)
+    return time.perf_counter() - t
+
+
+def billion() -> tuple[float, float]:
+    from cmdqv_lab.scenarios import simulate
+
+    t = time.perf_counter()
+    r = simulate("open-queue", {"rate_mcmd_s": 8.0, "service_ns": 100.0}, seed=1, count=1_000_000_000)
+    wall = time.perf_counter() - t
+    assert r.metrics["commands"] == 1_000_000_000
+    return wall, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--startup", action="store_true")
+    ap.add_argument("--billion", action="store_true")
+    ap.add_argument("--scale", type=float, default=1.0, help="multiply command counts")
+    a = ap.parse_args()
+    print(f"machine: {platform.machine()} {platform.processor() or ''} cpus={os.cpu_count()} "
+          f"load={os.getloadavg()[0]:.2f} python={platform.python_version()}")  # fmt: skip
+    print(f"{'scenario':<16} {'cpus':>4} {'engine cmds':>12} {'engine Mcmd/s':>14} {'SimPy cmds':>11} "
+          f"{'SimPy kcmd/s':>13} {'ratio':>8}")  # fmt: skip
+    for scenario, over, cpus in CASES:
+        n_eng = int((5_000_000 if scenario == "open-queue" else 400_000) * a.scale)
+        n_ref = int(20_000 * a.scale) if cpus < 64 else int(6_400 * a.scale)
+        r = bench_case(scenario, over, n_eng, n_ref)
+        print(f"{scenario:<16} {cpus:>4} {r['engine_cmds']:>12,} {r['engine_rate'] / 1e6:>14.2f} {r['ref_cmds']:>11,} "
+              f"{r['ref_rate'] / 1e3:>13.1f} {r['ratio']:>8.0f}")  # fmt: skip
+    if a.startup:
+        print(f"second `cmdqv-lab simulate` process, host-map-unmap 1e5 ops: {startup():.2f} s")
+    if a.billion:
+        wall, rss = billion()
+        print(f"open-queue 10^9 commands: {wall:.0f} s, peak RSS {rss:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

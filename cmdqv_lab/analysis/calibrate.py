@@ -1,0 +1,228 @@
+"""Fitting platform presets to public measurements, and their predictions.
+
+A calibration file (``data/calibration/<preset>.toml``) names the scenario, the parameters to fit
+with their bounds, the measured rows to fit (``[[target]]``) and the configurations to predict but
+never fit (``[[prediction]]``, calibration.md's held-out rule). :func:`fit` minimises the mean squared
+log error of the targets with Nelder-Mead on the bounded parameters (common random numbers: every
+evaluation uses the same seed); :func:`write_preset` stores the fitted values, the rows they were
+fitted to, the residuals and the predictions in ``data/params/<preset>.toml``.
+
+``cmdqv-lab calibrate d06`` refits and prints; ``--write`` updates the preset.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cmdqv_lab import __version__
+from cmdqv_lab.errors import ParamError
+from cmdqv_lab.platform import PARAMS_DIR
+
+CALIBRATION_DIR = PARAMS_DIR.parent / "calibration"
+
+
+@dataclass(frozen=True)
+class Row:
+    label: str
+    overrides: dict[str, Any]
+    value: float | None = None
+    metric: str = ""
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class CalibrationSpec:
+    preset: str
+    scenario: str
+    metric: str
+    count: int
+    seed: int
+    base: dict[str, Any]
+    params: dict[str, tuple[float, float, float]]
+    targets: tuple[Row, ...]
+    predictions: tuple[Row, ...]
+    path: Path
+
+    @classmethod
+    def load(cls, name: str) -> CalibrationSpec:
+        path = CALIBRATION_DIR / f"{name}.toml"
+        if not path.is_file():
+            known = ", ".join(sorted(p.stem for p in CALIBRATION_DIR.glob("*.toml")))
+            raise ParamError(f"no calibration {name!r}: one of {known}")
+        data = tomllib.loads(path.read_text())
+        fit = data["fit"]
+        params = {k: (float(v[0]), float(v[1]), float(v[2])) for k, v in fit["params"].items()}
+        targets = tuple(
+            Row(t["label"], dict(t["set"]), float(t["value"]), fit["metric"], t.get("source", ""))
+            for t in data["target"]
+        )
+        preds = tuple(
+            Row(p["label"], dict(p["set"]), None, p.get("metric", fit["metric"])) for p in data["prediction"]
+        )
+        return cls(
+            fit["preset"], fit["scenario"], fit["metric"], int(fit["count"]), int(fit["seed"]),
+            dict(fit.get("base", {})), params, targets, preds, path,
+        )  # fmt: skip
+
+
+@dataclass
+class FitResult:
+    values: dict[str, float]
+    rows: list[dict[str, Any]]  # label, measured, model, rel_error
+    predictions: list[dict[str, Any]]  # label, metric, model
+    evaluations: int
+    loss: float
+    history: list[float] = field(default_factory=list)
+
+    @property
+    def max_rel_error(self) -> float:
+        return max(abs(r["rel_error"]) for r in self.rows)
+
+
+def _run(spec: CalibrationSpec, values: Mapping[str, float], row: Row, count: int) -> float:
+    from cmdqv_lab.scenarios import simulate
+
+    res = simulate(spec.scenario, {**spec.base, **values, **row.overrides}, seed=spec.seed, count=count)
+    v = res.metrics[row.metric or spec.metric]
+    return float("nan") if v is None else float(v)
+
+
+def evaluate(
+    spec: CalibrationSpec, values: Mapping[str, float], count: int | None = None
+) -> list[dict[str, Any]]:
+    """Model value and relative error of every target row at ``values``."""
+    n = count or spec.count
+    out = []
+    for row in spec.targets:
+        model = _run(spec, values, row, n)
+        assert row.value is not None
+        out.append(
+            {"label": row.label, "measured": row.value, "model": model, "rel_error": model / row.value - 1}
+        )
+    return out
+
+
+def predict(
+    spec: CalibrationSpec, values: Mapping[str, float], count: int | None = None
+) -> list[dict[str, Any]]:
+    """The held-out predictions at ``values``."""
+    n = count or spec.count
+    return [
+        {"label": r.label, "metric": r.metric, "model": _run(spec, values, r, n)} for r in spec.predictions
+    ]
+
+
+def fit(
+    spec: CalibrationSpec,
+    *,
+    maxiter: int = 120,
+    count: int | None = None,
+    progress: Callable[[int, float], None] | None = None,
+) -> FitResult:
+    """Fit ``spec.params`` to ``spec.targets`` (Nelder-Mead on [0, 1]-scaled bounded parameters)."""
+    from scipy.optimize import minimize
+
+    names = list(spec.params)
+    lo = np.array([spec.params[k][0] for k in names])
+    hi = np.array([spec.params[k][1] for k in names])
+    x0 = (np.array([spec.params[k][2] for k in names]) - lo) / (hi - lo)
+    history: list[float] = []
+
+    def values_of(x: np.ndarray) -> dict[str, float]:
+        return {k: float(v) for k, v in zip(names, lo + np.clip(x, 0, 1) * (hi - lo))}
+
+    def loss(x: np.ndarray) -> float:
+        penalty = float(np.sum(np.clip(-x, 0, None) + np.clip(x - 1, 0, None)))
+        rows = evaluate(spec, values_of(x), count)
+        errs = [math.log(r["model"] / r["measured"]) for r in rows if r["model"] > 0]
+        value = float(np.mean(np.square(errs))) if len(errs) == len(rows) else 10.0
+        history.append(value)
+        if progress:
+            progress(len(history), value)
+        return value + penalty
+
+    res = minimize(loss, x0, method="Nelder-Mead", options={"maxiter": maxiter, "xatol": 1e-3, "fatol": 1e-6})
+    values = {k: round(v, 1) for k, v in values_of(res.x).items()}
+    rows = evaluate(spec, values, count)
+    errs = [math.log(r["model"] / r["measured"]) for r in rows]
+    return FitResult(
+        values, rows, predict(spec, values, count), len(history), float(np.mean(np.square(errs))), history
+    )
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
+    raise TypeError(v)
+
+
+def render_preset(spec: CalibrationSpec, result: FitResult, description: str) -> str:
+    """The preset file text: values with provenance, fitted rows, residuals, predictions."""
+    fixed = {k: v for k, v in spec.base.items() if k not in ("platform", "tlbis")}
+    lines = [
+        f"# Generated by `cmdqv-lab calibrate {spec.preset} --write` from {spec.path.relative_to(PARAMS_DIR.parent.parent)}.",
+        "# Fitted ONLY to the [[fit_row]] rows below; [[prediction]] rows are model outputs for held-out configs.",
+        "[preset]",
+        f"name = {_toml_value(spec.preset)}",
+        f"description = {_toml_value(description)}",
+        f"fitted_on = {_toml_value(_dt.date.today().isoformat())}",
+        f"code_version = {_toml_value(__version__)}",
+        f"fit_scenario = {_toml_value(spec.scenario)}",
+        f"fit_metric = {_toml_value(spec.metric)}",
+        f"fit_count = {spec.count}",
+        f"fit_seed = {spec.seed}",
+        f"fit_evaluations = {result.evaluations}",
+        f"fit_rms_log_error = {math.sqrt(result.loss):.4f}",
+        f"fit_max_rel_error = {result.max_rel_error:.4f}",
+        "",
+        "[values]",
+    ]
+    lines += [f"{k} = {_toml_value(v)}" for k, v in {**fixed, **result.values}.items()]
+    lines += ["", "[provenance]"]
+    lines += [f'{k} = "fitted"' for k in result.values]
+    lines += ["", "[sources]"]
+    for k, (lo, hi, _) in spec.params.items():
+        lines.append(f"{k} = {_toml_value(f'fitted to calibration.md C1 within [{lo:g}, {hi:g}]')}")
+    for row in result.rows:
+        lines += [
+            "",
+            "[[fit_row]]",
+            f"label = {_toml_value(row['label'])}",
+            f"measured = {row['measured']:.0f}",
+            f"model = {row['model']:.0f}",
+            f"rel_error = {row['rel_error']:.4f}",
+        ]
+    for p in result.predictions:
+        lines += ["", "[[prediction]]", f"label = {_toml_value(p['label'])}", f"metric = {_toml_value(p['metric'])}",
+                  f"model = {p['model']:.6g}"]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def write_preset(spec: CalibrationSpec, result: FitResult, description: str) -> Path:
+    """Write ``data/params/<preset>.toml`` atomically."""
+    import os
+    import tempfile
+
+    path = PARAMS_DIR / f"{spec.preset}.toml"
+    text = render_preset(spec, result, description)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,78 @@
+"""``cmdqv-lab params`` and ``cmdqv-lab calibrate``: platform presets, their provenance and fits."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import click
+
+
+@click.command("params")
+@click.argument("preset", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def params(preset: str | None, as_json: bool) -> None:
+    """Print PRESET's parameter table (value, unit, range, provenance, source) and its predictions."""
+    from cmdqv_lab.platform import platform_table, preset_names, read_preset
+
+    if preset is None:
+        for name in preset_names():
+            click.echo(f"{name:<10} {read_preset(name).description}")
+        return
+    table = platform_table(preset)
+    meta = read_preset(preset).meta
+    if as_json:
+        click.echo(json.dumps({"preset": preset, "params": table.to_dicts(), **meta}, indent=2, default=str))
+        return
+    for row in table.iter_rows(named=True):
+        click.echo(
+            f"{row['name']:<22} {row['value']:>14} {row['unit']:<14} {row['provenance']:<10} {row['source']}"
+        )
+    for key in ("fit_row", "prediction"):
+        rows = meta.get(key, [])
+        if rows:
+            click.echo(f"\n{'fitted rows' if key == 'fit_row' else 'predictions (not fitted)'}:")
+            for r in rows:
+                extra = (
+                    f"measured {r['measured']:>9,.0f}  error {r['rel_error']:+.1%}"
+                    if key == "fit_row"
+                    else ""
+                )
+                click.echo(f"  {r['label']:<55} model {r['model']:>11,.4g}  {extra}")
+
+
+@click.command("calibrate")
+@click.argument("name")
+@click.option("--write", is_flag=True, help="Write the fitted preset to data/params/NAME.toml.")
+@click.option("--maxiter", type=click.IntRange(1, 10_000), default=150, show_default=True)
+@click.option(
+    "--count", type=click.IntRange(1000, 10_000_000), default=None, help="Ops per row (default: the spec's)."
+)
+def calibrate(name: str, write: bool, maxiter: int, count: int | None) -> None:
+    """Refit preset NAME to its calibration rows (data/calibration/NAME.toml) and print predictions."""
+    from cmdqv_lab.analysis.calibrate import CalibrationSpec, fit, write_preset
+    from cmdqv_lab.platform import read_preset
+
+    spec = CalibrationSpec.load(name)
+    t0 = time.time()
+    result = fit(spec, maxiter=maxiter, count=count)
+    click.echo(f"fitted {', '.join(spec.params)} to {len(spec.targets)} rows in {time.time() - t0:.0f} s "
+               f"({result.evaluations} evaluations)")  # fmt: skip
+    for k, v in result.values.items():
+        click.echo(f"  {k:<22} {v:g}")
+    click.echo("\nfitted rows:")
+    for r in result.rows:
+        click.echo(
+            f"  {r['label']:<45} measured {r['measured']:>9,.0f}  model {r['model']:>9,.0f}  {r['rel_error']:+.1%}"
+        )
+    click.echo("\npredictions (not fitted):")
+    for p in result.predictions:
+        click.echo(f"  {p['label']:<55} {p['metric']:<20} {p['model']:,.4g}")
+    if write:
+        desc = (
+            read_preset(name).description
+            if (spec.path.parent.parent / "params" / f"{name}.toml").exists()
+            else name
+        )
+        path = write_preset(spec, result, desc)
+        click.echo(f"\nwrote {path}")
