@@ -114,10 +114,14 @@ class Parser:
                     kind, what = ev.classify_other(
                         line, name, m is not None and m.group(5) is not None, lineno == n
                     )
-                    if kind == "skip":
-                        self.skipped[what] = self.skipped.get(what, 0) + 1
-                    else:
+                    if kind != "skip":
                         self._fail(kind, lineno, what)
+                        continue
+                    self.skipped[what] = self.skipped.get(what, 0) + 1
+                    if m is not None and m.group(1) is not None:  # another event: its time still counts
+                        t = int(m.group(2)) * 1_000_000 + int(m.group(3).ljust(6, "0"))
+                        self.t0 = t if self.t0 is None else self.t0
+                        self.t_last = t
                     continue
                 assert m is not None and name is not None
                 pid_s, sec, usec, _, args = m.groups()

@@ -112,8 +112,8 @@ class TraceMeta:
     malformed: dict[str, int] = field(default_factory=dict)  # lenient: bad lines skipped, by kind
     format: str = "unknown"
     has_timestamps: bool = False
-    t0_us: int | None = None  # epoch microseconds of the first timestamped event
-    duration_s: float | None = None  # first to last timestamped event
+    t0_us: int | None = None  # epoch microseconds of the first timestamped event line (any event)
+    duration_s: float | None = None  # first to last timestamped event line
     passes: int = 0  # consume passes that printed at least one smmuv3_cmdq_consume
     empty_passes: int = 0  # smmuv3_cmdq_consume_out alone: nothing to consume (e.g. CR0 writes)
     stalled_passes: int = 0  # passes that read no command (an error pending, or a fetch abort)
