@@ -105,6 +105,8 @@ class Parser:
         n = self.n_lines = len(lines)
         hot, generic, known = ev.HOT.match, ev.LINE.match, ev.KNOWN
         rows, opnames, max_index = self.rows, ev.OPCODE_NAMES, ev.MAX_INDEX
+        t: int | None
+        pid: int | None
         for lineno, line in enumerate(lines, 1):
             m = hot(line)
             if m is None:  # a rarer event, another event, or not an event
@@ -119,9 +121,9 @@ class Parser:
                         continue
                     self.skipped[what] = self.skipped.get(what, 0) + 1
                     if m is not None and m.group(1) is not None:  # another event: its time still counts
-                        t = int(m.group(2)) * 1_000_000 + int(m.group(3).ljust(6, "0"))
-                        self.t0 = t if self.t0 is None else self.t0
-                        self.t_last = t
+                        ts = int(m.group(2)) * 1_000_000 + int(m.group(3).ljust(6, "0"))
+                        self.t0 = ts if self.t0 is None else self.t0
+                        self.t_last = ts
                     continue
                 assert m is not None and name is not None
                 pid_s, sec, usec, _, args = m.groups()
