@@ -179,6 +179,9 @@ def classify_other(line: str, name: str | None, has_args: bool, last: bool) -> t
         or PREFIX_START.match(line)
         or not stripped[0].isalpha()
     ):
-        what = "truncated line" if last and printable else "not a QEMU trace event line"
-        return "garbage", f"{what}: {shown} (expected [pid@seconds.micros:]event_name arguments)"
+        cut = "; last line: file cut short?" if last and printable else ""
+        return (
+            "garbage",
+            f"not a QEMU trace event line: {shown} (expected [pid@seconds.micros:]event_name args{cut})",
+        )
     return "skip", "<text>"

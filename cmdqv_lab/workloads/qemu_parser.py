@@ -72,12 +72,15 @@ class Parser:
         gc.disable()  # millions of small tuples: the cyclic GC would rescan them again and again
         try:
             self._run(lines)
+            return build_trace(self.rows, self.details, self.errors, self.drows, self._meta())
         finally:
             if gc_was_enabled:
                 gc.enable()
+
+    def _meta(self) -> TraceMeta:
         fmt = "mixed" if len(self.variants) > 1 else next(iter(self.variants), "unknown")
         t0, t1 = self.t0, self.t_last
-        meta = TraceMeta(
+        return TraceMeta(
             source=self.source,
             lenient=self.lenient,
             n_lines=self.n_lines,
@@ -95,7 +98,6 @@ class Parser:
             queue_log2size=self.log2size,
             gzip=self.gz,
         )
-        return build_trace(self.rows, self.details, self.errors, self.drows, meta)
 
     def _run(self, lines: list[str]) -> None:
         if lines and lines[-1] == "":
@@ -230,6 +232,8 @@ class Parser:
         return False
 
     def _queue(self, name: str, prod: int, cons: int, pw: int, cw: int, lineno: int) -> bool:
+        if prod <= ev.MAX_INDEX and cons <= ev.MAX_INDEX and pw | cw <= 1:
+            return True
         w = "." if name == "smmuv3_cmdq_consume" else "_"
         index, wrap = (0, ev.MAX_INDEX), (0, 1)
         return self._check(
@@ -420,7 +424,13 @@ class Parser:
 
     def _range_inval(self, g: tuple[str, ...], lineno: int, name: str | None = None) -> bool:
         vmid, asid, addr, tg, pages, ttl, leaf = (
-            int(x, 16 if i in (2, 4) else 10) for i, x in enumerate(g[:7])
+            int(g[0]),
+            int(g[1]),
+            int(g[2], 16),
+            int(g[3]),
+            int(g[4], 16),
+            int(g[5]),
+            int(g[6]),
         )
         stage = int(g[7]) if g[7] else None
         name = name or ("smmuv3_range_inval" if stage is not None else "smmuv3_s1_range_inval")

@@ -245,5 +245,6 @@ def capture_trace(
         "summary": {k: summary[k] for k in ("commands", "doorbells", "opcodes", "batch_sizes", "threads")},
         "note": NOTE,
     }  # fmt: skip
-    provenance_path(out).write_text(json.dumps(prov, indent=2) + "\n")
-    return prov
+    text = json.dumps(prov, indent=2) + "\n"
+    provenance_path(out).write_text(text)
+    return dict(json.loads(text))  # as saved (JSON object keys are strings)
