@@ -193,3 +193,10 @@ def test_plain_and_gzip_and_prefixless_give_the_same_commands(tmp_path: Path) ->
 def test_crlf_lines_parse_like_lf() -> None:
     text = gzip.decompress(SAMPLE.read_bytes()).decode()
     assert parse_text(text.replace("\n", "\r\n")).commands.equals(parse_text(text).commands)
+
+
+def test_mixed_line_ends() -> None:
+    text = gzip.decompress(SAMPLE.read_bytes()).decode()
+    lines = text.split("\n")
+    mixed = "\n".join(x + ("\r" if i % 3 == 1 else "") for i, x in enumerate(lines))
+    assert parse_text(mixed).commands.equals(parse_text(text).commands)

@@ -68,6 +68,7 @@ class Parser:
         return True
 
     def run(self, lines: list[str]) -> Trace:
+        """Parse ``lines`` (without their newlines; the list may be modified) into a :class:`Trace`."""
         gc_was_enabled = gc.isenabled()
         gc.disable()  # millions of small tuples: the cyclic GC would rescan them again and again
         try:
@@ -78,32 +79,20 @@ class Parser:
                 gc.enable()
 
     def _meta(self) -> TraceMeta:
-        fmt = "mixed" if len(self.variants) > 1 else next(iter(self.variants), "unknown")
-        t0, t1 = self.t0, self.t_last
+        variants, t0, t1 = self.variants, self.t0, self.t_last
         return TraceMeta(
-            source=self.source,
-            lenient=self.lenient,
-            n_lines=self.n_lines,
-            n_events=self.n_events,
-            skipped=dict(self.skipped),
-            malformed=dict(self.malformed),
-            format=fmt,
-            has_timestamps=t0 is not None,
-            t0_us=t0,
+            source=self.source, lenient=self.lenient, n_lines=self.n_lines, n_events=self.n_events,
+            skipped=dict(self.skipped), malformed=dict(self.malformed),
+            format="mixed" if len(variants) > 1 else next(iter(variants), "unknown"),
+            has_timestamps=t0 is not None, t0_us=t0,
             duration_s=None if t0 is None or t1 is None else (t1 - t0) / 1e6,
-            passes=self.passes,
-            empty_passes=self.empty,
-            stalled_passes=self.stalled,
-            unterminated_passes=self.unterminated,
-            queue_log2size=self.log2size,
-            gzip=self.gz,
-        )
+            passes=self.passes, empty_passes=self.empty, stalled_passes=self.stalled,
+            unterminated_passes=self.unterminated, queue_log2size=self.log2size, gzip=self.gz,
+        )  # fmt: skip
 
     def _run(self, lines: list[str]) -> None:
         if lines and lines[-1] == "":
             lines.pop()  # the newline that ends the last line
-        if any(line.endswith("\r") for line in lines[:1] + lines[-1:]):
-            lines = [line[:-1] if line.endswith("\r") else line for line in lines]
         n = self.n_lines = len(lines)
         hot, generic, known = ev.HOT.match, ev.LINE.match, ev.KNOWN
         rows, opnames, max_index = self.rows, ev.OPCODE_NAMES, ev.MAX_INDEX
