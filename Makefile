@@ -35,7 +35,7 @@ sysdeps:
 	@scripts/install-sysdeps
 
 lint: venv
-	$(BIN)/ruff check cmdqv_lab tests benchmarks notebooks
+	$(BIN)/ruff check cmdqv_lab tests benchmarks $(wildcard notebooks/*.py)
 	$(BIN)/ruff format --check cmdqv_lab tests benchmarks
 
 typecheck: venv

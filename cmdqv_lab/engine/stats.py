@@ -40,7 +40,7 @@ def bucket_of(v: int) -> int:
     """Bucket index of a non-negative value."""
     if v < SUB:
         return max(v, 0)
-    e = 63 - leading_zeros(np.uint64(v))  # floor(log2 v)
+    e = 63 - leading_zeros(np.uint64(v))  # type: ignore[call-arg]  # floor(log2 v)
     m = (v >> (e - SUB_BITS)) & (SUB - 1)
     return SUB + (e - SUB_BITS) * SUB + m
 
