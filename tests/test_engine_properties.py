@@ -99,13 +99,18 @@ def test_results_do_not_depend_on_ring_sizes() -> None:
 
 
 def test_atomic_add_deadlock_is_reported() -> None:
-    """Reservations past CONS in a tiny queue deadlock; the engine says so instead of finishing."""
-    from dataclasses import replace
-
+    """Two CPUs atomically add 5-entry reservations to an 8-entry queue at the same instant: the
+    second reservation runs past CONS, its owner waits for valid bits that can never be written.
+    The engine says so instead of finishing."""
+    from cmdqv_lab.engine.runner import Costs, EngineConfig, QueueSpec
+    from cmdqv_lab.engine.stream import OpBlock
     from cmdqv_lab.errors import DeadlockError
 
-    rng = np.random.default_rng(0)
-    cfg, streams = build("atomic-add", "main", "msi", 3, 1, 3, random_costs(rng, False), False, rng, n_ops=8)
-    cfg = replace(cfg, queues=tuple(replace(q, log2size=3) for q in cfg.queues))
+    blk = OpBlock.uniform(
+        n_ops=1, t=np.array([0]), opcodes=[0x12] * 4 + [0x46], svc=[100_000] * 5, sync=True, queue=0
+    )
+    cfg = EngineConfig(queues=(QueueSpec(3, "atomic-add", "msi"),), n_cpus=2, quotas=(1, 1), costs=Costs())
     with pytest.raises(DeadlockError, match="deadlocked"):
-        run_engine(cfg, [iter(s) for s in streams])
+        run_engine(cfg, [iter([blk]), iter([blk])])
+    ok = EngineConfig(queues=(QueueSpec(4, "atomic-add", "msi"),), n_cpus=2, quotas=(1, 1), costs=Costs())
+    assert run_engine(ok, [iter([blk]), iter([blk])]).metrics()["commands"] == 10

@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from cmdqv_lab.engine.layout import G_CAS_FAIL, G_HW_SYNCS, Q_LOG2, Q_MAX_OCC
+from cmdqv_lab.engine.layout import G_CAS_FAIL, G_FIX_LAT_SUM, G_HW_SYNCS, Q_LOG2, Q_MAX_OCC
 from cmdqv_lab.engine.runner import Costs, EngineConfig, QueueSpec, run_engine
 from cmdqv_lab.engine.stream import OpBlock
 from tests.reference.simpy_model import run_reference
@@ -29,30 +29,49 @@ OP_FIELDS = [
 
 
 def random_blocks(rng: np.random.Generator, n_ops: int, n_queues: int, owners: list[int] | None, cpu: int,
-                  open_loop: bool, max_batch: int = 5) -> list[OpBlock]:  # fmt: skip
-    """A random op stream for one CPU: 1-3 batches per op, 1-max_batch entries, random queues."""
-    t, nb, b_n, b_sync, b_q, c_opc, c_svc = [], [], [], [], [], [], []
+                  open_loop: bool, max_batch: int = 5, n_locks: int = 0, illegal: float = 0.0) -> list[OpBlock]:  # fmt: skip
+    """A random op stream for one CPU: batches (1-max_batch entries, random queues), delays counted as
+    exits or guest IRQs, lock/unlock pairs around a batch, and entries flagged illegal."""
+    t, nb, kind, sa, sb, sc, c_opc, c_svc, c_flags = [], [], [], [], [], [], [], [], []
     clock = 0
+
+    def batch() -> None:
+        n = int(rng.integers(1, max_batch + 1))
+        sync = int(rng.random() < 0.7)
+        kind.append(0)
+        sa.append(n)
+        sb.append(sync)
+        sc.append(owners[cpu] if owners is not None else int(rng.integers(0, n_queues)))
+        for j in range(n):
+            last_sync = sync and j == n - 1
+            c_opc.append(0x46 if last_sync else int(rng.choice([0x12, 0x11, 0x03, 0x40])))
+            c_svc.append(int(rng.integers(0, 400)) * 1000)
+            c_flags.append(int(not last_sync and rng.random() < illegal))
+
     for _ in range(n_ops):
         gap = int(rng.integers(0, 3000)) * 1000
         clock += gap
         t.append(clock if open_loop else gap)
-        k = int(rng.integers(1, 4))
-        nb.append(k)
-        for _ in range(k):
-            n = int(rng.integers(1, max_batch + 1))
-            sync = int(rng.random() < 0.7)
-            b_n.append(n)
-            b_sync.append(sync)
-            b_q.append(owners[cpu] if owners is not None else int(rng.integers(0, n_queues)))
-            for j in range(n):
-                last_sync = sync and j == n - 1
-                c_opc.append(0x46 if last_sync else int(rng.choice([0x12, 0x11, 0x03, 0x40])))
-                c_svc.append(int(rng.integers(0, 400)) * 1000)
-    blk = OpBlock(*(np.asarray(a, dtype=np.int64) for a in (t, nb, b_n, b_sync, b_q)),
-                  np.asarray(c_opc, dtype=np.uint8), np.asarray(c_svc, dtype=np.int64))  # fmt: skip
-    # split into a few chunks to exercise ring refills
-    out = []
+        before = len(kind)
+        for _ in range(int(rng.integers(1, 4))):
+            r = rng.random()
+            if r < 0.6 or (open_loop and not n_locks):
+                batch()
+            elif r < 0.8:
+                kind.append(1)
+                sa.append(int(rng.integers(0, 2000)) * 1000)
+                sb.append(int(rng.integers(0, 3)))
+                sc.append(0)
+            elif n_locks:
+                lk = int(rng.integers(0, n_locks))
+                kind.append(2), sa.append(lk), sb.append(0), sc.append(0)
+                batch()
+                kind.append(3), sa.append(lk), sb.append(0), sc.append(0)
+            else:
+                batch()
+        nb.append(len(kind) - before)
+    blk = OpBlock(*(np.asarray(a, dtype=np.int64) for a in (t, nb, kind, sa, sb, sc, c_opc, c_svc, c_flags)))
+    out = []  # split into a few chunks to exercise ring refills
     while blk.n_ops:
         head, blk = blk.split(int(rng.integers(1, 6)))
         out.append(head)
@@ -68,7 +87,8 @@ def random_costs(rng: np.random.Generator, hw_sync: bool) -> Costs:
         spin=r(0, 20), msi=r(0, 200), sev=r(0, 200), fetch=r(0, 50), hw_sync=r(0, 100),
         cmd_batch=int(rng.choice([0, 1, 3, 32])), clk_batch=int(rng.choice([0, 200_000, 1_000_000])),
         hw_sync_insert=int(hw_sync), udelay=r(1, 2000), poll_spins=int(rng.integers(1, 12)),
-        fetch_line=int(rng.choice([1, 2, 4])),
+        fetch_line=int(rng.choice([1, 2, 4])), irq_latency=r(0, 3000), irq_handler=r(0, 1000),
+        irq_ack=r(0, 500), guest_error=r(0, 5000), sync_svc=r(0, 100),
     )  # fmt: skip
 
 
@@ -89,9 +109,17 @@ def compare(cfg: EngineConfig, streams: list[list[OpBlock]]) -> dict[str, int]:
     want_o = pl.DataFrame(ref.op_records, schema={k: got_o.schema[k] for k in OP_FIELDS}).sort("op_id")
     assert got_o.equals(want_o), f"op records differ:\n{got_o}\n{want_o}"
     assert int(eng.g[G_HW_SYNCS]) == ref.hw_syncs
+    m = eng.metrics()
+    assert (m["exits"], m["guest_irqs"], m["illegal_commands"], m["fixups"]) == (
+        ref.counters["exits"],
+        ref.counters["guest_irqs"],
+        ref.counters["illegal"],
+        ref.counters["fixups"],
+    )
+    assert int(eng.g[G_FIX_LAT_SUM]) == sum(ref.fixup_latencies)
     full = max(int(q[Q_MAX_OCC]) >= (1 << int(q[Q_LOG2])) for q in eng.queues)
     return {"cmds": got.height, "ops": got_o.height, "cas_fail": int(eng.g[G_CAS_FAIL]), "full": int(full),
-            "hw_syncs": ref.hw_syncs}  # fmt: skip
+            "hw_syncs": ref.hw_syncs, "illegal": m["illegal_commands"]}  # fmt: skip
 
 
 ALGS = ["linux-lockfree", "atomic-add", "spinlock", "exclusive", "direct"]
@@ -100,7 +128,9 @@ WAITS = ["msi", "sev", "poll", "busy"]
 
 
 def build(alg: str, topo: str, wait: str, cpus: int, procs: int, log2: int, costs: Costs, open_loop: bool,
-          rng: np.random.Generator, n_ops: int = 12) -> tuple[EngineConfig, list[list[OpBlock]]]:  # fmt: skip
+          rng: np.random.Generator, n_ops: int = 12, guest: bool = False) -> tuple[EngineConfig, list[list[OpBlock]]]:  # fmt: skip
+    """A random configuration. ``guest`` adds an error-raising queue (illegal entries, handled by an
+    extra IRQ-thread CPU that emulates on queue 0 or forwards to the guest) and two FIFO locks."""
     if topo == "main":
         nq, owners = 1, [0] * cpus
     elif topo == "vcmdq":
@@ -110,27 +140,39 @@ def build(alg: str, topo: str, wait: str, cpus: int, procs: int, log2: int, cost
         nq, owners = cpus, list(range(cpus))
     if alg == "exclusive" and topo != "ecmdq":
         nq, owners = cpus, list(range(cpus))
+    guest = guest and alg != "exclusive"
+    if guest:
+        nq += 1
+        owners = None
     procs = min(procs, nq)
     if alg == "atomic-add":  # reserving past CONS deadlocks unless every CPU's batch fits
-        while (1 << log2) < 5 * cpus:
+        while (1 << log2) < 5 * (cpus + int(guest)):
             log2 += 1
-    queues = tuple(QueueSpec(log2, alg, wait, i % procs) for i in range(nq))
-    streams = [random_blocks(rng, n_ops, nq, owners, c, open_loop or alg == "direct") for c in range(cpus)]
-    cfg = EngineConfig(queues=queues, n_cpus=cpus, quotas=tuple([n_ops] * cpus), costs=costs, n_procs=procs,
-                       open_loop=open_loop or alg == "direct", record=True, ring_ops=4, ring_batches=8,
-                       ring_cmds=32)  # fmt: skip
+    errs = ["none"] * nq
+    if guest:
+        errs[-1] = str(rng.choice(["fixup", "guest"]))
+    queues = tuple(QueueSpec(log2, alg, wait, i % procs, errs[i]) for i in range(nq))
+    open_ = open_loop or alg == "direct"
+    streams = [random_blocks(rng, n_ops, nq, owners, c, open_, n_locks=2 if guest else 0,
+                             illegal=0.15 if guest else 0.0) for c in range(cpus)]  # fmt: skip
+    n_cpus = cpus + int(guest)
+    if guest:
+        streams.append([])  # the IRQ thread's ops come from the engine
+    cfg = EngineConfig(queues=queues, n_cpus=n_cpus, quotas=tuple([n_ops] * n_cpus), costs=costs, n_procs=procs,
+                       open_loop=open_, record=True, ring_ops=4, ring_batches=16, ring_cmds=32,
+                       n_locks=2 if guest else 0, irq_cpu=cpus if guest else -1, fixup_queue=0)  # fmt: skip
     return cfg, streams
 
 
 @pytest.mark.parametrize(("alg", "topo"), list(itertools.product(ALGS, TOPOLOGIES)))
 def test_engine_matches_reference(alg: str, topo: str) -> None:
-    seen = {"cas_fail": 0, "full": 0, "hw_syncs": 0}
-    for seed in range(6):
+    seen = {"cas_fail": 0, "full": 0, "hw_syncs": 0, "illegal": 0}
+    for seed in range(8):
         rng = np.random.default_rng([seed, ALGS.index(alg), TOPOLOGIES.index(topo)])
         wait = WAITS[seed % 4]
         cfg, streams = build(alg, topo, wait, cpus=int(rng.integers(1, 6)), procs=int(rng.integers(1, 3)),
                              log2=int(rng.choice([3, 4, 7])), costs=random_costs(rng, hw_sync=seed % 2 == 1),
-                             open_loop=seed % 3 == 2, rng=rng)  # fmt: skip
+                             open_loop=seed % 3 == 2, rng=rng, guest=seed >= 4)  # fmt: skip
         out = compare(cfg, streams)
         assert out["cmds"] > 0 and out["ops"] > 0
         for key in seen:
@@ -141,3 +183,5 @@ def test_engine_matches_reference(alg: str, topo: str) -> None:
     assert seen["hw_syncs"] > 0
     if alg == "linux-lockfree" and topo != "ecmdq":
         assert seen["cas_fail"] > 0
+    if alg != "exclusive":
+        assert seen["illegal"] > 0

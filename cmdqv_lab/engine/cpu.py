@@ -41,6 +41,8 @@ from cmdqv_lab.engine.layout import (
     C_DONE_OPS,
     C_END,
     C_IDX,
+    C_IRQ,
+    C_KIND,
     C_MORE,
     C_N,
     C_OP_BATCHES,
@@ -72,14 +74,21 @@ from cmdqv_lab.engine.layout import (
     C_T_RESERVED,
     C_WAIT_T0,
     C_WAITING,
+    CNT_EXITS,
+    CNT_GUEST_IRQS,
     G_CAS,
     G_CAS_FAIL,
+    G_EXITS,
     G_FIRST_FINISH,
+    G_GUEST_IRQS,
     G_OPS_STARTED,
     H_NPROC,
     K_CMD_WRITE,
     K_MMIO_READ,
     K_MMIO_WRITE,
+    L_HEAD,
+    L_HOLDER,
+    L_TAIL,
     LINE_LLQ,
     LINE_LOCK,
     LINE_OWNER,
@@ -110,6 +119,7 @@ from cmdqv_lab.engine.layout import (
     PC_LF_UNLOCK_DEC,
     PC_LF_VALID_WAIT,
     PC_LF_WRITTEN,
+    PC_LOCK_GOT,
     PC_NEXT_OP,
     PC_OP_BEGIN,
     PC_SL_ACQ,
@@ -135,6 +145,10 @@ from cmdqv_lab.engine.layout import (
     Q_VER,
     Q_WAIT,
     SL_VALID,
+    STEP_BATCH,
+    STEP_DELAY,
+    STEP_LOCK,
+    STEP_UNLOCK,
     TIME_NEVER,
     WAIT_MSI,
 )
@@ -148,6 +162,10 @@ from cmdqv_lab.engine.mem import (
     gget,
     gset,
     kget,
+    lfifo_get,
+    lfifo_set,
+    lock_get,
+    lock_set,
     qadd,
     qget,
     qset,
@@ -157,8 +175,8 @@ from cmdqv_lab.engine.mem import (
     sset,
 )
 from cmdqv_lab.engine.sched import line_access, sched, sync_observed
-from cmdqv_lab.engine.slots import record_op_done, slot_row, write_batch
-from cmdqv_lab.engine.smmu import publish
+from cmdqv_lab.engine.slots import record_fixup_done, record_op_done, slot_row, write_batch
+from cmdqv_lab.engine.smmu import publish, resume_queue
 
 CONTINUE = 0  # keep stepping this CPU at the same time
 NEED_INPUT = 1  # the CPU's input ring is empty: return to the driver
@@ -203,9 +221,14 @@ def sync_wait_begin(M, c, q, t0, pc_after):
 @njit(cache=True)
 def _op_end(M, c, now):
     q = cget(M, c, C_Q)
-    if not (cget(M, c, C_OP_BATCHES) > 0 and qget(M, q, Q_ALG) == ALG_DIRECT):
+    if cget(M, c, C_IRQ) == 1:
+        record_fixup_done(M, now - cget(M, c, C_T_READY))
+    elif not (
+        cget(M, c, C_OP_BATCHES) > 0 and cget(M, c, C_KIND) == STEP_BATCH and qget(M, q, Q_ALG) == ALG_DIRECT
+    ):
         record_op_done(
-            M, c, cget(M, c, C_OPID), q, cget(M, c, C_T_READY), cget(M, c, C_OP_SYNC_T), now,
+            M, c, cget(M, c, C_OPID), q if cget(M, c, C_OP_BATCHES) > 0 else -1, cget(M, c, C_T_READY),
+            cget(M, c, C_OP_SYNC_T), now,
             cget(M, c, C_OP_CMDS), cget(M, c, C_OP_BATCHES), cget(M, c, C_OP_RETRIES),
         )  # fmt: skip
     cadd(M, c, C_DONE_OPS, 1)
@@ -223,6 +246,9 @@ def _step_common(M, c, now, pc):
             return block(M, c, PC_DONE)
         h = cget(M, c, C_OPHEAD)
         if h == cget(M, c, C_OPTAIL):
+            if cget(M, c, C_IRQ) == 1:  # the IRQ thread sleeps until an error appends work
+                cset(M, c, C_WAITING, 2)
+                return block(M, c, PC_NEXT_OP)
             if cget(M, c, C_MORE) == 1:
                 return NEED_INPUT
             return block(M, c, PC_DONE)
@@ -248,9 +274,14 @@ def _step_common(M, c, now, pc):
         if b == cget(M, c, C_BEND):
             _op_end(M, c, now)
             return CONTINUE
-        q = ring_b(M, c, b, 2)
-        cset(M, c, C_N, ring_b(M, c, b, 0))
-        cset(M, c, C_SYNC, ring_b(M, c, b, 1))
+        kind = ring_b(M, c, b, 0)
+        cset(M, c, C_KIND, kind)
+        if kind != STEP_BATCH:
+            cset(M, c, C_N, 0)
+            return _step_other(M, c, now, kind, ring_b(M, c, b, 1), ring_b(M, c, b, 2))
+        q = ring_b(M, c, b, 3)
+        cset(M, c, C_N, ring_b(M, c, b, 1))
+        cset(M, c, C_SYNC, ring_b(M, c, b, 2))
         cset(M, c, C_Q, q)
         cset(M, c, C_T_ISSUE, now)
         cset(M, c, C_RETRIES, 0)
@@ -264,17 +295,55 @@ def _step_common(M, c, now, pc):
         else:
             cset(M, c, C_PC, PC_DI_BEGIN)
         return CONTINUE
+    if pc == PC_LOCK_GOT:  # the previous holder handed the lock over
+        cset(M, c, C_PC, PC_BATCH_END)
+        return CONTINUE
     if pc == PC_BATCH_END:
-        cadd(M, c, C_OP_CMDS, cget(M, c, C_N))
-        cadd(M, c, C_OP_BATCHES, 1)
-        cadd(M, c, C_OP_RETRIES, cget(M, c, C_RETRIES))
-        if cget(M, c, C_SYNC) == 1:
-            cset(M, c, C_OP_SYNC_T, cget(M, c, C_SYNC_DONE))
+        if cget(M, c, C_KIND) == STEP_BATCH:
+            cadd(M, c, C_OP_CMDS, cget(M, c, C_N))
+            cadd(M, c, C_OP_BATCHES, 1)
+            cadd(M, c, C_OP_RETRIES, cget(M, c, C_RETRIES))
+            if cget(M, c, C_SYNC) == 1:
+                cset(M, c, C_OP_SYNC_T, cget(M, c, C_SYNC_DONE))
         cadd(M, c, C_CCTR, cget(M, c, C_N))
         cadd(M, c, C_BCTR, 1)
         cset(M, c, C_PC, PC_BATCH_BEGIN)
         return CONTINUE
     return block(M, c, PC_DONE)
+
+
+@njit(cache=True)
+def _step_other(M, c, now, kind, a, b):
+    """A step that is not a batch: delay, lock, unlock or resume."""
+    if kind == STEP_DELAY:
+        if b == CNT_EXITS:
+            gadd(M, G_EXITS, 1)
+        elif b == CNT_GUEST_IRQS:
+            gadd(M, G_GUEST_IRQS, 1)
+        return go(M, c, now + a, PC_BATCH_END)
+    if kind == STEP_LOCK:
+        if lock_get(M, a, L_HOLDER) < 0:
+            lock_set(M, a, L_HOLDER, c)
+            cset(M, c, C_PC, PC_BATCH_END)
+            return CONTINUE
+        tail = lock_get(M, a, L_TAIL)
+        lfifo_set(M, a, tail, c)
+        lock_set(M, a, L_TAIL, tail + 1)
+        return block(M, c, PC_LOCK_GOT)
+    if kind == STEP_UNLOCK:
+        head = lock_get(M, a, L_HEAD)
+        if head < lock_get(M, a, L_TAIL):
+            w = lfifo_get(M, a, head)
+            lock_set(M, a, L_HEAD, head + 1)
+            lock_set(M, a, L_HOLDER, w)
+            sched(M, M[H_NPROC] + w, now)
+        else:
+            lock_set(M, a, L_HOLDER, -1)
+        cset(M, c, C_PC, PC_BATCH_END)
+        return CONTINUE
+    resume_queue(M, a, now)  # STEP_RESUME
+    cset(M, c, C_PC, PC_BATCH_END)
+    return CONTINUE
 
 
 @njit(cache=True)
@@ -513,7 +582,7 @@ def step_cpu(M, c, now):
     """Run CPU ``c`` at time ``now`` until it schedules a later step, blocks, or needs input."""
     while True:
         pc = cget(M, c, C_PC)
-        if pc < 10 or pc == PC_BATCH_END:
+        if pc < 10 or pc in (PC_BATCH_END, PC_LOCK_GOT):
             r = _step_common(M, c, now, pc)
         elif pc < 30:
             r = _step_lockfree(M, c, now, pc)

@@ -72,6 +72,25 @@ PC_EX_WRITTEN = 42
 PC_EX_LAND = 43
 PC_EX_WAIT = 44
 PC_DI_BEGIN = 50
+PC_LOCK_GOT = 60  # woken holding a lock
+PC_STEP_END = PC_BATCH_END  # every step ends through the same bookkeeping
+
+# ----------------------------------------------------------------------------- op program steps
+# An op is a list of steps; a step is (kind, a, b, c) in the CPU's step ring.
+STEP_BATCH = 0  # a = entries, b = 1 if the CPU waits for the final CMD_SYNC, c = queue
+STEP_DELAY = 1  # a = duration (ps), b = counter to increment (CNT_*), c = unused
+STEP_LOCK = 2  # a = lock id (FIFO mutex, e.g. a VM's QEMU big lock)
+STEP_UNLOCK = 3  # a = lock id
+STEP_RESUME = 4  # a = queue: its error is fixed (faulting entry becomes a CMD_SYNC); consumption resumes
+CNT_NONE = 0
+CNT_EXITS = 1  # a guest exit to the VMM (trap)
+CNT_GUEST_IRQS = 2  # an interrupt injected into a guest
+
+# ----------------------------------------------------------------------------- queue error handling
+ERR_NONE = 0  # commands are never illegal here
+ERR_FIXUP = 1  # ILL -> host CMDQV IRQ thread emulates the command on the host queue, rewrites, resumes
+ERR_GUEST = 2  # ILL -> error forwarded to the guest (VMM event + vIRQ); the command is skipped
+CMD_ILLEGAL = 1  # command flag: raises ILL on its queue
 
 # ----------------------------------------------------------------------------- CPU state columns
 C_PC = 0
@@ -115,7 +134,9 @@ C_REC0 = 37  # record index of the current batch's first command, -1 if not reco
 C_SYNC_SLOT = 38
 C_T_WRITTEN = 39
 C_OP_SYNC_T = 40  # SMMU completion time of the op's last waited CMD_SYNC
-C_NF = 41
+C_KIND = 41  # kind of the current step
+C_IRQ = 42  # 1 for the host IRQ thread (its ops are appended by the engine)
+C_NF = 43
 
 # ----------------------------------------------------------------------------- queue state columns
 Q_LOG2 = 0
@@ -141,7 +162,10 @@ Q_FIFO_TAIL = 19
 Q_DOORBELLS = 20
 Q_MAX_OCC = 21
 Q_FETCHED = 22  # commands below this counter were read by the last burst
-Q_NF = 23
+Q_ERR = 23  # ERR_* mode: what an illegal command does
+Q_HALTED = 24  # 1 while stopped on an illegal command (CONS.ERR = ILL)
+Q_ERRORS = 25
+Q_NF = 26
 
 # ----------------------------------------------------------------------------- processor state columns
 P_STATE = 0  # P_IDLE / P_BUSY / P_HWSYNC
@@ -186,7 +210,14 @@ K_UDELAY = 13  # first udelay of the poll back-off
 K_POLL_SPINS = 14  # ARM_SMMU_POLL_SPIN_COUNT
 K_RECORD = 15  # 1: keep per-command and per-op records
 K_FETCH_LINE = 16  # commands per fetch burst (a 64-byte line holds 4)
-K_NF = 17
+K_IRQ_LATENCY = 17  # CMDQV error interrupt until the threaded handler runs
+K_IRQ_HANDLER = 18  # handler reading the error maps and the faulting entry
+K_IRQ_ACK = 19  # rewriting the entry and writing GERRORN
+K_GUEST_ERROR = 20  # forwarding an error to the guest (event to the VMM, vIRQ, guest ISR)
+K_SYNC_SVC = 21  # service of the CMD_SYNC an illegal entry is rewritten to, and of emulation SYNCs
+K_HOST_QUEUE = 22  # queue the IRQ thread emulates commands on
+K_IRQ_CPU = 23  # CPU index of the IRQ thread (-1: none)
+K_NF = 24
 
 # ----------------------------------------------------------------------------- global counters
 G_OPS_STARTED = 0
@@ -211,7 +242,14 @@ G_FIRST_FINISH = 18  # time the first CPU finished its quota (-1 before)
 G_DOORBELLS = 19
 G_BUSY_PS = 20
 G_SOJOURN_SUM = 21
-G_NF = 24
+G_ILLEGAL = 22  # illegal commands reached by a processor
+G_FIXUPS = 23  # errors fixed up by the host (guest never saw them)
+G_EXITS = 24
+G_GUEST_IRQS = 25
+G_FIX_LAT_SUM = 26  # IRQ-thread op latency: error -> resume
+G_FIX_LAT_MAX = 27
+G_FIX_OPS = 28
+G_NF = 32
 
 # ----------------------------------------------------------------------------- records
 # per command
@@ -259,7 +297,8 @@ SL_ACPU = 6
 SL_AREADY = 7
 SL_VALID = 8  # counter value whose valid bit is set in this slot (lap stamp), -1 initially
 SL_ANCMD = 9
-SL_NF = 10
+SL_FLAGS = 10  # CMD_* flags (CMD_ILLEGAL)
+SL_NF = 11
 
 # ----------------------------------------------------------------------------- flat memory header
 # The compiled code sees one int64 array M. Its first words are the offsets and sizes of the
@@ -282,13 +321,22 @@ H_RO_CAP = 14
 H_FIFO = 15  # spinlock FIFO per queue, rows of H_NCPU
 H_HLAT = 16  # op latency histogram
 H_HQW = 17  # queue wait histogram
-H_ROP = 18  # input ring of ops per CPU: (time, n_batches)
+H_ROP = 18  # input ring of ops per CPU: (time, n_steps)
 H_ROP_N = 19
-H_RB = 20  # input ring of batches per CPU: (n, sync, queue)
+H_RB = 20  # input ring of steps per CPU: (kind, a, b, c)
 H_RB_N = 21
-H_RCM = 22  # input ring of commands per CPU: (opcode, service ps)
+H_RCM = 22  # input ring of commands per CPU: (opcode, service ps, flags)
 H_RCM_N = 23
 H_NCPU = 24
 H_NPROC = 25
 H_NQ = 26
+H_LOCKS = 27  # FIFO mutexes: rows of (holder, head, tail)
+H_NLOCKS = 28
+H_LFIFO = 29  # waiters of each lock, rows of H_NCPU
+H_HFIX = 30  # fix-up latency histogram
 H_WORDS = 32
+
+L_HOLDER = 0
+L_HEAD = 1
+L_TAIL = 2
+LOCK_NF = 3

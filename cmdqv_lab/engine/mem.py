@@ -21,12 +21,16 @@ from cmdqv_lab.engine.layout import (
     H_CS,
     H_FIFO,
     H_G,
+    H_HFIX,
     H_HLAT,
     H_HQW,
     H_K,
     H_LEAVES,
+    H_LFIFO,
+    H_LOCKS,
     H_LS,
     H_NCPU,
+    H_NLOCKS,
     H_NPROC,
     H_NQ,
     H_PQ,
@@ -49,6 +53,7 @@ from cmdqv_lab.engine.layout import (
     K_NF,
     L_NF,
     LINES_PER_Q,
+    LOCK_NF,
     O_NF,
     P_NF,
     Q_NF,
@@ -200,23 +205,62 @@ def fifo_set(M, q, i, v):
 
 @njit(cache=True)
 def ring_op(M, c, ctr, f):
-    """Field ``f`` (0 time, 1 batches) of CPU ``c``'s op with ring counter ``ctr``."""
+    """Field ``f`` (0 time, 1 steps) of CPU ``c``'s op with ring counter ``ctr``."""
     n = M[H_ROP_N]
     return M[M[H_ROP] + (c * n + (ctr & (n - 1))) * 2 + f]
 
 
 @njit(cache=True)
+def ring_op_set(M, c, ctr, f, v):
+    n = M[H_ROP_N]
+    M[M[H_ROP] + (c * n + (ctr & (n - 1))) * 2 + f] = v
+
+
+@njit(cache=True)
 def ring_b(M, c, ctr, f):
-    """Field ``f`` (0 entries, 1 sync, 2 queue) of CPU ``c``'s batch with ring counter ``ctr``."""
+    """Field ``f`` (0 kind, 1 a, 2 b, 3 c) of CPU ``c``'s step with ring counter ``ctr``."""
     n = M[H_RB_N]
-    return M[M[H_RB] + (c * n + (ctr & (n - 1))) * 3 + f]
+    return M[M[H_RB] + (c * n + (ctr & (n - 1))) * 4 + f]
+
+
+@njit(cache=True)
+def ring_b_set(M, c, ctr, f, v):
+    n = M[H_RB_N]
+    M[M[H_RB] + (c * n + (ctr & (n - 1))) * 4 + f] = v
 
 
 @njit(cache=True)
 def ring_c(M, c, ctr, f):
-    """Field ``f`` (0 opcode, 1 service ps) of CPU ``c``'s command with ring counter ``ctr``."""
+    """Field ``f`` (0 opcode, 1 service ps, 2 flags) of CPU ``c``'s command with ring counter ``ctr``."""
     n = M[H_RCM_N]
-    return M[M[H_RCM] + (c * n + (ctr & (n - 1))) * 2 + f]
+    return M[M[H_RCM] + (c * n + (ctr & (n - 1))) * 3 + f]
+
+
+@njit(cache=True)
+def ring_c_set(M, c, ctr, f, v):
+    n = M[H_RCM_N]
+    M[M[H_RCM] + (c * n + (ctr & (n - 1))) * 3 + f] = v
+
+
+@njit(cache=True)
+def lock_get(M, lk, f):
+    """Field ``f`` (L_HOLDER, L_HEAD, L_TAIL) of FIFO mutex ``lk``."""
+    return M[M[H_LOCKS] + lk * LOCK_NF + f]
+
+
+@njit(cache=True)
+def lock_set(M, lk, f, v):
+    M[M[H_LOCKS] + lk * LOCK_NF + f] = v
+
+
+@njit(cache=True)
+def lfifo_get(M, lk, i):
+    return M[M[H_LFIFO] + lk * M[H_NCPU] + i % M[H_NCPU]]
+
+
+@njit(cache=True)
+def lfifo_set(M, lk, i, v):
+    M[M[H_LFIFO] + lk * M[H_NCPU] + i % M[H_NCPU]] = v
 
 
 # ----------------------------------------------------------------------------- Python side
@@ -244,6 +288,8 @@ class Memory:
     rop: np.ndarray
     rb: np.ndarray
     rcm: np.ndarray
+    locks: np.ndarray
+    hfix: np.ndarray
 
     @classmethod
     def allocate(
@@ -258,6 +304,7 @@ class Memory:
         ring_ops: int,
         ring_batches: int,
         ring_cmds: int,
+        n_locks: int = 0,
     ) -> Memory:
         leaves = 1
         while leaves < n_procs + n_cpus:
@@ -278,8 +325,11 @@ class Memory:
             (H_HLAT, N_BUCKETS),
             (H_HQW, N_BUCKETS),
             (H_ROP, n_cpus * ring_ops * 2),
-            (H_RB, n_cpus * ring_batches * 3),
-            (H_RCM, n_cpus * ring_cmds * 2),
+            (H_RB, n_cpus * ring_batches * 4),
+            (H_RCM, n_cpus * ring_cmds * 3),
+            (H_LOCKS, max(n_locks, 1) * LOCK_NF),
+            (H_LFIFO, max(n_locks, 1) * n_cpus),
+            (H_HFIX, N_BUCKETS),
         ]
         total = H_WORDS + sum(s for _, s in sizes)
         M = np.zeros(total, dtype=np.int64)
@@ -299,7 +349,10 @@ class Memory:
         M[H_NCPU] = n_cpus
         M[H_NPROC] = n_procs
         M[H_NQ] = n_queues
+        M[H_NLOCKS] = n_locks
         views[H_TREE][:] = TIME_NEVER
+        locks = views[H_LOCKS].reshape(max(n_locks, 1), LOCK_NF)
+        locks[:, 0] = -1  # L_HOLDER: free
         return cls(
             M=M,
             cs=views[H_CS].reshape(n_cpus, C_NF),
@@ -317,6 +370,8 @@ class Memory:
             hlat=views[H_HLAT],
             hqw=views[H_HQW],
             rop=views[H_ROP].reshape(n_cpus, ring_ops, 2),
-            rb=views[H_RB].reshape(n_cpus, ring_batches, 3),
-            rcm=views[H_RCM].reshape(n_cpus, ring_cmds, 2),
+            rb=views[H_RB].reshape(n_cpus, ring_batches, 4),
+            rcm=views[H_RCM].reshape(n_cpus, ring_cmds, 3),
+            locks=locks,
+            hfix=views[H_HFIX],
         )

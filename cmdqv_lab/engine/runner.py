@@ -26,6 +26,8 @@ from cmdqv_lab.engine.stats import hist_quantiles
 from cmdqv_lab.engine.stream import CpuStream, OpBlock
 from cmdqv_lab.errors import DeadlockError, ParamError
 
+ERR_MODES = {"none": L.ERR_NONE, "fixup": L.ERR_FIXUP, "guest": L.ERR_GUEST}
+
 #: Per-command records (times in integer ps; -1 where a stage never happened).
 COMMAND_SCHEMA: dict[str, Any] = {
     "cmd_id": pl.Int64,
@@ -67,8 +69,11 @@ class QueueSpec:
     alg: str = "linux-lockfree"
     wait: str = "msi"
     proc: int = 0
+    err: str = "none"  # what an illegal entry does: none, fixup (host emulates), guest (forwarded)
 
     def __post_init__(self) -> None:
+        if self.err not in ERR_MODES:
+            raise ParamError(f"queue err={self.err!r} is not allowed: one of {', '.join(ERR_MODES)}")
         if self.alg not in L.ALG_NAMES:
             raise ParamError(f"submit={self.alg!r} is not allowed: one of {', '.join(L.ALG_NAMES)}")
         if self.wait not in L.WAIT_NAMES:
@@ -97,6 +102,11 @@ class Costs:
     udelay: int = 1_000_000
     poll_spins: int = 10
     fetch_line: int = 1
+    irq_latency: int = 2_000_000
+    irq_handler: int = 1_000_000
+    irq_ack: int = 500_000
+    guest_error: int = 10_000_000
+    sync_svc: int = 50_000
 
     def vector(self, record: bool) -> np.ndarray:
         k = np.zeros(L.K_NF, dtype=np.int64)
@@ -117,10 +127,16 @@ class Costs:
         k[L.K_POLL_SPINS] = self.poll_spins
         k[L.K_RECORD] = int(record)
         k[L.K_FETCH_LINE] = self.fetch_line
+        k[L.K_IRQ_LATENCY] = self.irq_latency
+        k[L.K_IRQ_HANDLER] = self.irq_handler
+        k[L.K_IRQ_ACK] = self.irq_ack
+        k[L.K_GUEST_ERROR] = self.guest_error
+        k[L.K_SYNC_SVC] = self.sync_svc
         if self.fetch_line < 1:
             raise ParamError("fetch_line must be >= 1")
         if (k < 0).any():
             raise ParamError("engine costs must be non-negative")
+        k[L.K_IRQ_CPU] = -1  # set by build_memory when the run has an IRQ thread
         return k
 
 
@@ -139,8 +155,21 @@ class EngineConfig:
     ring_ops: int = 2048
     ring_batches: int = 4096
     ring_cmds: int = 16384
+    n_locks: int = 0  # FIFO mutexes used by lock/unlock steps
+    irq_cpu: int = -1  # the CPU that is the host's CMDQV IRQ thread (its stream must be empty)
+    fixup_queue: int = 0  # the host queue the IRQ thread emulates commands on
 
     def __post_init__(self) -> None:
+        if self.irq_cpu >= self.n_cpus:
+            raise ParamError(f"irq_cpu={self.irq_cpu} is out of range: allowed -1 .. {self.n_cpus - 1}")
+        if any(q.err != "none" for q in self.queues):
+            if self.irq_cpu < 0:
+                raise ParamError("queues with err=fixup|guest need an IRQ thread CPU (irq_cpu)")
+            n_err = sum(q.err != "none" for q in self.queues)
+            if n_err > self.ring_ops or 5 * n_err > self.ring_batches:
+                raise ParamError(
+                    f"{n_err} error-raising queues exceed the IRQ thread's rings: raise ring_ops/ring_batches"
+                )
         if self.n_cpus < 1 or self.n_procs < 1 or self.n_cpus + self.n_procs > L.MAX_ENTITIES:
             raise ParamError(f"cpus + processors must be in 2 .. {L.MAX_ENTITIES}")
         if len(self.quotas) != self.n_cpus:
@@ -169,6 +198,7 @@ class EngineResult:
     g: np.ndarray
     hist_latency: np.ndarray
     hist_queue_wait: np.ndarray
+    hist_fixup: np.ndarray
     queues: np.ndarray
     procs: np.ndarray
     cpus: np.ndarray
@@ -209,6 +239,13 @@ class EngineResult:
             "syncs": int(g[L.G_SYNCS]),
             "hw_syncs": int(g[L.G_HW_SYNCS]),
             "max_occupancy": int(self.queues[:, L.Q_MAX_OCC].max()),
+            "exits": int(g[L.G_EXITS]),
+            "guest_irqs": int(g[L.G_GUEST_IRQS]),
+            "illegal_commands": int(g[L.G_ILLEGAL]),
+            "fixups": int(g[L.G_FIXUPS]),
+            "fixup_latency_ns": _dist(
+                self.hist_fixup, int(g[L.G_FIX_LAT_SUM]), int(g[L.G_FIX_LAT_MAX]), int(g[L.G_FIX_OPS])
+            ),
             "events": int(g[L.G_EVENTS]),
         }
 
@@ -223,11 +260,12 @@ def _dist(h: np.ndarray, total: int, mx: int, n: int) -> dict[str, float | None]
 class _Rings:
     """Feeds each CPU's input rings (views into the engine memory) from its stream."""
 
-    def __init__(self, mem: Memory, streams: Sequence[CpuStream], n_queues: int):
+    def __init__(self, mem: Memory, streams: Sequence[CpuStream], n_queues: int, n_locks: int):
         self.mem = mem
         self.streams = list(streams)
         self.pending: list[OpBlock | None] = [None] * len(self.streams)
         self.n_queues = n_queues
+        self.n_locks = n_locks
 
     def fill(self, c: int) -> None:
         """Top up CPU ``c``'s rings from its stream; clear its MORE flag at the end of the stream."""
@@ -251,7 +289,7 @@ class _Rings:
                 if cs[c, L.C_OPTAIL] == cs[c, L.C_OPHEAD]:
                     raise ParamError(
                         f"an op of CPU {c} needs more than the input ring holds "
-                        f"({r_b} batches, {r_c} commands): raise ring_batches/ring_cmds"
+                        f"({r_b} steps, {r_c} commands): raise ring_batches/ring_cmds"
                     )
                 self.pending[c] = blk
                 cs[c, L.C_MORE] = 1
@@ -262,27 +300,36 @@ class _Rings:
             cs[c, L.C_MORE] = 1
 
     def _check(self, blk: OpBlock, c: int) -> None:
-        if blk.b_q.size and (blk.b_q.min() < 0 or blk.b_q.max() >= self.n_queues):
-            raise ParamError(f"CPU {c}: batch queue out of range 0 .. {self.n_queues - 1}")
-        if (blk.t < 0).any() or (blk.c_svc < 0).any():
+        batch = blk.s_kind == L.STEP_BATCH
+        qsel = np.concatenate([blk.s_c[batch], blk.s_a[blk.s_kind == L.STEP_RESUME]])
+        if qsel.size and (qsel.min() < 0 or qsel.max() >= self.n_queues):
+            raise ParamError(f"CPU {c}: step queue out of range 0 .. {self.n_queues - 1}")
+        if (blk.t < 0).any() or (blk.c_svc < 0).any() or (blk.s_a[blk.s_kind == L.STEP_DELAY] < 0).any():
             raise ParamError(f"CPU {c}: negative time in the op stream")
-        if (blk.b_n < 1).any():
+        if (blk.s_a[batch] < 1).any():
             raise ParamError(f"CPU {c}: a batch must have at least one entry")
+        locks = blk.s_a[(blk.s_kind == L.STEP_LOCK) | (blk.s_kind == L.STEP_UNLOCK)]
+        if locks.size and (locks.min() < 0 or locks.max() >= self.n_locks):
+            raise ParamError(f"CPU {c}: lock id out of range 0 .. {self.n_locks - 1}")
+        if (blk.s_kind < 0).any() or (blk.s_kind > L.STEP_RESUME).any():
+            raise ParamError(f"CPU {c}: unknown step kind")
 
     def _write(self, c: int, blk: OpBlock) -> None:
         mem, cs = self.mem, self.mem.cs
         o = (cs[c, L.C_OPTAIL] + np.arange(blk.n_ops)) & (mem.rop.shape[1] - 1)
         mem.rop[c, o, 0] = blk.t
         mem.rop[c, o, 1] = blk.nb
-        b = (cs[c, L.C_BTAIL] + np.arange(blk.n_batches)) & (mem.rb.shape[1] - 1)
-        mem.rb[c, b, 0] = blk.b_n
-        mem.rb[c, b, 1] = blk.b_sync
-        mem.rb[c, b, 2] = blk.b_q
+        b = (cs[c, L.C_BTAIL] + np.arange(blk.n_steps)) & (mem.rb.shape[1] - 1)
+        mem.rb[c, b, 0] = blk.s_kind
+        mem.rb[c, b, 1] = blk.s_a
+        mem.rb[c, b, 2] = blk.s_b
+        mem.rb[c, b, 3] = blk.s_c
         m = (cs[c, L.C_CTAIL] + np.arange(blk.n_cmds)) & (mem.rcm.shape[1] - 1)
         mem.rcm[c, m, 0] = blk.c_opc
         mem.rcm[c, m, 1] = blk.c_svc
+        mem.rcm[c, m, 2] = blk.c_flags
         cs[c, L.C_OPTAIL] += blk.n_ops
-        cs[c, L.C_BTAIL] += blk.n_batches
+        cs[c, L.C_BTAIL] += blk.n_steps
         cs[c, L.C_CTAIL] += blk.n_cmds
 
 
@@ -302,6 +349,7 @@ def build_memory(cfg: EngineConfig) -> Memory:
         ring_ops=cfg.ring_ops,
         ring_batches=cfg.ring_batches,
         ring_cmds=cfg.ring_cmds,
+        n_locks=cfg.n_locks,
     )
     cs = mem.cs
     cs[:, L.C_PC] = L.PC_NEXT_OP
@@ -320,6 +368,7 @@ def build_memory(cfg: EngineConfig) -> Memory:
         row[L.Q_LOCK] = -1 if qspec.alg == "spinlock" else 0
         row[L.Q_OWNER_WAITER] = -1
         row[L.Q_VALID_WAITER] = -1
+        row[L.Q_ERR] = ERR_MODES[qspec.err]
         base += 1 << qspec.log2size
     mem.sl[:] = -1
     mem.sl[:, L.SL_SVC] = 0
@@ -331,6 +380,12 @@ def build_memory(cfg: EngineConfig) -> Memory:
     mem.ls[:, L.L_OWNER] = -1
     mem.g[L.G_FIRST_FINISH] = -1
     mem.k[:] = cfg.costs.vector(cfg.record)
+    mem.k[L.K_IRQ_CPU] = cfg.irq_cpu
+    mem.k[L.K_HOST_QUEUE] = cfg.fixup_queue
+    if cfg.irq_cpu >= 0:
+        cs[cfg.irq_cpu, L.C_IRQ] = 1
+        cs[cfg.irq_cpu, L.C_OPEN] = 1  # its ops arrive when errors are raised
+        cs[cfg.irq_cpu, L.C_QUOTA] = np.iinfo(np.int64).max
     return mem
 
 
@@ -342,7 +397,7 @@ def run_engine(
     if len(streams) != cfg.n_cpus:
         raise ParamError(f"expected {cfg.n_cpus} CPU streams, got {len(streams)}")
     mem = build_memory(cfg)
-    rings = _Rings(mem, streams, len(cfg.queues))
+    rings = _Rings(mem, streams, len(cfg.queues), cfg.n_locks)
     for c in range(cfg.n_cpus):
         rings.fill(c)
         _sched_py(mem, cfg.n_procs + c, 0)
@@ -363,6 +418,7 @@ def run_engine(
         g=g.copy(),
         hist_latency=mem.hlat.copy(),
         hist_queue_wait=mem.hqw.copy(),
+        hist_fixup=mem.hfix.copy(),
         queues=mem.qs.copy(),
         procs=mem.ps.copy(),
         cpus=mem.cs.copy(),
@@ -378,7 +434,12 @@ _PC_NAMES = {v: k for k, v in vars(L).items() if k.startswith("PC_") and isinsta
 
 def _check_progress(mem: Memory, cfg: EngineConfig) -> None:
     """Every CPU finished and every command written was consumed, or the run deadlocked."""
-    stuck = [c for c in range(cfg.n_cpus) if mem.cs[c, L.C_PC] != L.PC_DONE]
+    stuck = [
+        c
+        for c in range(cfg.n_cpus)
+        if mem.cs[c, L.C_PC] != L.PC_DONE
+        and not (c == cfg.irq_cpu and mem.cs[c, L.C_OPHEAD] == mem.cs[c, L.C_OPTAIL])
+    ]
     written, done = int(mem.g[L.G_CMDS]), int(mem.g[L.G_CMDS_DONE])
     if stuck or written != done:
         where = ", ".join(

@@ -23,12 +23,16 @@ from cmdqv_lab.engine.layout import (
     C_WAITING,
     G_CMDS,
     G_FIRST_FINISH,
+    G_FIX_LAT_MAX,
+    G_FIX_LAT_SUM,
+    G_FIX_OPS,
     G_LAT_MAX,
     G_LAT_SUM,
     G_OPS_DONE,
     G_REC_CMDS,
     G_REC_OPS,
     G_WINDOW_OPS,
+    H_HFIX,
     H_HLAT,
     H_RC_CAP,
     H_RO_CAP,
@@ -61,6 +65,7 @@ from cmdqv_lab.engine.layout import (
     SL_AOP,
     SL_AREADY,
     SL_CPU,
+    SL_FLAGS,
     SL_OPC,
     SL_REC,
     SL_SVC,
@@ -102,6 +107,7 @@ def write_batch(M, c, q, start, n, now, async_op):
         row = slot_row(M, q, start + i)
         sset(M, row, SL_OPC, ring_c(M, c, cctr + i, 0))
         sset(M, row, SL_SVC, ring_c(M, c, cctr + i, 1))
+        sset(M, row, SL_FLAGS, ring_c(M, c, cctr + i, 2))
         sset(M, row, SL_CPU, c if (sync == 1 and i == n - 1 and not async_op) else -1)
         sset(M, row, SL_AOP, -1)
         r = gget(M, G_REC_CMDS)
@@ -158,6 +164,16 @@ def record_op_done(M, c, opid, queue, t_ready, t_sync, now, n_cmds, n_batches, r
         oset(M, r, O_CMDS, n_cmds)
         oset(M, r, O_BATCHES, n_batches)
         oset(M, r, O_RETRIES, retries)
+
+
+@njit(cache=True)
+def record_fixup_done(M, latency):
+    """Account one error handled by the host IRQ thread (error raised -> queue resumed)."""
+    gadd(M, G_FIX_LAT_SUM, latency)
+    gadd(M, G_FIX_OPS, 1)
+    if latency > gget(M, G_FIX_LAT_MAX):
+        gset(M, G_FIX_LAT_MAX, latency)
+    hist_add_at(M, M[H_HFIX], latency)
 
 
 @njit(cache=True)

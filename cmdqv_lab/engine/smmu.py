@@ -16,14 +16,24 @@ from __future__ import annotations
 from numba import njit
 
 from cmdqv_lab.engine.layout import (
+    C_BTAIL,
+    C_CTAIL,
+    C_OPTAIL,
     C_SPACE_Q,
     C_SYNC_DONE,
     C_WAIT_T0,
     C_WAITING,
+    CMD_ILLEGAL,
+    CNT_GUEST_IRQS,
+    CNT_NONE,
+    ERR_FIXUP,
+    ERR_NONE,
     G_BUSY_PS,
     G_CMDS_DONE,
     G_DOORBELLS,
+    G_FIXUPS,
     G_HW_SYNCS,
+    G_ILLEGAL,
     G_QW_MAX,
     G_QW_SUM,
     G_SYNCS,
@@ -34,8 +44,15 @@ from cmdqv_lab.engine.layout import (
     K_CMD_BATCH,
     K_FETCH,
     K_FETCH_LINE,
+    K_GUEST_ERROR,
+    K_HOST_QUEUE,
     K_HW_SYNC,
     K_HW_SYNC_INSERT,
+    K_IRQ_ACK,
+    K_IRQ_CPU,
+    K_IRQ_HANDLER,
+    K_IRQ_LATENCY,
+    K_SYNC_SVC,
     OPCODE_SYNC,
     P_BUSY,
     P_BUSY_PS,
@@ -50,8 +67,11 @@ from cmdqv_lab.engine.layout import (
     P_TURN_CNT,
     P_TURN_T0,
     Q_DOORBELLS,
+    Q_ERR,
+    Q_ERRORS,
     Q_FETCH,
     Q_FETCHED,
+    Q_HALTED,
     Q_HW_CONS,
     Q_HW_PROD,
     Q_MAX_OCC,
@@ -63,10 +83,14 @@ from cmdqv_lab.engine.layout import (
     R_PUBLISH,
     SL_AOP,
     SL_CPU,
+    SL_FLAGS,
     SL_OPC,
     SL_PUB,
     SL_REC,
     SL_SVC,
+    STEP_BATCH,
+    STEP_DELAY,
+    STEP_RESUME,
     TIME_NEVER,
 )
 from cmdqv_lab.engine.mem import (
@@ -83,6 +107,9 @@ from cmdqv_lab.engine.mem import (
     qadd,
     qget,
     qset,
+    ring_b_set,
+    ring_c_set,
+    ring_op_set,
     rset,
     sget,
     sset,
@@ -94,15 +121,86 @@ from cmdqv_lab.engine.stats import hist_add_at
 
 @njit(cache=True)
 def has_work(M, q):
-    return qget(M, q, Q_HW_PROD) > qget(M, q, Q_FETCH)
+    return qget(M, q, Q_HW_PROD) > qget(M, q, Q_FETCH) and qget(M, q, Q_HALTED) == 0
+
+
+@njit(cache=True)
+def raise_error(M, q, row, now):
+    """Queue ``q`` stopped on an illegal entry: the CMDQV interrupt queues work for the IRQ thread.
+
+    The thread's op (arriving now) is: IRQ latency, handler, then either emulating the command on
+    the host queue (ERR_FIXUP: the command and a CMD_SYNC, waited) or forwarding the error to the
+    guest (ERR_GUEST: counted as a guest interrupt; the command is skipped), then the rewrite +
+    GERRORN acknowledgement, then resuming the queue.
+    """
+    ic = kget(M, K_IRQ_CPU)
+    qset(M, q, Q_HALTED, 1)
+    qadd(M, q, Q_ERRORS, 1)
+    gadd(M, G_ILLEGAL, 1)
+    ot = cget(M, ic, C_OPTAIL)
+    st = cget(M, ic, C_BTAIL)
+    ct = cget(M, ic, C_CTAIL)
+    n = 0
+    n = _append_step(M, ic, st, n, STEP_DELAY, kget(M, K_IRQ_LATENCY), CNT_NONE, 0)
+    n = _append_step(M, ic, st, n, STEP_DELAY, kget(M, K_IRQ_HANDLER), CNT_NONE, 0)
+    ncmd = 0
+    if qget(M, q, Q_ERR) == ERR_FIXUP:
+        n = _append_step(M, ic, st, n, STEP_BATCH, 2, 1, kget(M, K_HOST_QUEUE))
+        ring_c_set(M, ic, ct, 0, sget(M, row, SL_OPC))
+        ring_c_set(M, ic, ct, 1, sget(M, row, SL_SVC))
+        ring_c_set(M, ic, ct, 2, 0)
+        ring_c_set(M, ic, ct + 1, 0, OPCODE_SYNC)
+        ring_c_set(M, ic, ct + 1, 1, kget(M, K_SYNC_SVC))
+        ring_c_set(M, ic, ct + 1, 2, 0)
+        ncmd = 2
+    else:
+        n = _append_step(M, ic, st, n, STEP_DELAY, kget(M, K_GUEST_ERROR), CNT_GUEST_IRQS, 0)
+    n = _append_step(M, ic, st, n, STEP_DELAY, kget(M, K_IRQ_ACK), CNT_NONE, 0)
+    n = _append_step(M, ic, st, n, STEP_RESUME, q, 0, 0)
+    ring_op_set(M, ic, ot, 0, now)
+    ring_op_set(M, ic, ot, 1, n)
+    cset(M, ic, C_OPTAIL, ot + 1)
+    cset(M, ic, C_BTAIL, st + n)
+    cset(M, ic, C_CTAIL, ct + ncmd)
+    if cget(M, ic, C_WAITING) == 2:  # the thread was asleep
+        cset(M, ic, C_WAITING, 0)
+        sched(M, M[H_NPROC] + ic, now)
+
+
+@njit(cache=True)
+def _append_step(M, c, base, i, kind, a, b, d):
+    ring_b_set(M, c, base + i, 0, kind)
+    ring_b_set(M, c, base + i, 1, a)
+    ring_b_set(M, c, base + i, 2, b)
+    ring_b_set(M, c, base + i, 3, d)
+    return i + 1
+
+
+@njit(cache=True)
+def resume_queue(M, q, now):
+    """The faulting entry of queue ``q`` was rewritten as a CMD_SYNC and GERRORN acknowledged."""
+    row = slot_row(M, q, qget(M, q, Q_FETCH))
+    sset(M, row, SL_OPC, OPCODE_SYNC)
+    sset(M, row, SL_SVC, kget(M, K_SYNC_SVC))
+    sset(M, row, SL_FLAGS, 0)
+    qset(M, q, Q_HALTED, 0)
+    if qget(M, q, Q_ERR) == ERR_FIXUP:
+        gadd(M, G_FIXUPS, 1)
+    p = qget(M, q, Q_PROC)
+    if pget(M, p, P_STATE) == P_IDLE:
+        sched(M, p, now)
 
 
 @njit(cache=True)
 def start_command(M, p, q, now):
-    """Processor ``p`` starts consuming queue ``q``'s next published command."""
+    """Processor ``p`` starts queue ``q``'s next published command; False if that entry is
+    illegal (the queue then halts and raises its error instead)."""
     ctr = qget(M, q, Q_FETCH)
-    qset(M, q, Q_FETCH, ctr + 1)
     row = slot_row(M, q, ctr)
+    if sget(M, row, SL_FLAGS) & CMD_ILLEGAL and qget(M, q, Q_ERR) != ERR_NONE:
+        raise_error(M, q, row, now)
+        return False
+    qset(M, q, Q_FETCH, ctr + 1)
     # The SMMU reads the queue in bursts of K_FETCH_LINE entries (aligned): a command already read
     # by the burst that fetched an earlier command costs no further fetch.
     fetch = 0
@@ -124,6 +222,7 @@ def start_command(M, p, q, now):
     pset(M, p, P_CUR, q)
     pset(M, p, P_T0, now)
     sched(M, p, now + fetch + sget(M, row, SL_SVC))
+    return True
 
 
 @njit(cache=True)
@@ -177,10 +276,11 @@ def publish(M, q, new_prod, now):
         if pget(M, p, P_NQ) == 1:
             # A processor serving one queue would pick it at its next step, at this same time:
             # start at once (same timing, one event fewer per command).
-            pset(M, p, P_RR, 0)
-            pset(M, p, P_TURN_CNT, 0)
-            pset(M, p, P_TURN_T0, now)
-            start_command(M, p, q, now)
+            if qget(M, q, Q_HALTED) == 0:
+                pset(M, p, P_RR, 0)
+                pset(M, p, P_TURN_CNT, 0)
+                pset(M, p, P_TURN_T0, now)
+                start_command(M, p, q, now)
         else:
             sched(M, p, now)
 
@@ -202,11 +302,10 @@ def step_proc(M, p, now):
             more = False
         if kget(M, K_CLK_BATCH) > 0 and now - pget(M, p, P_TURN_T0) >= kget(M, K_CLK_BATCH):
             more = False
-        if more:
-            start_command(M, p, cur, now)
+        if more and start_command(M, p, cur, now):
             return
-    # The turn on `cur` is over (limit reached or queue drained): round robin to the next queue
-    # with work after the current position; that may be `cur` again if it alone has work.
+    # The turn on `cur` is over (limit reached, queue drained or halted): round robin to the next
+    # queue with work after the current position; that may be `cur` again if it alone has work.
     nq = pget(M, p, P_NQ)
     rr = pget(M, p, P_RR)
     nxt = -1
@@ -231,7 +330,22 @@ def step_proc(M, p, now):
         pset(M, p, P_TURN_CNT, 0)
         sched(M, p, TIME_NEVER)
         return
-    pset(M, p, P_RR, pos)
-    pset(M, p, P_TURN_CNT, 0)
-    pset(M, p, P_TURN_T0, now)
-    start_command(M, p, nxt, now)
+    while True:  # an illegal head entry halts its queue: look further
+        pset(M, p, P_RR, pos)
+        pset(M, p, P_TURN_CNT, 0)
+        pset(M, p, P_TURN_T0, now)
+        if start_command(M, p, nxt, now):
+            return
+        nxt = -1
+        rr = pos
+        for j in range(1, nq + 1):
+            pos = (rr + j) % nq
+            if has_work(M, pq_get(M, p, pos)):
+                nxt = pq_get(M, p, pos)
+                break
+        if nxt < 0:
+            pset(M, p, P_STATE, P_IDLE)
+            pset(M, p, P_CUR, -1)
+            pset(M, p, P_TURN_CNT, 0)
+            sched(M, p, TIME_NEVER)
+            return

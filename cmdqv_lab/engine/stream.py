@@ -1,15 +1,17 @@
-"""The command-stream form the engine consumes.
+"""The op-stream form the engine consumes: per CPU, ops made of steps.
 
-Every workload (synthetic generators, trace replay) produces, per issuing CPU, a sequence of
-:class:`OpBlock` chunks. An op is a list of batches; a batch is one driver submission
-(``arm_smmu_cmdq_issue_cmdlist``) of ``n`` entries to one queue, whose last entry is a CMD_SYNC the
-CPU waits for when ``sync`` is set; each entry has an opcode and a service time (ps) drawn when the
-stream was generated, so the engine and the SimPy reference see identical inputs.
+Every scenario produces, per issuing CPU, a sequence of :class:`OpBlock` chunks. An op is a list of
+*steps*: a *batch* (one driver submission, ``arm_smmu_cmdq_issue_cmdlist``: ``n`` entries to one
+queue, the last a CMD_SYNC the CPU waits for when ``sync``), a *delay* (CPU busy, optionally counted
+as a guest exit or interrupt), a *lock*/*unlock* of a FIFO mutex (e.g. a VMM's big lock), or a
+*resume* of a halted queue. Each entry has an opcode, a service time (ps, drawn when the stream was
+generated, so the engine and the SimPy reference see identical inputs) and flags (``CMD_ILLEGAL``:
+raises ILL on its queue).
 
 >>> import numpy as np
 >>> b = OpBlock.uniform(n_ops=3, t=np.array([10, 20, 30]), opcodes=[0x12, 0x46], svc=[300, 100],
 ...                     sync=True, queue=0)
->>> b.n_ops, b.n_batches, b.n_cmds
+>>> b.n_ops, b.n_steps, b.n_cmds
 (3, 3, 6)
 >>> head, tail = b.split(2)
 >>> head.n_ops, tail.n_ops, tail.t.tolist()
@@ -24,45 +26,52 @@ from dataclasses import dataclass
 import numpy as np
 
 from cmdqv_lab.device.commands import Opcode
+from cmdqv_lab.engine.layout import STEP_BATCH
 
 
 @dataclass(frozen=True)
 class OpBlock:
-    """A chunk of one CPU's op stream (all arrays int64 except ``c_opc``).
+    """A chunk of one CPU's op stream (int64 arrays).
 
     ``t``: per op, the think gap before it (closed loop) or its absolute arrival (open loop), ps.
-    ``nb``: per op, number of batches. ``b_n`` / ``b_sync`` / ``b_q``: per batch, entries, whether
-    it ends with a waited CMD_SYNC, target queue. ``c_opc`` / ``c_svc``: per entry, opcode and
-    service time (ps).
+    ``nb``: per op, number of steps. ``s_kind``/``s_a``/``s_b``/``s_c``: per step (see
+    :mod:`.layout` ``STEP_*``). ``c_opc``/``c_svc``/``c_flags``: per entry of the batch steps.
     """
 
     t: np.ndarray
     nb: np.ndarray
-    b_n: np.ndarray
-    b_sync: np.ndarray
-    b_q: np.ndarray
+    s_kind: np.ndarray
+    s_a: np.ndarray
+    s_b: np.ndarray
+    s_c: np.ndarray
     c_opc: np.ndarray
     c_svc: np.ndarray
+    c_flags: np.ndarray
 
     def __post_init__(self) -> None:
         if self.t.shape != self.nb.shape:
             raise ValueError("t and nb must have one entry per op")
-        if (
-            int(self.nb.sum()) != self.b_n.size
-            or self.b_sync.size != self.b_n.size
-            or self.b_q.size != self.b_n.size
+        if int(self.nb.sum()) != self.s_kind.size or not (
+            self.s_a.size == self.s_b.size == self.s_c.size == self.s_kind.size
         ):
-            raise ValueError("batch arrays must have sum(nb) entries")
-        if int(self.b_n.sum()) != self.c_opc.size or self.c_svc.size != self.c_opc.size:
-            raise ValueError("command arrays must have sum(b_n) entries")
+            raise ValueError("step arrays must have sum(nb) entries")
+        if int(self.step_cmds.sum()) != self.c_opc.size or not (
+            self.c_svc.size == self.c_flags.size == self.c_opc.size
+        ):
+            raise ValueError("command arrays must have one entry per command of the batch steps")
+
+    @property
+    def step_cmds(self) -> np.ndarray:
+        """Entries of each step (0 for non-batch steps)."""
+        return np.where(self.s_kind == STEP_BATCH, self.s_a, 0)
 
     @property
     def n_ops(self) -> int:
         return int(self.t.size)
 
     @property
-    def n_batches(self) -> int:
-        return int(self.b_n.size)
+    def n_steps(self) -> int:
+        return int(self.s_kind.size)
 
     @property
     def n_cmds(self) -> int:
@@ -71,7 +80,7 @@ class OpBlock:
     @classmethod
     def empty(cls) -> OpBlock:
         z = np.zeros(0, dtype=np.int64)
-        return cls(z, z, z, z, z, np.zeros(0, dtype=np.uint8), z)
+        return cls(z, z, z, z, z, z, z, z, z)
 
     @classmethod
     def uniform(
@@ -97,41 +106,38 @@ class OpBlock:
         return cls(
             t=np.asarray(t, dtype=np.int64),
             nb=ones,
-            b_n=ones * k,
-            b_sync=ones * int(sync),
-            b_q=np.broadcast_to(np.asarray(queue, dtype=np.int64), (n_ops,)).copy(),
-            c_opc=np.tile(np.asarray(opcodes, dtype=np.uint8), n_ops),
+            s_kind=np.zeros(n_ops, dtype=np.int64),
+            s_a=ones * k,
+            s_b=ones * int(sync),
+            s_c=np.broadcast_to(np.asarray(queue, dtype=np.int64), (n_ops,)).copy(),
+            c_opc=np.tile(np.asarray(opcodes, dtype=np.int64), n_ops),
             c_svc=np.ascontiguousarray(svc_arr, dtype=np.int64).reshape(-1),
+            c_flags=np.zeros(n_ops * k, dtype=np.int64),
         )
 
     def split(self, k: int) -> tuple[OpBlock, OpBlock]:
         """The first ``k`` ops and the rest."""
         k = max(0, min(k, self.n_ops))
-        nbat = int(self.nb[:k].sum())
-        ncmd = int(self.b_n[:nbat].sum())
-        head = OpBlock(
-            self.t[:k], self.nb[:k], self.b_n[:nbat], self.b_sync[:nbat], self.b_q[:nbat],
-            self.c_opc[:ncmd], self.c_svc[:ncmd],
-        )  # fmt: skip
-        tail = OpBlock(
-            self.t[k:], self.nb[k:], self.b_n[nbat:], self.b_sync[nbat:], self.b_q[nbat:],
-            self.c_opc[ncmd:], self.c_svc[ncmd:],
-        )  # fmt: skip
+        ns = int(self.nb[:k].sum())
+        nc = int(self.step_cmds[:ns].sum())
+        s_ops, s_steps, s_cmds = slice(None, k), slice(None, ns), slice(None, nc)
+        r_ops, r_steps, r_cmds = slice(k, None), slice(ns, None), slice(nc, None)
+        head = OpBlock(*(getattr(self, f)[sl] for f, sl in zip(_FIELDS, _slices(s_ops, s_steps, s_cmds))))
+        tail = OpBlock(*(getattr(self, f)[sl] for f, sl in zip(_FIELDS, _slices(r_ops, r_steps, r_cmds))))
         return head, tail
 
-    def fit(self, op_room: int, batch_room: int, cmd_room: int) -> int:
+    def fit(self, op_room: int, step_room: int, cmd_room: int) -> int:
         """How many leading ops fit in the given ring space."""
         k = min(op_room, self.n_ops)
         if k == 0:
             return 0
-        bcum = np.cumsum(self.nb[:k])
-        k = min(k, int(np.searchsorted(bcum, batch_room, side="right")))
+        scum = np.cumsum(self.nb[:k])
+        k = min(k, int(np.searchsorted(scum, step_room, side="right")))
         if k == 0:
             return 0
-        nbat = int(bcum[k - 1])
-        ccum = np.cumsum(self.b_n[:nbat])
-        # ops end at batch boundaries bcum[i]-1; commands used up to that batch
-        used = ccum[bcum[:k] - 1]
+        ns = int(scum[k - 1])
+        ccum = np.concatenate([[0], np.cumsum(self.step_cmds[:ns])])
+        used = ccum[scum[:k]]  # commands used by the first i+1 ops
         return min(k, int(np.searchsorted(used, cmd_room, side="right")))
 
     @staticmethod
@@ -149,7 +155,12 @@ class OpBlock:
         return {Opcode(int(v)).name: int(n) for v, n in zip(vals, counts)}
 
 
-_FIELDS = ("t", "nb", "b_n", "b_sync", "b_q", "c_opc", "c_svc")
+_FIELDS = ("t", "nb", "s_kind", "s_a", "s_b", "s_c", "c_opc", "c_svc", "c_flags")
+
+
+def _slices(ops: slice, steps: slice, cmds: slice) -> tuple[slice, ...]:
+    return (ops, ops, steps, steps, steps, steps, cmds, cmds, cmds)
+
 
 #: A CPU's stream: an iterator of blocks (finite: the CPU stops when it is exhausted).
 CpuStream = Iterator[OpBlock]

@@ -41,6 +41,7 @@ class Line:
 class Slot:
     opcode: int = 0
     svc: int = 0
+    illegal: bool = False
     rec: dict[str, Any] | None = None
     publish: int = -1
     waiter: int = -1  # CPU waiting on this CMD_SYNC
@@ -54,6 +55,8 @@ class Queue:
     alg: str
     wait: str
     proc: int
+    err: str = "none"
+    halted: bool = False
     prod: int = 0
     owned: bool = False
     cons_shadow: int = 0
@@ -83,24 +86,42 @@ class Queue:
 
 
 @dataclass
+class Step:
+    kind: str  # batch, delay, lock, unlock, resume
+    a: int
+    b: int
+    c: int
+    cmds: list[tuple[int, int, int]]  # (opcode, svc, flags) of a batch
+
+
+@dataclass
 class Op:
     t: int
-    batches: list[tuple[int, int, int, list[tuple[int, int]]]]  # (n, sync, queue, [(opcode, svc)])
+    steps: list[Step]
+
+
+KINDS = {0: "batch", 1: "delay", 2: "lock", 3: "unlock", 4: "resume"}
 
 
 def ops_of(blocks: list[OpBlock]) -> list[Op]:
     out = []
     for blk in blocks:
-        bi = ci = 0
+        si = ci = 0
         for i in range(blk.n_ops):
-            batches = []
+            steps = []
             for _ in range(int(blk.nb[i])):
-                n = int(blk.b_n[bi])
-                cmds = [(int(blk.c_opc[ci + j]), int(blk.c_svc[ci + j])) for j in range(n)]
-                batches.append((n, int(blk.b_sync[bi]), int(blk.b_q[bi]), cmds))
-                bi += 1
-                ci += n
-            out.append(Op(int(blk.t[i]), batches))
+                kind = KINDS[int(blk.s_kind[si])]
+                a, b, c = int(blk.s_a[si]), int(blk.s_b[si]), int(blk.s_c[si])
+                cmds = []
+                if kind == "batch":
+                    cmds = [
+                        (int(blk.c_opc[ci + j]), int(blk.c_svc[ci + j]), int(blk.c_flags[ci + j]))
+                        for j in range(a)
+                    ]
+                    ci += a
+                steps.append(Step(kind, a, b, c, cmds))
+                si += 1
+            out.append(Op(int(blk.t[i]), steps))
     return out
 
 
@@ -112,7 +133,7 @@ class Reference:
         self.k = cfg.costs
         self.env = simpy.Environment()
         self.P = cfg.n_procs
-        self.queues = [Queue(q.log2size, q.alg, q.wait, q.proc) for q in cfg.queues]
+        self.queues = [Queue(q.log2size, q.alg, q.wait, q.proc, q.err) for q in cfg.queues]
         for q in self.queues:
             q.lock = -1 if q.alg == "spinlock" else 0  # spinlock: holder CPU, -1 free
         self.proc_queues = [[i for i, q in enumerate(cfg.queues) if q.proc == p] for p in range(self.P)]
@@ -132,10 +153,16 @@ class Reference:
         self.prr = [len(x) - 1 for x in self.proc_queues]
         self.pevent: list[simpy.Event | None] = [None] * self.P
         self.hw_syncs = 0
+        self.counters = {"exits": 0, "guest_irqs": 0, "illegal": 0, "fixups": 0}
+        self.fixup_latencies: list[int] = []
+        self.locks: list[int] = [-1] * cfg.n_locks
+        self.lock_fifo: list[deque[int]] = [deque() for _ in range(cfg.n_locks)]
+        self.irq_ops: deque[Op] = deque()
+        self.irq_asleep = False
         for p in range(self.P):
             self.env.process(self.processor(p))
         for c in range(cfg.n_cpus):
-            self.env.process(self.cpu(c))
+            self.env.process(self.irq_thread(c) if c == cfg.irq_cpu else self.cpu(c))
 
     # ------------------------------------------------------------------ scheduling helpers
     def at(self, entity: int, t: int) -> simpy.Event:
@@ -202,15 +229,15 @@ class Reference:
         q: Queue,
         qi: int,
         start: int,
-        cmds: list[tuple[int, int]],
+        cmds: list[tuple[int, int, int]],
         sync: int,
         ctx: dict[str, Any],
         async_op: bool,
     ) -> None:
         n = len(cmds)
-        for i, (opc, svc) in enumerate(cmds):
+        for i, (opc, svc, flags) in enumerate(cmds):
             s = q.slot(start + i)
-            s.opcode, s.svc = opc, svc
+            s.opcode, s.svc, s.illegal = opc, svc, bool(flags & 1)
             s.waiter = c if (sync and i == n - 1 and not async_op) else -1
             s.async_op = None
             rec = {
@@ -238,9 +265,10 @@ class Reference:
         p = q.proc
         if self.pstate[p] == "idle":
             if len(self.proc_queues[p]) == 1:
-                self.prr[p], self.pturn[p], self.pturn_t0[p] = 0, 0, now
-                self.start(p, self.queues.index(q))
-                self.kick(p, self.busy_until[p])
+                if not q.halted:
+                    self.prr[p], self.pturn[p], self.pturn_t0[p] = 0, 0, now
+                    if self.start(p, self.queues.index(q)):
+                        self.kick(p, self.busy_until[p])
             else:
                 self.kick(p, now)
 
@@ -255,10 +283,13 @@ class Reference:
             self.env.schedule(ev, priority=p, delay=t - self.env.now)
             self.pevent[p] = None
 
-    def start(self, p: int, qi: int) -> None:
+    def start(self, p: int, qi: int) -> bool:
         q = self.queues[qi]
         ctr = q.fetch
         s = q.slot(ctr)
+        if s.illegal and q.err != "none":
+            self.raise_error(qi, s)
+            return False
         q.fetch += 1
         if s.rec is not None:
             s.rec["consume_start_ps"] = self.env.now
@@ -269,6 +300,36 @@ class Reference:
             q.fetched = min(line_end, q.hw_prod)
         self.pstate[p], self.pcur[p] = "busy", qi
         self.busy_until[p] = self.env.now + cost
+        return True
+
+    # ------------------------------------------------------------------ queue errors (CMDQV IRQ)
+    def raise_error(self, qi: int, s: Slot) -> None:
+        """ILL: the queue halts; the single IRQ thread gets an op to handle it (arriving now)."""
+        q, k = self.queues[qi], self.k
+        q.halted = True
+        self.counters["illegal"] += 1
+        steps = [Step("delay", k.irq_latency, 0, 0, []), Step("delay", k.irq_handler, 0, 0, [])]
+        if q.err == "fixup":  # emulate the command on the host queue, waiting for a CMD_SYNC
+            steps.append(
+                Step("batch", 2, 1, self.cfg.fixup_queue, [(s.opcode, s.svc, 0), (SYNC, k.sync_svc, 0)])
+            )
+        else:  # forward to the guest (VMM event, vIRQ, guest ISR); the command is skipped
+            steps.append(Step("delay", k.guest_error, 2, 0, []))
+        steps += [Step("delay", k.irq_ack, 0, 0, []), Step("resume", qi, 0, 0, [])]
+        self.irq_ops.append(Op(self.env.now, steps))
+        if self.irq_asleep:
+            self.irq_asleep = False
+            self.wake(self.cfg.irq_cpu, self.env.now)
+
+    def resume(self, qi: int) -> None:
+        q = self.queues[qi]
+        s = q.slot(q.fetch)
+        s.opcode, s.svc, s.illegal = SYNC, self.k.sync_svc, False
+        q.halted = False
+        if q.err == "fixup":
+            self.counters["fixups"] += 1
+        if self.pstate[q.proc] == "idle":
+            self.kick(q.proc, self.env.now)
 
     def complete(self, qi: int) -> None:
         q, now = self.queues[qi], self.env.now
@@ -298,7 +359,7 @@ class Reference:
 
     def has_work(self, qi: int) -> bool:
         q = self.queues[qi]
-        return q.hw_prod > q.fetch
+        return q.hw_prod > q.fetch and not q.halted
 
     def processor(self, p: int):
         k = self.k
@@ -318,8 +379,7 @@ class Reference:
                 over = (k.cmd_batch > 0 and self.pturn[p] >= k.cmd_batch) or (
                     k.clk_batch > 0 and now - self.pturn_t0[p] >= k.clk_batch
                 )
-                if not over:
-                    self.start(p, cur)
+                if not over and self.start(p, cur):
                     continue
             lst = self.proc_queues[p]
             nxt, pos = -1, self.prr[p]
@@ -333,53 +393,103 @@ class Reference:
                 self.busy_until[p] = now + k.hw_sync
                 self.hw_syncs += 1
                 continue
+            while nxt >= 0:
+                self.prr[p], self.pturn[p], self.pturn_t0[p] = pos, 0, now
+                if self.start(p, nxt):
+                    break
+                nxt, rr = -1, pos  # that queue halted: look further
+                for j in range(1, len(lst) + 1):
+                    pos = (rr + j) % len(lst)
+                    if self.has_work(lst[pos]):
+                        nxt = lst[pos]
+                        break
             if nxt < 0:
                 self.pstate[p], self.pcur[p], self.pturn[p] = "idle", -1, 0
-                continue
-            self.prr[p], self.pturn[p], self.pturn_t0[p] = pos, 0, now
-            self.start(p, nxt)
 
     # ------------------------------------------------------------------ CPUs
-    def cpu(self, c: int):
+    def cpu(self, c: int):  # type: ignore[no-untyped-def]
         e = self.P + c
         for op in self.ops[c]:
             now = self.env.now
             ready = op.t if self.cfg.open_loop else now + op.t
             yield self.at(e, max(now, ready) if self.cfg.open_loop else ready)
-            ctx: dict[str, Any] = {"op_id": self.ops_started, "ready": ready, "retries": 0}
-            self.ops_started += 1
-            op_retries = op_cmds = 0
-            sync_t = -1
-            last_q = -1
-            for b_index, (n, sync, qi, cmds) in enumerate(op.batches):
-                q = self.queues[qi]
-                last_q = qi
-                ctx.update(issue=self.env.now, retries=0, reserved=-1)
-                last = b_index == len(op.batches) - 1
-                if q.alg in ("linux-lockfree", "atomic-add"):
-                    yield from self.lockfree(c, q, qi, cmds, sync, ctx)
-                elif q.alg == "spinlock":
-                    yield from self.spinlock(c, q, qi, cmds, sync, ctx)
-                elif q.alg == "exclusive":
-                    yield from self.exclusive(c, q, qi, cmds, sync, ctx)
+            yield from self.run_op(c, op, ready, irq=False)
+
+    def irq_thread(self, c: int):  # type: ignore[no-untyped-def]
+        """The host's CMDQV threaded interrupt handler: one op per error, one at a time."""
+        e = self.P + c
+        while True:
+            if not self.irq_ops:
+                self.irq_asleep = True
+                yield self.block(c)
+                continue
+            op = self.irq_ops.popleft()
+            yield self.at(e, max(self.env.now, op.t))
+            yield from self.run_op(c, op, op.t, irq=True)
+
+    def run_op(self, c: int, op: Op, ready: int, irq: bool):  # type: ignore[no-untyped-def]
+        ctx: dict[str, Any] = {"op_id": self.ops_started, "ready": ready, "retries": 0}
+        self.ops_started += 1
+        op_retries = op_cmds = n_batches = 0
+        sync_t = -1
+        last_q = -1
+        for i, st in enumerate(op.steps):
+            if st.kind == "delay":
+                if st.b == 1:
+                    self.counters["exits"] += 1
+                elif st.b == 2:
+                    self.counters["guest_irqs"] += 1
+                yield self.at(self.P + c, self.env.now + st.a)
+                continue
+            if st.kind == "lock":
+                if self.locks[st.a] < 0:
+                    self.locks[st.a] = c
                 else:
-                    yield from self.direct(c, q, qi, cmds, ctx, last)
-                    sync = 0
-                op_retries += ctx["retries"]
-                op_cmds += n
-                if sync:
-                    sync_t = self.sync_done[c]
-            if not (op.batches and self.queues[last_q].alg == "direct"):
-                self.op_records.append({"op_id": ctx["op_id"], "cpu": c, "queue": last_q, "ready_ps": ready,
-                                        "complete_ps": self.env.now, "sync_complete_ps": sync_t, "cmds": op_cmds,
-                                        "batches": len(op.batches), "retries": op_retries})  # fmt: skip
+                    self.lock_fifo[st.a].append(c)
+                    yield self.block(c)
+                continue
+            if st.kind == "unlock":
+                if self.lock_fifo[st.a]:
+                    w = self.lock_fifo[st.a].popleft()
+                    self.locks[st.a] = w
+                    self.wake(w, self.env.now)
+                else:
+                    self.locks[st.a] = -1
+                continue
+            if st.kind == "resume":
+                self.resume(st.a)
+                continue
+            n, sync, qi, cmds = st.a, st.b, st.c, st.cmds
+            q = self.queues[qi]
+            last_q = qi
+            ctx.update(issue=self.env.now, retries=0, reserved=-1)
+            if q.alg in ("linux-lockfree", "atomic-add"):
+                yield from self.lockfree(c, q, qi, cmds, sync, ctx)
+            elif q.alg == "spinlock":
+                yield from self.spinlock(c, q, qi, cmds, sync, ctx)
+            elif q.alg == "exclusive":
+                yield from self.exclusive(c, q, qi, cmds, sync, ctx)
+            else:
+                yield from self.direct(c, q, qi, cmds, ctx, i == len(op.steps) - 1)
+                sync = 0
+            op_retries += ctx["retries"]
+            op_cmds += n
+            n_batches += 1
+            if sync:
+                sync_t = self.sync_done[c]
+        if irq:
+            self.fixup_latencies.append(self.env.now - ready)
+        elif not (op.steps and op.steps[-1].kind == "batch" and self.queues[last_q].alg == "direct"):
+            self.op_records.append({"op_id": ctx["op_id"], "cpu": c, "queue": last_q, "ready_ps": ready,
+                                    "complete_ps": self.env.now, "sync_complete_ps": sync_t, "cmds": op_cmds,
+                                    "batches": n_batches, "retries": op_retries})  # fmt: skip
 
     def space_wait(self, c: int, q: Queue):
         q.space_waiters.append(c)
         yield self.block(c)
 
     def lockfree(
-        self, c: int, q: Queue, qi: int, cmds: list[tuple[int, int]], sync: int, ctx: dict[str, Any]
+        self, c: int, q: Queue, qi: int, cmds: list[tuple[int, int, int]], sync: int, ctx: dict[str, Any]
     ):
         e, n, k = self.P + c, len(cmds), self.k
         # llq.val = READ_ONCE(cmdq->q.llq.val)
@@ -486,7 +596,7 @@ class Reference:
     owner_end: dict[int, int]
 
     def spinlock(
-        self, c: int, q: Queue, qi: int, cmds: list[tuple[int, int]], sync: int, ctx: dict[str, Any]
+        self, c: int, q: Queue, qi: int, cmds: list[tuple[int, int, int]], sync: int, ctx: dict[str, Any]
     ):
         e, n, k = self.P + c, len(cmds), self.k
         end = self.line(c, q, "lock")
@@ -518,7 +628,7 @@ class Reference:
         yield self.at(e, end)
 
     def exclusive(
-        self, c: int, q: Queue, qi: int, cmds: list[tuple[int, int]], sync: int, ctx: dict[str, Any]
+        self, c: int, q: Queue, qi: int, cmds: list[tuple[int, int, int]], sync: int, ctx: dict[str, Any]
     ):
         e, n, k = self.P + c, len(cmds), self.k
         while q.prod + n - q.hw_cons > q.size:
@@ -534,7 +644,9 @@ class Reference:
         if sync:
             yield from self.wait_sync(c, q, self.env.now)
 
-    def direct(self, c: int, q: Queue, qi: int, cmds: list[tuple[int, int]], ctx: dict[str, Any], last: bool):
+    def direct(
+        self, c: int, q: Queue, qi: int, cmds: list[tuple[int, int, int]], ctx: dict[str, Any], last: bool
+    ):
         n = len(cmds)
         while q.prod + n - q.hw_cons > q.size:
             yield from self.space_wait(c, q)
