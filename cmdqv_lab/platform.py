@@ -161,6 +161,66 @@ class Platform(Params):
         doc="distribution of think times (uniform: mean x U[0.5,1.5); deterministic loops can phase-lock)",
     )  # fmt: skip
 
+    # ---- virtualisation (calibration.md C3, Kunpeng 920; Phytium S2500 is about 3x slower)
+    trap_user_ns: float = param(
+        2306.0, unit="ns", lo=0, hi=1e6, provenance="measured",
+        source="C3: MMIO trap to the user-space VMM and back, Kunpeng 920 (kvm-unit-tests micro-bench)",
+        doc="a guest MMIO access handled by the VMM (PROD write or CONS read of the emulated vSMMU)",
+    )  # fmt: skip
+    trap_kernel_ns: float = param(
+        638.0, unit="ns", lo=0, hi=1e6, provenance="measured", source="C3: MMIO trap handled in the kernel",
+        doc="a guest MMIO access handled in the host kernel",
+    )  # fmt: skip
+    hvc_ns: float = param(408.0, unit="ns", lo=0, hi=1e6, provenance="measured", source="C3: hypercall round trip")
+    virq_inject_ns: float = param(
+        2168.0, unit="ns", lo=0, hi=1e6, provenance="measured", source="C3: MSI (LPI) injected into the guest",
+        doc="delivering a virtual interrupt (MSI/LPI) to a guest",
+    )  # fmt: skip
+    virq_eoi_ns: float = param(26.0, unit="ns", lo=0, hi=1e5, provenance="measured", source="C3: virtual IRQ completion")
+    vmm_trap_ns: float = param(
+        5000.0, unit="ns", lo=0, hi=1e7, provenance="assumption",
+        doc="VMM work per trapped PROD write (walk the emulated queue, take the big lock, update CONS)",
+    )  # fmt: skip
+    vmm_per_cmd_ns: float = param(
+        1500.0, unit="ns", lo=0, hi=1e7, provenance="assumption",
+        doc="VMM parsing and forwarding one command, including its invalidation ioctl to the host",
+    )  # fmt: skip
+    vmm_batch: int = param(
+        1, unit="commands", lo=1, hi=63, provenance="measured",
+        source="domain.md 5: QEMU's accelerated SMMUv3 forwards one command per ioctl; the kernel issues 63 + SYNC",
+        doc="commands the VMM forwards per host ioctl (each issued with a CMD_SYNC and waited for)",
+    )  # fmt: skip
+    vmm_lock: bool = param(
+        True, provenance="assumption", doc="the VMM emulates under one lock per VM (QEMU's big lock)",
+    )  # fmt: skip
+    guest_poll: str = param(
+        "poll", choices=("poll", "irq"), provenance="choice",
+        source="domain.md 2: QEMU's vSMMU offers no MSI or SEV, so a Linux guest polls CONS (every poll traps)",
+        doc="how a trapped guest learns its CMD_SYNC completed: CONS poll (a trap) or a virtual interrupt",
+    )  # fmt: skip
+    guest_unmap_ns: float = param(
+        2000.0, unit="ns", lo=0, hi=1e7, provenance="assumption",
+        doc="guest CPU work of one dma_unmap outside the command queue (page tables, IOVA free)",
+    )  # fmt: skip
+    guest_map_ns: float = param(
+        2000.0, unit="ns", lo=0, hi=1e7, provenance="assumption", doc="guest CPU work between unmaps (the dma_map)",
+    )  # fmt: skip
+    irq_latency_ns: float = param(
+        5000.0, unit="ns", lo=0, hi=1e7, provenance="assumption",
+        doc="CMDQV error interrupt until its threaded handler runs (host)",
+    )  # fmt: skip
+    irq_handler_ns: float = param(
+        2000.0, unit="ns", lo=0, hi=1e7, provenance="assumption",
+        doc="handler reading the VINTF/LVCMDQ error maps and the faulting entry",
+    )  # fmt: skip
+    irq_ack_ns: float = param(
+        500.0, unit="ns", lo=0, hi=1e7, provenance="assumption", doc="rewriting the entry and writing GERRORN",
+    )  # fmt: skip
+    guest_error_ns: float = param(
+        10000.0, unit="ns", lo=0, hi=1e8, provenance="assumption",
+        doc="forwarding a VCMDQ error to the guest: event to the VMM, virtual IRQ, guest ISR and recovery",
+    )  # fmt: skip
+
     # ------------------------------------------------------------------ derived
     def costs(self) -> Costs:
         """The engine's integer-picosecond cost vector."""
@@ -181,6 +241,11 @@ class Platform(Params):
             udelay=ns(self.udelay_us * 1000),
             poll_spins=self.poll_spins,
             fetch_line=self.fetch_line_cmds,
+            irq_latency=ns(self.irq_latency_ns),
+            irq_handler=ns(self.irq_handler_ns),
+            irq_ack=ns(self.irq_ack_ns),
+            guest_error=ns(self.guest_error_ns),
+            sync_svc=ns(self.sync_service_ns),
         )
 
     def service_ns(self, opcode: int) -> float:

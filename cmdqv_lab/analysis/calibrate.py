@@ -36,6 +36,7 @@ class Row:
     value: float | None = None
     metric: str = ""
     source: str = ""
+    scenario: str = ""  # default: the spec's
 
 
 @dataclass(frozen=True)
@@ -61,11 +62,13 @@ class CalibrationSpec:
         fit = data["fit"]
         params = {k: (float(v[0]), float(v[1]), float(v[2])) for k, v in fit["params"].items()}
         targets = tuple(
-            Row(t["label"], dict(t["set"]), float(t["value"]), fit["metric"], t.get("source", ""))
+            Row(t["label"], dict(t["set"]), float(t["value"]), t.get("metric", fit["metric"]), t.get("source", ""),
+                t.get("scenario", ""))
             for t in data["target"]
-        )
+        )  # fmt: skip
         preds = tuple(
-            Row(p["label"], dict(p["set"]), None, p.get("metric", fit["metric"])) for p in data["prediction"]
+            Row(p["label"], dict(p["set"]), None, p.get("metric", fit["metric"]), "", p.get("scenario", ""))
+            for p in data["prediction"]
         )
         return cls(
             fit["preset"], fit["scenario"], fit["metric"], int(fit["count"]), int(fit["seed"]),
@@ -90,8 +93,10 @@ class FitResult:
 def _run(spec: CalibrationSpec, values: Mapping[str, float], row: Row, count: int) -> float:
     from cmdqv_lab.scenarios import simulate
 
-    res = simulate(spec.scenario, {**spec.base, **values, **row.overrides}, seed=spec.seed, count=count)
-    v = res.metrics[row.metric or spec.metric]
+    res = simulate(row.scenario or spec.scenario, {**spec.base, **values, **row.overrides}, seed=spec.seed, count=count)
+    v: Any = res.metrics
+    for part in (row.metric or spec.metric).split("."):  # e.g. op_latency_ns.mean
+        v = v[part]
     return float("nan") if v is None else float(v)
 
 

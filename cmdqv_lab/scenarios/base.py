@@ -42,6 +42,9 @@ class Scenario:
 _MODULES = {
     "open-queue": "cmdqv_lab.scenarios.open_queue",
     "host-map-unmap": "cmdqv_lab.scenarios.host",
+    "guest-trap": "cmdqv_lab.scenarios.guest",
+    "guest-vcmdq": "cmdqv_lab.scenarios.guest",
+    "guest-fixup": "cmdqv_lab.scenarios.guest",
 }
 SCENARIOS: dict[str, Scenario] = {}
 
