@@ -160,7 +160,7 @@ def test_explorer_opens_with_a_result_chart_and_summary() -> None:
     assert 2 <= len(rows) <= 301 and rows[-1]["cdf"] == 1.0
     (out,) = ex.output.outputs
     assert out["output_type"] == "display_data" and VEGALITE_MIME in out["data"]
-    assert "<th>ops_per_s</th>" in ex.summary.value and "1 simulation of 400 ops" in ex.status.value
+    assert ">ops_per_s</th>" in ex.summary.value and "1 simulation of 400 ops" in ex.status.value
     assert ex.progress.layout.visibility == "hidden"
     assert (
         ex._repr_mimebundle_()["application/vnd.jupyter.widget-view+json"]["model_id"] == ex.widget.model_id

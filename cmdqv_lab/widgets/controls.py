@@ -49,6 +49,9 @@ LOG_RATIO = 100.0
 #: ... and an int slider over powers of two where it spans at least this one (five doublings).
 INT_LOG_RATIO = 32.0
 
+#: Width of one control and of its label, in CSS pixels.
+WIDGET_WIDTH, LABEL_WIDTH = 400, 130
+
 #: Positions of a linear float slider (the step is the largest power of ten giving at least this many).
 SLIDER_POSITIONS = 200
 
@@ -233,8 +236,8 @@ def make_widget(spec: ParamSpec, c: Control, value: Any = None) -> w.ValueWidget
     common: dict[str, Any] = {
         "description": label,
         "tooltip": tip,
-        "style": {"description_width": "150px"},
-        "layout": w.Layout(width="440px"),
+        "style": {"description_width": f"{LABEL_WIDTH}px"},
+        "layout": w.Layout(width=f"{WIDGET_WIDTH}px"),
     }
     slider: dict[str, Any] = {**common, "continuous_update": False}
     choices = spec.choices()
@@ -386,7 +389,7 @@ class Varied:
         vals = sweep_values(spec, control)
         common: dict[str, Any] = {
             "description": f"{role}: {control.label or spec.name}",
-            "style": {"description_width": "150px"},
+            "style": {"description_width": f"{LABEL_WIDTH}px"},
             "tooltip": f"values of {spec.name} to {role} ({spec.info.allowed()})",
         }
         choices = spec.choices()
@@ -396,7 +399,10 @@ class Varied:
             )
         else:
             self.widget = w.Text(
-                value=format_values(vals), continuous_update=False, layout=w.Layout(width="440px"), **common
+                value=format_values(vals),
+                continuous_update=False,
+                layout=w.Layout(width=f"{WIDGET_WIDTH}px"),
+                **common,
             )
 
     @property

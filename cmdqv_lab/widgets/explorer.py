@@ -45,6 +45,7 @@ from cmdqv_lab.errors import CmdqvError, ParamError
 from cmdqv_lab.plots.display import chart_bundle
 from cmdqv_lab.scenarios.base import SimResult, get_scenario
 from cmdqv_lab.widgets.controls import (
+    WIDGET_WIDTH,
     Bound,
     Control,
     ParamArg,
@@ -61,6 +62,7 @@ from cmdqv_lab.widgets.runs import (
     RunSet,
     default_chart,
     estimate_s,
+    header_html,
     make_plan,
     one_line,
     point_label,
@@ -224,7 +226,7 @@ class Explorer:
     def _build_widgets(self, seeds: int, count: int, metric: str, auto: bool) -> None:
         scn = self.scenario
         small = {"style": {"description_width": "initial"}}
-        self.header = w.HTML(f"<b>{html.escape(scn.name)}</b>: {html.escape(scn.doc)}")
+        self.header = w.HTML(header_html(scn.name, scn.doc))
         self.seeds = w.BoundedIntText(
             value=seeds, min=1, max=100, description="seeds", continuous_update=False,
             layout=w.Layout(width="120px"), **small,
@@ -262,7 +264,9 @@ class Explorer:
 
         grid = w.GridBox(
             [b.widget for b in self.controls.values()],
-            layout=w.Layout(grid_template_columns="repeat(2, max-content)", grid_gap="2px 16px"),
+            layout=w.Layout(
+                grid_template_columns=f"repeat(auto-fill, {WIDGET_WIDTH + 10}px)", grid_gap="2px 8px"
+            ),
         )
         varied = [v.widget for v in (self.compare, self.x) if v is not None]
         settings = w.HBox([self.seeds, self.count, self.metric, self.run_button, self.auto])
@@ -498,7 +502,8 @@ class Explorer:
         p.max, p.value, p.description = n, 0, f"0/{n}"
         self.progress_shown = est > self.progress_after_s
         p.layout.visibility = "visible" if self.progress_shown else "hidden"
-        self.status.value = html.escape(f"running {n} simulation{'s' if n > 1 else ''} (about {est:.1g} s)…")
+        about = "under a second" if est < 1 else f"about {est:.0f} s"
+        self.status.value = html.escape(f"running {n} simulation{'s' if n > 1 else ''} ({about})…")
 
     def _progress_step(self, done: int, n: int, elapsed_s: float) -> None:
         p = self.progress

@@ -20,6 +20,7 @@ of the same scenario, to decide whether a progress bar is worth showing.
 from __future__ import annotations
 
 import html
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +44,9 @@ SUMMARY_METRICS: tuple[str, ...] = (
     "smmu_busy_fraction",
     "cas_success_ratio",
 )
+
+#: Style of a summary table cell.
+CELL = "padding:1px 10px;text-align:right;font-variant-numeric:tabular-nums"
 
 
 @dataclass(frozen=True)
@@ -163,19 +167,32 @@ def fmt(v: Any) -> str:
     return f"{v:.4g}"
 
 
+def header_html(name: str, doc: str) -> str:
+    """The scenario's name and one-line description, with RST ````code```` as HTML code.
+
+    >>> header_html("open-queue", "``open-queue``: one queue, ``rate`` <arrivals>")
+    '<b>open-queue</b>: one queue, <code>rate</code> &lt;arrivals&gt;'
+    """
+    doc = doc.strip()
+    if doc.startswith(f"``{name}``"):
+        doc = doc[len(name) + 4 :].lstrip(": ")
+    text = re.sub(r"``(.+?)``", r"<code>\1</code>", html.escape(doc))
+    return f"<b>{html.escape(name)}</b>: {text}" if text else f"<b>{html.escape(name)}</b>"
+
+
 def summary_html(runs: RunSet, metrics: Sequence[str] = SUMMARY_METRICS) -> str:
     """The summary table as escaped HTML (a ``cmdqv-table``, like the report's tables)."""
     s = summary_frame(runs, metrics)
     keys = runs.keys
     cols = [m for m in metrics if m in s.columns]
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in [*keys, "seeds", *cols])
+    head = "".join(f'<th style="{CELL}">{html.escape(c)}</th>' for c in [*keys, "seeds", *cols])
     body = []
     for row in s.iter_rows(named=True):
         cells = [html.escape(str(row[k])) for k in keys] + [str(row["seeds"])]
         for m in cols:
             ci = row.get(f"{m}_ci")
             cells.append(html.escape(fmt(row[m]) + (f" ± {fmt(ci)}" if ci is not None else "")))
-        body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        body.append("<tr>" + "".join(f'<td style="{CELL}">{c}</td>' for c in cells) + "</tr>")
     return (
         '<table class="cmdqv-table" style="font-size:12px;border-collapse:collapse">'
         f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
