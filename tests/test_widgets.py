@@ -316,12 +316,14 @@ def test_compare_policies_along_cpus() -> None:
     line = spec["layer"][1]
     assert line["encoding"]["x"]["field"] == "cpus" and line["encoding"]["color"]["field"] == "submit"
     assert line["encoding"]["y"]["title"].startswith("ops_per_s")
+    assert line["encoding"]["x"]["scale"] == {"zero": False}  # 1..4: linear
     rows = next(iter(spec["datasets"].values()))
     assert sorted((r["submit"], r["cpus"], r["n"]) for r in rows)[0] == ("linux-lockfree", 1, 2)
     assert len(rows) == 6
     summary = R.summary_frame(ex.last)
     assert summary.height == 6 and summary["seeds"].to_list() == [2] * 6
     assert summary["ops_per_s_ci"].null_count() == 0
+    assert ex.summary_box.selected_index is None  # six rows: collapsed under the chart
     assert ex.metric.layout.display == "" and "op_latency_ns_p99" in ex.metric.options
     runs = ex.runs_done
     ex.metric.value = "op_latency_ns_p99"  # re-chart only
@@ -437,6 +439,8 @@ def test_runset_without_records_refuses_per_op_charts() -> None:
     with pytest.raises(FrameError, match="needs per-op records"):
         ex.last.ops()
     assert ex.last.metrics().select("cpus", "ops").rows() == [(1, 300), (2, 300)]
+    ex.x.widget.value = "1, 32"  # a wide range: log axis
+    assert ex.chart.to_dict()["layer"][1]["encoding"]["x"]["scale"]["type"] == "log"
 
 
 def test_platform_choice_loads_preset_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

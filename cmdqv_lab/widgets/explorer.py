@@ -246,6 +246,7 @@ class Explorer:
         )
         self.status = w.HTML()
         self.summary = w.HTML()
+        self.summary_box = w.Accordion(children=[self.summary], titles=("summary",))
         self.notes_html = w.HTML()
         self.output = w.Output()
 
@@ -277,9 +278,9 @@ class Explorer:
                 *([w.HBox(varied)] if varied else []),
                 settings,
                 w.HBox([self.progress, self.status]),
-                self.summary,
-                self.notes_html,
                 self.output,
+                self.notes_html,
+                self.summary_box,
             ]
         )
 
@@ -522,6 +523,12 @@ class Explorer:
         if self._render_chart(runs):
             self.status.value, self.warning = status_line(runs, self.scenario.count)
         self.summary.value = summary_html(runs, self.summary_metrics)
+        configs = len({tuple(p.items()) for p in runs.points})
+        self.summary_box.set_title(
+            0, f"summary: mean ± 95% CI half-width over seeds ({configs} configurations)"
+        )
+        if self.runs_done == 1:  # open for a few rows; the user's choice afterwards
+            self.summary_box.selected_index = 0 if configs <= 4 else None
         self.notes_html.value = (
             "<br>".join(html.escape(s) for s in self.notes(runs).splitlines()) if self.notes else ""
         )

@@ -45,8 +45,11 @@ SUMMARY_METRICS: tuple[str, ...] = (
     "cas_success_ratio",
 )
 
+#: A sweep chart uses a log x axis when the largest x is at least this multiple of the smallest.
+LOG_X_RATIO = 16
+
 #: Style of a summary table cell.
-CELL = "padding:1px 10px;text-align:right;font-variant-numeric:tabular-nums"
+CELL = "padding:1px 10px;text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums"
 
 
 @dataclass(frozen=True)
@@ -120,16 +123,22 @@ ChartFn = Callable[[RunSet], alt.TopLevelMixin]
 
 
 def default_chart(runs: RunSet) -> alt.TopLevelMixin:
-    """``metric`` vs ``x`` per ``series`` (mean, 95% CI over seeds) for a sweep, else the op latency CDF."""
+    """``metric`` vs ``x`` per ``series`` (mean, 95% CI over seeds) for a sweep, else the op latency CDF.
+
+    The x axis is logarithmic when the swept values span a factor of :data:`LOG_X_RATIO` or more.
+    """
     n_seeds = len({r.seed for r in runs.results})
     what = f"{runs.scenario}, {n_seeds} seed{'s' if n_seeds > 1 else ''} x {runs.count:,}"
     if runs.x is not None:
         per = f" per {runs.series}" if runs.series else ""
+        df = runs.metrics()
+        xs = df[runs.x].drop_nulls()
         return throughput_vs_cpus(
-            runs.metrics(),
+            df,
             x=runs.x,
             y=runs.metric,
             color=runs.series,
+            log_x=bool(xs.len() and xs.min() > 0 and xs.max() >= LOG_X_RATIO * xs.min()),  # type: ignore[operator]
             title=f"{runs.metric} vs {runs.x}{per} ({what})",
         )
     return latency_cdf(runs.ops(), "latency_ns", by=runs.series, title=f"Op latency ({what})")
@@ -151,11 +160,11 @@ def summary_frame(runs: RunSet, metrics: Sequence[str] = SUMMARY_METRICS) -> pl.
     return out.sort(keys) if keys else out
 
 
-def fmt(v: Any) -> str:
-    """A number for a table cell: SI prefixes above 10^4, four significant digits.
+def fmt(v: Any, digits: int = 4) -> str:
+    """A number for a table cell: SI prefixes above 10^4, ``digits`` significant digits.
 
-    >>> fmt(1706759.9), fmt(863.127), fmt(0.61324), fmt(None)
-    ('1.707 M', '863.1', '0.6132', '–')
+    >>> fmt(1706759.9), fmt(863.127), fmt(0.61324), fmt(None), fmt(15678.2, 2)
+    ('1.707 M', '863.1', '0.6132', '–', '16 k')
     """
     if v is None or (isinstance(v, float) and v != v):
         return "–"
@@ -163,8 +172,8 @@ def fmt(v: Any) -> str:
         return str(v)
     for threshold, scale, prefix in ((1e9, 1e9, "G"), (1e6, 1e6, "M"), (1e4, 1e3, "k")):
         if abs(v) >= threshold:
-            return f"{v / scale:.4g} {prefix}"
-    return f"{v:.4g}"
+            return f"{v / scale:.{digits}g} {prefix}"
+    return f"{v:.{digits}g}"
 
 
 def header_html(name: str, doc: str) -> str:
@@ -191,7 +200,7 @@ def summary_html(runs: RunSet, metrics: Sequence[str] = SUMMARY_METRICS) -> str:
         cells = [html.escape(str(row[k])) for k in keys] + [str(row["seeds"])]
         for m in cols:
             ci = row.get(f"{m}_ci")
-            cells.append(html.escape(fmt(row[m]) + (f" ± {fmt(ci)}" if ci is not None else "")))
+            cells.append(html.escape(fmt(row[m]) + (f" ± {fmt(ci, 2)}" if ci is not None else "")))
         body.append("<tr>" + "".join(f'<td style="{CELL}">{c}</td>' for c in cells) + "</tr>")
     return (
         '<table class="cmdqv-table" style="font-size:12px;border-collapse:collapse">'
