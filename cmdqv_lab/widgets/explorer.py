@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import html
-import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -61,6 +60,7 @@ from cmdqv_lab.widgets.runs import (
     Plan,
     RunSet,
     default_chart,
+    error_output,
     estimate_s,
     header_html,
     make_plan,
@@ -70,6 +70,7 @@ from cmdqv_lab.widgets.runs import (
     status_line,
     summary_html,
 )
+from cmdqv_lab.widgets.status import StatusBar
 
 #: ``scheduler(delay_s, fn)`` runs ``fn`` later and returns a handle with ``cancel()``, or None
 #: if it cannot schedule (then the run happens at once).
@@ -170,11 +171,7 @@ class Explorer:
         if self.x and self.compare and self.x.name == self.compare.name:
             raise ParamError(f"{self.x.name} cannot be both x and compare")
         varied = {v.name for v in (self.x, self.compare) if v is not None}
-        ctrls = [
-            as_control(p)
-            for p in (params if params is not None else list(self.scenario.params.field_infos()))
-        ]
-        ctrls = [c for c in ctrls if c.name not in varied]
+        ctrls = [c for c in given if c.name not in varied]
         for c in ctrls:
             if c.name in self.fixed:
                 raise ParamError(f"{c.name} is both fixed and controlled")
@@ -188,10 +185,11 @@ class Explorer:
         self.chart_fn: ChartFn = chart or default_chart
         self.record = (self.x is None or chart is not None) if record is None else record
         self.summary_metrics, self.notes = tuple(summary), notes
-        self.debounce_s, self.progress_after_s, self.max_sims = debounce_s, progress_after_s, max_sims
+        self.debounce_s, self.max_sims = debounce_s, max_sims
+        self.bar = StatusBar(progress_after_s)
         self.svg, self.scheduler = svg, scheduler
-        n = count or min(self.scenario.default_count, 5_000 if varied else 20_000)
-        if not isinstance(n, int) or n < 1:
+        n = min(self.scenario.default_count, 5_000 if varied else 20_000) if count is None else count
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ParamError(f"count={count!r} must be a positive integer")
 
         # state a notebook (or a test) can read
@@ -200,7 +198,6 @@ class Explorer:
         self.error: str | None = None
         self.warning: str | None = None
         self.runs_done = 0
-        self.progress_shown = False
         self._busy = self._pending = self._stale = False
         self._hold = self._quiet_depth = 0
         self._timer: Any = None
@@ -241,10 +238,7 @@ class Explorer:
         self.auto = w.Checkbox(
             value=auto, description="run on change", indent=False, layout=w.Layout(width="140px")
         )
-        self.progress = w.IntProgress(
-            value=0, min=0, max=1, layout=w.Layout(width="240px", visibility="hidden")
-        )
-        self.status = w.HTML()
+        self.progress, self.status = self.bar.progress, self.bar.status
         self.summary = w.HTML()
         self.summary_box = w.Accordion(children=[self.summary], titles=("summary",))
         self.notes_html = w.HTML()
@@ -277,7 +271,7 @@ class Explorer:
                 grid,
                 *([w.HBox(varied)] if varied else []),
                 settings,
-                w.HBox([self.progress, self.status]),
+                self.bar.widget,
                 self.output,
                 self.notes_html,
                 self.summary_box,
@@ -325,6 +319,11 @@ class Explorer:
             seed=self.seed,
             max_sims=self.max_sims,
         )
+
+    @property
+    def progress_shown(self) -> bool:
+        """Whether the progress bar was shown during the last run."""
+        return self.bar.shown
 
     @property
     def result(self) -> SimResult | None:
@@ -425,24 +424,16 @@ class Explorer:
             self.run()
         except Exception as e:  # a bug: show its traceback where the chart was
             self.error = f"internal error: {type(e).__name__}: {one_line(e)}"
-            self.status.value = f'<span style="color:#b00020">{html.escape(self.error)}</span>'
-            self.output.outputs = (
-                {
-                    "output_type": "error",
-                    "ename": type(e).__name__,
-                    "evalue": str(e),
-                    "traceback": traceback.format_exception(e),
-                },
-            )
+            self.bar.error(self.error)
+            self.output.outputs = (error_output(e),)
 
     def _show_stale(self) -> None:
         self.run_button.button_style = "warning"
-        self.status.value = "<i>parameters changed: press Run</i>"
+        self.bar.stale()
 
     def _show_error(self, message: str) -> None:
         self.error = message
-        tail = " (the chart shows the previous run)" if self.last is not None else ""
-        self.status.value = f'<span style="color:#b00020">⚠ {html.escape(message)}</span>{html.escape(tail)}'
+        self.bar.error(message, " (the chart shows the previous run)" if self.last is not None else "")
 
     # ------------------------------------------------------------------------ running
     def run(self) -> RunSet | None:
@@ -473,7 +464,7 @@ class Explorer:
             self._show_error(one_line(e))
             return None
         count = self.count.value
-        self._progress_begin(len(plan), estimate_s(self.scenario.name, count, len(plan)))
+        self.bar.begin(len(plan), estimate_s(self.scenario.name, count, len(plan)))
         try:
             runs = run_plan(
                 self.scenario.name,
@@ -483,10 +474,10 @@ class Explorer:
                 x=self.x.name if self.x else None,
                 series=self.compare.name if self.compare else None,
                 metric=self.metric.value,
-                on_step=self._progress_step,
+                on_step=self.bar.step,
             )
         finally:
-            self.progress.layout.visibility = "hidden"
+            self.bar.end()
         self._stale = False
         self.run_button.button_style = ""
         if not runs.results:
@@ -497,22 +488,6 @@ class Explorer:
         self.runs_done += 1
         self._render(runs)
         return runs
-
-    def _progress_begin(self, n: int, est: float) -> None:
-        p = self.progress
-        p.max, p.value, p.description = n, 0, f"0/{n}"
-        self.progress_shown = est > self.progress_after_s
-        p.layout.visibility = "visible" if self.progress_shown else "hidden"
-        about = "under a second" if est < 1 else f"about {est:.0f} s"
-        self.status.value = html.escape(f"running {n} simulation{'s' if n > 1 else ''} ({about})…")
-
-    def _progress_step(self, done: int, n: int, elapsed_s: float) -> None:
-        p = self.progress
-        p.value, p.description = done, f"{done}/{n}"
-        left = elapsed_s / done * (n - done)
-        if not self.progress_shown and left > self.progress_after_s:
-            self.progress_shown = True
-            p.layout.visibility = "visible"
 
     def _render(self, runs: RunSet) -> None:
         with self._quiet():

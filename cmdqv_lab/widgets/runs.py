@@ -22,6 +22,7 @@ from __future__ import annotations
 import html
 import re
 import time
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -336,6 +337,16 @@ def run_plan(
         wall_s=time.perf_counter() - t0,
         failures=tuple(failures),
     )
+
+
+def error_output(e: BaseException) -> dict[str, Any]:
+    """An nbformat ``error`` output with the exception's traceback (for bugs, shown in the output area)."""
+    return {
+        "output_type": "error",
+        "ename": type(e).__name__,
+        "evalue": str(e),
+        "traceback": traceback.format_exception(e),
+    }
 
 
 def status_line(runs: RunSet, unit: str) -> tuple[str, str | None]:
