@@ -327,8 +327,17 @@ def test_compare_policies_along_cpus() -> None:
     assert ex.metric.layout.display == "" and "op_latency_ns_p99" in ex.metric.options
     runs = ex.runs_done
     ex.metric.value = "op_latency_ns_p99"  # re-chart only
-    assert ex.runs_done == runs
+    assert ex.runs_done == runs and ex.error is None
     assert ex.chart.to_dict()["layer"][1]["encoding"]["y"]["title"].startswith("op_latency_ns_p99")
+
+
+def test_unknown_metric_is_one_line_until_a_valid_one_is_chosen() -> None:
+    ex = W.explore_host(x=("cpus", [1, 2]), metric="ops_per_sec", count=300)
+    assert ex.error is not None and ex.error.startswith("throughput_vs_cpus: missing column 'ops_per_sec'")
+    assert ex.chart is None and ex.last is not None and "ops_per_sec" in ex.metric.options
+    ex.metric.value = "ops_per_s"
+    assert ex.error is None and ex.runs_done == 1 and "2 simulations" in ex.status.value
+    assert ex.chart.to_dict()["layer"][1]["encoding"]["y"]["title"].startswith("ops_per_s ")
 
 
 def test_compare_values_are_edited_in_widgets() -> None:
@@ -478,3 +487,12 @@ def test_changes_during_a_run_lead_to_one_more_run() -> None:
     ex = host(run=False, chart=nudge)
     ex.run()
     assert ex.runs_done == 2 and ex.result.params["cpus"] == 2
+
+
+def test_sweeping_a_platform_cost_uses_its_control_range() -> None:
+    ex = W.explore_host(x="tlbi_service_ns", count=300)
+    assert "tlbi_service_ns" not in ex.controls and ex.x.widget.value == "10, 56, 320, 1800, 10000"
+    got = [r.params["tlbi_service_ns"] for r in ex.last.results]
+    assert got == [10.0, 56.0, 320.0, 1800.0, 10000.0]
+    ops = ex.last.metrics()["ops_per_s"].to_list()
+    assert ops[0] > ops[-1]  # a 10 us TLBI bounds throughput far below a 10 ns one

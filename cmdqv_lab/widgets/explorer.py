@@ -400,8 +400,9 @@ class Explorer:
             self._schedule()
 
     def _on_metric(self, change: Any) -> None:
-        if not self._quiet_depth and self.last is not None:
-            self._render_chart(self.last)
+        if not self._quiet_depth and self.last is not None and self._render_chart(self.last):
+            self.error = None
+            self.status.value, self.warning = status_line(self.last, self.scenario.count)
 
     def _schedule(self) -> None:
         if self._timer is not None:
@@ -499,9 +500,8 @@ class Explorer:
             self.status.value, self.warning = status_line(runs, self.scenario.count)
         self.summary.value = summary_html(runs, self.summary_metrics)
         configs = len({tuple(p.items()) for p in runs.points})
-        self.summary_box.set_title(
-            0, f"summary: mean ± 95% CI half-width over seeds ({configs} configurations)"
-        )
+        what = f"{configs} configuration{'s' if configs > 1 else ''}"
+        self.summary_box.set_title(0, f"summary: mean ± 95% CI half-width over seeds ({what})")
         if self.runs_done == 1:  # open for a few rows; the user's choice afterwards
             self.summary_box.selected_index = 0 if configs <= 4 else None
         self.notes_html.value = (
