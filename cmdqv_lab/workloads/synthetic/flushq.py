@@ -19,7 +19,7 @@ so streams stay independent. The scan is sequential, so it is compiled with numb
 >>> fq = FlushQueue(entries=3, timeout_ps=100, linux=False)
 >>> when, covered, timer = fq.feed(np.array([0, 10, 20, 30, 500]), final=True)
 >>> when.tolist(), covered.tolist(), timer.tolist()
-[[20, 130, 600], [3, 1, 1], [False, True, True]]
+([20, 130, 600], [3, 1, 1], [False, True, True])
 """
 
 from __future__ import annotations
