@@ -22,7 +22,7 @@ doubles in issue order, so the frames do not depend on the chunk size or on the 
 >>> stream_ids(TopologyParams(vms=2, threads=2))
 [(0, 0), (0, 1), (1, 0), (1, 1)]
 >>> vm_sids({"vms": 1, "sids_per_vm": 2, "sid_base": 0})
-{0: [512, 513]}
+{0: [256, 257]}
 >>> quotas(10, 4)
 [3, 3, 2, 2]
 """
