@@ -14,7 +14,7 @@ Every generator yields frames of :data:`~cmdqv_lab.workloads.stream.WORKLOAD_SCH
 most ``chunk`` ops each.
 """
 
-from cmdqv_lab.workloads.synthetic import io
+from cmdqv_lab.workloads.synthetic import churn, io, mixed
 from cmdqv_lab.workloads.synthetic.common import stream_ids, vm_sids
 
-__all__ = ["io", "stream_ids", "vm_sids"]
+__all__ = ["churn", "io", "mixed", "stream_ids", "vm_sids"]
