@@ -30,8 +30,14 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("netperf", {"ops": 500, "mode": "lazy", "pps": 1e5, "fq_timeout_ms": 0.05, "fq_entries": 8}),
     ("config-churn", {"cycles": 30, "vms": 2, "threads": 2, "sids_per_vm": 3, "ats": True, "cd_all": True}),
     ("config-churn", {"cycles": 10, "stage": "s2", "prefetch": False}),
-    ("mixed", {"ops": 200, "unsupported_fraction": 0.3, "split_sync_fraction": 0.3, "foreign_sid_fraction": 0.2}),
-    ("mixed", {"ops": 200, "mix_per": "batch", "unsupported_fraction": 0.5, "atc_same_batch": True, "vms": 0}),
+    (
+        "mixed",
+        {"ops": 200, "unsupported_fraction": 0.3, "split_sync_fraction": 0.3, "foreign_sid_fraction": 0.2},
+    ),
+    (
+        "mixed",
+        {"ops": 200, "mix_per": "batch", "unsupported_fraction": 0.5, "atc_same_batch": True, "vms": 0},
+    ),
 ]
 IDS = [f"{n}-{i}" for i, (n, _) in enumerate(CASES)]
 
@@ -48,8 +54,11 @@ def test_all_generators_are_registered_with_docs_and_param_tables() -> None:
 @pytest.mark.parametrize(("name", "over"), CASES, ids=IDS)
 def test_every_frame_validates_and_encodes(name: str, over: dict[str, Any]) -> None:
     w = generate(name, {**over, "chunk": 7}, seed=5)
-    assert len(w.cpus) == len(w.streams) == max(1, over.get("vms", 0 if name != "mixed" else 2)) * over.get(
-        "threads", over.get("jobs", 1 if name != "mixed" else 2)
+    assert (
+        len(w.cpus)
+        == len(w.streams)
+        == max(1, over.get("vms", 0 if name != "mixed" else 2))
+        * over.get("threads", over.get("jobs", 1 if name != "mixed" else 2))
     )
     got = frames(w)
     for (vm, cpu), fs in zip(w.cpus, got):
@@ -60,7 +69,9 @@ def test_every_frame_validates_and_encodes(name: str, over: dict[str, Any]) -> N
             assert set(f["vm"]) == {vm} and set(f["cpu"]) == {cpu}
             enc = encode(f)
             assert (opcode_values(enc) == f["opcode"].to_numpy()).all()
-    df = validate(pl.concat([f for fs in got for f in fs]))  # the streams of several VMs together (vCPU numbers repeat)
+    df = validate(
+        pl.concat([f for fs in got for f in fs])
+    )  # the streams of several VMs together (vCPU numbers repeat)
     assert df.height > 0
 
 
@@ -151,7 +162,12 @@ def test_template_expansion_and_nulls() -> None:
     rows = t.expand(2, {"a": np.array([3, 4]), "i": np.array([0x10000, 0x20000], np.uint64)})
     df = rows.frame(cpu=1, vm=-1, op0=5, batch0=9, t_ps=np.array([7, 8]))
     assert df["op"].to_list() == [5, 5, 6, 6] and df["batch"].to_list() == [9, 9, 10, 10]
-    assert df["asid"].to_list() == [3, None, 4, None] and df["addr"].to_list() == [0x11000, None, 0x21000, None]
+    assert df["asid"].to_list() == [3, None, 4, None] and df["addr"].to_list() == [
+        0x11000,
+        None,
+        0x21000,
+        None,
+    ]
     assert df["sync"].all() and df["t_ps"].to_list() == [7, 7, 8, 8]
     assert str(decode_batch(encode(validate(df)))[0]).startswith("CMD_TLBI_NH_VA vmid=0 asid=3 addr=0x11000")
     z = np.zeros(0, np.int64)

@@ -37,7 +37,8 @@ def test_ril_ranges_cover_the_range_five_bits_at_a_time(pages: int) -> None:
 
 
 @pytest.mark.parametrize(
-    ("pages", "cmds"), [(1, 1), (31, 1), (32, 1), (33, 2), (62, 1), (63, 2), (512, 1), (1023, 2), (1024, 1), (1025, 2)]
+    ("pages", "cmds"),
+    [(1, 1), (31, 1), (32, 1), (33, 2), (62, 1), (63, 2), (512, 1), (1023, 2), (1024, 1), (1025, 2)],
 )
 def test_ril_boundaries(pages: int, cmds: int) -> None:
     df = gen("dma-map", ops=3, granule_kib=4 * pages, ril=True)
@@ -73,7 +74,10 @@ def test_cmdq_max_tlbi_ops_boundary() -> None:
         assert per_op(df)["opcodes"].to_list() == [[NH_ASID, SYNC]] * 2
         assert df.filter(pl.col("opcode") == NH_ASID)["asid"].to_list() == [1, 1]
     assert per_op(gen("dma-map", ops=1, granule_kib=2048, max_tlbi_ops=513))["opcodes"][0].len() == 513
-    assert per_op(gen("dma-map", ops=1, granule_kib=16, max_tlbi_ops=4))["opcodes"][0].to_list() == [NH_ASID, SYNC]
+    assert per_op(gen("dma-map", ops=1, granule_kib=16, max_tlbi_ops=4))["opcodes"][0].to_list() == [
+        NH_ASID,
+        SYNC,
+    ]
     # with RIL Linux never falls back: 2 MiB is one range TLBI (NUM=0, SCALE=9)
     df = gen("dma-map", ops=1, granule_kib=2048, ril=True, max_tlbi_ops=1)
     assert df.filter(pl.col("opcode") == NH_VA).select("num", "scale").rows() == [(0, 9)]
@@ -82,7 +86,9 @@ def test_cmdq_max_tlbi_ops_boundary() -> None:
 @pytest.mark.parametrize("name", ["dma-map", "fio", "netperf"])
 @pytest.mark.parametrize("mode", ["strict", "lazy"])
 @pytest.mark.parametrize("ats", [False, True])
-def test_atc_inv_present_iff_ats_in_its_own_batch_after_the_tlbi_sync(name: str, mode: str, ats: bool) -> None:
+def test_atc_inv_present_iff_ats_in_its_own_batch_after_the_tlbi_sync(
+    name: str, mode: str, ats: bool
+) -> None:
     df = gen(name, ops=600, mode=mode, ats=ats, fq_entries=16, sids_per_vm=2, threads=2)
     ops = per_op(df)
     if not ats:

@@ -34,5 +34,8 @@ def gen(name: str, seed: int = 0, **overrides: Any) -> pl.DataFrame:
 def per_op(df: pl.DataFrame) -> pl.DataFrame:
     """One row per op: vm, cpu, op, t_ps, kind, opcodes (list), batches (count)."""
     return df.group_by("vm", "cpu", "op", maintain_order=True).agg(
-        pl.col("t_ps").first(), pl.col("kind").first(), pl.col("opcode").alias("opcodes"), pl.col("batch").n_unique().alias("batches")
+        pl.col("t_ps").first(),
+        pl.col("kind").first(),
+        pl.col("opcode").alias("opcodes"),
+        pl.col("batch").n_unique().alias("batches"),
     )
