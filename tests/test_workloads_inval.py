@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import polars as pl
 import pytest
 from hypothesis import given
@@ -32,7 +34,7 @@ def test_ril_ranges_cover_the_range_five_bits_at_a_time(pages: int) -> None:
     assert all(0 <= n <= 30 and c == (n + 1) << s for n, s, c in r)
     # each command takes the 5 bits from the lowest set bit left: NUM+1 is odd, scales 5 or more apart
     assert all((n + 1) % 2 == 1 for n, _, _ in r)
-    assert all(b[1] >= a[1] + 5 for a, b in zip(r, r[1:]))
+    assert all(b[1] >= a[1] + 5 for a, b in itertools.pairwise(r))
     assert len(r) <= (pages.bit_length() + 4) // 5 + 1
 
 

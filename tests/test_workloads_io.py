@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -118,9 +119,7 @@ def _reference(times: list[int], entries: int, tau: int, linux: bool) -> list[tu
             queue = []
             if not linux:
                 deadline = None
-        if linux and deadline is None:
-            deadline = a + tau
-        elif not linux and len(queue) == 1:
+        if (linux and deadline is None) or (not linux and len(queue) == 1):
             deadline = a + tau
     if deadline is not None:
         out.append((deadline, len(queue), True))
@@ -141,7 +140,7 @@ def test_flush_queue_matches_the_reference_in_any_chunking(
     fq = FlushQueue(entries=entries, timeout_ps=tau, linux=linux)
     bounds = sorted({0, times.size, *(min(c, times.size) for c in cuts)})
     got: list[tuple[int, int, bool]] = []
-    for lo, hi in zip(bounds, bounds[1:]):
+    for lo, hi in itertools.pairwise(bounds):
         w, c, t = fq.feed(times[lo:hi], final=hi == times.size)
         got += list(zip(w.tolist(), c.tolist(), t.tolist()))
     assert got == _reference(times.tolist(), entries, tau, linux)
