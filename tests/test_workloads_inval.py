@@ -69,7 +69,7 @@ def test_without_ril_one_tlbi_per_4k_page(kib: int, n_va: int) -> None:
 
 
 def test_cmdq_max_tlbi_ops_boundary() -> None:
-    """512 TLBIs (2 MiB) or more become one TLBI_NH_ASID without RIL (size >= CMDQ_MAX_TLBI_OPS * PAGE_SIZE)."""
+    """Without RIL, 512 TLBIs (2 MiB) or more become one TLBI_NH_ASID (size >= CMDQ_MAX_TLBI_OPS pages)."""
     assert per_op(gen("dma-map", ops=1, granule_kib=2044))["opcodes"][0].to_list() == [NH_VA] * 511 + [SYNC]
     for kib in (2048, 2052, 1 << 16):
         df = gen("dma-map", ops=2, granule_kib=kib)

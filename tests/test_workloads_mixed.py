@@ -1,4 +1,4 @@
-"""mixed (Q1/Q2): unsupported fraction per command or batch, foreign SIDs, lone SYNCs, and the routing policies."""
+"""mixed (Q1/Q2): unsupported fraction per command or batch, foreign SIDs, lone SYNCs, routing policies."""
 
 from __future__ import annotations
 

@@ -89,7 +89,8 @@ class ChurnParams(TopologyParams):
         super().__post_init__()
         if self.hold_us >= 1e6 / self.rate_hz:
             raise ParamError(
-                f"hold_us={self.hold_us:g} must be below the cycle period 1/rate_hz = {1e6 / self.rate_hz:g} us"
+                f"hold_us={self.hold_us:g} must be below the cycle period 1/rate_hz"
+                f" = {1e6 / self.rate_hz:g} us"
             )
         if self.stage == "s2" and self.vms:
             raise ParamError("stage='s2' needs vms=0: a guest sees S2P=0 and has no stage-2 domains")

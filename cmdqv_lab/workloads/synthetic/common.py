@@ -217,7 +217,11 @@ class Template:
 
 @dataclass(frozen=True)
 class Rows:
-    """Commands of a chunk as numpy columns; ``op`` / ``batch`` are local (from 0), ``kind`` indexes ``kinds``."""
+    """Commands of a chunk as numpy columns.
+
+    ``op`` and ``batch`` are local (from 0), ``kind`` indexes ``kinds``, ``fields[name]`` is
+    ``(values, valid)`` (invalid entries become nulls).
+    """
 
     op: np.ndarray
     batch: np.ndarray
@@ -240,60 +244,36 @@ class Rows:
         first[1:] = last[:-1]
         run = np.cumsum(first) - 1
         sync = (self.opcode[last] == _SYNC)[run]
-        cols: dict[str, Any] = {
-            "cpu": pl.Series("cpu", np.full(n, cpu, np.int32)),
-            "vm": pl.Series("vm", np.full(n, vm, np.int32)),
-            "op": pl.Series("op", self.op + op0),
-            "batch": pl.Series("batch", self.batch + batch0),
-            "t_ps": pl.Series("t_ps", np.asarray(t_ps, np.int64)[self.op]),
-            "sync": pl.Series("sync", sync),
+        data: dict[str, np.ndarray] = {
+            "op": self.op + op0,
+            "batch": self.batch + batch0,
+            "t_ps": np.asarray(t_ps, np.int64)[self.op],
+            "sync": sync,
+            "_kind": self.kind,
+            "opcode": self.opcode.astype(np.uint8),
         }
-        if len(self.kinds) == 1:
-            cols["kind"] = pl.repeat(self.kinds[0], n, dtype=pl.String, eager=True).alias("kind")
-        else:
-            cols["kind"] = pl.Series("kind", self.kind).replace_strict(
-                list(range(len(self.kinds))), list(self.kinds), return_dtype=pl.String
-            )
-        cols["opcode"] = pl.Series("opcode", self.opcode.astype(np.uint8))
+        exprs: list[pl.Expr] = [
+            pl.lit(cpu, pl.Int32).alias("cpu"),
+            pl.lit(vm, pl.Int32).alias("vm"),
+            pl.col("op"),
+            pl.col("batch"),
+            pl.col("t_ps"),
+            pl.col("sync"),
+            pl.col("_kind")
+            .replace_strict(list(range(len(self.kinds))), list(self.kinds), return_dtype=pl.String)
+            .alias("kind"),
+            pl.col("opcode"),
+        ]  # fmt: skip
         for f in FIELD_COLUMNS:
             dtype = WORKLOAD_SCHEMA[f]
             if f not in self.fields:
-                cols[f] = pl.Series(f, [None], dtype=dtype).extend_constant(None, n - 1)
+                exprs.append(pl.lit(None, dtype).alias(f))
                 continue
             vals, ok = self.fields[f]
-            s = pl.Series(f, vals).cast(dtype)
-            if not ok.all():
-                s = s.set(pl.Series(~ok), None)
-            cols[f] = s
-        return pl.DataFrame(cols)
-
-
-def concat_rows(parts: Sequence[Rows]) -> Rows:
-    """Concatenate local row sets (ops and batches renumbered in order)."""
-    parts = [p for p in parts if p.opcode.size]
-    kinds = tuple(dict.fromkeys(k for p in parts for k in p.kinds))
-    op_off = b_off = 0
-    ops, bats, opcs, knds = [], [], [], []
-    names = sorted({f for p in parts for f in p.fields})
-    fvals: dict[str, list[np.ndarray]] = {f: [] for f in names}
-    fok: dict[str, list[np.ndarray]] = {f: [] for f in names}
-    for p in parts:
-        ops.append(p.op + op_off)
-        bats.append(p.batch + b_off)
-        op_off += int(p.op.max()) + 1
-        b_off += int(p.batch.max()) + 1
-        opcs.append(p.opcode)
-        remap = np.array([kinds.index(k) for k in p.kinds], np.int8)
-        knds.append(remap[p.kind])
-        for f in names:
-            v, ok = p.fields.get(f, (np.zeros(p.opcode.size, np.int64), np.zeros(p.opcode.size, bool)))
-            fvals[f].append(v)
-            fok[f].append(ok)
-    if not parts:
-        e = np.zeros(0, np.int64)
-        return Rows(e, e, e.astype(np.uint8), e.astype(np.int8), ("none",), {})
-    return Rows(
-        op=np.concatenate(ops), batch=np.concatenate(bats), opcode=np.concatenate(opcs),
-        kind=np.concatenate(knds), kinds=kinds,
-        fields={f: (np.concatenate(fvals[f]), np.concatenate(fok[f])) for f in names},
-    )  # fmt: skip
+            data[f] = vals
+            if ok.all():
+                exprs.append(pl.col(f).cast(dtype))
+            else:
+                data["_ok_" + f] = ok
+                exprs.append(pl.when(pl.col("_ok_" + f)).then(pl.col(f).cast(dtype)).alias(f))
+        return pl.DataFrame(data).select(exprs)

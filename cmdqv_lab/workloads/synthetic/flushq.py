@@ -85,4 +85,5 @@ class FlushQueue:
     def feed(self, t: np.ndarray, *, final: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Flushes caused by unmaps at times ``t``: (time, unmaps covered, timer flush)."""
         t = np.ascontiguousarray(t, dtype=np.int64)
-        return _scan(t, self.entries, self.timeout_ps, self.linux, self.state, final)  # type: ignore[no-any-return,unused-ignore]
+        out = _scan(t, self.entries, self.timeout_ps, self.linux, self.state, final)
+        return out  # type: ignore[no-any-return,unused-ignore]

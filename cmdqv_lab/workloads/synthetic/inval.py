@@ -156,7 +156,10 @@ def unmap_batches(pages: int, p: Any) -> list[tuple[list[tuple[int, dict[str, An
 
 
 def flush_batches(p: Any) -> list[tuple[list[tuple[int, dict[str, Any]]], bool]]:
-    """Batches of one flush-queue flush (``arm_smmu_tlb_inv_context``): per-ASID or per-VMID + SYNC, ATC all."""
+    """Batches of one flush-queue flush (``arm_smmu_tlb_inv_context``).
+
+    Per-ASID (stage 1) or per-VMID (stage 2) invalidation + SYNC; with ATS, ATC_INV of everything + SYNC.
+    """
     batches = [([_whole(p)], True)]
     if p.ats:
         batches.append(([_atc(None)], True))

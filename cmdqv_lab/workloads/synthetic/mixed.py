@@ -137,8 +137,10 @@ def _tables(kinds: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     return np.array(codes, np.uint8), has
 
 
-def mixed_rows(p: MixedParams, vm: int, dev: np.ndarray, iova: np.ndarray, draws: dict[str, np.random.Generator],
-               u_mix: np.ndarray, u_split: np.ndarray) -> Rows:  # fmt: skip
+def mixed_rows(
+    p: MixedParams, vm: int, dev: np.ndarray, iova: np.ndarray, draws: dict[str, np.random.Generator],
+    u_mix: np.ndarray, u_split: np.ndarray,
+) -> Rows:  # fmt: skip
     """Rows of ``len(dev)`` ops (device index and IOVA per op); ``draws["kind"]`` / ``draws["foreign"]``
     give one double per inserted / SID-bearing command, consumed in row order."""
     m = dev.size
@@ -203,8 +205,8 @@ def mixed_rows(p: MixedParams, vm: int, dev: np.ndarray, iova: np.ndarray, draws
         "range": np.full(n, CFGI_RANGE_ALL, np.int64),
     }  # fmt: skip
     return Rows(
-        op=row_op, batch=bat, opcode=codes[rtype], kind=op_bad.astype(np.int8)[row_op], kinds=("unmap", "mixed"),
-        fields={k: (v, has[k][rtype]) for k, v in vals.items()},
+        op=row_op, batch=bat, opcode=codes[rtype], kind=op_bad.astype(np.int8)[row_op],
+        kinds=("unmap", "mixed"), fields={k: (v, has[k][rtype]) for k, v in vals.items()},
     )  # fmt: skip
 
 
