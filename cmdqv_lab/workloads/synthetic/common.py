@@ -7,6 +7,8 @@ Topology (every generator)
 ``cpu = 0 .. threads-1`` *within* its VM (so ``cpu`` values repeat across VMs; a stream is named by
 the pair). Streams are ordered VM-major (:func:`stream_ids`). VM ``v`` has VMID ``vmid_base + v``
 (Linux allocates VMIDs from 1, ``arm_smmu_domain_finalise_s2``); host stage-1 commands carry VMID 0.
+A guest's commands carry its VM's VMID in the ``vmid`` column: the VMID they act on once a VINTF
+(or the host's vSMMU) has replaced the 0 a guest with S2P=0 writes.
 
 Each VM (or the host) has ``sids_per_vm`` devices, device ``k`` with SID
 ``sid_base + (vm + 1) * SID_STRIDE + k`` (guest SIDs as the VM sees them, distinct across VMs) and
