@@ -64,8 +64,9 @@ def empty() -> pl.DataFrame:
 def validate(df: pl.DataFrame, where: str = "workload") -> pl.DataFrame:
     """Check columns, types and structure; returns ``df`` cast to the schema.
 
-    Structure: within each CPU, ``op`` and ``batch`` never decrease; every batch belongs to one op;
-    a batch with ``sync`` ends with CMD_SYNC; ``t_ps`` and ``kind`` are constant within an op.
+    Structure: within each CPU (a ``(vm, cpu)`` pair: vCPU numbers repeat across VMs), ``op`` and
+    ``batch`` never decrease; every batch belongs to one op; a batch with ``sync`` ends with CMD_SYNC;
+    ``t_ps`` and ``kind`` are constant within an op.
     """
     missing = [c for c in WORKLOAD_SCHEMA if c not in df.columns]
     if missing:
@@ -81,13 +82,13 @@ def validate(df: pl.DataFrame, where: str = "workload") -> pl.DataFrame:
     bad_op = set(df["opcode"].unique().to_list()) - {int(o) for o in Opcode}
     if bad_op:
         raise ParamError(f"{where}: unknown opcode values {sorted(bad_op)}")
-    per_cpu = df.group_by("cpu", maintain_order=True).agg(
+    per_cpu = df.group_by("vm", "cpu", maintain_order=True).agg(
         (pl.col("op").diff().fill_null(0) < 0).any().alias("op_back"),
         (pl.col("batch").diff().fill_null(0) < 0).any().alias("batch_back"),
     )
     if per_cpu["op_back"].any() or per_cpu["batch_back"].any():
         raise ParamError(f"{where}: op and batch indices must not decrease within a CPU")
-    per_batch = df.group_by("cpu", "batch", maintain_order=True).agg(
+    per_batch = df.group_by("vm", "cpu", "batch", maintain_order=True).agg(
         pl.col("op").n_unique().alias("ops"),
         pl.col("sync").first(),
         pl.col("sync").n_unique().alias("syncs"),
@@ -102,7 +103,7 @@ def validate(df: pl.DataFrame, where: str = "workload") -> pl.DataFrame:
         raise ParamError(
             f"{where}: batch {bad['batch'][0]} of CPU {bad['cpu'][0]} has sync but does not end with CMD_SYNC"
         )
-    per_op = df.group_by("cpu", "op").agg(
+    per_op = df.group_by("vm", "cpu", "op").agg(
         pl.col("t_ps").n_unique().alias("t"), pl.col("kind").n_unique().alias("k")
     )
     if (per_op["t"] > 1).any() or (per_op["k"] > 1).any():

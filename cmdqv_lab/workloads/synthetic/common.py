@@ -1,0 +1,281 @@
+"""Shared machinery of the synthetic generators: topology, random draws, op templates, frames.
+
+Topology (every generator)
+--------------------------
+``vms = 0`` models the host: one stream per host CPU ``cpu = 0 .. threads-1`` with ``vm = -1``.
+``vms = V > 0`` models ``V`` guests: stream ``(vm, cpu)`` for ``vm = 0 .. V-1`` and vCPU index
+``cpu = 0 .. threads-1`` *within* its VM (so ``cpu`` values repeat across VMs; a stream is named by
+the pair). Streams are ordered VM-major (:func:`stream_ids`). VM ``v`` has VMID ``vmid_base + v``
+(Linux allocates VMIDs from 1, ``arm_smmu_domain_finalise_s2``); host stage-1 commands carry VMID 0.
+A guest's commands carry its VM's VMID in the ``vmid`` column: the VMID they act on once a VINTF
+(or the host's vSMMU) has replaced the 0 a guest with S2P=0 writes.
+
+Each VM (or the host) has ``sids_per_vm`` devices, device ``k`` with SID
+``sid_base + (vm + 1) * SID_STRIDE + k`` (guest SIDs as the VM sees them, distinct across VMs) and
+its own DMA domain with ASID ``asid_base + k``. :func:`vm_sids` lists them: it is the SID set a
+VINTF's MATCH/REPLACE pairs would hold (``sids`` of :func:`cmdqv_lab.driver.routing.route_frame`).
+
+Randomness and chunks
+---------------------
+Every random quantity comes from its own :func:`cmdqv_lab.rng.stream` keyed by
+``(workload, purpose, vm + 1, cpu)``, and every item (op, command) consumes a fixed number of
+doubles in issue order, so the frames do not depend on the chunk size or on the other streams.
+
+>>> stream_ids(TopologyParams(vms=2, threads=2))
+[(0, 0), (0, 1), (1, 0), (1, 1)]
+>>> vm_sids({"vms": 1, "sids_per_vm": 2, "sid_base": 0})
+{0: [256, 257]}
+>>> quotas(10, 4)
+[3, 3, 2, 2]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from cmdqv_lab.device.commands import Opcode
+from cmdqv_lab.errors import ParamError
+from cmdqv_lab.params import Params, param
+from cmdqv_lab.rng import stream as rng_stream
+from cmdqv_lab.workloads.stream import FIELD_COLUMNS, WORKLOAD_SCHEMA
+
+#: SIDs reserved per VM (the host is VM -1): VM ``v`` owns ``sid_base + (v + 1) * SID_STRIDE + k``.
+SID_STRIDE = 256
+_SYNC = int(Opcode.CMD_SYNC)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TopologyParams(Params):
+    """Who issues commands: the host or ``vms`` guests, ``threads`` CPUs each, their IDs."""
+
+    vms: int = param(0, unit="VMs", lo=0, hi=1024, provenance="choice", doc="guests (0: the host issues)")
+    threads: int = param(
+        1, unit="CPUs", lo=1, hi=4096, provenance="choice", doc="issuing CPUs per VM (or host)"
+    )
+    sids_per_vm: int = param(
+        1, unit="SIDs", lo=1, hi=128, provenance="choice",
+        doc="devices (StreamIDs) per VM or host, one DMA domain each; a VINTF has 16 SID pairs",
+    )  # fmt: skip
+    vmid_base: int = param(
+        1, lo=1, hi=65535, provenance="derived", source="Linux arm_smmu_domain_finalise_s2: VMIDs from 1",
+        doc="VMID of VM 0 (VM v has vmid_base + v)",
+    )  # fmt: skip
+    sid_base: int = param(0x100, lo=0, hi=1 << 24, provenance="choice", doc="first SID (see SID_STRIDE)")
+    asid_base: int = param(1, lo=0, hi=65535, provenance="choice", doc="ASID of device 0's domain")
+    chunk: int = param(4096, unit="ops", lo=1, hi=1 << 22, provenance="choice", doc="ops per generated frame")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.vms and self.vmid_base + self.vms - 1 > 0xFFFF:
+            raise ParamError(f"vmid_base={self.vmid_base} + vms={self.vms} exceeds the 16-bit VMID space")
+        if self.asid_base + self.sids_per_vm - 1 > 0xFFFF:
+            raise ParamError(
+                f"asid_base={self.asid_base} + sids_per_vm={self.sids_per_vm} exceeds 16-bit ASIDs"
+            )
+
+
+def stream_ids(p: Any) -> list[tuple[int, int]]:
+    """``(vm, cpu)`` of every stream, VM-major; ``vm = -1`` for the host."""
+    vms = list(range(p.vms)) if p.vms else [-1]
+    return [(vm, c) for vm in vms for c in range(p.threads)]
+
+
+def sid_of(p: Any, vm: int, k: int | np.ndarray) -> Any:
+    """SID of device ``k`` of ``vm`` (works on arrays)."""
+    return p.sid_base + (vm + 1) * SID_STRIDE + k
+
+
+def vmid_of(p: Any, vm: int) -> int:
+    """The VMID the VM's commands carry (0 for host stage-1 commands)."""
+    return 0 if vm < 0 else p.vmid_base + vm
+
+
+def vm_sids(params: Mapping[str, Any] | Any) -> dict[int, list[int]]:
+    """``{vm: [SID, ...]}`` of the workload's devices, from a Params object or ``Workload.params``."""
+    get = params.get if isinstance(params, Mapping) else lambda k, d=None: getattr(params, k, d)
+    vms, n, base = int(get("vms", 0)), int(get("sids_per_vm", 1)), int(get("sid_base", 0x100))
+    return {vm: [base + (vm + 1) * SID_STRIDE + k for k in range(n)] for vm in (range(vms) if vms else [-1])}
+
+
+def quotas(total: int, n: int) -> list[int]:
+    """``total`` split over ``n`` streams as evenly as possible (earlier streams get the remainder)."""
+    base, rem = divmod(total, n)
+    return [base + (1 if i < rem else 0) for i in range(n)]
+
+
+def rng(seed: int, name: str, purpose: str, vm: int, cpu: int) -> np.random.Generator:
+    """The generator of one stream's ``purpose`` draws."""
+    return rng_stream(seed, name, purpose, vm + 1, cpu)
+
+
+def think_ps(g: np.random.Generator, m: int, mean_ns: float) -> np.ndarray:
+    """``m`` closed-loop think gaps, uniform on ``[0.5, 1.5] * mean_ns`` (one double each), in ps."""
+    return np.rint((0.5 + g.random(m)) * (mean_ns * 1000.0)).astype(np.int64)
+
+
+def exp_ps(g: np.random.Generator, m: int, mean_ps: float) -> np.ndarray:
+    """``m`` exponential gaps of mean ``mean_ps`` (inverse CDF, one double each), in ps."""
+    return np.rint(-np.log1p(-g.random(m)) * mean_ps).astype(np.int64)
+
+
+# ----------------------------------------------------------------------------- templates
+
+
+@dataclass(frozen=True)
+class Var:
+    """A command field taken from a per-instance variable plus a constant offset."""
+
+    name: str
+    offset: int = 0
+
+
+@dataclass(frozen=True)
+class Template:
+    """The commands of ``n_ops`` consecutive ops, expanded once per instance by :meth:`expand`.
+
+    Built from ops -> batches -> commands given as ``(opcode, {field: int | Var})``; a batch is
+    closed with CMD_SYNC by the builder when ``sync`` is true.
+    """
+
+    opcode: np.ndarray
+    op: np.ndarray
+    batch: np.ndarray
+    kinds: tuple[str, ...]
+    n_batches: int
+    base: dict[str, np.ndarray]
+    valid: dict[str, np.ndarray]
+    uses: dict[str, dict[str, np.ndarray]]  # field -> var name -> mask of commands using it
+
+    @classmethod
+    def build(
+        cls, ops: Sequence[tuple[str, Sequence[tuple[Sequence[tuple[int, dict[str, Any]]], bool]]]]
+    ) -> Template:
+        """``ops = [(kind, [(commands, sync), ...]), ...]``, ``commands = [(opcode, fields), ...]``."""
+        rows: list[tuple[int, int, int, dict[str, Any]]] = []
+        b = 0
+        for o, (_, batches) in enumerate(ops):
+            for cmds, sync in batches:
+                for opc, fields in cmds:
+                    rows.append((o, b, int(opc), fields))
+                if sync:
+                    rows.append((o, b, _SYNC, {}))
+                b += 1
+        n = len(rows)
+        base = {f: np.zeros(n, np.uint64 if f == "addr" else np.int64) for f in FIELD_COLUMNS}
+        valid = {f: np.zeros(n, bool) for f in FIELD_COLUMNS}
+        uses: dict[str, dict[str, np.ndarray]] = {}
+        for i, (_, _, _, fields) in enumerate(rows):
+            for f, v in fields.items():
+                if f not in base:
+                    raise ValueError(f"unknown field {f!r}")
+                valid[f][i] = True
+                if isinstance(v, Var):
+                    uses.setdefault(f, {}).setdefault(v.name, np.zeros(n, bool))[i] = True
+                    v = v.offset
+                base[f][i] = int(v)
+        return cls(
+            opcode=np.array([r[2] for r in rows], np.uint8),
+            op=np.array([r[0] for r in rows], np.int64),
+            batch=np.array([r[1] for r in rows], np.int64),
+            kinds=tuple(k for k, _ in ops),
+            n_batches=b,
+            base=base,
+            valid=valid,
+            uses=uses,
+        )
+
+    @property
+    def n_ops(self) -> int:
+        return len(self.kinds)
+
+    def expand(self, n: int, values: Mapping[str, np.ndarray | int]) -> Rows:
+        """``n`` instances; ``values[var]`` has one value per instance (or a scalar)."""
+        t = self.opcode.size
+        inst = np.repeat(np.arange(n, dtype=np.int64), t)
+        fields: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for f in FIELD_COLUMNS:
+            if not self.valid[f].any():
+                continue
+            vals = np.tile(self.base[f], n)
+            for var, mask in self.uses.get(f, {}).items():
+                v = np.broadcast_to(np.asarray(values[var]), (n,)).astype(vals.dtype)
+                vals += np.tile(mask, n).astype(vals.dtype) * v[inst]
+            fields[f] = (vals, np.tile(self.valid[f], n))
+        kind_of_op = np.arange(self.n_ops, dtype=np.int8)
+        return Rows(
+            op=np.tile(self.op, n) + inst * self.n_ops,
+            batch=np.tile(self.batch, n) + inst * self.n_batches,
+            opcode=np.tile(self.opcode, n),
+            kind=np.tile(kind_of_op[self.op], n),
+            kinds=self.kinds,
+            fields=fields,
+        )
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Commands of a chunk as numpy columns.
+
+    ``op`` and ``batch`` are local (from 0), ``kind`` indexes ``kinds``, ``fields[name]`` is
+    ``(values, valid)`` (invalid entries become nulls).
+    """
+
+    op: np.ndarray
+    batch: np.ndarray
+    opcode: np.ndarray
+    kind: np.ndarray
+    kinds: tuple[str, ...]
+    fields: dict[str, tuple[np.ndarray, np.ndarray]]  # name -> (values, valid)
+
+    def frame(self, *, cpu: int, vm: int, op0: int, batch0: int, t_ps: np.ndarray) -> pl.DataFrame:
+        """The rows as a :data:`WORKLOAD_SCHEMA` frame; ``t_ps`` has one value per local op.
+
+        ``sync`` is set on every batch whose last command is a CMD_SYNC.
+        """
+        n = self.opcode.size
+        if n == 0:
+            return pl.DataFrame(schema=WORKLOAD_SCHEMA)
+        last = np.ones(n, bool)
+        last[:-1] = self.batch[1:] != self.batch[:-1]
+        first = np.ones(n, bool)
+        first[1:] = last[:-1]
+        run = np.cumsum(first) - 1
+        sync = (self.opcode[last] == _SYNC)[run]
+        data: dict[str, np.ndarray] = {
+            "op": self.op + op0,
+            "batch": self.batch + batch0,
+            "t_ps": np.asarray(t_ps, np.int64)[self.op],
+            "sync": sync,
+            "_kind": self.kind,
+            "opcode": self.opcode.astype(np.uint8),
+        }
+        exprs: list[pl.Expr] = [
+            pl.lit(cpu, pl.Int32).alias("cpu"),
+            pl.lit(vm, pl.Int32).alias("vm"),
+            pl.col("op"),
+            pl.col("batch"),
+            pl.col("t_ps"),
+            pl.col("sync"),
+            pl.col("_kind")
+            .replace_strict(list(range(len(self.kinds))), list(self.kinds), return_dtype=pl.String)
+            .alias("kind"),
+            pl.col("opcode"),
+        ]  # fmt: skip
+        for f in FIELD_COLUMNS:
+            dtype = WORKLOAD_SCHEMA[f]
+            if f not in self.fields:
+                exprs.append(pl.lit(None, dtype).alias(f))
+                continue
+            vals, ok = self.fields[f]
+            data[f] = vals
+            if ok.all():
+                exprs.append(pl.col(f).cast(dtype))
+            else:
+                data["_ok_" + f] = ok
+                exprs.append(pl.when(pl.col("_ok_" + f)).then(pl.col(f).cast(dtype)).alias(f))
+        return pl.DataFrame(data).select(exprs)
