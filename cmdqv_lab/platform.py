@@ -171,12 +171,16 @@ class Platform(Params):
         638.0, unit="ns", lo=0, hi=1e6, provenance="measured", source="C3: MMIO trap handled in the kernel",
         doc="a guest MMIO access handled in the host kernel",
     )  # fmt: skip
-    hvc_ns: float = param(408.0, unit="ns", lo=0, hi=1e6, provenance="measured", source="C3: hypercall round trip")
+    hvc_ns: float = param(
+        408.0, unit="ns", lo=0, hi=1e6, provenance="measured", source="C3: hypercall round trip"
+    )
     virq_inject_ns: float = param(
         2168.0, unit="ns", lo=0, hi=1e6, provenance="measured", source="C3: MSI (LPI) injected into the guest",
         doc="delivering a virtual interrupt (MSI/LPI) to a guest",
     )  # fmt: skip
-    virq_eoi_ns: float = param(26.0, unit="ns", lo=0, hi=1e5, provenance="measured", source="C3: virtual IRQ completion")
+    virq_eoi_ns: float = param(
+        26.0, unit="ns", lo=0, hi=1e5, provenance="measured", source="C3: virtual IRQ completion"
+    )
     vmm_trap_ns: float = param(
         5000.0, unit="ns", lo=0, hi=1e7, provenance="assumption",
         doc="VMM work per trapped PROD write (walk the emulated queue, take the big lock, update CONS)",

@@ -93,7 +93,9 @@ class FitResult:
 def _run(spec: CalibrationSpec, values: Mapping[str, float], row: Row, count: int) -> float:
     from cmdqv_lab.scenarios import simulate
 
-    res = simulate(row.scenario or spec.scenario, {**spec.base, **values, **row.overrides}, seed=spec.seed, count=count)
+    res = simulate(
+        row.scenario or spec.scenario, {**spec.base, **values, **row.overrides}, seed=spec.seed, count=count
+    )
     v: Any = res.metrics
     for part in (row.metric or spec.metric).split("."):  # e.g. op_latency_ns.mean
         v = v[part]

@@ -51,14 +51,23 @@ class GuestParams(Params):
     vms: int = param(1, unit="VMs", lo=1, hi=63, provenance="choice", doc="guests sharing the SMMU")
     threads: int = param(1, unit="vCPUs", lo=1, hi=256, provenance="choice", doc="benchmark threads per VM")
     granule_kib: int = param(4, unit="KiB", lo=4, hi=2048, provenance="choice", doc="bytes per unmap")
-    ril: bool = param(False, provenance="choice", doc="range TLBI (one per unmap) instead of one per 4 KiB page")
+    ril: bool = param(
+        False, provenance="choice", doc="range TLBI (one per unmap) instead of one per 4 KiB page"
+    )
     vcmdqs_per_vm: int = param(1, unit="queues", lo=1, hi=128, provenance="choice", doc="VCMDQs per VM (Q8)")
     unsupported_fraction: float = param(
-        0.0, lo=0.0, hi=1.0, provenance="choice", doc="fraction of unmaps whose batch carries a VCMDQ-rejected command"
+        0.0,
+        lo=0.0,
+        hi=1.0,
+        provenance="choice",
+        doc="fraction of unmaps whose batch carries a VCMDQ-rejected command",
     )
     policy: str = param("scan", choices=POLICIES, provenance="choice", doc="routing policy (guest-vcmdq)")
     vcmdq_submit: str = param(
-        "linux-lockfree", choices=SUBMITS, provenance="choice", doc="the guest driver's algorithm on its VCMDQs"
+        "linux-lockfree",
+        choices=SUBMITS,
+        provenance="choice",
+        doc="the guest driver's algorithm on its VCMDQs",
     )
 
 
@@ -82,7 +91,9 @@ def _unmap_frames(seed: int, vm: int, cpu: int, n_ops: int, p: GuestParams, plat
         mix_row = np.repeat(mixed, per) & (pos == min(1, k))
         opcode = np.where(pos == n_of - 1, SYNC, np.where(mix_row, CFGI_CD, TLBI)).astype(np.uint8)
         is_tlbi = opcode == TLBI
-        page = pos - (np.repeat(mixed, per) & (pos > min(1, k))).astype(np.int64)  # the TLBI's page within the unmap
+        page = pos - (np.repeat(mixed, per) & (pos > min(1, k))).astype(
+            np.int64
+        )  # the TLBI's page within the unmap
         # arm_smmu_cmdq_batch_add: every CMDQ_BATCH_ENTRIES (64) commands are issued without a SYNC;
         # the last batch carries it
         sub = np.minimum(page, k - 1) // BATCH_ENTRIES
@@ -120,17 +131,19 @@ def _unmap_frames(seed: int, vm: int, cpu: int, n_ops: int, p: GuestParams, plat
         done += m
 
 
-def _build_guest(mode: str):  # type: ignore[no-untyped-def]
-    def build(p: GuestParams, plat: Platform | None, seed: int, n_ops: int) -> tuple[EngineConfig, list[Iterator[OpBlock]]]:
+def _build_guest(mode: str):  # returns the scenario's builder
+    def build(
+        p: GuestParams, plat: Platform | None, seed: int, n_ops: int
+    ) -> tuple[EngineConfig, list[Iterator[OpBlock]]]:
         assert plat is not None
         policy = {"trap": "all-trap", "vcmdq": p.policy, "fixup": "all-vcmdq"}[mode]
         err = {"trap": "none", "vcmdq": "guest", "fixup": "fixup"}[mode]
-        queues = [QueueSpec(plat.cmdq_log2size, "linux-lockfree", plat.sync_wait, 0)]
         vq = 0 if mode == "trap" else p.vcmdqs_per_vm
-        for i in range(p.vms * vq):
-            queues.append(QueueSpec(plat.vcmdq_log2size, p.vcmdq_submit, plat.vcmdq_sync_wait, 0, err))
-        procs = min(plat.smmu_parallel, len(queues))
-        queues = [QueueSpec(q.log2size, q.alg, q.wait, i % procs, q.err) for i, q in enumerate(queues)]
+        procs = min(plat.smmu_parallel, 1 + p.vms * vq)
+        queues = [QueueSpec(plat.cmdq_log2size, "linux-lockfree", plat.sync_wait, 0)] + [
+            QueueSpec(plat.vcmdq_log2size, p.vcmdq_submit, plat.vcmdq_sync_wait, i % procs, err)
+            for i in range(1, 1 + p.vms * vq)
+        ]
         n_vcpu = p.vms * p.threads
         quotas = split_quota(n_ops, n_vcpu)
         streams: list[Iterator[OpBlock]] = []
@@ -144,7 +157,9 @@ def _build_guest(mode: str):  # type: ignore[no-untyped-def]
                     route_frame(f, policy, accepted=GUEST_ACCEPTED, sids={vm: [0x100 * (vm + 1)]})
                     for f in _unmap_frames(seed, vm, t, quotas[c], p, plat)
                 )
-                streams.append(stream_blocks(frames, route, plat, rng_stream(seed, "guest", "service", vm, t)))
+                streams.append(
+                    stream_blocks(frames, route, plat, rng_stream(seed, "guest", "service", vm, t))
+                )
         irq = err != "none"
         if irq:
             streams.append(iter(()))
@@ -170,4 +185,12 @@ for _mode, _doc in (
     ("vcmdq", "guest-vcmdq: pass-through VCMDQs; a routing policy sends what they reject the trapped way"),
     ("fixup", "guest-fixup: the vSMMU main queue is a VCMDQ; ILL is fixed up by the host IRQ thread (Q6)"),
 ):
-    register(Scenario(name=f"guest-{_mode}", doc=_doc, params=GuestParams, build=_build_guest(_mode), default_count=20_000))
+    register(
+        Scenario(
+            name=f"guest-{_mode}",
+            doc=_doc,
+            params=GuestParams,
+            build=_build_guest(_mode),
+            default_count=20_000,
+        )
+    )

@@ -31,7 +31,16 @@ import numpy as np
 import polars as pl
 
 from cmdqv_lab.device.commands import Opcode
-from cmdqv_lab.engine.layout import CMD_ILLEGAL, CNT_EXITS, CNT_GUEST_IRQS, CNT_NONE, STEP_BATCH, STEP_DELAY, STEP_LOCK, STEP_UNLOCK
+from cmdqv_lab.engine.layout import (
+    CMD_ILLEGAL,
+    CNT_EXITS,
+    CNT_GUEST_IRQS,
+    CNT_NONE,
+    STEP_BATCH,
+    STEP_DELAY,
+    STEP_LOCK,
+    STEP_UNLOCK,
+)
 from cmdqv_lab.engine.stream import OpBlock
 from cmdqv_lab.platform import Platform
 from cmdqv_lab.scenarios.streams import draw_service
@@ -96,13 +105,16 @@ class _Builder:
         def cat(xs: list[np.ndarray]) -> np.ndarray:
             return np.concatenate(xs).astype(np.int64) if xs else np.zeros(0, np.int64)
 
-        arr = [np.asarray(x, dtype=np.int64) for x in (self.t, self.nb, self.kind, self.a, self.b, self.c)]
-        return OpBlock(*arr, cat(self.opc), cat(self.svc), cat(self.flags))
+        def i64(x: list[int]) -> np.ndarray:
+            return np.asarray(x, dtype=np.int64)
+
+        return OpBlock(
+            i64(self.t), i64(self.nb), i64(self.kind), i64(self.a), i64(self.b), i64(self.c),
+            cat(self.opc), cat(self.svc), cat(self.flags),
+        )  # fmt: skip
 
 
-def build_blocks(
-    routed: pl.DataFrame, route: VcpuRoute, plat: Platform, rng: np.random.Generator
-) -> OpBlock:
+def build_blocks(routed: pl.DataFrame, route: VcpuRoute, plat: Platform, rng: np.random.Generator) -> OpBlock:
     """Turn one vCPU's routed frame into an op block (ops in order; ``t_ps`` is the think gap)."""
     b = _Builder()
     if routed.height == 0:
@@ -140,7 +152,9 @@ def build_blocks(
     return b.block()
 
 
-def _trap_part(b: _Builder, route: VcpuRoute, plat: Platform, opc: np.ndarray, svc: np.ndarray, waited: bool) -> None:
+def _trap_part(
+    b: _Builder, route: VcpuRoute, plat: Platform, opc: np.ndarray, svc: np.ndarray, waited: bool
+) -> None:
     b.delay(ns(plat.cmd_write_ns) * int(opc.size))  # the guest writes the emulated queue
     half = ns(plat.trap_user_ns) // 2
     b.delay(half, CNT_EXITS)  # PROD write exits to the VMM
