@@ -101,6 +101,32 @@ class _Builder:
         self.svc.append(svc)
         self.flags.append(flags)
 
+    def forwards(self, queue: int, opc: np.ndarray, svc: np.ndarray, chunk: int, per_cmd_ps: int, sync_svc: int) -> None:
+        """The VMM forwarding ``opc`` ``chunk`` commands at a time: per chunk a delay (``per_cmd_ps``
+        per command) and a host batch of the chunk plus a CMD_SYNC, waited for (vectorised)."""
+        f = int(opc.size)
+        if f == 0:
+            return
+        starts = np.arange(0, f, chunk)
+        ks = np.minimum(chunk, f - starts)
+        n = starts.size
+        kind = np.empty(2 * n, np.int64)
+        a = np.empty(2 * n, np.int64)
+        b = np.empty(2 * n, np.int64)
+        c = np.empty(2 * n, np.int64)
+        kind[0::2], kind[1::2] = STEP_DELAY, STEP_BATCH
+        a[0::2], a[1::2] = ks * per_cmd_ps, ks + 1
+        b[0::2], b[1::2] = CNT_NONE, 1
+        c[0::2], c[1::2] = 0, queue
+        self.kind.extend(kind.tolist())
+        self.a.extend(a.tolist())
+        self.b.extend(b.tolist())
+        self.c.extend(c.tolist())
+        ends = starts + ks
+        self.opc.append(np.insert(opc, ends, SYNC))
+        self.svc.append(np.insert(svc, ends, sync_svc))
+        self.flags.append(np.zeros(f + n, np.int64))
+
     def block(self) -> OpBlock:
         def cat(xs: list[np.ndarray]) -> np.ndarray:
             return np.concatenate(xs).astype(np.int64) if xs else np.zeros(0, np.int64)
@@ -162,18 +188,7 @@ def _trap_part(
         b.lock(route.lock)
     b.delay(ns(plat.vmm_trap_ns))
     fwd = opc != SYNC
-    f_opc, f_svc = opc[fwd], svc[fwd]
-    sync_svc = ns(plat.sync_service_ns)
-    for i in range(0, int(f_opc.size), plat.vmm_batch):
-        k = min(plat.vmm_batch, int(f_opc.size) - i)
-        b.delay(ns(plat.vmm_per_cmd_ns) * k)
-        b.batch(
-            route.host_queue,
-            np.r_[f_opc[i : i + k], SYNC],
-            np.r_[f_svc[i : i + k], sync_svc],
-            np.zeros(k + 1, np.int64),
-            True,
-        )
+    b.forwards(route.host_queue, opc[fwd], svc[fwd], plat.vmm_batch, ns(plat.vmm_per_cmd_ns), ns(plat.sync_service_ns))
     if plat.vmm_lock and route.lock >= 0:
         b.lock(route.lock, unlock=True)
     b.delay(ns(plat.trap_user_ns) - half)  # back to the guest
