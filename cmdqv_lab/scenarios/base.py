@@ -45,6 +45,12 @@ _MODULES = {
     "guest-trap": "cmdqv_lab.scenarios.guest",
     "guest-vcmdq": "cmdqv_lab.scenarios.guest",
     "guest-fixup": "cmdqv_lab.scenarios.guest",
+    "trace-replay": "cmdqv_lab.scenarios.replay",
+    "host-dma-map": "cmdqv_lab.scenarios.workload",
+    "host-fio": "cmdqv_lab.scenarios.workload",
+    "host-netperf": "cmdqv_lab.scenarios.workload",
+    "host-config-churn": "cmdqv_lab.scenarios.workload",
+    "host-mixed": "cmdqv_lab.scenarios.workload",
 }
 SCENARIOS: dict[str, Scenario] = {}
 
@@ -157,7 +163,7 @@ def simulate(
     scn = get_scenario(scenario)
     params, platform = resolve(scn, overrides or {})
     n = scn.default_count if count is None else count
-    if not isinstance(n, int) or n < 1:
+    if not isinstance(n, int) or isinstance(n, bool) or (n < 1 and count is not None):
         raise ParamError(f"{scn.count}={n!r} must be a positive integer")
     cfg, streams = scn.build(params, platform, seed, n)
     if record:

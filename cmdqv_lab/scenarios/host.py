@@ -46,41 +46,52 @@ class HostMapUnmapParams(Params):
     )
 
 
-def queue_layout(p: HostMapUnmapParams, plat: Platform) -> tuple[tuple[QueueSpec, ...], list[int]]:
-    """The queues of the topology and each CPU's queue."""
-    if p.queues == "main":
+def queue_layout(
+    p: HostMapUnmapParams, plat: Platform, max_batch: int | None = None
+) -> tuple[tuple[QueueSpec, ...], list[int]]:
+    """The queues of the topology and each CPU's queue (``max_batch``: largest batch, for atomic-add)."""
+    return host_queues(
+        p.queues, p.cpus, p.vcmdqs, p.submit, plat, p.tlbis + 1 if max_batch is None else max_batch
+    )
+
+
+def host_queues(
+    queues: str, cpus: int, vcmdqs: int, submit: str, plat: Platform, max_batch: int
+) -> tuple[tuple[QueueSpec, ...], list[int]]:
+    """Host topologies: one main CMDQ, ``vcmdqs`` VCMDQs chosen by ``cpu % vcmdqs``, or one ECMDQ per CPU."""
+    if queues == "main":
         n_q = 1
-        owners = [0] * p.cpus
-    elif p.queues == "vcmdq":
-        n_q = p.vcmdqs
-        owners = [c % p.vcmdqs for c in range(p.cpus)]
+        owners = [0] * cpus
+    elif queues == "vcmdq":
+        n_q = vcmdqs
+        owners = [c % vcmdqs for c in range(cpus)]
     else:
-        n_q = p.cpus
-        owners = list(range(p.cpus))
-    if p.submit == "exclusive" and len(set(owners)) != p.cpus:
+        n_q = cpus
+        owners = list(range(cpus))
+    if submit == "exclusive" and len(set(owners)) != cpus:
         raise ParamError(
-            f"submit=exclusive needs one queue per CPU: use queues=ecmdq or vcmdqs>={p.cpus} (got queues={p.queues}"
-            + (f", vcmdqs={p.vcmdqs})" if p.queues == "vcmdq" else ")")
+            f"submit=exclusive needs one queue per CPU: use queues=ecmdq or vcmdqs>={cpus} (got queues={queues}"
+            + (f", vcmdqs={vcmdqs})" if queues == "vcmdq" else ")")
         )
-    if p.submit == "atomic-add":
+    if submit == "atomic-add":
         log2 = {"main": plat.cmdq_log2size, "vcmdq": plat.vcmdq_log2size, "ecmdq": plat.ecmdq_log2size}[
-            p.queues
+            queues
         ]
         sharers = max(owners.count(q) for q in set(owners))
-        if sharers * (p.tlbis + 1) > (1 << log2):
+        if sharers * max_batch > (1 << log2):
             raise ParamError(
-                f"submit=atomic-add cannot wait for space after reserving: {sharers} CPUs x {p.tlbis + 1} entries "
+                f"submit=atomic-add cannot wait for space after reserving: {sharers} CPUs x {max_batch} entries "
                 f"exceed a 2^{log2}-entry queue (the reservation would deadlock); use a larger queue"
             )
     procs = min(plat.smmu_parallel, n_q)
-    if p.queues == "vcmdq":
+    if queues == "vcmdq":
         qs = tuple(
-            QueueSpec(plat.vcmdq_log2size, p.submit, plat.vcmdq_sync_wait, i % procs) for i in range(n_q)
+            QueueSpec(plat.vcmdq_log2size, submit, plat.vcmdq_sync_wait, i % procs) for i in range(n_q)
         )
-    elif p.queues == "ecmdq":
-        qs = tuple(QueueSpec(plat.ecmdq_log2size, p.submit, plat.sync_wait, i % procs) for i in range(n_q))
+    elif queues == "ecmdq":
+        qs = tuple(QueueSpec(plat.ecmdq_log2size, submit, plat.sync_wait, i % procs) for i in range(n_q))
     else:
-        qs = (QueueSpec(plat.cmdq_log2size, p.submit, plat.sync_wait, 0),)
+        qs = (QueueSpec(plat.cmdq_log2size, submit, plat.sync_wait, 0),)
     return qs, owners
 
 

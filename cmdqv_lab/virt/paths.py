@@ -101,7 +101,9 @@ class _Builder:
         self.svc.append(svc)
         self.flags.append(flags)
 
-    def forwards(self, queue: int, opc: np.ndarray, svc: np.ndarray, chunk: int, per_cmd_ps: int, sync_svc: int) -> None:
+    def forwards(
+        self, queue: int, opc: np.ndarray, svc: np.ndarray, chunk: int, per_cmd_ps: int, sync_svc: int
+    ) -> None:
         """The VMM forwarding ``opc`` ``chunk`` commands at a time: per chunk a delay (``per_cmd_ps``
         per command) and a host batch of the chunk plus a CMD_SYNC, waited for (vectorised)."""
         f = int(opc.size)
@@ -140,8 +142,15 @@ class _Builder:
         )  # fmt: skip
 
 
-def build_blocks(routed: pl.DataFrame, route: VcpuRoute, plat: Platform, rng: np.random.Generator) -> OpBlock:
-    """Turn one vCPU's routed frame into an op block (ops in order; ``t_ps`` is the think gap)."""
+def build_blocks(
+    routed: pl.DataFrame,
+    route: VcpuRoute,
+    plat: Platform,
+    rng: np.random.Generator,
+    prefix_ps: int | None = None,
+) -> OpBlock:
+    """Turn one vCPU's routed frame into an op block (ops in order; ``t_ps`` is the think gap or the
+    arrival). Each op starts with ``prefix_ps`` of CPU work (default: ``guest_unmap_ns``)."""
     b = _Builder()
     if routed.height == 0:
         return b.block()
@@ -153,7 +162,7 @@ def build_blocks(routed: pl.DataFrame, route: VcpuRoute, plat: Platform, rng: np
     path = routed["path"].to_numpy()
     wait = routed["wait"].to_numpy()
     t = routed["t_ps"].to_numpy()
-    unmap = ns(plat.guest_unmap_ns)
+    unmap = ns(plat.guest_unmap_ns) if prefix_ps is None else prefix_ps
     # boundaries of ops and parts
     op_start = np.flatnonzero(np.r_[True, op[1:] != op[:-1]])
     op_end = np.r_[op_start[1:], op.size]
@@ -188,7 +197,14 @@ def _trap_part(
         b.lock(route.lock)
     b.delay(ns(plat.vmm_trap_ns))
     fwd = opc != SYNC
-    b.forwards(route.host_queue, opc[fwd], svc[fwd], plat.vmm_batch, ns(plat.vmm_per_cmd_ns), ns(plat.sync_service_ns))
+    b.forwards(
+        route.host_queue,
+        opc[fwd],
+        svc[fwd],
+        plat.vmm_batch,
+        ns(plat.vmm_per_cmd_ns),
+        ns(plat.sync_service_ns),
+    )
     if plat.vmm_lock and route.lock >= 0:
         b.lock(route.lock, unlock=True)
     b.delay(ns(plat.trap_user_ns) - half)  # back to the guest
@@ -211,8 +227,12 @@ def service_times(opcodes: np.ndarray, plat: Platform, rng: np.random.Generator)
 
 
 def stream_blocks(
-    frames: Iterator[pl.DataFrame], route: VcpuRoute, plat: Platform, rng: np.random.Generator
+    frames: Iterator[pl.DataFrame],
+    route: VcpuRoute,
+    plat: Platform,
+    rng: np.random.Generator,
+    prefix_ps: int | None = None,
 ) -> Iterator[OpBlock]:
     """Lazily convert a vCPU's routed frames into op blocks."""
     for f in frames:
-        yield build_blocks(f, route, plat, rng)
+        yield build_blocks(f, route, plat, rng, prefix_ps)

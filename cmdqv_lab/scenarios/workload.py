@@ -1,0 +1,106 @@
+"""``host-<workload>``: any registered workload generator on a host topology.
+
+For every workload in :mod:`cmdqv_lab.workloads.registry` (dma-map, fio, netperf, config-churn,
+mixed, ...) a scenario ``host-<name>`` runs its command stream, issued by the host (``vms = 0``), on
+``queues`` with ``submit``. Its parameters are the topology's plus the workload's own; ``--ops``
+sets the workload's ``ops`` (or ``cycles``). Each op starts with ``op_cpu_ns`` of CPU work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from cmdqv_lab.driver.routing import route_frame
+from cmdqv_lab.engine.runner import EngineConfig
+from cmdqv_lab.engine.stream import OpBlock
+from cmdqv_lab.params import Params, param
+from cmdqv_lab.platform import Platform
+from cmdqv_lab.rng import stream as rng_stream
+from cmdqv_lab.scenarios.base import Scenario, register
+from cmdqv_lab.scenarios.host import SUBMITS, host_queues
+from cmdqv_lab.units import ns
+from cmdqv_lab.virt.paths import VcpuRoute, stream_blocks
+from cmdqv_lab.workloads.registry import get_workload, workload_names
+
+UNBOUNDED = 1 << 62
+MAX_BATCH = 65  # CMDQ_BATCH_ENTRIES + a CMD_SYNC
+
+
+@dataclass(frozen=True, kw_only=True)
+class HostTopology(Params):
+    platform: str = param("d06", provenance="choice", doc="platform preset in data/params")
+    submit: str = param("linux-lockfree", choices=SUBMITS, provenance="choice", doc="submission algorithm")
+    queues: str = param("main", choices=("main", "vcmdq", "ecmdq"), provenance="choice", doc="queue topology")
+    vcmdqs: int = param(2, unit="queues", lo=1, hi=128, provenance="choice", doc="VCMDQs (queues=vcmdq)")
+    op_cpu_ns: float = param(
+        0.0, unit="ns", lo=0, hi=1e9, provenance="choice", doc="CPU work at the start of each op"
+    )
+
+
+def _combined(name: str, wl: type[Params]) -> type[Params]:
+    fields: list[tuple[str, Any, Any]] = []
+    seen: set[str] = set()
+    for cls in (HostTopology, wl):
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            if f.name in seen or f.name == "vms":
+                continue
+            seen.add(f.name)
+            fields.append((f.name, f.type, dataclasses.field(default=f.default, metadata=f.metadata)))
+    cls_name = "Host" + "".join(part.capitalize() for part in name.split("-")) + "Params"
+    return dataclasses.make_dataclass(cls_name, fields, bases=(Params,), frozen=True, kw_only=True)  # type: ignore[return-value]
+
+
+def _builder(name: str):  # returns the scenario's builder
+    spec = get_workload(name)
+    own = set(spec.params.field_infos())
+
+    def build(
+        p: Any, plat: Platform | None, seed: int, n: int
+    ) -> tuple[EngineConfig, list[Iterator[OpBlock]]]:
+        assert plat is not None
+        values = {k: v for k, v in p.to_dict().items() if k in own}
+        if "vms" in own:
+            values["vms"] = 0
+        for key in ("ops", "cycles"):
+            if key in own and n:
+                values[key] = n
+        w = spec.make(spec.params.from_overrides({}, **values), seed)
+        cpus = len(w.streams)
+        qs, owners = host_queues(p.queues, cpus, p.vcmdqs, p.submit, plat, MAX_BATCH)
+        streams = [
+            stream_blocks(
+                (route_frame(f, "scan") for f in frames),
+                VcpuRoute(-1, owners[c], -1),
+                plat,
+                rng_stream(seed, f"host-{name}", "service", c),
+                prefix_ps=ns(p.op_cpu_ns),
+            )
+            for c, frames in enumerate(w.streams)
+        ]
+        cfg = EngineConfig(
+            queues=qs,
+            n_cpus=cpus,
+            quotas=(UNBOUNDED,) * cpus,
+            costs=plat.costs(),
+            n_procs=min(plat.smmu_parallel, len(qs)),
+            open_loop=w.open_loop,
+        )
+        return cfg, streams
+
+    return build
+
+
+for _name in workload_names():
+    _spec = get_workload(_name)
+    register(
+        Scenario(
+            name=f"host-{_name}",
+            doc=f"host-{_name}: the {_name} workload ({_spec.doc.split(':')[0]}) on a host topology",
+            params=_combined(_name, _spec.params),
+            build=_builder(_name),
+            default_count=0,
+        )
+    )
