@@ -63,6 +63,17 @@ class CheckOptions(Params):
     allocation: str = param("linux", choices=ALLOCATIONS, provenance="choice", doc="VCMDQ allocation")
     host_vcmdqs: int = param(-1, lo=-1, hi=128, provenance="choice", doc="host VINTF0 VCMDQs (-1: default)")
     log2size: int = param(0, lo=0, hi=19, provenance="choice", doc="queue LOG2SIZE (0: fit the largest part)")
+    devices: str = param("", provenance="choice",
+                         doc="every VM's device SIDs, comma-separated (default: the SIDs its commands name)")  # fmt: skip
+
+    def device_sids(self) -> list[int] | None:
+        """``devices`` parsed (None when not given)."""
+        if not self.devices.strip():
+            return None
+        try:
+            return [int(x, 0) for x in self.devices.replace(" ", "").split(",") if x]
+        except ValueError:
+            raise ParamError(f"devices={self.devices!r} is not a comma-separated list of SIDs") from None
 
 
 def split_overrides(sets: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
@@ -147,10 +158,12 @@ def plan_for(
     df = source.frame
     vms = sorted(int(v) for v in df.filter(pl.col("vm") >= 0)["vm"].unique().to_list())
     vcpus = dict(df.filter(pl.col("vm") >= 0).group_by("vm").agg(pl.col("cpu").n_unique()).iter_rows())
+    given = options.device_sids()
     reqs = [
-        VmRequest(tuple(source.devices.get(vm, [])), options.vcmdqs_per_vm or int(vcpus[vm]), f"vm{vm}")
+        VmRequest(tuple(given if given is not None else source.devices.get(vm, [])),
+                  options.vcmdqs_per_vm or int(vcpus[vm]), f"vm{vm}")
         for vm in vms
-    ]
+    ]  # fmt: skip
     host = None if options.host_vcmdqs < 0 else options.host_vcmdqs
     p = plan(reqs, params, allocation=options.allocation, host_vcmdqs=host)
     return p, {vm: p.vms[i] for i, vm in enumerate(vms)}
@@ -178,6 +191,11 @@ def route(source: Source, policy: str, params: CmdqvParams, vms: Mapping[int, Vm
         )
         r = r.join(sub.select(*key, "index", "_i", "line"), on=[*key, "index"], how="left").sort("_r")
         pieces.append(r.drop("_r").with_columns(pl.col("_i").forward_fill().alias("_k")))
+    if not pieces:  # an empty stream
+        empty = route_frame(df.select(list(WORKLOAD_SCHEMA)), policy)
+        pieces = [
+            empty.with_columns(*[pl.lit(None, pl.Int64).alias(c) for c in ("index", "_i", "line", "_k")])
+        ]
     out = pl.concat(pieces).sort(["_k", "inserted"], maintain_order=True).drop("_k")
     return out.with_columns(
         (pl.int_range(pl.len()).over([*key, "part"]) == pl.len().over([*key, "part"]) - 1).alias("_last")
