@@ -334,6 +334,22 @@ def check(
 ) -> CheckResult:
     """Check ``source`` under ``policy`` (see the module docstring).
 
+    Parameters
+    ----------
+    source
+        The stream (:func:`~cmdqv_lab.checker.scenarios.load_source`).
+    policy
+        A routing policy of :data:`~cmdqv_lab.driver.routing.POLICIES`.
+    params
+        CMDQV geometry and behaviour (accepted opcodes, SID pairs, ``hw_sync``, ``cmd_batch``).
+    options
+        Capacity and queue options (:class:`CheckOptions`).
+
+    Returns
+    -------
+    CheckResult
+        Hazards in issue order with positions, and summaries of the stream, routing, model and plan.
+
     >>> from cmdqv_lab.checker.scenarios import load_source
     >>> s = load_source("guest-mixed", {"impl": "builtin", "ops": 300}, seed=1)
     >>> [(p, check(s, p).counts) for p in ("scan", "rely-hw-sync")][1][1]["q3"] > 0

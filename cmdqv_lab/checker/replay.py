@@ -67,8 +67,20 @@ def _stopped(cq: CommandQueue) -> Callable[[], bool]:
     return lambda: cq.stopped
 
 
+def _schedule(cmdqv: Cmdqv, cq: CommandQueue) -> Callable[[], int]:
+    """The CMDQV scheduler, stopping once it consumed what ``cq`` holds (every other VCMDQ is empty
+    here, so this only skips the scheduler's final pass that finds nothing to do)."""
+    return lambda: cmdqv.schedule(max_commands=max(1, cq.queue.occupancy()))
+
+
 def part_starts(routed: pl.DataFrame) -> np.ndarray:
-    """Row indices where a new part starts (plus the end), in issue order."""
+    """Row indices where a new part starts (plus the end), in issue order.
+
+    >>> df = pl.DataFrame({"vm": [0, 0, 0, 0], "cpu": [0, 0, 0, 1], "batch": [0, 0, 0, 0],
+    ...                    "part": [0, 0, 1, 0], "path": ["vcmdq", "vcmdq", "trap", "vcmdq"]})
+    >>> part_starts(df).tolist()
+    [0, 2, 3, 4]
+    """
     keys = ["vm", "cpu", "batch", "part", "path"]
     new = pl.any_horizontal([pl.col(k).ne_missing(pl.col(k).shift(1)) for k in keys]).fill_null(True)
     starts = routed.select(new.alias("n"))["n"].to_numpy().nonzero()[0]
@@ -133,7 +145,7 @@ def replay(
                 raise ParamError(f"VM {vm_col[a]} has no VCMDQ but a part was routed to one")
             cq = cmdqv.vcmdqs[q]
             positions = cq.submit(batch[a:b])
-            recoveries += drain(cmdqv.schedule, _stopped(cq), guest_recover)
+            recoveries += drain(_schedule(cmdqv, cq), _stopped(cq), guest_recover)
         else:
             cq = main
             positions = main.submit(batch[a:b])
