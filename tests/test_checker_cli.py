@@ -14,7 +14,7 @@ from cmdqv_lab.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 TRACE = ROOT / "data" / "traces" / "qemu-smmuv3-linux6.1-smp2-strict.log.gz"
-SMALL = ("--set", "ops=400", "--set", "impl=builtin")
+SMALL = ("--set", "ops=400")
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -110,7 +110,7 @@ def test_list(capsys: pytest.CaptureFixture[str]) -> None:
         (["guest-mixed", "--policy", "scan", "--set", "oops"], "--set 'oops' is malformed"),
         (["guest-mixed", "--policy", "scan", "--set", "num_vintfs=3"], "num_vintfs=3 is not a power of two"),
         (
-            ["guest-mixed", "--policy", "scan", "--set", "unsupported_frac=2", "--set", "impl=builtin"],
+            ["guest-mixed", "--policy", "scan", "--set", "unsupported_frac=2"],
             "unsupported_frac=2",
         ),
         (["guest-mixed", "--policy", "scan", "--seed", "-1"], "--seed=-1 must be >= 0"),

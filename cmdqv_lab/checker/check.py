@@ -351,7 +351,7 @@ def check(
         Hazards in issue order with positions, and summaries of the stream, routing, model and plan.
 
     >>> from cmdqv_lab.checker.scenarios import load_source
-    >>> s = load_source("guest-mixed", {"impl": "builtin", "ops": 300}, seed=1)
+    >>> s = load_source("guest-mixed", {"ops": 300}, seed=1)
     >>> [(p, check(s, p).counts) for p in ("scan", "rely-hw-sync")][1][1]["q3"] > 0
     True
     >>> check(s, "first-opcode").ok, check(s, "scan").ok

@@ -19,7 +19,7 @@ disagreements. Exit status: 1 when a hazard (ILL, Q2, Q3, unsynced) exists, 0 wh
 usage errors (one line on stderr).
 
 >>> from click.testing import CliRunner
->>> r = CliRunner().invoke(check, ["guest-mixed", "--policy", "scan", "--set", "ops=200", "--set", "impl=builtin"])
+>>> r = CliRunner().invoke(check, ["guest-mixed", "--policy", "scan", "--set", "ops=200"])
 >>> r.exit_code, r.output.strip().splitlines()[-1]
 (0, 'clean: no ILL or SYNC hazard under policy scan')
 """

@@ -1,4 +1,2 @@
-"""Virtualisation: how guests map onto Tegra241 CMDQV resources (VINTFs, VCMDQs, SID pairs).
-
-Each module is self-contained; importing this package imports none of them.
-"""
+"""Virtualisation: guest submission paths (trap-and-emulate vSMMU, pass-through VCMDQ, error-interrupt
+fix-up), the host CMDQV interrupt, and VINTF capacity planning."""
