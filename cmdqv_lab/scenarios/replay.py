@@ -53,8 +53,8 @@ def _build(
     assert plat is not None
     df = trace_frame(trace_path(p.trace), cpus=p.cpus, pacing=p.pacing, speed=p.speed, think_ns=p.think_ns,
                      repeat=p.repeat, seed=seed)  # fmt: skip
-    n_cpus = int(df["cpu"].max()) + 1
-    max_batch = int(df.group_by("cpu", "batch").len()["len"].max())
+    n_cpus = int(df.select(pl.col("cpu").max()).item()) + 1
+    max_batch = int(df.group_by("cpu", "batch").len().select(pl.col("len").max()).item())
     qs, owners = host_queues(p.queues, n_cpus, p.vcmdqs, p.submit, plat, max_batch)
     per_cpu = cpu_frames(df)
     total_ops = df.select(pl.struct("cpu", "op").n_unique()).item()

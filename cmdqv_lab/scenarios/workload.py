@@ -50,7 +50,7 @@ def _combined(name: str, wl: type[Params]) -> type[Params]:
             seen.add(f.name)
             fields.append((f.name, f.type, dataclasses.field(default=f.default, metadata=f.metadata)))
     cls_name = "Host" + "".join(part.capitalize() for part in name.split("-")) + "Params"
-    return dataclasses.make_dataclass(cls_name, fields, bases=(Params,), frozen=True, kw_only=True)  # type: ignore[return-value]
+    return dataclasses.make_dataclass(cls_name, fields, bases=(Params,), frozen=True, kw_only=True)
 
 
 def _builder(name: str):  # returns the scenario's builder

@@ -70,12 +70,13 @@ def trace_frame(
     db = tr.doorbells.select("doorbell", pl.col("time_s").alias("db_time"), pl.col("pid").alias("db_pid"))
     c = c.join(db, on="doorbell", how="left").sort("seq")
     pids = sorted(c["db_pid"].fill_null(c["pid"]).unique().to_list())
-    t0 = float(c["db_time"].min())
-    span = float(c["db_time"].max()) - t0
+    t0 = float(c.select(pl.col("db_time").min()).item())
+    span = float(c.select(pl.col("db_time").max()).item()) - t0
+    n_db = int(c.select(pl.col("doorbell").max()).item()) + 1
     frames = []
     for r in range(repeat):
         f = c.with_columns(
-            (pl.col("doorbell") + r * (int(c["doorbell"].max()) + 1)).alias("op"),
+            (pl.col("doorbell") + r * n_db).alias("op"),
             (pl.col("db_time") - t0 + r * (span * 1.001 + 1e-6)).alias("t_rel"),
             pl.col("db_pid").fill_null(pl.col("pid")).alias("wpid"),
         )
