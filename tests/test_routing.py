@@ -79,4 +79,24 @@ def test_host_rows_stay_on_the_host_and_unknown_policy_fails() -> None:
     assert set(r["path"]) == {"host"} and not r["illegal"].any()
     with pytest.raises(ParamError, match="policy='nope'"):
         route_frame(frame([(MIXED, True)]), "nope")
-    assert len(POLICIES) == 7
+    assert len(POLICIES) == 8
+
+
+def test_scan_fanout_completes_a_batch_issued_without_sync() -> None:
+    # Q2: Batch A {TLBI, CFGI_CD} without SYNC goes the trapped way under scan; Batch B {SYNC} alone
+    # goes to the VCMDQ and does not cover A. scan-fanout also issues a SYNC on the trapped path.
+    df = frame([([O.CMD_TLBI_NH_VA, O.CMD_CFGI_CD], False), ([O.CMD_SYNC], True)])
+    df = df.with_columns(pl.lit(0, pl.Int64).alias("op"))
+    scan = route_frame(df, "scan")
+    assert paths(scan) == [("TLBI_NH_VA", "trap"), ("CFGI_CD", "trap"), ("SYNC", "vcmdq")]
+    fan = route_frame(df, "scan-fanout")
+    assert paths(fan) == [("TLBI_NH_VA", "trap"), ("CFGI_CD", "trap"), ("SYNC", "vcmdq"), ("SYNC", "trap")]
+    assert fan["inserted"].to_list() == [False, False, False, True] and fan["wait"][-1]
+    # nothing is inserted when everything already shares a queue
+    same = route_frame(
+        frame([([O.CMD_TLBI_NH_VA], False), ([O.CMD_SYNC], True)]).with_columns(
+            pl.lit(0, pl.Int64).alias("op")
+        ),
+        "scan-fanout",
+    )
+    assert not same["inserted"].any()

@@ -13,6 +13,9 @@ Commands the VCMDQ cannot take must go the trapped way (the emulated vSMMU, then
                   (and support change), each part closed by a CMD_SYNC.
 ``rely-hw-sync``  as ``scan``, but VCMDQ parts drop their CMD_SYNC and rely on hardware-inserted SYNCs
                   (Q3: software cannot observe those).
+``scan-fanout``   as ``scan``, and a CMD_SYNC the issuer waits on is also issued (and waited on) on every
+                  other queue the issuer used since its previous one: a SYNC covers only its own queue
+                  (Q2), so a batch issued without SYNC on one queue is completed by the SYNC that follows.
 ``all-trap``      everything trapped (the trap-and-emulate vSMMU).
 ``all-vcmdq``     everything to the VCMDQ, supported or not (the error-fix-up design, Q6).
 
@@ -32,7 +35,16 @@ from cmdqv_lab.device.commands import CFGI_OPCODES, TLBI_OPCODES, Opcode
 from cmdqv_lab.errors import ParamError
 from cmdqv_lab.workloads.stream import WORKLOAD_SCHEMA
 
-POLICIES = ("first-opcode", "scan", "split", "homogeneous", "rely-hw-sync", "all-trap", "all-vcmdq")
+POLICIES = (
+    "first-opcode",
+    "scan",
+    "split",
+    "homogeneous",
+    "rely-hw-sync",
+    "all-trap",
+    "all-vcmdq",
+    "scan-fanout",
+)
 #: Current Linux guest-owned VCMDQ opcodes.
 GUEST_ACCEPTED = frozenset(
     {Opcode.CMD_TLBI_NH_ASID, Opcode.CMD_TLBI_NH_VA, Opcode.CMD_ATC_INV, Opcode.CMD_SYNC}
@@ -114,7 +126,7 @@ def route_frame(
     first_ok = pl.col("opcode").is_in(acc_no_sync).first().over(key)  # the patch looked at the opcode only
     if policy in ("first-opcode",):
         to_vcmdq = first_ok
-    elif policy in ("scan", "rely-hw-sync"):
+    elif policy in ("scan", "rely-hw-sync", "scan-fanout"):
         to_vcmdq = body_ok
     elif policy == "all-trap":
         to_vcmdq = pl.lit(False)
@@ -141,6 +153,8 @@ def route_frame(
         df = df.filter(~drop).with_columns(
             pl.when(pl.col("path") == "vcmdq").then(False).otherwise(pl.col("wait")).alias("wait")
         )
+    if policy == "scan-fanout":
+        df = _fanout(df)
     df = df.with_columns(((pl.col("path") == "vcmdq") & ~pl.col("supported")).alias("illegal"))
     cols = list(WORKLOAD_SCHEMA) + list(ROUTE_COLUMNS)
     types: dict[str, Any] = {**WORKLOAD_SCHEMA, **ROUTE_COLUMNS}
@@ -226,3 +240,47 @@ def _split(df: pl.DataFrame, key: list[str], by_class: bool) -> pl.DataFrame:
     return out.with_columns((pl.col("part") < pl.col("_last")).or_(pl.col("wait")).alias("sync")).drop(
         "_last"
     )
+
+
+def _fanout(df: pl.DataFrame) -> pl.DataFrame:
+    """Insert, before each waited CMD_SYNC, a waited CMD_SYNC on every other path the issuer used since
+    its previous waited SYNC (one part each, after the batch)."""
+    parts = (
+        df.group_by(["vm", "cpu", "batch", "part"], maintain_order=True)
+        .agg(
+            pl.col("_row").max().alias("_after"),
+            (pl.col("_tail") & pl.col("wait")).any().alias("_waited"),
+            pl.all().exclude("_row", "_tail", "vm", "cpu", "batch", "part").last(),
+        )
+        .sort("_after")
+    )
+    extra: list[dict[str, object]] = []
+    dirty: dict[tuple[int, int], set[str]] = {}
+    for r in parts.iter_rows(named=True):
+        used = dirty.setdefault((r["vm"], r["cpu"]), set())
+        used.add(r["path"])
+        if r["_waited"]:
+            for i, other in enumerate(sorted(used - {r["path"]})):
+                extra.append({**r, "path": other, "part": r["part"] + 1 + i})
+            used.clear()
+    if not extra:
+        return df
+    ins = pl.DataFrame(extra).with_columns(
+        pl.col("_after").alias("_row"),
+        pl.lit(_SYNC, pl.UInt8).alias("opcode"),
+        pl.lit(True).alias("supported"),
+        pl.lit(True).alias("_tail"),
+        pl.lit(True).alias("inserted"),
+        pl.lit(True).alias("sync"),
+        pl.lit(True).alias("wait"),
+        *[pl.lit(None, WORKLOAD_SCHEMA[c]).alias(c) for c in ("vmid", "asid", "sid", "ssid", "addr", "num", "scale",
+                                                               "tg", "ttl", "leaf", "size", "range")],
+    )  # fmt: skip
+    ins = ins.select([pl.col(c).cast(df.schema[c]) for c in df.columns])
+    out = pl.concat(
+        [
+            df.with_columns(pl.lit(0, pl.Int8).alias("_ord")),
+            ins.with_columns(pl.lit(1, pl.Int8).alias("_ord")),
+        ]
+    )
+    return out.sort("_row", "_ord", maintain_order=True).drop("_ord")
