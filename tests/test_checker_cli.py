@@ -91,8 +91,9 @@ def test_policy_all_table(capsys: pytest.CaptureFixture[str]) -> None:
         "rely-hw-sync",
         "all-trap",
         "all-vcmdq",
+        "scan-fanout",
     }
-    assert rows["scan"]["ok"] and not rows["first-opcode"]["ok"]
+    assert rows["scan"]["ok"] and not rows["first-opcode"]["ok"] and rows["scan-fanout"]["ok"]
 
 
 def test_list(capsys: pytest.CaptureFixture[str]) -> None:

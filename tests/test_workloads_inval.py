@@ -143,7 +143,6 @@ def test_stage2_uses_s2_ipa_and_s12_vmall() -> None:
     assert per_op(gen("fio", ops=1, bs_kib=4096, stage="s2"))["opcodes"][0].to_list() == [vmall, SYNC]
 
 
-@pytest.mark.xfail(strict=True, reason="stream.encode maps no column to CMD_TLBI_S2_IPA's 'ipa' field")
 def test_s2_ipa_address_is_encoded() -> None:
     df = gen("fio", ops=1, stage="s2")
     s2 = df.filter(pl.col("opcode") == int(Opcode.CMD_TLBI_S2_IPA))

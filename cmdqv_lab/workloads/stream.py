@@ -113,6 +113,10 @@ def validate(df: pl.DataFrame, where: str = "workload") -> pl.DataFrame:
     return df
 
 
+#: Workload column holding a command field, where the names differ (a stage-2 TLBI's IPA is ``addr``).
+_FIELD_COLUMN = {"ipa": "addr"}
+
+
 def encode(df: pl.DataFrame) -> np.ndarray:
     """The commands of ``df`` as an ``(n, 2)`` uint64 batch (null fields encode as zero)."""
     out = np.zeros((df.height, 2), dtype=np.uint64)
@@ -122,7 +126,7 @@ def encode(df: pl.DataFrame) -> np.ndarray:
         code = Opcode(int(op))
         fields: dict[str, Any] = {}
         for f in LAYOUT[code]:
-            col = "leaf" if f.name == "leaf" else f.name
+            col = _FIELD_COLUMN.get(f.name, f.name)
             if col in df.columns:
                 vals = df[col].filter(pl.Series(sel)).fill_null(0).cast(pl.UInt64).to_numpy()
                 fields[f.name] = vals
