@@ -183,9 +183,17 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
-def parquet_bytes(df: pl.DataFrame, metadata: Mapping[str, str] | None = None) -> bytes:
+def parquet_bytes(
+    df: pl.DataFrame, metadata: Mapping[str, str] | None = None, *, small: bool = False
+) -> bytes:
+    """Parquet file bytes; ``small`` (one-row point files): no statistics, no compression."""
     buf = io.BytesIO()
-    df.write_parquet(buf, metadata=dict(metadata) if metadata else None)
+    if small:
+        df.write_parquet(
+            buf, metadata=dict(metadata) if metadata else None, statistics=False, compression="uncompressed"
+        )
+    else:
+        df.write_parquet(buf, metadata=dict(metadata) if metadata else None)
     return buf.getvalue()
 
 
@@ -242,7 +250,9 @@ class PointStore:
             atomic_write_bytes(self.path(key, kind), parquet_bytes(frame))
         sha = content_sha256(row)
         full = {**meta, "format": FORMAT, "key": key, "content_sha256": sha, "records": rec_hashes}
-        atomic_write_bytes(self.path(key), parquet_bytes(row, {META_KEY: json.dumps(full, sort_keys=True)}))
+        atomic_write_bytes(
+            self.path(key), parquet_bytes(row, {META_KEY: json.dumps(full, sort_keys=True)}, small=True)
+        )
         return sha
 
     def read(self, key: str, *, with_records: bool = False) -> StoredPoint:

@@ -12,7 +12,8 @@ the caller, so the combined result does not depend on the executor or on complet
   is the standard library, starts in about a second, opens no ports or dashboard, and has nothing
   to configure (no nanny, memory manager or spilling, which tiny per-point results never need);
   ``spawn`` because forking a process that has started polars' or numba's threads can deadlock.
-  Each worker loads the compiled engine from numba's on-disk cache.
+  Each worker loads the compiled engine from numba's on-disk cache, and exits by itself if the
+  sweep process dies (even by SIGKILL, which gives the pool no chance to stop it).
 - :class:`DaskExecutor` (``--scheduler tcp://HOST:PORT``): a ``distributed.Client`` on an
   existing cluster. Workers must run the same cmdqv-lab code: each task carries the client's code
   version and a worker with different code refuses it. Start workers with ``--nthreads 1``
@@ -60,6 +61,25 @@ class SerialExecutor:
             yield fn(t)
 
 
+def _exit_with_parent(parent: int, interval_s: float = 0.5) -> None:
+    """Pool initializer: a daemon thread that ends this worker when ``parent`` is gone.
+
+    A pool worker blocks on its task pipe forever if the parent is killed without a chance to
+    shut the pool down; checking the parent pid (it changes when the worker is re-parented)
+    bounds an orphan's life to the point it is computing.
+    """
+    import threading
+    import time
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval_s)
+            if os.getppid() != parent:
+                os._exit(3)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 class ProcessExecutor:
     """A spawn-based process pool of ``workers`` processes."""
 
@@ -72,7 +92,9 @@ class ProcessExecutor:
 
     def __enter__(self) -> ProcessExecutor:
         ctx = multiprocessing.get_context("spawn")
-        self._pool = cf.ProcessPoolExecutor(max_workers=self.n_workers, mp_context=ctx)
+        self._pool = cf.ProcessPoolExecutor(
+            max_workers=self.n_workers, mp_context=ctx, initializer=_exit_with_parent, initargs=(os.getpid(),)
+        )
         return self
 
     def __exit__(

@@ -131,7 +131,9 @@ def reproduce(
             try:
                 sp = store.read(entry["key"])
                 if sp.meta["content_sha256"] != entry["content_sha256"]:
-                    raise ResultError(f"{store.path(entry['key'])}: content differs from the manifest's checksum")
+                    raise ResultError(
+                        f"{store.path(entry['key'])}: content differs from the manifest's checksum"
+                    )
             except ResultError as err:
                 chk.missing += 1
                 chk.notes.append(f"point {entry['index']} ({label}): {err}")
