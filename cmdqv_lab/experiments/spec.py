@@ -275,6 +275,8 @@ def parse_spec(text: str, source: str = "<spec>", *, quick: bool = False, defaul
     if quick and not has_quick:
         raise ck.fail("quick", "this spec has no [quick] table, so it has no quick variant")
     if not quick:
+        if has_quick:  # a broken quick variant is reported with the spec, not when first used
+            parse_spec(text, source, quick=True, default_name=default_name)
         q = {}
 
     # count, seeds, record

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import resource
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -110,8 +110,18 @@ def run_point(task: dict[str, Any]) -> dict[str, Any]:
         "records": records,
         "wall_s": time.perf_counter() - t0,
         "pid": os.getpid(),
-        "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "peak_rss_kb": _peak_rss_kb(),
     }
+
+
+def _peak_rss_kb() -> int:
+    """This process's peak resident set size in KiB (0 where unknown)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not POSIX
+        return 0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss // 1024 if sys.platform == "darwin" else rss  # macOS reports bytes
 
 
 def make_tasks(spec: Spec) -> list[dict[str, Any]]:
