@@ -21,10 +21,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _run(args: list[str]) -> int:
     try:
-        main(args)
+        rc = main(args)
     except SystemExit as e:
         return int(e.code or 0)
-    return 0
+    return int(rc or 0)
 
 
 def test_every_spec_has_published_results_and_manifests_are_complete() -> None:
@@ -103,3 +103,13 @@ def test_full_reproduce_of_a_fresh_sweep_is_identical_everywhere(tmp_path: Path)
 def test_not_a_sweep_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert _run(["reproduce", "--workers", "1", str(tmp_path)]) == 1
     assert "no manifest" in capsys.readouterr().out
+
+
+def test_exit_status_of_the_command_line_program(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    r = subprocess.run(
+        [sys.executable, "-m", "cmdqv_lab.cli", "reproduce", str(tmp_path)], capture_output=True
+    )
+    assert r.returncode == 1 and b"FAIL" in r.stdout

@@ -8,6 +8,7 @@ scheduler, a directory holding another sweep) print one line and exit with statu
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -74,9 +75,7 @@ def sweep(
 @click.option(
     "--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal)."
 )
-@click.pass_context
 def reproduce(
-    ctx: click.Context,
     dirs: tuple[str, ...],
     quick: bool,
     workers: int | None,
@@ -94,4 +93,6 @@ def reproduce(
     checks = run(list(dirs) or None, quick=quick, workers=workers, scheduler=scheduler, progress=progress)
     click.echo(format_table(checks))
     if not all(c.ok for c in checks):
-        ctx.exit(1)
+        # SystemExit, not ctx.exit: click (standalone_mode=False) would turn Exit into a return
+        # value, which `python -m cmdqv_lab.cli` drops
+        sys.exit(1)
