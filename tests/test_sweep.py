@@ -244,6 +244,7 @@ def test_directory_guards(serial_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(SweepError, match="not a sweep directory"):
         run_sweep(spec(), tmp_path, workers=1, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # nothing left behind
     other = tmp_path / "other"
     shutil.copytree(serial_dir, other)
     with pytest.raises(SweepError, match=r"holds the results of sweep t-host, not t-host \(quick\)"):
@@ -267,3 +268,14 @@ def test_prune_removes_point_files_of_other_versions(serial_dir: Path, tmp_path:
     assert run_sweep(spec(), out, workers=1, progress=False).stale == 1
     assert run_sweep(spec(), out, workers=1, progress=False, prune=True).pruned == 1
     assert not stale.exists() and len(list((out / "points").glob("*.parquet"))) == 8
+
+
+def test_summary_helpers_refuse_what_they_cannot_know(serial_dir: Path, tmp_path: Path) -> None:
+    from cmdqv_lab.errors import FrameError
+
+    with pytest.raises(FrameError, match="give by="):
+        summarize_sweep(load_sweep(serial_dir), "ops_per_s")
+    with pytest.raises(FrameError, match="missing column 'nope'"):
+        summarize_sweep(serial_dir, "nope")
+    with pytest.raises(ResultError, match="has not finished"):
+        load_sweep(tmp_path)

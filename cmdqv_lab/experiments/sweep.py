@@ -227,8 +227,10 @@ def run_sweep(
 
     t0 = time.perf_counter()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     executor = make_executor(workers, scheduler)
+    if out.exists():
+        _check_sweep_dir(out)  # before the lock file is created in it
+    out.mkdir(parents=True, exist_ok=True)
     with _locked(out):
         check_compatible(out, spec)
         store = PointStore(out / mf.POINTS_DIR)
@@ -302,14 +304,22 @@ def _point_failure(spec: Spec, e: CmdqvError, report: SweepReport) -> str:
     )
 
 
-def check_compatible(out: Path, spec: Spec) -> None:
-    """Refuse to write into a directory that holds another sweep, or anything but a sweep."""
+def _check_sweep_dir(out: Path) -> None:
     from cmdqv_lab.experiments import manifest as mf
 
+    if not out.is_dir():
+        raise SweepError(f"{out}: not a directory; choose another --out")
     allowed = {mf.POINTS_DIR, mf.MANIFEST, ".sweep.lock", ".gitignore"}
     others = sorted(p.name for p in out.iterdir() if p.name not in allowed)
     if others:
         raise SweepError(f"{out}: not a sweep directory (it holds {others[0]!r}); choose another --out")
+
+
+def check_compatible(out: Path, spec: Spec) -> None:
+    """Refuse to write into a directory that holds another sweep, or anything but a sweep."""
+    from cmdqv_lab.experiments import manifest as mf
+
+    _check_sweep_dir(out)
     path = out / mf.MANIFEST
     if not path.is_file():
         return
