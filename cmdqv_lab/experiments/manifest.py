@@ -7,7 +7,7 @@ done, ``manifest.json`` with:
   every choice explicit (seeds, count, fixed values, axes; see :meth:`.Spec.resolved`);
 - ``seeds``; ``columns``: the id, parameter and metric columns of the rows;
 - the code version (hash of the package sources), cmdqv-lab and dependency versions, Python,
-  platform and machine, the git commit (and whether the tree was dirty), the executor, the wall
+  platform and machine, the git commit (and whether code was uncommitted), the executor, the wall
   time of the run that completed the sweep and the command that regenerates it;
 - ``points``: per point its index, grid values, seed, key, file, and the SHA-256 of the file's
   *content* (:func:`.cache.content_sha256`; Parquet bytes differ between polars versions), and
@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import platform
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -64,11 +65,38 @@ def _repo_root() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
+def _git(repo: Path, *args: str) -> str | None:
+    try:
+        r = subprocess.run(
+            ["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=20, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return r.stdout.strip() if r.returncode == 0 else None
+
+
+def git_state(repo: Path) -> dict[str, Any] | None:
+    """``{"commit", "branch", "dirty"}`` of ``repo``, or None outside git.
+
+    ``dirty`` means uncommitted changes to tracked files *outside* ``data/results`` (regenerating
+    one published sweep rewrites tracked result files, which says nothing about the code).
+    """
+    commit = _git(repo, "rev-parse", "HEAD")
+    if not commit:
+        return None
+    status = _git(repo, "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)data/results")
+    return {
+        "commit": commit,
+        "branch": _git(repo, "rev-parse", "--abbrev-ref", "HEAD"),
+        "dirty": bool(status),
+    }
+
+
 def build_manifest(
     spec: Spec, out: Path, entries: Sequence[dict[str, Any]], report: Any, command: Sequence[str]
 ) -> dict[str, Any]:
     """The manifest of a complete sweep (JSON-safe)."""
-    from cmdqv_lab.report.manifest import git_info, package_versions
+    from cmdqv_lab.report.manifest import package_versions
 
     combined = _combine(out, entries)
     ids, params, metrics = _column_groups(combined)
@@ -93,7 +121,7 @@ def build_manifest(
         "platform": platform.platform(),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
-        "git": git_info(_repo_root()),
+        "git": git_state(_repo_root()),
         "executor": report.executor,
         "workers": report.workers,
         "command": " ".join(command) if command else "",
