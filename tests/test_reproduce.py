@@ -36,7 +36,9 @@ def test_every_spec_has_published_results_and_manifests_are_complete() -> None:
         assert m["name"] == d.name and not m["spec"]["quick"]
         assert m["spec"]["text"] == (ROOT / "data" / "specs" / f"{d.name}.toml").read_text()
         assert m["command"].startswith(f"cmdqv-lab sweep data/specs/{d.name}.toml")
-        assert m["git"] and len(m["git"]["commit"]) == 40
+        assert m["git"] and len(m["git"]["commit"]) == 40 and not m["git"]["dirty"], (
+            "made from uncommitted code"
+        )
         files = sorted(p.name for p in (d / "points").glob("*.parquet"))
         assert files == sorted(Path(e["file"]).name for e in m["points"]), "stale or missing point files"
         for e in m["points"]:
