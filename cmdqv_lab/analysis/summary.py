@@ -8,6 +8,9 @@ interval reflects run-to-run variation, not the spread of individual latencies).
 
 Missing values (null or NaN) are ignored: ``n`` counts the values actually used.
 
+Sweeps (:mod:`cmdqv_lab.experiments`) are read with :func:`load_sweep` (one row per point: seed,
+parameters, flattened metrics) and summarised per grid point with :func:`summarize_sweep`.
+
 >>> import polars as pl
 >>> df = pl.DataFrame({"policy": ["a", "a", "a", "b"], "ops_per_s": [1.0, 2.0, 3.0, 5.0]})
 >>> summarize_replicates(df, by="policy", value="ops_per_s")  # doctest: +NORMALIZE_WHITESPACE
@@ -25,6 +28,7 @@ shape: (2, 6)
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import polars as pl
 
@@ -245,3 +249,89 @@ def summarize_percentiles(
     _check_names([*keys, replicate], value, (*PERCENTILE_COLUMNS, *SUMMARY_COLUMNS), "summarize_percentiles")
     per_rep = percentiles(df, value, by=[*keys, replicate], q=q)
     return summarize_replicates(per_rep, by=[*keys, "q", "percentile"], value="value", confidence=confidence)
+
+
+# ----------------------------------------------------------------------------------------- sweeps
+def load_sweep(directory: str | Path, *, params: str = "all") -> pl.DataFrame:
+    """The results of a finished sweep (``cmdqv-lab sweep``), one row per point, files verified.
+
+    Columns: ``point``, ``scenario``, ``seed``, ``count``, the parameters (``params="all"``: every
+    resolved parameter; ``"grid"``: only the varied ones), then the flattened metrics
+    (``op_latency_ns.p99`` -> ``op_latency_ns_p99``). Rows are in point order (the seed varies
+    fastest). A missing or corrupt file raises :class:`~cmdqv_lab.experiments.cache.ResultError`.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from cmdqv_lab.experiments.spec import parse_spec
+    >>> from cmdqv_lab.experiments.sweep import run_sweep
+    >>> text = 'scenario = "open-queue"\\ncount = 2000\\nreplicates = 3\\n[grid]\\nrate_mcmd_s = [2.0, 8.0]'
+    >>> out = tempfile.mkdtemp()
+    >>> _ = run_sweep(parse_spec(text, "demo.toml"), out, workers=1, progress=False)
+    >>> df = load_sweep(out, params="grid")
+    >>> df.select("point", "rate_mcmd_s", "seed", "commands").head(4).rows()
+    [(0, 2.0, 0, 2000), (1, 2.0, 1, 2000), (2, 2.0, 2, 2000), (3, 8.0, 0, 2000)]
+    >>> summarize_sweep(out, "smmu_busy_fraction").select("rate_mcmd_s", "n").rows()
+    [(2.0, 3), (8.0, 3)]
+    """
+    from cmdqv_lab.experiments.manifest import load_sweep as _load
+
+    return _load(directory, params=params)
+
+
+def sweep_grid_keys(directory: str | Path) -> list[str]:
+    """The parameters a sweep varies, in axis order (from its manifest)."""
+    from cmdqv_lab.experiments.manifest import read_manifest
+
+    return list(read_manifest(directory)["resolved"]["grid_keys"])
+
+
+def summarize_sweep(
+    source: str | Path | pl.DataFrame,
+    metric: str | Sequence[str],
+    by: str | Sequence[str] | None = None,
+    confidence: float = 0.95,
+) -> pl.DataFrame:
+    """Replicates (seeds) of each grid point aggregated by :func:`summarize_replicates`.
+
+    Parameters
+    ----------
+    source
+        A sweep directory, or a frame from :func:`load_sweep`.
+    metric
+        A metric column, or several.
+    by
+        Group columns; default: the sweep's grid keys (needs ``source`` to be a directory).
+    confidence
+        Two-sided confidence level of the interval on the mean.
+
+    Returns
+    -------
+    polars.DataFrame
+        The group columns, ``metric`` (the metric's name), then ``mean``, ``std``, ``n``,
+        ``ci_lo``, ``ci_hi``; sorted by metric (in the order given), then the group columns.
+
+    Examples
+    --------
+    >>> df = pl.DataFrame({"cpus": [1, 1, 4, 4], "seed": [0, 1, 0, 1], "ops_per_s": [1.0, 3.0, 5.0, 7.0]})
+    >>> summarize_sweep(df, "ops_per_s", by="cpus").select("cpus", "metric", "mean", "n").rows()
+    [(1, 'ops_per_s', 2.0, 2), (4, 'ops_per_s', 6.0, 2)]
+    """
+    if isinstance(source, pl.DataFrame):
+        df = source
+        if by is None:
+            raise FrameError("summarize_sweep: give by= for a frame (or pass the sweep directory)")
+    else:
+        df = load_sweep(source)
+        if by is None:
+            by = sweep_grid_keys(source)
+    keys = _as_list(by)
+    metrics = [metric] if isinstance(metric, str) else list(metric)
+    if not metrics:
+        raise FrameError("summarize_sweep: no metric given")
+    _check_names(keys, "metric", SUMMARY_COLUMNS, "summarize_sweep")
+    parts = []
+    for m in metrics:
+        out = summarize_replicates(df, by=keys or None, value=m, confidence=confidence)
+        parts.append(out.select(*keys, pl.lit(m).alias("metric"), *SUMMARY_COLUMNS))
+    return pl.concat(parts)
