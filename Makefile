@@ -14,12 +14,13 @@ export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 PYTEST_WORKERS ?= 2
 
-.PHONY: help venv test lint typecheck unit report report-smoke bench sysdeps clean
+.PHONY: help venv test lint typecheck unit report report-smoke bench results reproduce sysdeps clean
 
 help:
 	@echo "make report   executes the notebooks and writes the offline report to report/"
 	@echo "make test     ruff + mypy + the test suite (includes slow, browser and QEMU-capture tests)"
-	@echo "make bench    engine speed benchmarks (engine vs SimPy reference)"
+	@echo "make bench    engine and sweep benchmarks (engine vs SimPy reference, 1 vs 2 workers)"
+	@echo "make results  regenerate the published sweeps in data/results (then: make reproduce)"
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: Python >= 3.11 is required (none found on PATH)" >&2; exit 1; }
@@ -53,7 +54,19 @@ report-smoke: venv
 	$(BIN)/cmdqv-lab report --smoke --out report-smoke
 
 bench: venv
-	$(BIN)/python benchmarks/bench_engine.py
+	$(BIN)/python benchmarks/bench_engine.py --startup
+	$(BIN)/python benchmarks/bench_sweep.py
+
+# Regenerate every published sweep in data/results from its spec (commit code changes first:
+# each manifest records the git commit it was made from).
+results: venv
+	@for spec in data/specs/*.toml; do \
+	  name=$$(basename $$spec .toml); \
+	  $(BIN)/cmdqv-lab sweep $$spec --out data/results/$$name --prune || exit 1; \
+	done
+
+reproduce: venv
+	$(BIN)/cmdqv-lab reproduce --quick
 
 clean:
 	rm -rf $(VENV) .cache report report-smoke .pytest_cache .mypy_cache .ruff_cache

@@ -79,7 +79,10 @@ def cli() -> None:
 def main(argv: list[str] | None = None) -> Any:
     """Console entry point: one-line errors with exit status 2 for expected mistakes."""
     try:
-        return cli.main(args=argv, prog_name="cmdqv-lab", standalone_mode=False)
+        rv = cli.main(args=argv, prog_name="cmdqv-lab", standalone_mode=False)
+        if isinstance(rv, int) and not isinstance(rv, bool) and rv != 0:
+            sys.exit(rv)  # a command's ctx.exit(code) / return code
+        return rv
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except click.Abort:
