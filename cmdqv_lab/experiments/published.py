@@ -1,0 +1,56 @@
+"""How notebooks get sweep data: published results in full mode, the quick variant in smoke mode.
+
+:func:`sweep_frame` is the one call a notebook makes for a figure's data:
+
+* ``smoke=True``: run the spec's ``[quick]`` variant (seconds) into ``.cache/sweeps/<name>-quick``
+  (reused while the code is unchanged) and return it;
+* ``smoke=False``: load ``data/results/<name>`` if it is published (its files are verified on
+  read; ``cmdqv-lab reproduce`` re-runs it), else run the full sweep into ``.cache/sweeps/<name>``.
+
+Either way the frame has one row per point (see :func:`cmdqv_lab.analysis.summary.load_sweep`)
+and the returned :class:`SweepData` says where it came from, so a notebook can print it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from cmdqv_lab.errors import SpecError
+
+ROOT = Path(__file__).resolve().parents[2]
+SPECS = ROOT / "data" / "specs"
+RESULTS = ROOT / "data" / "results"
+CACHE = ROOT / ".cache" / "sweeps"
+
+
+@dataclass(frozen=True)
+class SweepData:
+    name: str
+    frame: pl.DataFrame
+    source: str  # "published", "computed" or "quick"
+    path: Path
+
+    def describe(self) -> str:
+        what = {"published": "published results", "computed": "computed now (not published)", "quick": "smoke run (quick variant)"}
+        return f"{self.name}: {self.frame.height} points, {what[self.source]} in {self.path.relative_to(ROOT)}"
+
+
+def sweep_frame(name: str, *, smoke: bool, workers: int = 1) -> SweepData:
+    """The points of sweep ``name`` (``data/specs/<name>.toml``) as a frame (see module doc)."""
+    from cmdqv_lab.analysis.summary import load_sweep
+    from cmdqv_lab.experiments.spec import load_spec
+    from cmdqv_lab.experiments.sweep import run_sweep
+
+    spec_path = SPECS / f"{name}.toml"
+    if not spec_path.is_file():
+        raise SpecError(f"{spec_path}: no such sweep spec")
+    published = RESULTS / name
+    if not smoke and (published / "manifest.json").is_file():
+        return SweepData(name, load_sweep(published), "published", published)
+    out = CACHE / (f"{name}-quick" if smoke else name)
+    spec = load_spec(spec_path, quick=smoke)
+    run_sweep(spec, out, workers=workers, progress=False, prune=True)
+    return SweepData(name, load_sweep(out), "quick" if smoke else "computed", out)
