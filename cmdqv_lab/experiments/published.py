@@ -34,8 +34,14 @@ class SweepData:
     path: Path
 
     def describe(self) -> str:
-        what = {"published": "published results", "computed": "computed now (not published)", "quick": "smoke run (quick variant)"}
-        return f"{self.name}: {self.frame.height} points, {what[self.source]} in {self.path.relative_to(ROOT)}"
+        what = {
+            "published": "published results",
+            "computed": "computed now (not published)",
+            "quick": "smoke run (quick variant)",
+        }
+        return (
+            f"{self.name}: {self.frame.height} points, {what[self.source]} in {self.path.relative_to(ROOT)}"
+        )
 
 
 def sweep_frame(name: str, *, smoke: bool, workers: int = 1) -> SweepData:

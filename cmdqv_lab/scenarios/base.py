@@ -187,19 +187,21 @@ def describe() -> list[dict[str, Any]]:
         if scn.uses_platform:
             infos.update({k: v for k, v in Platform.field_infos().items() if k not in infos})
         for key, (default, info) in infos.items():
+            allowed = info.allowed()
+            if key == "platform":
+                from cmdqv_lab.platform import preset_names
+
+                allowed = "one of " + ", ".join(preset_names())
             rows.append(
-                {
-                    "name": key,
-                    "default": default,
-                    "unit": info.unit,
-                    "allowed": info.allowed(),
-                    "doc": info.doc,
-                }
+                {"name": key, "default": default, "unit": info.unit, "allowed": allowed, "doc": info.doc}
             )
+        doc = scn.doc
+        for prefix in (f"``{name}``:", f"{name}:"):
+            doc = doc.removeprefix(prefix).strip()
         out.append(
             {
                 "scenario": name,
-                "doc": scn.doc,
+                "doc": doc,
                 "count": scn.count,
                 "default_count": scn.default_count,
                 "params": rows,
