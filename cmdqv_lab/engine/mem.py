@@ -9,7 +9,9 @@ and exposes numpy views of each section to Python.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 from numba import carray, njit, types
@@ -86,181 +88,218 @@ def unmanaged(M):
     return carray(_as_int64_ptr(M.ctypes.data), M.shape[0])  # type: ignore[call-arg]
 
 
+# ----------------------------------------------------------------------------- raw loads and stores
+
+
+@intrinsic
+def _load(typingctx, arr, idx):
+    """``arr[idx]`` without numba's negative-index wraparound (indices here are never negative)."""
+    sig = types.int64(arr, idx)
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        return builder.load(builder.gep(ary.data, [args[1]], inbounds=True))
+
+    return sig, codegen
+
+
+@intrinsic
+def _store(typingctx, arr, idx, val):
+    """``arr[idx] = val`` without the wraparound check."""
+    sig = types.void(arr, idx, val)
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        builder.store(args[2], builder.gep(ary.data, [args[1]], inbounds=True))
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+#: Typed names for the intrinsics (the same objects; mypy cannot see through numba's decorator).
+load = cast("Callable[[Any, Any], Any]", _load)
+store = cast("Callable[[Any, Any, Any], None]", _store)
+
+
 # ----------------------------------------------------------------------------- accessors
 
 
 @njit(cache=True)
 def cget(M, c, f):
-    return M[M[H_CS] + c * C_NF + f]
+    return load(M, load(M, H_CS) + c * C_NF + f)
 
 
 @njit(cache=True)
 def cset(M, c, f, v):
-    M[M[H_CS] + c * C_NF + f] = v
+    store(M, load(M, H_CS) + c * C_NF + f, v)
 
 
 @njit(cache=True)
 def cadd(M, c, f, v):
-    M[M[H_CS] + c * C_NF + f] += v
+    i = load(M, H_CS) + c * C_NF + f
+    store(M, i, load(M, i) + v)
 
 
 @njit(cache=True)
 def qget(M, q, f):
-    return M[M[H_QS] + q * Q_NF + f]
+    return load(M, load(M, H_QS) + q * Q_NF + f)
 
 
 @njit(cache=True)
 def qset(M, q, f, v):
-    M[M[H_QS] + q * Q_NF + f] = v
+    store(M, load(M, H_QS) + q * Q_NF + f, v)
 
 
 @njit(cache=True)
 def qadd(M, q, f, v):
-    M[M[H_QS] + q * Q_NF + f] += v
+    i = load(M, H_QS) + q * Q_NF + f
+    store(M, i, load(M, i) + v)
 
 
 @njit(cache=True)
 def pget(M, p, f):
-    return M[M[H_PS] + p * P_NF + f]
+    return load(M, load(M, H_PS) + p * P_NF + f)
 
 
 @njit(cache=True)
 def pset(M, p, f, v):
-    M[M[H_PS] + p * P_NF + f] = v
+    store(M, load(M, H_PS) + p * P_NF + f, v)
 
 
 @njit(cache=True)
 def padd(M, p, f, v):
-    M[M[H_PS] + p * P_NF + f] += v
+    i = load(M, H_PS) + p * P_NF + f
+    store(M, i, load(M, i) + v)
 
 
 @njit(cache=True)
 def gget(M, f):
-    return M[M[H_G] + f]
+    return load(M, load(M, H_G) + f)
 
 
 @njit(cache=True)
 def gset(M, f, v):
-    M[M[H_G] + f] = v
+    store(M, load(M, H_G) + f, v)
 
 
 @njit(cache=True)
 def gadd(M, f, v):
-    M[M[H_G] + f] += v
+    i = load(M, H_G) + f
+    store(M, i, load(M, i) + v)
 
 
 @njit(cache=True)
 def kget(M, f):
-    return M[M[H_K] + f]
+    return load(M, load(M, H_K) + f)
 
 
 @njit(cache=True)
 def lget(M, line, f):
-    return M[M[H_LS] + line * L_NF + f]
+    return load(M, load(M, H_LS) + line * L_NF + f)
 
 
 @njit(cache=True)
 def lset(M, line, f, v):
-    M[M[H_LS] + line * L_NF + f] = v
+    store(M, load(M, H_LS) + line * L_NF + f, v)
 
 
 @njit(cache=True)
 def sget(M, row, f):
     """Slot pool row ``row`` (see :func:`cmdqv_lab.engine.slots.slot_row`)."""
-    return M[M[H_SL] + row * SL_NF + f]
+    return load(M, load(M, H_SL) + row * SL_NF + f)
 
 
 @njit(cache=True)
 def sset(M, row, f, v):
-    M[M[H_SL] + row * SL_NF + f] = v
+    store(M, load(M, H_SL) + row * SL_NF + f, v)
 
 
 @njit(cache=True)
 def rset(M, r, f, v):
     """Command record ``r``."""
-    M[M[H_RC] + r * R_NF + f] = v
+    store(M, load(M, H_RC) + r * R_NF + f, v)
 
 
 @njit(cache=True)
 def oset(M, r, f, v):
     """Op record ``r``."""
-    M[M[H_RO] + r * O_NF + f] = v
+    store(M, load(M, H_RO) + r * O_NF + f, v)
 
 
 @njit(cache=True)
 def pq_get(M, p, i):
     """The ``i``-th queue served by processor ``p``."""
-    return M[M[H_PQ] + p * M[H_PQW] + i]
+    return load(M, load(M, H_PQ) + p * load(M, H_PQW) + i)
 
 
 @njit(cache=True)
 def fifo_get(M, q, i):
-    return M[M[H_FIFO] + q * M[H_NCPU] + i % M[H_NCPU]]
+    return load(M, load(M, H_FIFO) + q * load(M, H_NCPU) + i % load(M, H_NCPU))
 
 
 @njit(cache=True)
 def fifo_set(M, q, i, v):
-    M[M[H_FIFO] + q * M[H_NCPU] + i % M[H_NCPU]] = v
+    store(M, load(M, H_FIFO) + q * load(M, H_NCPU) + i % load(M, H_NCPU), v)
 
 
 @njit(cache=True)
 def ring_op(M, c, ctr, f):
     """Field ``f`` (0 time, 1 steps) of CPU ``c``'s op with ring counter ``ctr``."""
-    n = M[H_ROP_N]
-    return M[M[H_ROP] + (c * n + (ctr & (n - 1))) * 2 + f]
+    n = load(M, H_ROP_N)
+    return load(M, load(M, H_ROP) + (c * n + (ctr & (n - 1))) * 2 + f)
 
 
 @njit(cache=True)
 def ring_op_set(M, c, ctr, f, v):
-    n = M[H_ROP_N]
-    M[M[H_ROP] + (c * n + (ctr & (n - 1))) * 2 + f] = v
+    n = load(M, H_ROP_N)
+    store(M, load(M, H_ROP) + (c * n + (ctr & (n - 1))) * 2 + f, v)
 
 
 @njit(cache=True)
 def ring_b(M, c, ctr, f):
     """Field ``f`` (0 kind, 1 a, 2 b, 3 c) of CPU ``c``'s step with ring counter ``ctr``."""
-    n = M[H_RB_N]
-    return M[M[H_RB] + (c * n + (ctr & (n - 1))) * 4 + f]
+    n = load(M, H_RB_N)
+    return load(M, load(M, H_RB) + (c * n + (ctr & (n - 1))) * 4 + f)
 
 
 @njit(cache=True)
 def ring_b_set(M, c, ctr, f, v):
-    n = M[H_RB_N]
-    M[M[H_RB] + (c * n + (ctr & (n - 1))) * 4 + f] = v
+    n = load(M, H_RB_N)
+    store(M, load(M, H_RB) + (c * n + (ctr & (n - 1))) * 4 + f, v)
 
 
 @njit(cache=True)
 def ring_c(M, c, ctr, f):
     """Field ``f`` (0 opcode, 1 service ps, 2 flags) of CPU ``c``'s command with ring counter ``ctr``."""
-    n = M[H_RCM_N]
-    return M[M[H_RCM] + (c * n + (ctr & (n - 1))) * 3 + f]
+    n = load(M, H_RCM_N)
+    return load(M, load(M, H_RCM) + (c * n + (ctr & (n - 1))) * 3 + f)
 
 
 @njit(cache=True)
 def ring_c_set(M, c, ctr, f, v):
-    n = M[H_RCM_N]
-    M[M[H_RCM] + (c * n + (ctr & (n - 1))) * 3 + f] = v
+    n = load(M, H_RCM_N)
+    store(M, load(M, H_RCM) + (c * n + (ctr & (n - 1))) * 3 + f, v)
 
 
 @njit(cache=True)
 def lock_get(M, lk, f):
     """Field ``f`` (L_HOLDER, L_HEAD, L_TAIL) of FIFO mutex ``lk``."""
-    return M[M[H_LOCKS] + lk * LOCK_NF + f]
+    return load(M, load(M, H_LOCKS) + lk * LOCK_NF + f)
 
 
 @njit(cache=True)
 def lock_set(M, lk, f, v):
-    M[M[H_LOCKS] + lk * LOCK_NF + f] = v
+    store(M, load(M, H_LOCKS) + lk * LOCK_NF + f, v)
 
 
 @njit(cache=True)
 def lfifo_get(M, lk, i):
-    return M[M[H_LFIFO] + lk * M[H_NCPU] + i % M[H_NCPU]]
+    return load(M, load(M, H_LFIFO) + lk * load(M, H_NCPU) + i % load(M, H_NCPU))
 
 
 @njit(cache=True)
 def lfifo_set(M, lk, i, v):
-    M[M[H_LFIFO] + lk * M[H_NCPU] + i % M[H_NCPU]] = v
+    store(M, load(M, H_LFIFO) + lk * load(M, H_NCPU) + i % load(M, H_NCPU), v)
 
 
 # ----------------------------------------------------------------------------- Python side

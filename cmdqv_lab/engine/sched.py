@@ -30,30 +30,30 @@ from cmdqv_lab.engine.layout import (
     WAIT_MSI,
     WAIT_SEV,
 )
-from cmdqv_lab.engine.mem import kget, lget, lset
+from cmdqv_lab.engine.mem import kget, lget, load, lset, store
 
 
 @njit(cache=True)
 def sched(M, e, t):
     """Set entity ``e``'s next step to time ``t`` (``TIME_NEVER``: blocked)."""
-    base = M[H_TREE]
-    pos = M[H_LEAVES] + e
-    M[base + pos] = TIME_NEVER if t == TIME_NEVER else (t << ID_BITS) | e
+    base = load(M, H_TREE)
+    pos = load(M, H_LEAVES) + e
+    store(M, base + pos, TIME_NEVER if t == TIME_NEVER else (t << ID_BITS) | e)
     pos >>= 1
     while pos >= 1:
-        a = M[base + 2 * pos]
-        b = M[base + 2 * pos + 1]
+        a = load(M, base + 2 * pos)
+        b = load(M, base + 2 * pos + 1)
         m = a if a < b else b
-        if M[base + pos] == m:
+        if load(M, base + pos) == m:
             break
-        M[base + pos] = m
+        store(M, base + pos, m)
         pos >>= 1
 
 
 @njit(cache=True)
 def next_key(M):
     """Key of the next step (``TIME_NEVER`` if every entity is blocked)."""
-    return M[M[H_TREE] + 1]
+    return load(M, load(M, H_TREE) + 1)
 
 
 @njit(cache=True)

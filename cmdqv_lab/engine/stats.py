@@ -54,7 +54,8 @@ def hist_add(h: np.ndarray, v: int) -> None:
 @njit(cache=True)
 def hist_add_at(M: np.ndarray, base: int, v: int) -> None:
     """Count value ``v`` in the histogram stored in ``M[base : base + N_BUCKETS]``."""
-    M[base + bucket_of(v)] += 1
+    i = base + bucket_of(v)
+    M[i] += 1
 
 
 def bucket_bounds(i: int) -> tuple[int, int]:
