@@ -316,21 +316,24 @@ class _Rings:
 
     def _write(self, c: int, blk: OpBlock) -> None:
         mem, cs = self.mem, self.mem.cs
-        o = (cs[c, L.C_OPTAIL] + np.arange(blk.n_ops)) & (mem.rop.shape[1] - 1)
-        mem.rop[c, o, 0] = blk.t
-        mem.rop[c, o, 1] = blk.nb
-        b = (cs[c, L.C_BTAIL] + np.arange(blk.n_steps)) & (mem.rb.shape[1] - 1)
-        mem.rb[c, b, 0] = blk.s_kind
-        mem.rb[c, b, 1] = blk.s_a
-        mem.rb[c, b, 2] = blk.s_b
-        mem.rb[c, b, 3] = blk.s_c
-        m = (cs[c, L.C_CTAIL] + np.arange(blk.n_cmds)) & (mem.rcm.shape[1] - 1)
-        mem.rcm[c, m, 0] = blk.c_opc
-        mem.rcm[c, m, 1] = blk.c_svc
-        mem.rcm[c, m, 2] = blk.c_flags
+        _ring_put(mem.rop[c], int(cs[c, L.C_OPTAIL]), (blk.t, blk.nb))
+        _ring_put(mem.rb[c], int(cs[c, L.C_BTAIL]), (blk.s_kind, blk.s_a, blk.s_b, blk.s_c))
+        _ring_put(mem.rcm[c], int(cs[c, L.C_CTAIL]), (blk.c_opc, blk.c_svc, blk.c_flags))
         cs[c, L.C_OPTAIL] += blk.n_ops
         cs[c, L.C_BTAIL] += blk.n_steps
         cs[c, L.C_CTAIL] += blk.n_cmds
+
+
+def _ring_put(ring: np.ndarray, ctr: int, columns: tuple[np.ndarray, ...]) -> None:
+    """Write ``columns`` into ``ring`` (rows x fields) from ring counter ``ctr``, wrapping once at most."""
+    n = columns[0].size
+    size = ring.shape[0]
+    i = ctr & (size - 1)
+    first = min(n, size - i)
+    for f, col in enumerate(columns):
+        ring[i : i + first, f] = col[:first]
+        if first < n:
+            ring[: n - first, f] = col[first:]
 
 
 def build_memory(cfg: EngineConfig) -> Memory:

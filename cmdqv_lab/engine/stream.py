@@ -49,6 +49,7 @@ class OpBlock:
     c_flags: np.ndarray
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "_step_cmds", np.where(self.s_kind == STEP_BATCH, self.s_a, 0))
         if self.t.shape != self.nb.shape:
             raise ValueError("t and nb must have one entry per op")
         if int(self.nb.sum()) != self.s_kind.size or not (
@@ -63,7 +64,7 @@ class OpBlock:
     @property
     def step_cmds(self) -> np.ndarray:
         """Entries of each step (0 for non-batch steps)."""
-        return np.where(self.s_kind == STEP_BATCH, self.s_a, 0)
+        return self._step_cmds  # type: ignore[attr-defined, no-any-return]
 
     @property
     def n_ops(self) -> int:
@@ -117,7 +118,9 @@ class OpBlock:
 
     def split(self, k: int) -> tuple[OpBlock, OpBlock]:
         """The first ``k`` ops and the rest."""
-        k = max(0, min(k, self.n_ops))
+        if k >= self.n_ops:
+            return self, OpBlock.empty()
+        k = max(0, k)
         ns = int(self.nb[:k].sum())
         nc = int(self.step_cmds[:ns].sum())
         s_ops, s_steps, s_cmds = slice(None, k), slice(None, ns), slice(None, nc)
