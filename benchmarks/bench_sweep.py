@@ -1,6 +1,6 @@
 """Sweep scaling: one sweep with 1 worker (in the sweep process) and with 2 (a spawn process pool).
 
-    python benchmarks/bench_sweep.py                                # q9 spec, 3 repeats each
+    python benchmarks/bench_sweep.py                                # benchmarks/sweep-bench.toml, 2 repeats each
     python benchmarks/bench_sweep.py --spec data/specs/open-queue-rate.toml --repeats 2
 
 Each run is a fresh subprocess writing to a fresh directory (nothing cached), so peak RSS is that
@@ -49,8 +49,8 @@ def one_run(spec_path: str, workers: int, out: str) -> dict:  # type: ignore[typ
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    ap.add_argument("--spec", default=str(ROOT / "data" / "specs" / "q9-host-cpus-submit.toml"))
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--spec", default=str(ROOT / "benchmarks" / "sweep-bench.toml"))
+    ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--one", nargs=2, metavar=("WORKERS", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:

@@ -64,7 +64,7 @@ class OpBlock:
     @property
     def step_cmds(self) -> np.ndarray:
         """Entries of each step (0 for non-batch steps)."""
-        return self._step_cmds  # type: ignore[attr-defined, no-any-return]
+        return self._step_cmds  # type: ignore[attr-defined]
 
     @property
     def n_ops(self) -> int:

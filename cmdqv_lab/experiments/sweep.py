@@ -24,7 +24,7 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,6 +122,18 @@ def _peak_rss_kb() -> int:
         return 0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss // 1024 if sys.platform == "darwin" else rss  # macOS reports bytes
+
+
+def point_cost(task: Mapping[str, Any]) -> float:
+    """A rough relative cost of a point for scheduling: its count times the issuing CPUs it runs."""
+    res = task.get("resolved") or task.get("overrides") or {}
+    cpus = 1
+    for key in ("cpus", "threads", "vms"):
+        v = res.get(key)
+        if isinstance(v, int) and v > 0:
+            cpus *= v
+    count = task.get("count") or 1
+    return float(count) * cpus
 
 
 def make_tasks(spec: Spec) -> list[dict[str, Any]]:
@@ -251,6 +263,9 @@ def run_sweep(
             entries[t["index"]] = mf.point_entry(t, sp.meta["content_sha256"], sp.meta.get("wall_s"))
             report.cached += 1
         by_index = {t["index"]: t for t in tasks}
+        # Longest first, so a slow point does not finish alone at the end; results do not depend
+        # on the order (each point is keyed and stored on its own; the manifest is in point order).
+        pending.sort(key=lambda t: (-point_cost(t), t["index"]))
         with executor as ex:
             report.executor, report.workers = ex.description, ex.n_workers
             bar = tqdm(
