@@ -7,6 +7,7 @@ True
 
 from __future__ import annotations
 
+import os
 import shlex
 import time
 from pathlib import Path
@@ -46,7 +47,20 @@ import click
     default=None,
     help="Fail if one cell runs longer than this many seconds  [default: no limit]",
 )
-def report(smoke: bool, out: Path, notebooks_dir: Path, data_dir: Path | None, timeout: float | None) -> None:
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1, max=64),
+    default=None,
+    help="Notebooks executed at the same time  [default: the number of CPUs, at most 4]",
+)
+def report(
+    smoke: bool,
+    out: Path,
+    notebooks_dir: Path,
+    data_dir: Path | None,
+    timeout: float | None,
+    jobs: int | None,
+) -> None:
     """Execute every notebook with papermill and write a static HTML report that needs no network.
 
     The index lists each design question's one-line answer and links to the notebooks' pages;
@@ -68,5 +82,6 @@ def report(smoke: bool, out: Path, notebooks_dir: Path, data_dir: Path | None, t
         timeout=timeout,
         command=shlex.join(args),
         log=lambda m: click.echo(f"report: {m}", err=True),
+        jobs=jobs or min(4, os.cpu_count() or 1),
     )
     click.echo(f"report: wrote {index} in {time.perf_counter() - t0:.1f} s" + (" (smoke)" if smoke else ""))

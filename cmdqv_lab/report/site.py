@@ -28,6 +28,7 @@ import os
 import re
 import shutil
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from importlib import resources
@@ -318,6 +319,7 @@ def build(
     timeout: float | None = None,
     command: str = "",
     log: Callable[[str], None] = lambda _m: None,
+    jobs: int = 1,
 ) -> Path:
     """Execute every notebook of ``notebooks_dir`` and write the site to ``out``.
 
@@ -337,6 +339,8 @@ def build(
         Per-cell time limit in seconds.
     log
         Receives one progress line per notebook.
+    jobs
+        Notebooks executed at the same time (each in its own kernel process).
 
     Returns
     -------
@@ -357,7 +361,8 @@ def build(
         env = _manifest.environment(repo or notebooks_dir, smoke=smoke, command=command)
         data = _manifest.data_manifests(data_dir or notebooks_dir.parent / "data")
         pages: list[NotebookPage] = []
-        for src in notebooks:
+
+        def run(src: Path) -> Any:
             dest = tmp / "notebooks" / f"{src.stem}.ipynb"
             try:
                 ex = execute(src, dest, smoke=smoke, timeout=timeout, cwd=notebooks_dir)
@@ -369,6 +374,12 @@ def build(
                     msg += f" (executed copy: {failed / dest.name})"
                 raise ReportError(msg) from None
             log(f"{src.name}: ok in {ex.seconds:.1f} s")
+            return ex
+
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            executed = list(pool.map(run, notebooks))  # in notebook order; the first failure raises
+        for src, ex in zip(notebooks, executed):
+            dest = tmp / "notebooks" / f"{src.stem}.ipynb"
             nb = nbformat.read(dest, as_version=4)
             page = render_notebook(nb, slug=src.stem)
             page.title = page.title or src.stem
