@@ -1,0 +1,133 @@
+"""Every notebook in notebooks/ runs in smoke mode and the report they make works offline.
+
+One smoke report of the real notebooks is built (module fixture, notebooks executed two at a time);
+the checks then read its manifest and open its pages in headless Chromium with the network cut, as
+tests/test_report_browser.py does for the fixture notebook.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cmdqv_lab.report.site import build
+from tests.test_report_browser import CHROMIUM, FLAGS, Browser, drawn_marks
+
+pytestmark = [pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]-*.py"))
+QUESTIONS = [f"Q{i}" for i in range(1, 11)]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("smoke") / "site"
+    build(ROOT / "notebooks", out, smoke=True, repo=ROOT, jobs=2)
+    return out
+
+
+@pytest.fixture(scope="module")
+def manifest(report: Path) -> dict[str, Any]:
+    return json.loads((report / "manifest.json").read_text())
+
+
+def test_there_are_notebooks_for_every_question() -> None:
+    assert len(NOTEBOOKS) >= 10
+    assert NOTEBOOKS[0].name.startswith("00-")
+
+
+def test_every_notebook_ran_and_has_charts(manifest: dict[str, Any]) -> None:
+    ran = {n["source"]: n for n in manifest["notebooks"]}
+    assert sorted(ran) == [p.name for p in NOTEBOOKS]
+    for name, nb in ran.items():
+        assert nb["charts"] > 0, f"{name} drew no chart"
+        assert nb["seconds"] < 120, f"{name} took {nb['seconds']} s in smoke mode"
+
+
+def test_every_question_has_a_computed_answer(manifest: dict[str, Any]) -> None:
+    answers: dict[str, list[str]] = {}
+    for nb in manifest["notebooks"]:
+        for a in nb["answers"]:
+            answers.setdefault(a["qid"], []).append(a["text"])
+    assert sorted(answers, key=lambda q: int(q[1:])) == QUESTIONS
+    for qid, texts in answers.items():
+        for text in texts:
+            assert re.search(r"\d", text), f"{qid}: the answer states no number: {text!r}"
+
+
+def test_every_notebook_shows_a_parameter_table_with_provenance(manifest: dict[str, Any]) -> None:
+    for nb in manifest["notebooks"]:
+        if nb["source"].startswith("00-"):
+            continue
+        assert nb["tables"], f"{nb['source']} shows no parameter table"
+
+
+@pytest.fixture(params=["file"])
+def browser(request: pytest.FixtureRequest, report: Path, tmp_path: Path) -> Iterator[tuple[Browser, str]]:
+    if not CHROMIUM.exists():
+        pytest.skip("needs Debian's chromium at /usr/bin/chromium (scripts/install-sysdeps installs it)")
+    from playwright.sync_api import sync_playwright
+
+    base = report.as_uri() + "/"
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True, args=FLAGS,
+            viewport={"width": 1200, "height": 900},
+        )  # fmt: skip
+        try:
+            yield Browser(context, base), base
+        finally:
+            context.close()
+
+
+@pytest.mark.browser
+def test_every_page_draws_offline(browser: tuple[Browser, str], manifest: dict[str, Any]) -> None:
+    b, base = browser
+    sliders = 0
+    for nb in manifest["notebooks"]:
+        page = b.open(base + nb["page"])
+        charts = page.locator("div.cmdqv-chart")
+        assert charts.count() == nb["charts"]
+        for i in range(charts.count()):
+            chart = charts.nth(i)
+            assert chart.get_attribute("data-rendered") == "1", f"{nb['page']} chart {i}"
+            assert chart.locator("svg.marks, canvas").count() == 1
+            assert drawn_marks(chart) > 0, f"{nb['page']} chart {i} drew nothing"
+        sliders += page.locator("div.cmdqv-chart input[type=range], div.cmdqv-chart select").count()
+        page.close()
+    assert sliders > 0, "no page keeps an explorer (a Vega-Lite parameter bound to a control)"
+    b.assert_clean()
+
+
+@pytest.mark.browser
+def test_a_slider_changes_the_drawn_data(browser: tuple[Browser, str], manifest: dict[str, Any]) -> None:
+    b, base = browser
+    for nb in manifest["notebooks"]:
+        page = b.open(base + nb["page"])
+        chart = page.locator("div.cmdqv-chart", has=page.locator("input[type=range]")).first
+        if chart.count() == 0:
+            page.close()
+            continue
+        slider = chart.locator("input[type=range]").first
+
+        def drawing(chart: Any = chart) -> list[str | None]:
+            marks = chart.locator("svg.marks g[class*='role-mark'] > *")
+            return [
+                marks.nth(i).get_attribute("d") or marks.nth(i).get_attribute("transform")
+                for i in range(marks.count())
+            ]
+
+        before = drawing()
+        slider.focus()
+        slider.press("End" if slider.input_value() != slider.get_attribute("max") else "Home")
+        page.wait_for_timeout(500)
+        assert drawing() != before, f"{nb['page']}: moving the slider did not change the chart"
+        b.assert_clean()
+        return
+    pytest.fail("no notebook page has a slider")
