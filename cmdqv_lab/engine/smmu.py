@@ -306,15 +306,7 @@ def step_proc(M, p, now):
             return
     # The turn on `cur` is over (limit reached, queue drained or halted): round robin to the next
     # queue with work after the current position; that may be `cur` again if it alone has work.
-    nq = pget(M, p, P_NQ)
-    rr = pget(M, p, P_RR)
-    nxt = -1
-    pos = rr
-    for j in range(1, nq + 1):
-        pos = (rr + j) % nq
-        if has_work(M, pq_get(M, p, pos)):
-            nxt = pq_get(M, p, pos)
-            break
+    nxt, pos = _next_with_work(M, p, pget(M, p, P_RR))
     if kget(M, K_HW_SYNC_INSERT) == 1 and cur >= 0 and pget(M, p, P_TURN_CNT) > 0:
         pset(M, p, P_STATE, P_HWSYNC)
         pset(M, p, P_CUR, -1)
@@ -324,28 +316,26 @@ def step_proc(M, p, now):
         gadd(M, G_HW_SYNCS, 1)
         sched(M, p, now + kget(M, K_HW_SYNC))
         return
-    if nxt < 0:
-        pset(M, p, P_STATE, P_IDLE)
-        pset(M, p, P_CUR, -1)
-        pset(M, p, P_TURN_CNT, 0)
-        sched(M, p, TIME_NEVER)
-        return
-    while True:  # an illegal head entry halts its queue: look further
+    while nxt >= 0:
         pset(M, p, P_RR, pos)
         pset(M, p, P_TURN_CNT, 0)
         pset(M, p, P_TURN_T0, now)
         if start_command(M, p, nxt, now):
             return
-        nxt = -1
-        rr = pos
-        for j in range(1, nq + 1):
-            pos = (rr + j) % nq
-            if has_work(M, pq_get(M, p, pos)):
-                nxt = pq_get(M, p, pos)
-                break
-        if nxt < 0:
-            pset(M, p, P_STATE, P_IDLE)
-            pset(M, p, P_CUR, -1)
-            pset(M, p, P_TURN_CNT, 0)
-            sched(M, p, TIME_NEVER)
-            return
+        nxt, pos = _next_with_work(M, p, pos)  # its head entry is illegal: the queue halted
+    pset(M, p, P_STATE, P_IDLE)
+    pset(M, p, P_CUR, -1)
+    pset(M, p, P_TURN_CNT, 0)
+    sched(M, p, TIME_NEVER)
+
+
+@njit(cache=True)
+def _next_with_work(M, p, rr):
+    """The first of processor ``p``'s queues with work after list position ``rr`` (round robin,
+    ``rr`` itself last): ``(queue, position)``, or ``(-1, rr)`` if none has work."""
+    nq = pget(M, p, P_NQ)
+    for j in range(1, nq + 1):
+        pos = (rr + j) % nq
+        if has_work(M, pq_get(M, p, pos)):
+            return pq_get(M, p, pos), pos
+    return -1, rr

@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import platform
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -65,31 +64,15 @@ def _repo_root() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
-def _git(repo: Path, *args: str) -> str | None:
-    try:
-        r = subprocess.run(
-            ["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=20, check=False
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return r.stdout.strip() if r.returncode == 0 else None
-
-
 def git_state(repo: Path) -> dict[str, Any] | None:
     """``{"commit", "branch", "dirty"}`` of ``repo``, or None outside git.
 
     ``dirty`` means uncommitted changes to tracked files *outside* ``data/results`` (regenerating
     one published sweep rewrites tracked result files, which says nothing about the code).
     """
-    commit = _git(repo, "rev-parse", "HEAD")
-    if not commit:
-        return None
-    status = _git(repo, "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)data/results")
-    return {
-        "commit": commit,
-        "branch": _git(repo, "rev-parse", "--abbrev-ref", "HEAD"),
-        "dirty": bool(status),
-    }
+    from cmdqv_lab.report.manifest import git_info
+
+    return git_info(repo, exclude=("data/results",))
 
 
 def build_manifest(

@@ -41,12 +41,16 @@ def _git(repo: Path, *args: str) -> str | None:
     return r.stdout.strip() if r.returncode == 0 else None
 
 
-def git_info(repo: Path) -> dict[str, Any] | None:
-    """``{"commit", "branch", "dirty"}`` of the repository containing ``repo``, or None."""
+def git_info(repo: Path, exclude: tuple[str, ...] = ()) -> dict[str, Any] | None:
+    """``{"commit", "branch", "dirty"}`` of the repository containing ``repo``, or None.
+
+    ``dirty``: uncommitted changes to tracked files, ignoring paths under ``exclude``.
+    """
     commit = _git(repo, "rev-parse", "HEAD")
     if not commit:
         return None
-    status = _git(repo, "status", "--porcelain", "--untracked-files=no")
+    pathspec = ["--", ".", *(f":(exclude){p}" for p in exclude)] if exclude else []
+    status = _git(repo, "status", "--porcelain", "--untracked-files=no", *pathspec)
     return {
         "commit": commit,
         "branch": _git(repo, "rev-parse", "--abbrev-ref", "HEAD"),
