@@ -65,6 +65,9 @@ from cmdqv_lab.workloads.replay import TRACES_DIR
 from cmdqv_lab.workloads.synthetic.mixed import MixedParams
 
 plots.enable()
+pl.Config.set_tbl_rows(80)  # show whole result tables (also in the report's HTML)
+pl.Config.set_tbl_cols(16)
+pl.Config.set_fmt_str_lengths(80)
 t_start = time.perf_counter()
 POLICIES = ["first-opcode", "scan", "split", "homogeneous", "scan-fanout"]
 print("guest-owned VCMDQ accepts:", ", ".join(sorted(o.name for o in GUEST_ACCEPTED)))

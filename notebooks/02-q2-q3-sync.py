@@ -66,6 +66,9 @@ from cmdqv_lab.virt.paths import VcpuRoute, stream_blocks
 from cmdqv_lab.workloads.registry import generate
 
 plots.enable()
+pl.Config.set_tbl_rows(80)  # show whole result tables (also in the report's HTML)
+pl.Config.set_tbl_cols(16)
+pl.Config.set_fmt_str_lengths(80)
 t_start = time.perf_counter()
 POLICIES = ["first-opcode", "scan", "split", "homogeneous", "scan-fanout"]
 
