@@ -176,7 +176,16 @@ safety = pl.DataFrame(rows).with_columns(
 )
 assert safety["disagreements"].sum() == 0, "routing and the functional model disagree on ILL"
 print(f"{safety.height} checker runs in {time.perf_counter() - t0:.1f} s")
-safety.select("mix_per", "unsupported_fraction", "policy", "ill", "q2", "ill_per_1e4_ops", "trapped_share")
+safety.select(
+    "mix_per",
+    "unsupported_fraction",
+    "policy",
+    "ill",
+    "q2",
+    "ill_per_1e4_ops",
+    "trapped_share",
+    "inserted_syncs",
+)
 
 # %% [markdown]
 # What an ILL means, in the model's own words (the first one first-opcode produced):
@@ -250,6 +259,11 @@ plots.show(
 )
 
 # %% [markdown]
+# `split` and `homogeneous` trap the same commands; `homogeneous` also cuts batches at every change
+# of command type (e.g. TLBI to ATC_INV), so it inserts more CMD_SYNCs (`inserted_syncs`, per run
+# of the table above: the price of keeping batches single-type). `scan` and `scan-fanout` trap
+# every command of a mixed batch.
+#
 # ## 3. Cost: unmap latency in a Grace guest (timing engine)
 #
 # Scenario `guest-vcmdq`: one VM, 2 vCPUs running dma_map_benchmark-style map/unmap loops on a
@@ -381,7 +395,7 @@ answer(
     f"+{per_mixed('split', 4):.0f} us for split: a trap; first-opcode {lat('first-opcode', F, 4):.1f} us, unsafe); "
     f"with 64 KiB unmaps scan traps all 16 TLBIs ({base64:.1f} -> {lat('scan', F, 64):.1f} us, "
     f"+{per_mixed('scan', 64):.0f} us per mixed unmap) where split traps only the CFGI_CD "
-    f"({lat('split', F, 64):.1f} us, +{per_mixed('split', 64):.0f} us): split is the policy to keep.",
+    f"({lat('split', F, 64):.1f} us, +{per_mixed('split', 64):.0f} us): split traps least, but only scan-fanout is also free of the Q2 hazards of notebook 02.",
 )
 print(f"notebook ran in {time.perf_counter() - t_start:.1f} s (smoke={smoke})")
 
