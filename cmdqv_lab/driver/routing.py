@@ -243,8 +243,8 @@ def _split(df: pl.DataFrame, key: list[str], by_class: bool) -> pl.DataFrame:
 
 
 def _fanout(df: pl.DataFrame) -> pl.DataFrame:
-    """Insert, before each waited CMD_SYNC, a waited CMD_SYNC on every other path the issuer used since
-    its previous waited SYNC (one part each, after the batch)."""
+    """After each part that ends with a waited CMD_SYNC, insert a waited CMD_SYNC (one part each) on
+    every other path the issuer used since its previous waited SYNC."""
     parts = (
         df.group_by(["vm", "cpu", "batch", "part"], maintain_order=True)
         .agg(
