@@ -437,8 +437,9 @@ widgets.explore_host(compare="queues", x="cpus", submit="linux-lockfree", vcmdqs
 #   per-CPU queue publishes two commands at a time. (This rests on the fitted `fetch_ns` and the
 #   assumed `fetch_line_cmds`; notebook 09 varies the latter.) If the SMMU consumes queues in
 #   parallel, per-CPU queues scale almost flat and a few shared VCMDQs become SMMU-bound again.
-# * **`line_xfer_ns`** moves the shared queue's collapse a lot (cross-die transfers make 16 CPUs
-#   already collapse) but hardly moves the comparison between per-CPU and a few shared VCMDQs.
+# * **`line_xfer_ns`** moves the shared queue's collapse a lot (with cross-die transfers 16 CPUs
+#   already collapse) but moves the comparison between per-CPU queues and a few shared VCMDQs much
+#   less (see the table above).
 #
 # So "solid perf data" for host VCMDQs needs one number the thread did not have: how many command
 # queues the SMMU (or CMDQV) executes concurrently.

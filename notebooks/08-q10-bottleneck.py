@@ -79,8 +79,8 @@ for name in ("host-dma-map", "host-fio", "host-netperf"):
 #
 # Four specs in `data/specs` (with `[quick]` variants), D06 preset, the same seeds at every point.
 # Each compares three topologies: the shared main cmdq with Linux's lock-free path, and one ECMDQ
-# per CPU with the exclusive path on an SMMU with one command processor (`smmu_parallel = 1`) or one
-# per queue (`128`).
+# per CPU with the exclusive path on an SMMU with one command processor (`smmu_parallel = 1`,
+# "P=1" in the legends) or one per queue (`128`, "P=128").
 #
 # * `nb-q10-dma-map`: closed loop, map + unmap per thread, threads 1..64, strict vs lazy;
 # * `nb-q10-netperf`: open loop, Poisson packets on 16 CPUs, 25K..800K packets/s per CPU;
@@ -91,8 +91,8 @@ for name in ("host-dma-map", "host-fio", "host-netperf"):
 # %%
 TOPO = {
     ("main", "linux-lockfree", 1): "main cmdq, lock-free",
-    ("ecmdq", "exclusive", 1): "ECMDQ per CPU, exclusive (smmu_parallel=1)",
-    ("ecmdq", "exclusive", 128): "ECMDQ per CPU, exclusive (smmu_parallel=128)",
+    ("ecmdq", "exclusive", 1): "ECMDQ/CPU, exclusive, P=1",
+    ("ecmdq", "exclusive", 128): "ECMDQ/CPU, exclusive, P=128",
     ("main", "spinlock", 1): "main cmdq, spinlock",
     ("vcmdq", "linux-lockfree", 1): "2 VCMDQs, lock-free",
 }
@@ -348,13 +348,22 @@ plots.show(
         title="strict trace replayed back to back: doorbells/s per CPU",
     )
 )
+rep_means = (
+    repd.group_by("trace", "config", "cpus")
+    .agg(pl.col("cmdq_us_per_mib").mean())
+    .sort("trace", "config", "cpus")
+)
 plots.show(
-    plots.throughput_vs_cpus(
-        repd,
-        y="cmdq_us_per_mib",
-        color="case",
+    plots.explorer(
+        rep_means,
+        "cpus",
+        "cmdq_us_per_mib",
+        "config",
+        "trace",
+        kind="select",
         log_x=True,
-        title="CPU time in the cmdq path per MiB read (us), strict and lazy traces",
+        log_y=True,
+        title="CPU time in the cmdq path per MiB read (us)",
     )
 )
 rsum = (
@@ -432,7 +441,7 @@ widgets.explore("host-netperf", ["pps", "mode", "queues", "submit", "threads"], 
 
 # %%
 MAIN = "main cmdq, lock-free"
-E1, E128 = "ECMDQ per CPU, exclusive (smmu_parallel=1)", "ECMDQ per CPU, exclusive (smmu_parallel=128)"
+E1, E128 = "ECMDQ/CPU, exclusive, P=1", "ECMDQ/CPU, exclusive, P=128"
 
 
 def sp(config: str, threads: int) -> float:

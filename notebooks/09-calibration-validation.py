@@ -594,6 +594,14 @@ table = table.join(range_table.select("parameter", "low", "high"), on="parameter
 param_table(table, "Change of each conclusion (%) at the low and high end of each assumed parameter's range")
 
 # %% [markdown]
+# A zero means that *this* conclusion, in *this* configuration, does not depend on the parameter,
+# not that the parameter never matters: `guest_error_ns` only acts when a VCMDQ error is forwarded
+# to the guest (first-opcode routing, Q1), `clk_batch_ns` and `hw_sync_ns` only with several
+# VCMDQs and hardware-inserted SYNCs (Q3), `vmm_lock` only with several vCPUs trapping at once
+# (Q8), the queue sizes only when a queue fills. The notebooks of those questions vary them where
+# they matter.
+
+# %% [markdown]
 # ### Explore: one parameter at a time across its range
 #
 # x: position in the range (0 = low end, 1 = high end; geometric between them), y: change of each
