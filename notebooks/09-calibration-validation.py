@@ -434,7 +434,7 @@ RANGES: dict[str, tuple[float, float, str]] = {
     "vcmdq_log2size": (8, 19, "VCMDQ size: Linux needs > 64 entries, 2^19 max"),
     "ecmdq_log2size": (8, 19, "ECMDQ size, same bounds"),
     "think_ns": (500, 4000, "host CPU work per map+unmap (the d06 fit's bounds)"),
-    "vmm_trap_ns": (2000, 50_000, "VMM work per trapped PROD write (grace fit 22.6 us inside)"),
+    "vmm_trap_ns": (2000, 50_000, "VMM work per trapped PROD write (the grace fit lies inside)"),
     "vmm_per_cmd_ns": (200, 5000, "VMM parse + invalidation ioctl per command"),
     "vmm_lock": (0, 1, "VMM emulates under one lock per VM (False / True)"),
     "guest_unmap_ns": (500, 20_000, "guest dma_unmap CPU work (the grace fit's bounds)"),
