@@ -83,3 +83,16 @@ def test_workload_scenarios(name: str) -> None:
     frames = [f for s in generate(wl, {"threads": 2, "vms": 0, key: 300}, seed=3).streams for f in s]
     assert r.metrics["commands"] == sum(f.height for f in frames)
     assert r.metrics["ops"] == sum(f["op"].n_unique() for f in frames)
+
+
+def test_workload_scenario_sweep_rows() -> None:
+    """The workload's size is the run's count, not a parameter: it would clash with the ops metric."""
+    from cmdqv_lab.experiments.spec import parse_spec
+    from cmdqv_lab.experiments.sweep import make_tasks, run_point
+
+    text = 'scenario = "host-dma-map"\ncount = 64\nseeds = [0]\n[grid]\nmode = ["strict", "lazy"]'
+    rows = [run_point(t)["row"] for t in make_tasks(parse_spec(text, "d.toml"))]
+    assert [(r["mode"], r["count"]) for r in rows] == [("strict", 64), ("lazy", 64)]
+    assert rows[0]["ops"] == 64 and rows[1]["ops"] < 64  # lazy: flush ops
+    with pytest.raises(ParamError, match="unknown parameter 'ops'"):
+        simulate("host-fio", {"ops": 5})

@@ -419,6 +419,13 @@ def test_explore_any_scenario_controls_its_own_parameters() -> None:
         W.explore_host(cpu=4)
 
 
+def test_scenarios_sized_by_their_input_open_without_a_count() -> None:
+    # trace-replay's default count is 0 (the whole trace): the explorer caps it instead of failing
+    ex = W.explore("trace-replay", ["submit"], fixed={"trace": "linux6.1-smp1-lazy"})
+    assert ex.error is None and ex.result.metrics["ops"] > 0
+    assert W.explore("host-dma-map", ["threads"]).result.metrics["ops"] == 10_000
+
+
 def test_open_queue_explorer_shows_queueing_theory() -> None:
     ex = W.explore_open_queue(rate_mcmd_s=8, service_ns=100, count=20_000)
     assert "M/D/1, ρ = 0.80) mean queue wait 200 ns" in ex.notes_html.value

@@ -2,8 +2,10 @@
 
 For every workload in :mod:`cmdqv_lab.workloads.registry` (dma-map, fio, netperf, config-churn,
 mixed, ...) a scenario ``host-<name>`` runs its command stream, issued by the host (``vms = 0``), on
-``queues`` with ``submit``. Its parameters are the topology's plus the workload's own; ``--ops``
-sets the workload's ``ops`` (or ``cycles``). Each op starts with ``op_cpu_ns`` of CPU work.
+``queues`` with ``submit``. Its parameters are the topology's plus the workload's own, except the
+workload's size (``ops``, or ``cycles``): that is the run's count (``--ops``, ``simulate(count=)``,
+a sweep's ``count``), default the workload's own default. (As a parameter it would also clash with
+the ``ops`` metric in a sweep's result rows.) Each op starts with ``op_cpu_ns`` of CPU work.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from cmdqv_lab.workloads.registry import get_workload, workload_names
 
 UNBOUNDED = 1 << 62
 MAX_BATCH = 65  # CMDQ_BATCH_ENTRIES + a CMD_SYNC
+#: Workload fields that give its size: the run's count, not a scenario parameter.
+SIZE_KEYS = ("ops", "cycles")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,7 +49,7 @@ def _combined(name: str, wl: type[Params]) -> type[Params]:
     seen: set[str] = set()
     for cls in (HostTopology, wl):
         for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-            if f.name in seen or f.name == "vms":
+            if f.name in seen or f.name == "vms" or f.name in SIZE_KEYS:
                 continue
             seen.add(f.name)
             fields.append((f.name, f.type, dataclasses.field(default=f.default, metadata=f.metadata)))
@@ -64,7 +68,7 @@ def _builder(name: str):  # returns the scenario's builder
         values = {k: v for k, v in p.to_dict().items() if k in own}
         if "vms" in own:
             values["vms"] = 0
-        for key in ("ops", "cycles"):
+        for key in SIZE_KEYS:
             if key in own and n:
                 values[key] = n
         w = spec.make(spec.params.from_overrides({}, **values), seed)
@@ -95,12 +99,14 @@ def _builder(name: str):  # returns the scenario's builder
 
 for _name in workload_names():
     _spec = get_workload(_name)
+    _size = next((k for k in SIZE_KEYS if k in _spec.params.field_infos()), None)
     register(
         Scenario(
             name=f"host-{_name}",
             doc=f"host-{_name}: the {_name} workload ({_spec.doc.split(':')[0]}) on a host topology",
             params=_combined(_name, _spec.params),
             build=_builder(_name),
-            default_count=0,
+            count=_size or "ops",
+            default_count=int(_spec.params.field_infos()[_size][0]) if _size else 0,
         )
     )

@@ -188,7 +188,8 @@ class Explorer:
         self.debounce_s, self.max_sims = debounce_s, max_sims
         self.bar = StatusBar(progress_after_s)
         self.svg, self.scheduler = svg, scheduler
-        n = min(self.scenario.default_count, 5_000 if varied else 20_000) if count is None else count
+        cap = 5_000 if varied else 20_000  # a scenario's default_count 0 means "all of its input"
+        n = (min(self.scenario.default_count, cap) or cap) if count is None else count
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ParamError(f"count={count!r} must be a positive integer")
 
