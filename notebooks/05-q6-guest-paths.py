@@ -340,26 +340,35 @@ for (ld, il, vt, other), g in pairs.group_by("load", "irq_latency_ns", "vmm_trap
     )
 sens = pl.DataFrame(sens_rows).sort("load", "versus", "irq_latency_us", "vmm_trap_us")
 for (ld, other), g in sens.group_by("load", "versus", maintain_order=True):
+    g = g.with_columns(pl.col("vmm_trap_us").round(1))
+    enc = {
+        "x": alt.X("vmm_trap_us:O", title="vmm_trap_ns (us)"),
+        "y": alt.Y("irq_latency_us:O", title="irq_latency_ns (us)", sort="descending"),
+    }
     heat = (
         alt.Chart(g)
         .mark_rect()
         .encode(
-            x=alt.X("vmm_trap_us:O", title="vmm_trap_ns (us)"),
-            y=alt.Y("irq_latency_us:O", title="irq_latency_ns (us)", sort="descending"),
+            **enc,
             color=alt.Color(
-                "break_even_fraction:Q", title="break-even", scale=alt.Scale(domain=[0, 1], scheme="viridis")
+                "break_even_fraction:Q",
+                title="break-even",
+                scale=alt.Scale(domain=[0, 1], scheme="yellowgreenblue"),
             ),
         )
     )
-    text = (
-        alt.Chart(g).mark_text(color="white").encode(x="vmm_trap_us:O", y="irq_latency_us:O", text="label:N")
-    )
+    text = alt.Chart(g).mark_text(color="black", fontSize=12).encode(**enc, text="label:N")
     plots.show(
         (heat + text).properties(
-            title=f"Fix-up vs {other}, {ld}: unsupported fraction where fix-up stops being faster "
-            "(none: faster up to 100%)"
+            width=360,
+            height=240,
+            title=alt.TitleParams(
+                f"Fix-up vs {other}, {ld}",
+                subtitle="unsupported fraction where fix-up stops being faster (none: faster up to 100%)",
+            ),
         )
     )
+
 
 # %%
 # One vCPU: the extra latency of one unsupported unmap on each path (least-squares slope over f).
