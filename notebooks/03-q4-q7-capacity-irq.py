@@ -133,7 +133,7 @@ plots.show(
 # %%
 # VMs x devices per VM: which part of the request falls back to the trapped path (1 VCMDQ per VM).
 dev_counts = list(range(1, 25)) if not smoke else [1, 8, 16, 17, 24]
-vm_grid = list(range(4, 81, 4)) if not smoke else [8, 63, 64, 80]
+vm_grid = [1, 8, 16, 24, 32, 40, 48, 56, 62, 63, 64, 65, 72, 80] if not smoke else [8, 63, 64, 80]
 grid_rows = []
 for n in vm_grid:
     for d in dev_counts:
