@@ -281,11 +281,12 @@ param_table(be_default, "Break-even fraction of unsupported unmaps, default cost
 # trapped fallback start from the same point (a clean VCMDQ), so one of them is faster at every
 # fraction. The comparison is then per unsupported command: the fix-up adds `irq_latency_ns` plus
 # the handler, emulation and acknowledgement; the trapped fallback adds the PROD trap, the VMM's
-# work (`vmm_trap_ns`) and the forwarding ioctl. With QEMU's fitted trap cost the interrupt round
-# trip is the cheaper of the two, contrary to Robin's expectation, which holds only for a lean
-# trap handler (next section). Under load the picture changes: the host has one IRQ thread for all
-# VMs (a single server, notebook 03), while every VM has its own VMM lock, so with 8 VMs the
-# fix-up path saturates first and a real break-even fraction appears.
+# work (`vmm_trap_ns`) and the forwarding ioctl (the next section measures both and prints which
+# is cheaper). Under load two things change, both against the fix-up: the host has one IRQ
+# thread for all VMs (a single server, notebook 03) while every VM has its own VMM lock; and an
+# ILL halts the whole VCMDQ, so a vCPU sharing that queue waits behind the fix-up too (the
+# trapped fallback only delays the vCPU that issued the command). With 8 VMs a real break-even
+# fraction appears.
 
 # %% [markdown]
 # ## How the break-even moves with the assumed costs
