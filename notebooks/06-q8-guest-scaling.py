@@ -245,8 +245,9 @@ param_table(
 # Reading the curves:
 #
 # * **small unmaps, one SMMU processor**: the SMMU is not the limit; a second queue only removes
-#   cmpxchg contention on the shared `llq` cache line, which costs little until many vCPUs share
-#   one lock-free queue. At the largest vCPU count the model's single queue collapses (cmpxchg
+#   cmpxchg contention on the shared `llq` cache line: a few hundred ns per unmap (a large share
+#   of the short invalidation, a small one of the whole unmap) until many vCPUs share one
+#   lock-free queue. At the largest vCPU count the model's single queue collapses (cmpxchg
 #   success ratio above: each reservation loses to the others over and over) and a second queue
 #   removes nearly all of that time. This collapse is the model's extrapolation of the lock-free
 #   algorithm with `line_xfer_ns` = 47 ns; no Grace measurement confirms or refutes it.
