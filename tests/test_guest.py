@@ -145,3 +145,9 @@ def test_grace_cli_reports_unmap_latency(tmp_path) -> None:  # type: ignore[no-u
     ):
         assert key in res["metrics"]
     assert 30_000 < res["metrics"]["op_latency_ns"]["mean"] < 55_000  # C2: 41.8 us
+
+
+@pytest.mark.parametrize("scenario", ["guest-trap", "guest-vcmdq", "guest-fixup"])
+def test_ops_per_s_per_cpu_counts_vcpus_not_the_irq_thread(scenario: str) -> None:
+    m = simulate(scenario, {"threads": 2}, seed=0, count=200).metrics
+    assert m["ops_per_s_per_cpu"] == pytest.approx(m["ops_per_s"] / 2)

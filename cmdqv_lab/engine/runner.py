@@ -228,7 +228,8 @@ class EngineResult:
             "commands": cmds,
             "sim_time_ns": sim_ps / 1e3,
             "ops_per_s": ops_per_s,
-            "ops_per_s_per_cpu": ops_per_s / self.config.n_cpus,
+            # per issuing CPU: the host's IRQ thread (a CPU of the engine) runs no workload ops
+            "ops_per_s_per_cpu": ops_per_s / (self.config.n_cpus - int(self.config.irq_cpu >= 0)),
             "commands_per_s": cmds / (sim_ps / 1e12) if sim_ps > 0 else 0.0,
             "op_latency_ns": lat,
             "queue_wait_ns": qw,
