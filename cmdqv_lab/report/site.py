@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import html
 import json
+import multiprocessing
 import os
 import re
 import shutil
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from importlib import resources
@@ -309,6 +310,15 @@ def _swap_in(tmp: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _execute_task(task: tuple[Path, Path, bool, float | None, Path]) -> Executed | ReportError:
+    """Run one notebook (in a worker process); an expected failure is returned, not raised."""
+    src, dest, smoke, timeout, cwd = task
+    try:
+        return execute(src, dest, smoke=smoke, timeout=timeout, cwd=cwd)
+    except ReportError as e:
+        return e
+
+
 def build(
     notebooks_dir: Path,
     out: Path,
@@ -362,22 +372,30 @@ def build(
         data = _manifest.data_manifests(data_dir or notebooks_dir.parent / "data")
         pages: list[NotebookPage] = []
 
-        def run(src: Path) -> Any:
+        def finished(src: Path, result: Executed | ReportError) -> Executed:
             dest = tmp / "notebooks" / f"{src.stem}.ipynb"
-            try:
-                ex = execute(src, dest, smoke=smoke, timeout=timeout, cwd=notebooks_dir)
-            except ReportError as e:
-                msg = str(e)
+            if isinstance(result, ReportError):
+                msg = str(result)
                 if dest.exists():
                     failed.mkdir(exist_ok=True)
                     shutil.copy2(dest, failed / dest.name)
                     msg += f" (executed copy: {failed / dest.name})"
-                raise ReportError(msg) from None
-            log(f"{src.name}: ok in {ex.seconds:.1f} s")
-            return ex
+                raise ReportError(msg)
+            log(f"{src.name}: ok in {result.seconds:.1f} s")
+            return result
 
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            executed = list(pool.map(run, notebooks))  # in notebook order; the first failure raises
+        tasks = [
+            (src, tmp / "notebooks" / f"{src.stem}.ipynb", smoke, timeout, notebooks_dir) for src in notebooks
+        ]
+        if jobs <= 1:
+            executed = [finished(t[0], _execute_task(t)) for t in tasks]
+        else:
+            # one process per running notebook: papermill and the kernel client are not thread safe,
+            # and execute() sets CMDQV_SMOKE in its process's environment
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+                futures = [pool.submit(_execute_task, t) for t in tasks]
+                executed = [finished(t[0], f.result()) for t, f in zip(tasks, futures)]
         for src, ex in zip(notebooks, executed):
             dest = tmp / "notebooks" / f"{src.stem}.ipynb"
             nb = nbformat.read(dest, as_version=4)
