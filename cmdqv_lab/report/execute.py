@@ -19,7 +19,9 @@ from __future__ import annotations
 import os
 import re
 import sys
+import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,11 +44,21 @@ class ThisPythonKernelManager(AsyncKernelManager):
     """Start kernels with the running interpreter, so notebooks see this environment's packages.
 
     The kernel talks over Unix-domain sockets (``transport="ipc"``), not TCP ports on loopback.
+    Each manager gets its own socket-path prefix: jupyter_client's default (``kernel-ipc`` in the
+    working directory, numbered by probing for existing files) lets two kernels started at the
+    same time in the same directory pick the same sockets.
     """
 
     def __init__(self, **kwargs: Any) -> None:
         if os.name == "posix":
             kwargs.setdefault("transport", "ipc")
+            if kwargs["transport"] == "ipc":
+                kwargs.setdefault(
+                    "ip",
+                    os.path.join(
+                        tempfile.gettempdir(), f"cmdqv-kernel-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+                    ),
+                )
         super().__init__(**kwargs)
 
     @property
