@@ -50,20 +50,14 @@ from IPython.display import display
 
 from cmdqv_lab import plots, widgets
 from cmdqv_lab.checker.check import CheckOptions, check, plan_for, route
-from cmdqv_lab.checker.scenarios import declared_devices, load_source
-from cmdqv_lab.device.cmdqv import GUEST_OPCODE_SETS, CmdqvParams
+from cmdqv_lab.checker.scenarios import load_source
+from cmdqv_lab.device.cmdqv import CmdqvParams
 from cmdqv_lab.device.commands import CS_NONE, INVALIDATION_OPCODES, Opcode, encode_batch, sync_command
 from cmdqv_lab.device.smmu import SMMU, SmmuConfig
-from cmdqv_lab.driver.routing import route_frame
-from cmdqv_lab.engine.runner import EngineConfig, QueueSpec, run_engine
 from cmdqv_lab.experiments.published import sweep_frame
-from cmdqv_lab.platform import load_platform, platform_table
+from cmdqv_lab.platform import platform_table
 from cmdqv_lab.report import answer, param_table
-from cmdqv_lab.rng import stream as rng_stream
 from cmdqv_lab.scenarios import simulate
-from cmdqv_lab.units import ns
-from cmdqv_lab.virt.paths import VcpuRoute, stream_blocks
-from cmdqv_lab.workloads.registry import generate
 
 plots.enable()
 pl.Config.set_tbl_rows(80)  # show whole result tables (also in the report's HTML)
@@ -239,33 +233,15 @@ plots.show(
 
 
 # %%
-def guest_stream_run(workload: str, overrides: dict, *, policy: str, guest_opcodes: str = "linux", seed: int = 0,
-                     platform: str = "grace", prefix_ns: float | None = None) -> dict:  # fmt: skip
-    """A registry workload issued by guests (vms >= 1) on pass-through VCMDQs, routed by ``policy``."""
-    w = generate(workload, overrides, seed=seed)
-    plat = load_platform(platform)
-    vms = sorted({vm for vm, _ in w.cpus})
-    n = len(w.cpus)
-    procs = min(plat.smmu_parallel, 1 + len(vms))
-    queues = [QueueSpec(plat.cmdq_log2size, "linux-lockfree", plat.sync_wait, 0)] + [
-        QueueSpec(plat.vcmdq_log2size, "linux-lockfree", plat.vcmdq_sync_wait, (1 + i) % procs, "guest")
-        for i in range(len(vms))
-    ]
-    sids, accepted = declared_devices(w.params), GUEST_OPCODE_SETS[guest_opcodes]
-    streams = []
-    for (vm, cpu), frames in zip(w.cpus, w.streams):
-        i = vms.index(vm)
-        route = VcpuRoute(vcmdq=1 + i, host_queue=0, lock=i if plat.vmm_lock else -1)
-        routed = (route_frame(f, policy, accepted=accepted, sids=sids) for f in frames)
-        prefix = None if prefix_ns is None else ns(prefix_ns)
-        streams.append(
-            stream_blocks(routed, route, plat, rng_stream(seed, "nb-guest", "service", vm, cpu), prefix)
-        )
-    streams.append(iter(()))  # the host's CMDQV IRQ thread
-    cfg = EngineConfig(queues=tuple(queues), n_cpus=n + 1, quotas=(1 << 62,) * n + (0,), costs=plat.costs(),
-                       n_procs=procs, n_locks=len(vms) if plat.vmm_lock else 0, irq_cpu=n, fixup_queue=0,
-                       ring_batches=8192, ring_cmds=32768)  # fmt: skip
-    return run_engine(cfg, streams).metrics()
+def guest_stream_run(workload: str, overrides: dict, *, policy: str = "scan", guest_opcodes: str = "linux",
+                     seed: int = 0, platform: str = "grace", prefix_ns: float | None = None,
+                     as_guest: bool = False) -> dict:  # fmt: skip
+    """A registry workload issued by guests on pass-through VCMDQs (the `guest-wl-<workload>` scenario)."""
+    over = dict(overrides)
+    count = over.pop("ops", None) or over.pop("cycles", None)
+    topo = {"policy": policy, "guest_opcodes": guest_opcodes, "platform": platform, "as_guest": as_guest,
+             "op_cpu_ns": -1.0 if prefix_ns is None else prefix_ns}  # fmt: skip
+    return simulate(f"guest-wl-{workload}", {**over, **topo}, seed=seed, count=count).metrics
 
 
 fix_ops = 2000 if smoke else 10_000
@@ -280,7 +256,7 @@ for sf in [0.05] if smoke else [0.0, 0.05, 0.2]:
                          "mean_us": m["op_latency_ns"]["mean"] / 1e3, "p99_us": m["op_latency_ns"]["p99"] / 1e3,
                          "syncs_per_op": m["syncs"] / m["ops"], "exits_per_op": m["exits"] / m["ops"]})  # fmt: skip
 fix_cost = pl.DataFrame(rows)
-fix_summary = fix_cost.group_by("split_sync_fraction", "policy").agg(pl.exclude("seed").mean()).sort(pl.all())
+fix_summary = fix_cost.group_by("split_sync_fraction", "policy", maintain_order=True).agg(pl.exclude("seed").mean()).sort(pl.all())
 display(fix_summary)
 plots.show(plots.throughput_vs_cpus(fix_cost, x="split_sync_fraction", y="mean_us", color="policy",
                                     title="Mean unmap latency (us), mixed stream in a Grace guest"))  # fmt: skip
@@ -338,7 +314,7 @@ for g in [4, 64]:
                     "mean_us": m["op_latency_ns"]["mean"] / 1e3,
                 }
             )
-rely_t = pl.DataFrame(rows).group_by("granule_kib", "policy").agg(pl.col("mean_us").mean()).sort(pl.all())
+rely_t = pl.DataFrame(rows).group_by("granule_kib", "policy", maintain_order=True).agg(pl.col("mean_us").mean()).sort(pl.all())
 display(rely_t)
 
 # %% [markdown]
@@ -387,7 +363,7 @@ hw_host = hw_frame("nb-q3-hw-sync-host", "vcmdqs")
 def overhead(d: pl.DataFrame) -> pl.DataFrame:
     """Mean over seeds and the change against the same configuration with hardware SYNCs off."""
     keys = ["size", "turn_limit", "cmd_batch"]
-    m = d.group_by(*keys, "hw_sync").agg(pl.col("mean_us", "p99_us", "kops_per_s", "hw_syncs_per_op").mean())
+    m = d.group_by(*keys, "hw_sync", maintain_order=True).agg(pl.col("mean_us", "p99_us", "kops_per_s", "hw_syncs_per_op").mean())
     off = m.filter(pl.col("hw_sync") == "off").select(*keys, pl.col("mean_us").alias("off_mean_us"),
                                                        pl.col("kops_per_s").alias("off_kops_per_s"))  # fmt: skip
     return (
@@ -426,7 +402,7 @@ plots.show(plots.throughput_vs_cpus(hw_host.filter(only & (pl.col("vcmdqs") == b
 
 # %%
 def explore_rows(d: pl.DataFrame, label: str, y: str) -> pl.DataFrame:
-    m = d.filter(only).group_by("size", "cmd_batch", "hw_sync_insert", "hw_sync_ns").agg(pl.col(y).mean())
+    m = d.filter(only).group_by("size", "cmd_batch", "hw_sync_insert", "hw_sync_ns", maintain_order=True).agg(pl.col(y).mean())
     costs = sorted(m.filter(pl.col("hw_sync_insert"))["hw_sync_ns"].unique().to_list())
     off = m.filter(~pl.col("hw_sync_insert")).drop("hw_sync_ns")
     parts = [m.filter(pl.col("hw_sync_insert"))] + [

@@ -151,3 +151,30 @@ def test_grace_cli_reports_unmap_latency(tmp_path) -> None:  # type: ignore[no-u
 def test_ops_per_s_per_cpu_counts_vcpus_not_the_irq_thread(scenario: str) -> None:
     m = simulate(scenario, {"threads": 2}, seed=0, count=200).metrics
     assert m["ops_per_s_per_cpu"] == pytest.approx(m["ops_per_s"] / 2)
+
+
+def test_guest_workload_scenarios_route_registry_streams() -> None:
+    """guest-wl-<workload>: first-opcode puts unsupported commands on the VCMDQ (ILL, forwarded to
+    the guest), scan traps them (exits, no ILL); the same seed gives the same metrics."""
+    from cmdqv_lab.workloads.registry import workload_names
+
+    for name in workload_names():
+        get_scenario(f"guest-wl-{name}")
+    first = simulate("guest-wl-mixed", {"policy": "first-opcode"}, seed=1, count=2000).metrics
+    scan = simulate("guest-wl-mixed", {"policy": "scan"}, seed=1, count=2000).metrics
+    assert first["ops"] == scan["ops"] == 2000
+    assert first["illegal_commands"] > 0 and first["guest_irqs"] == first["illegal_commands"]
+    assert scan["illegal_commands"] == 0 and scan["exits"] > first["exits"]
+    fixup = simulate("guest-wl-mixed", {"policy": "all-vcmdq", "path": "fixup"}, seed=1, count=2000).metrics
+    assert fixup["guest_irqs"] == 0 and fixup["exits"] == 0
+    assert fixup["fixups"] == fixup["illegal_commands"] > 0
+    again = simulate("guest-wl-mixed", {"policy": "first-opcode"}, seed=1, count=2000).metrics
+    assert again == first
+
+
+def test_guest_workload_refuses_a_guestless_workload() -> None:
+    from cmdqv_lab.errors import ParamError
+
+    with pytest.raises(ParamError, match=r"guest-wl-mixed: vms=0 must be at least 1"):
+        simulate("guest-wl-mixed", {"vms": 0}, count=100)
+    assert simulate("guest-wl-mixed", {"vms": 0, "as_guest": True}, count=100).metrics["ops"] == 100

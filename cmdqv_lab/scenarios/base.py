@@ -51,6 +51,11 @@ _MODULES = {
     "host-netperf": "cmdqv_lab.scenarios.workload",
     "host-config-churn": "cmdqv_lab.scenarios.workload",
     "host-mixed": "cmdqv_lab.scenarios.workload",
+    "guest-wl-dma-map": "cmdqv_lab.scenarios.guest_workload",
+    "guest-wl-fio": "cmdqv_lab.scenarios.guest_workload",
+    "guest-wl-netperf": "cmdqv_lab.scenarios.guest_workload",
+    "guest-wl-config-churn": "cmdqv_lab.scenarios.guest_workload",
+    "guest-wl-mixed": "cmdqv_lab.scenarios.guest_workload",
 }
 SCENARIOS: dict[str, Scenario] = {}
 
