@@ -323,7 +323,7 @@ plots.show(
     )
 )
 means = (
-    df.group_by("policy", "cpus")
+    df.group_by("policy", "cpus", maintain_order=True)
     .agg(pl.col("ops_per_s_per_cpu", "smmu_busy_fraction").mean())
     .sort("policy", "cpus")
 )

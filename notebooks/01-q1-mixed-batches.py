@@ -96,7 +96,7 @@ for f in trace_files:
             pl.col("opcode_value").map_elements(opcode_class, return_dtype=pl.String).alias("cls"),
             pl.col("opcode").is_in(list(accepted_names)).alias("ok"),
         )
-        .group_by("doorbell")
+        .group_by("doorbell", maintain_order=True)
         .agg(
             pl.col("cls").n_unique().alias("types"),
             pl.col("ok").first().alias("first_ok"),
@@ -303,7 +303,7 @@ cost = sw.frame.with_columns(
     (pl.col("illegal_commands") / pl.col("ops") * 1e4).alias("ill_per_1e4_ops"),
 )
 summary = (
-    cost.group_by("granule_kib", "policy", "unsupported_fraction")
+    cost.group_by("granule_kib", "policy", "unsupported_fraction", maintain_order=True)
     .agg(pl.col("mean_us", "p99_us", "exits_per_1e4_ops", "guest_irqs_per_1e4_ops", "ill_per_1e4_ops").mean(),
          pl.len().alias("seeds"))
     .sort("granule_kib", "policy", "unsupported_fraction")

@@ -371,7 +371,7 @@ def md1_latency(rho: float, service: float) -> float:
 
 
 per_point = (
-    st.group_by("vms", "vcpus", "unsupported_fraction")
+    st.group_by("vms", "vcpus", "unsupported_fraction", maintain_order=True)
     .agg(
         pl.col("rho").mean(),
         pl.col("fixups_per_s").mean(),
@@ -503,7 +503,7 @@ costs = sweep_frame("nb-q7-irq-costs", smoke=smoke, workers=1 if smoke else 2)
 print(costs.describe())
 cs = costs.frame.with_columns((pl.col("fixups") / (pl.col("sim_time_ns") * 1e-9)).alias("fixups_per_s"))
 cost_pts = (
-    cs.group_by("unsupported_fraction", "irq_latency_ns", "irq_handler_ns")
+    cs.group_by("unsupported_fraction", "irq_latency_ns", "irq_handler_ns", maintain_order=True)
     .agg(
         pl.col("fixup_latency_ns_mean").mean().alias("fixup_mean_ns"),
         pl.col("fixup_latency_ns_p99").mean().alias("fixup_p99_ns"),

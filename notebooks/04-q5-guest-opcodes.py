@@ -60,19 +60,14 @@ from IPython.display import display
 
 from cmdqv_lab import plots
 from cmdqv_lab.checker.check import check
-from cmdqv_lab.checker.scenarios import declared_devices, trace_source
+from cmdqv_lab.checker.scenarios import trace_source
 from cmdqv_lab.device.cmdqv import GUEST_OPCODE_SETS, CmdqvParams
 from cmdqv_lab.device.commands import Command, Opcode, fields_of
 from cmdqv_lab.device.smmu import SMMU, SmmuConfig
-from cmdqv_lab.driver.routing import route_frame
-from cmdqv_lab.engine.runner import EngineConfig, QueueSpec, run_engine
-from cmdqv_lab.platform import load_platform, platform_table
+from cmdqv_lab.platform import platform_table
 from cmdqv_lab.report import answer, param_table
-from cmdqv_lab.rng import stream as rng_stream
-from cmdqv_lab.units import ns
-from cmdqv_lab.virt.paths import VcpuRoute, stream_blocks
+from cmdqv_lab.scenarios import simulate
 from cmdqv_lab.workloads.qemu_trace import parse_trace
-from cmdqv_lab.workloads.registry import generate
 from cmdqv_lab.workloads.replay import TRACES_DIR
 from cmdqv_lab.workloads.synthetic.churn import ChurnParams
 
@@ -104,13 +99,13 @@ def short(f: object) -> str:
 
 census = pl.concat(
     [
-        parse_trace(f).commands.group_by("opcode").len("count").with_columns(pl.lit(short(f)).alias("trace"))
+        parse_trace(f).commands.group_by("opcode", maintain_order=True).len("count").with_columns(pl.lit(short(f)).alias("trace"))
         for f in trace_files
     ]
 )
 wide = census.pivot(on="trace", index="opcode", values="count").fill_null(0)
 wide = wide.with_columns(pl.sum_horizontal(pl.exclude("opcode")).alias("all traces")).sort(
-    "all traces", descending=True
+    ["all traces", "opcode"], descending=[True, False]
 )
 for key in SETS:
     names = [o.name for o in GUEST_OPCODE_SETS[key]]
@@ -246,42 +241,14 @@ param_table(
 
 
 def guest_stream_run(workload: str, overrides: dict, *, policy: str = "scan", guest_opcodes: str = "linux",
-                     seed: int = 0, platform: str = "grace", prefix_ns: float | None = 0.0, as_guest: bool = False) -> dict:  # fmt: skip
-    """A registry workload issued by guests on pass-through VCMDQs, routed by ``policy`` with an accepted set.
-
-    ``as_guest`` relabels a host workload (``vms = 0``) as guest VM 0: a guest running the host's
-    driver code paths, e.g. one that manages stage-2 domains.
-    """
-    w = generate(workload, overrides, seed=seed)
-    plat = load_platform(platform)
-    sids = declared_devices(w.params) or {}
-    ids = [(0 if as_guest else vm, cpu) for vm, cpu in w.cpus]
-    if as_guest:
-        sids = {0: sids.get(-1, [])}
-    vms = sorted({vm for vm, _ in ids})
-    n = len(ids)
-    procs = min(plat.smmu_parallel, 1 + len(vms))
-    queues = [QueueSpec(plat.cmdq_log2size, "linux-lockfree", plat.sync_wait, 0)] + [
-        QueueSpec(plat.vcmdq_log2size, "linux-lockfree", plat.vcmdq_sync_wait, (1 + i) % procs, "guest")
-        for i in range(len(vms))
-    ]
-    accepted = GUEST_OPCODE_SETS[guest_opcodes]
-    streams = []
-    for (vm, cpu), frames in zip(ids, w.streams):
-        i = vms.index(vm)
-        route = VcpuRoute(vcmdq=1 + i, host_queue=0, lock=i if plat.vmm_lock else -1)
-        if as_guest:
-            frames = (f.with_columns(pl.lit(0, pl.Int32).alias("vm")) for f in frames)
-        routed = (route_frame(f, policy, accepted=accepted, sids=sids) for f in frames)
-        prefix = None if prefix_ns is None else ns(prefix_ns)  # None: the platform's guest_unmap_ns
-        streams.append(
-            stream_blocks(routed, route, plat, rng_stream(seed, "nb-guest", "service", vm, cpu), prefix)
-        )
-    streams.append(iter(()))  # the host's CMDQV IRQ thread
-    cfg = EngineConfig(queues=tuple(queues), n_cpus=n + 1, quotas=(1 << 62,) * n + (0,), costs=plat.costs(),
-                       n_procs=procs, n_locks=len(vms) if plat.vmm_lock else 0, irq_cpu=n, fixup_queue=0,
-                       ring_batches=8192, ring_cmds=32768)  # fmt: skip
-    return run_engine(cfg, streams).metrics()
+                     seed: int = 0, platform: str = "grace", prefix_ns: float | None = 0.0,
+                     as_guest: bool = False) -> dict:  # fmt: skip
+    """A registry workload issued by guests on pass-through VCMDQs (the `guest-wl-<workload>` scenario)."""
+    over = dict(overrides)
+    count = over.pop("ops", None) or over.pop("cycles", None)
+    topo = {"policy": policy, "guest_opcodes": guest_opcodes, "platform": platform, "as_guest": as_guest,
+             "op_cpu_ns": -1.0 if prefix_ns is None else prefix_ns}  # fmt: skip
+    return simulate(f"guest-wl-{workload}", {**over, **topo}, seed=seed, count=count).metrics
 
 
 # %% [markdown]
@@ -311,7 +278,7 @@ for case, (wl, over, as_guest) in cases.items():
                          "mean_us": m["op_latency_ns"]["mean"] / 1e3, "p99_us": m["op_latency_ns"]["p99"] / 1e3,
                          "exits_per_op": m["exits"] / m["ops"], "illegal": m["illegal_commands"]})  # fmt: skip
 churn_t = pl.DataFrame(rows)
-churn_s = churn_t.group_by("case", "accepted_set").agg(pl.exclude("seed").mean()).sort("case", "accepted_set")
+churn_s = churn_t.group_by("case", "accepted_set", maintain_order=True).agg(pl.exclude("seed").mean()).sort("case", "accepted_set")
 display(churn_s)
 
 # %% [markdown]
@@ -337,7 +304,7 @@ for policy in ["scan", "split"]:
                              "mean_us": m["op_latency_ns"]["mean"] / 1e3,
                              "p99_us": m["op_latency_ns"]["p99"] / 1e3})  # fmt: skip
 mixed_t = pl.DataFrame(rows)
-mixed_s = mixed_t.group_by("policy", "s12_fraction", "accepted_set").agg(pl.col("mean_us", "p99_us").mean())
+mixed_s = mixed_t.group_by("policy", "s12_fraction", "accepted_set", maintain_order=True).agg(pl.col("mean_us", "p99_us").mean())
 display(mixed_s.sort(pl.all()))
 plots.show(
     plots.throughput_vs_cpus(mixed_t.filter(pl.col("policy") == "split"), x="s12_fraction", y="mean_us",

@@ -319,14 +319,14 @@ base = base.join(cost_loads, on=["vms", "threads"]).with_columns(
 )
 fracs = sorted(set(fcost["unsupported_fraction"]) & set(tcost["unsupported_fraction"]))
 base = base.filter(pl.col("unsupported_fraction").is_in(fracs))
-cost_mean = base.group_by("load", "path", "irq_latency_ns", "vmm_trap_ns", "unsupported_fraction").agg(
+cost_mean = base.group_by("load", "path", "irq_latency_ns", "vmm_trap_ns", "unsupported_fraction", maintain_order=True).agg(
     pl.col("op_latency_ns_mean").mean().alias("mean")
 )
 fix_side = cost_mean.filter(pl.col("path") == "fixup").drop("vmm_trap_ns")
 other_side = cost_mean.filter(pl.col("path") != "fixup").drop("irq_latency_ns")
 pairs = fix_side.join(other_side, on=["load", "unsupported_fraction"], suffix="_o")
 sens_rows = []
-for (ld, il, vt, other), g in pairs.group_by("load", "irq_latency_ns", "vmm_trap_ns", "path_o"):
+for (ld, il, vt, other), g in pairs.group_by("load", "irq_latency_ns", "vmm_trap_ns", "path_o", maintain_order=True):
     g = g.sort("unsupported_fraction")
     be, label = break_even(g["unsupported_fraction"].to_list(), g["mean"].to_list(), g["mean_o"].to_list())
     sens_rows.append(
@@ -383,7 +383,7 @@ def slope(df: pl.DataFrame) -> float:
 
 
 per_cmd = []
-for (p, il, vt), g in one.group_by("path", "irq_latency_ns", "vmm_trap_ns"):
+for (p, il, vt), g in one.group_by("path", "irq_latency_ns", "vmm_trap_ns", maintain_order=True):
     knob = il if p == "fixup" else vt
     per_cmd.append({"path": p, "knob_ns": knob, "extra_ns_per_unsupported_unmap": slope(g)})
 per_cmd_df = pl.DataFrame(per_cmd).with_columns(

@@ -218,7 +218,7 @@ small_top = (
 )
 cas_top = (
     vq.filter((pl.col("config") == f"{small_g} KiB, P=1") & (pl.col("threads") == max_t))
-    .group_by("k")
+    .group_by("k", maintain_order=True)
     .agg(pl.col("cas_success_ratio").mean())
     .sort("k")
 )
@@ -377,7 +377,7 @@ widgets.explore(
 # ## Answer
 
 # %%
-h_best = h_gain.group_by("config", "cpus").agg(pl.col("reduction").max()).filter(pl.col("config") == "P=1")
+h_best = h_gain.group_by("config", "cpus", maintain_order=True).agg(pl.col("reduction").max()).filter(pl.col("config") == "P=1")
 h_few = h_best.filter((pl.col("cpus") >= 2) & (pl.col("cpus") <= 8))
 h_many = h_best.filter(pl.col("cpus") >= 16)
 nvidia = 0.20

@@ -173,7 +173,7 @@ for p in (P_LO, P_HI):
 
 # %%
 means = (
-    runs.group_by("smmu_parallel", "config", "cpus")
+    runs.group_by("smmu_parallel", "config", "cpus", maintain_order=True)
     .agg(pl.col(METRICS).mean())
     .sort("smmu_parallel", "config", "cpus")
 )
@@ -346,7 +346,7 @@ plots.show(
 
 # %%
 xmeans = (
-    xruns.group_by("line_xfer_ns", "cpus", "smmu_parallel", "config")
+    xruns.group_by("line_xfer_ns", "cpus", "smmu_parallel", "config", maintain_order=True)
     .agg(pl.col("ops_per_s_per_cpu").mean())
     .with_columns(
         (

@@ -207,7 +207,7 @@ KEEP = ["workload", "mode", "config", "case", "offered_unmaps_per_s", "seed", "s
         "cmdq_ns_per_unmap", "smmu_busy_fraction", "op_latency_ns_p99", "unmaps_per_s_per_cpu"]  # fmt: skip
 openl = pl.concat([netd.select(KEEP), fiod.select(KEEP)])
 omean = (
-    openl.group_by("workload", "mode", "config", "offered_unmaps_per_s")
+    openl.group_by("workload", "mode", "config", "offered_unmaps_per_s", maintain_order=True)
     .agg(
         pl.col("cpu_in_cmdq_pct", "cmdq_ns_per_unmap", "smmu_busy_fraction", "op_latency_ns_p99").mean(),
         pl.col("saturated").any(),
@@ -279,7 +279,7 @@ verdicts = omean.with_columns(
     pl.col("op_latency_ns_p99").round(0),
 )
 param_table(verdicts, "Open loop, 16 CPUs: is the cmdq a bottleneck? (means over seeds)")
-counts = verdicts.group_by("mode", "verdict").len().sort("mode", "verdict")
+counts = verdicts.group_by("mode", "verdict", maintain_order=True).len().sort("mode", "verdict")
 param_table(counts, "How many (workload, rate, topology) points fall in each class")
 
 # %% [markdown]
@@ -349,7 +349,7 @@ plots.show(
     )
 )
 rep_means = (
-    repd.group_by("trace", "config", "cpus")
+    repd.group_by("trace", "config", "cpus", maintain_order=True)
     .agg(pl.col("cmdq_us_per_mib").mean())
     .sort("trace", "config", "cpus")
 )

@@ -552,7 +552,7 @@ for e in errors:
 # %%
 ends = sens.filter(pl.col("end") != "between")
 order = (
-    ends.group_by("parameter")
+    ends.group_by("parameter", maintain_order=True)
     .agg(pl.col("change_pct").abs().max().alias("max_abs"))
     .sort("max_abs", descending=True)["parameter"]
     .to_list()

@@ -303,7 +303,7 @@ def _ill_reason(
 def _stream_summary(source: Source) -> dict[str, Any]:
     df = source.frame
     guests = df.filter(pl.col("vm") >= 0).group_by("vm").agg(pl.col("cpu").n_unique()).sort("vm")
-    ops = df.group_by("opcode").len().sort("len", descending=True)
+    ops = df.group_by("opcode").len().sort(["len", "opcode"], descending=[True, False])
     return {
         "name": source.name,
         "kind": source.kind,
