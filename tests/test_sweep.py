@@ -258,6 +258,22 @@ def test_one_writer_per_directory(tmp_path: Path) -> None:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         with pytest.raises(SweepError, match="another sweep is writing"):
             run_sweep(spec(), tmp_path, workers=1, progress=False)
+        with pytest.raises(SweepError, match=r"another sweep is writing this directory \(waited 0.3 s\)"):
+            run_sweep(spec(), tmp_path, workers=1, progress=False, wait_s=0.3)
+
+
+def test_a_waiting_sweep_reuses_what_the_writer_stored(serial_dir: Path, tmp_path: Path) -> None:
+    """Two processes wanting the same sweep: the second waits for the lock, then finds every point."""
+    import fcntl
+    import threading
+
+    out = tmp_path / "shared"
+    shutil.copytree(serial_dir, out)
+    f = open(out / ".sweep.lock", "a+")  # noqa: SIM115 - released from the timer thread
+    fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    threading.Timer(0.5, f.close).start()  # closing the file releases the lock
+    report = run_sweep(spec(), out, workers=1, progress=False, wait_s=30)
+    assert (report.cached, report.computed) == (8, 0)
 
 
 def test_prune_removes_point_files_of_other_versions(serial_dir: Path, tmp_path: Path) -> None:

@@ -44,6 +44,10 @@ class SweepData:
         )
 
 
+LOCK_WAIT_S = 3600.0
+"""How long a notebook waits for another process writing the same sweep directory."""
+
+
 def sweep_frame(name: str, *, smoke: bool, workers: int = 1) -> SweepData:
     """The points of sweep ``name`` (``data/specs/<name>.toml``) as a frame (see module doc)."""
     from cmdqv_lab.analysis.summary import load_sweep
@@ -58,5 +62,7 @@ def sweep_frame(name: str, *, smoke: bool, workers: int = 1) -> SweepData:
         return SweepData(name, load_sweep(published), "published", published)
     out = CACHE / (f"{name}-quick" if smoke else name)
     spec = load_spec(spec_path, quick=smoke)
-    run_sweep(spec, out, workers=workers, progress=False, prune=True)
+    # Two notebooks (or two report builds) may need the same sweep at once: the second waits for
+    # the first and then finds every point cached.
+    run_sweep(spec, out, workers=workers, progress=False, prune=True, wait_s=LOCK_WAIT_S)
     return SweepData(name, load_sweep(out), "quick" if smoke else "computed", out)

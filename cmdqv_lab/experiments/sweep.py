@@ -199,17 +199,24 @@ class SweepReport:
 
 
 @contextlib.contextmanager
-def _locked(out: Path) -> Iterator[None]:
+def _locked(out: Path, wait_s: float = 0.0) -> Iterator[None]:
+    """Hold ``out/.sweep.lock``; wait up to ``wait_s`` seconds for another sweep to release it."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX
         yield
         return
+    deadline = time.monotonic() + wait_s
     with open(out / ".sweep.lock", "a+") as f:
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise SweepError(f"{out}: another sweep is writing this directory") from None
+        while True:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    waited = f" (waited {wait_s:g} s)" if wait_s > 0 else ""
+                    raise SweepError(f"{out}: another sweep is writing this directory{waited}") from None
+                time.sleep(0.2)
         try:
             yield
         finally:
@@ -225,13 +232,15 @@ def run_sweep(
     progress: bool | None = None,
     prune: bool = False,
     command: Sequence[str] = (),
+    wait_s: float = 0.0,
 ) -> SweepReport:
     """Run every point of ``spec`` not already in ``out`` and write ``out/manifest.json``.
 
     ``workers`` (default: one per CPU; 1 runs in this process) or ``scheduler`` (a dask address)
     choose the executor; ``progress`` shows a tqdm bar (default: when stderr is a terminal);
     ``prune`` deletes point files of ``out`` that are not points of this sweep (e.g. from older
-    code versions); ``command`` is recorded in the manifest.
+    code versions); ``command`` is recorded in the manifest. If another process is writing ``out``,
+    wait up to ``wait_s`` seconds for it (then the points it stored are reused), else fail.
     """
     from tqdm import tqdm
 
@@ -243,7 +252,7 @@ def run_sweep(
     if out.exists():
         _check_sweep_dir(out)  # before the lock file is created in it
     out.mkdir(parents=True, exist_ok=True)
-    with _locked(out):
+    with _locked(out, wait_s):
         check_compatible(out, spec)
         store = PointStore(out / mf.POINTS_DIR)
         store.remove_temporaries()
