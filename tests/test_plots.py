@@ -90,6 +90,20 @@ def test_latency_percentiles_with_replicates_draws_ci_rules() -> None:
     assert all(r["n"] == 3 for r in rows(spec))
 
 
+def test_latency_percentiles_draws_no_rule_without_an_interval() -> None:
+    """A group seen in one replicate has no interval: its rows must not reach the rule layer
+    (a rule with a null end makes Vega log "Expected length, NaN" and draw nothing)."""
+    df = pl.DataFrame(
+        {"latency_ns": np.arange(1, 401, dtype=float), "policy": ["a"] * 200 + ["b"] * 200,
+         "seed": [0] * 200 + [0, 1] * 100}
+    )  # fmt: skip
+    spec = plots.latency_percentiles(df, replicate="seed", q=(0.5, 0.99)).to_dict()
+    rule = spec["layer"][0]
+    assert rule["mark"]["type"] == "rule"
+    ruled = spec["datasets"][rule["data"]["name"]]
+    assert {r["policy"] for r in ruled} == {"b"} and all(r["ci_lo"] is not None for r in ruled)
+
+
 def test_latency_percentiles_zero_values_disable_log_axis() -> None:
     spec = plots.latency_percentiles(pl.DataFrame({"latency_ns": [0, 0, 5], "policy": "a"})).to_dict()
     assert spec["encoding"]["y"]["scale"] == {}

@@ -94,8 +94,12 @@ class Browser:
 
     def open(self, url: str) -> Any:
         page = self.context.new_page()
-        page.on("console", lambda m: self.errors.append(f"console: {m.text}") if m.type == "error" else None)
-        page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
+        where = url.rsplit("/", 1)[-1]
+        page.on(
+            "console",
+            lambda m: self.errors.append(f"{where}: console: {m.text}") if m.type == "error" else None,
+        )
+        page.on("pageerror", lambda e: self.errors.append(f"{where}: pageerror: {e}"))
         page.goto(url, wait_until="load")
         page.wait_for_function(
             "() => [...document.querySelectorAll('div.cmdqv-chart')].every(e => e.dataset.rendered)",

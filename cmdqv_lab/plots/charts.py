@@ -206,8 +206,14 @@ def latency_percentiles(
     width = max(240, 70 * len(labels))
     if not replicate:
         return line.properties(title=_title(head), width=width)
-    bars = base.mark_rule().encode(
-        y=alt.Y("ci_lo:Q"), y2=alt.Y2("ci_hi:Q"), color=_n(fb, title=by, legend=None)
+    # a percentile seen in one replicate only has no interval: draw no rule for it (a rule with a
+    # null end makes Vega log an error and draw nothing)
+    known = p.fill_nan(None).drop_nulls(["ci_lo", "ci_hi"])
+    bars = (
+        alt.Chart(known)
+        .encode(x=alt.X("percentile:O", sort=labels), color=_n(fb, title=by, legend=None))
+        .mark_rule()
+        .encode(y=alt.Y("ci_lo:Q"), y2=alt.Y2("ci_hi:Q"))
     )
     return alt.LayerChart(
         layer=[bars, line],
