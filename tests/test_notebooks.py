@@ -61,6 +61,17 @@ def test_every_question_has_a_computed_answer(manifest: dict[str, Any]) -> None:
             assert re.search(r"\d", text), f"{qid}: the answer states no number: {text!r}"
 
 
+def test_each_notebook_answers_the_questions_its_name_says(manifest: dict[str, Any], report: Path) -> None:
+    """``01-q1-…`` answers Q1, ``03-q4-q7-…`` Q4 then Q7; tour and calibration answer none."""
+    for nb in manifest["notebooks"]:
+        named = [f"Q{n}" for n in re.findall(r"-q(\d+)", nb["source"])]
+        assert [a["qid"] for a in nb["answers"]] == named, nb["source"]
+    index = (report / "index.html").read_text()
+    for qid in QUESTIONS:
+        row = re.search(rf'<td class="qid">{qid}</td>.*?</tr>', index, re.S)
+        assert row and "Not answered yet" not in row.group(0), qid
+
+
 def test_every_notebook_shows_a_parameter_table_with_provenance(manifest: dict[str, Any]) -> None:
     for nb in manifest["notebooks"]:
         if nb["source"].startswith("00-"):

@@ -1,10 +1,11 @@
-"""Notebooks 00, 07, 08, 09 and their sweep specs: structure, spec invariants, and a smoke build (slow)."""
+"""Notebooks 00, 07, 08, 09 and their sweep specs: structure and spec invariants.
+
+Their smoke build is in tests/test_notebooks.py (one report of every notebook)."""
 
 from __future__ import annotations
 
 import ast
 import re
-import shutil
 from pathlib import Path
 
 import jupytext
@@ -102,18 +103,3 @@ def test_answers_are_built_from_computed_numbers(name: str) -> None:
     digits = [n.value for n in ast.walk(text) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
     # literal text may name CPU counts and the like, but not results: no decimals or percentages
     assert not [d for d in digits if re.search(r"\d+\.\d|\d+ ?%", d)], digits
-
-
-@pytest.mark.slow
-def test_smoke_build_of_the_four_notebooks(tmp_path: Path) -> None:
-    from cmdqv_lab.report.site import build
-
-    nbdir = tmp_path / "notebooks"
-    nbdir.mkdir()
-    for name in NOTEBOOKS:
-        shutil.copy(ROOT / "notebooks" / name, nbdir / name)
-    index = build(nbdir, tmp_path / "site", smoke=True, data_dir=ROOT / "data", repo=ROOT)
-    html = index.read_text()
-    for qid in ("Q9", "Q10"):
-        row = re.search(rf'<td class="qid">{qid}</td>.*?</tr>', html, re.S)
-        assert row and "Not answered yet" not in row.group(0)
