@@ -48,6 +48,18 @@ def test_stage_times_are_ordered(case: dict) -> None:  # type: ignore[type-arg]
     assert cmds.filter(pl.col("complete_ps") < 0).height == 0  # everything completed
 
 
+@settings(max_examples=30)
+@given(cases)
+def test_reported_percentiles_are_ordered_and_bounded(case: dict) -> None:  # type: ignore[type-arg]
+    """p50 <= p99 <= max for every latency distribution (the sketch's bucket midpoints are
+    clamped to the exact max), and the mean lies within [0, max]."""
+    _, res, _ = run_case(case)
+    for key, d in res.metrics().items():
+        if isinstance(d, dict) and d.get("max") is not None:
+            assert d["p50"] <= d["p99"] <= d["max"], key
+            assert 0 <= d["mean"] <= d["max"], key
+
+
 @settings(max_examples=60)
 @given(cases)
 def test_sync_completes_after_earlier_commands_of_its_queue(case: dict) -> None:  # type: ignore[type-arg]

@@ -254,7 +254,8 @@ class EngineResult:
 def _dist(h: np.ndarray, total: int, mx: int, n: int) -> dict[str, float | None]:
     if n == 0:
         return {"mean": None, "p50": None, "p99": None, "max": None}
-    p50, p99 = hist_quantiles(h, [0.5, 0.99])
+    # a bucket's midpoint can lie above the largest value seen in it: the exact max bounds them
+    p50, p99 = (min(q, float(mx)) for q in hist_quantiles(h, [0.5, 0.99]))
     return {"mean": total / n / 1e3, "p50": p50 / 1e3, "p99": p99 / 1e3, "max": mx / 1e3}
 
 
