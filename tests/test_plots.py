@@ -104,6 +104,17 @@ def test_latency_percentiles_draws_no_rule_without_an_interval() -> None:
     assert {r["policy"] for r in ruled} == {"b"} and all(r["ci_lo"] is not None for r in ruled)
 
 
+def test_latency_percentiles_log_axis_only_for_positive_intervals() -> None:
+    """Two replicates far apart: the t interval reaches below zero, so no automatic log axis, and on
+    a forced log axis that rule is left out (Vega would draw it from NaN)."""
+    df = pl.DataFrame({"latency_ns": [1.0] * 50 + [1000.0] * 50, "policy": "a", "seed": [0] * 50 + [1] * 50})
+    spec = plots.latency_percentiles(df, replicate="seed", q=(0.5,)).to_dict()
+    assert spec["layer"][1]["encoding"]["y"].get("scale", {}).get("type") != "log"
+    forced = plots.latency_percentiles(df, replicate="seed", q=(0.5,), log_y=True).to_dict()
+    assert forced["layer"][1]["encoding"]["y"]["scale"]["type"] == "log"
+    assert forced["datasets"][forced["layer"][0]["data"]["name"]] == []
+
+
 def test_latency_percentiles_zero_values_disable_log_axis() -> None:
     spec = plots.latency_percentiles(pl.DataFrame({"latency_ns": [0, 0, 5], "policy": "a"})).to_dict()
     assert spec["encoding"]["y"]["scale"] == {}

@@ -167,7 +167,8 @@ def latency_percentiles(
         If given (e.g. ``"seed"``), each percentile is computed per replicate and drawn as the
         mean with a 95% confidence interval across replicates.
     log_y
-        Logarithmic y axis; by default when every percentile is positive.
+        Logarithmic y axis; by default when every percentile (and every confidence bound) is
+        positive. On a log axis an interval reaching zero or below is not drawn.
 
     Examples
     --------
@@ -187,8 +188,15 @@ def latency_percentiles(
         p = summarize_percentiles(d, value, by=fb, replicate=fr, q=q).rename({"mean": "value"})
     else:
         p = percentiles(df.select(pl.col(value), pl.col(by).alias(fb)), value, by=fb, q=q)
+    # A percentile seen in one replicate has no interval, and an interval reaching 0 or below has
+    # no place on a log axis: neither gets a rule (a rule with a null or non-positive end on a log
+    # scale makes Vega log "y2: Expected length, NaN" and draw nothing). The log axis is chosen
+    # automatically only when every value and every interval is positive.
+    known = p.fill_nan(None).drop_nulls(["ci_lo", "ci_hi"]) if replicate else p
     if log_y is None:
-        log_y = _log_ok(p["value"])
+        log_y = _log_ok(p["value"]) and (not replicate or _log_ok(known["ci_lo"]))
+    if log_y and replicate:
+        known = known.filter(pl.col("ci_lo") > 0)
     yscale = {"type": "log"} if log_y else {}
     base = alt.Chart(p).encode(
         x=alt.X("percentile:O", sort=labels, title="percentile", axis={"labelAngle": 0}),
@@ -206,9 +214,6 @@ def latency_percentiles(
     width = max(240, 70 * len(labels))
     if not replicate:
         return line.properties(title=_title(head), width=width)
-    # a percentile seen in one replicate only has no interval: draw no rule for it (a rule with a
-    # null end makes Vega log an error and draw nothing)
-    known = p.fill_nan(None).drop_nulls(["ci_lo", "ci_hi"])
     bars = (
         alt.Chart(known)
         .encode(x=alt.X("percentile:O", sort=labels), color=_n(fb, title=by, legend=None))
