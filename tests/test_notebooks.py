@@ -42,11 +42,13 @@ def test_there_are_notebooks_for_every_question() -> None:
     assert NOTEBOOKS[0].name.startswith("00-")
 
 
-def test_every_notebook_ran_and_has_charts(manifest: dict[str, Any]) -> None:
+def test_every_notebook_ran_and_has_charts(manifest: dict[str, Any], report: Path) -> None:
     ran = {n["source"]: n for n in manifest["notebooks"]}
     assert sorted(ran) == [p.name for p in NOTEBOOKS]
     for name, nb in ran.items():
         assert nb["charts"] > 0, f"{name} drew no chart"
+        assert len(nb["figures"]) == 2 * nb["charts"], name  # each chart as SVG and PNG
+        assert all((report / f).stat().st_size > 1000 for f in nb["figures"]), name
         assert nb["seconds"] < 120, f"{name} took {nb['seconds']} s in smoke mode"
 
 

@@ -106,6 +106,22 @@ def test_page_charts_have_inline_specs_and_one_runtime(site: Path) -> None:
     assert page.rindex("assets/report.js") > page.rindex('type="application/json"')
 
 
+def test_every_chart_is_exported_as_svg_and_png(site: Path) -> None:
+    page = (site / "01-fixture.html").read_text()
+    links = re.findall(r'<a href="(figures/[^"]+)" download>', page)
+    m = json.loads((site / "manifest.json").read_text())
+    assert links == m["notebooks"][0]["figures"]
+    assert len(links) == 2 * FIXTURE_CHARTS
+    for link in links:
+        data = (site / link).read_bytes()
+        if link.endswith(".svg"):
+            assert data.lstrip().startswith(b"<svg") and b"<script" not in data, link
+        else:
+            assert data.startswith(b"\x89PNG\r\n\x1a\n"), link
+            width = int.from_bytes(data[16:20], "big")
+            assert width > 200, (link, width)  # drawn at 2x, not an empty image
+
+
 def test_page_shows_answers_tables_and_provenance(site: Path) -> None:
     page = (site / "01-fixture.html").read_text()
     assert '<div class="answer" id="answer-Q2">' in page

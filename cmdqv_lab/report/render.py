@@ -9,7 +9,7 @@ as whatever HTML the output carried. The rules here:
 - code: collapsed under "code", highlighted by Pygments; the papermill-injected parameters shown;
 - outputs, first match wins: a :func:`~cmdqv_lab.report.answer` record, a
   :func:`~cmdqv_lab.report.param_table` record, a Vega-Lite chart (a placeholder that the page's
-  one Vega runtime draws), ipywidgets (dropped, with a note: the report shows results statically
+  one Vega runtime draws, with links to the figure as SVG and PNG in ``figures/``), ipywidgets (dropped, with a note: the report shows results statically
   and keeps interaction through :func:`~cmdqv_lab.plots.explorer` sliders), HTML without scripts,
   SVG/PNG/JPEG as data URIs, Markdown, plain text;
 - cells tagged ``remove_cell``, ``remove_input`` or ``remove_output`` lose that part.
@@ -34,6 +34,8 @@ from cmdqv_lab.plots.display import CHART_MIMES
 from cmdqv_lab.report.notebook import ANSWER_MIME, TABLE_MIME, table_html
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+FIGURES_DIR = "figures"
+"""Site subdirectory holding every chart as ``<page>-chart-<n>.svg`` and ``.png``."""
 _SCRIPT = re.compile(r"<\s*script|<[^>]*\son[a-z]+\s*=|javascript:", re.IGNORECASE)
 _HEADING = re.compile(r"^\s*#\s+(.+?)\s*#*\s*$", re.MULTILINE)
 
@@ -48,6 +50,8 @@ class Page:
     tables: list[str] = field(default_factory=list)
     charts: int = 0
     widgets_dropped: int = 0
+    #: (file stem, Vega-Lite spec, the SVG the kernel rendered or None), one per chart, in order
+    figures: list[tuple[str, dict[str, Any], str | None]] = field(default_factory=list)
 
 
 def markdown(text: str) -> str:
@@ -118,12 +122,17 @@ class _Renderer:
         self.slug = slug
         self.page = Page(title="", body="")
 
-    def chart(self, spec: Any) -> str:
+    def chart(self, spec: Any, svg: str | None = None) -> str:
         self.page.charts += 1
         cid = f"{self.slug}-chart-{self.page.charts}"
+        self.page.figures.append((cid, spec, svg))
+        links = " · ".join(
+            f'<a href="{FIGURES_DIR}/{cid}.{ext}" download>{ext.upper()}</a>' for ext in ("svg", "png")
+        )
         return (
             f'<figure class="chart-figure"><div class="cmdqv-chart" id="{cid}" data-spec="{cid}-spec">'
-            f'<p class="chart-loading">Chart (needs JavaScript)</p></div>{json_script(spec, cid + "-spec")}</figure>'
+            f'<p class="chart-loading">Chart (needs JavaScript)</p></div>{json_script(spec, cid + "-spec")}'
+            f'<figcaption class="chart-export">figure as {links}</figcaption></figure>'
         )
 
     def output_data(self, data: dict[str, Any]) -> str:
@@ -142,7 +151,8 @@ class _Renderer:
             return f'<div class="table-wrap">{table_html(rec)}</div>'
         for mime in CHART_MIMES:
             if mime in data and isinstance(data[mime], dict):
-                return self.chart(data[mime])
+                svg = data.get("image/svg+xml")
+                return self.chart(data[mime], _text(svg) if svg else None)
         if WIDGET_MIME in data:
             self.page.widgets_dropped += 1
             return '<p class="note">Interactive widget omitted in the static report.</p>'

@@ -39,7 +39,7 @@ from typing import Any, ClassVar
 from cmdqv_lab.errors import ReportError
 from cmdqv_lab.report import manifest as _manifest
 from cmdqv_lab.report.execute import Executed, discover, execute
-from cmdqv_lab.report.render import Page, inline_markdown, pygments_css, render_notebook
+from cmdqv_lab.report.render import FIGURES_DIR, Page, inline_markdown, pygments_css, render_notebook
 
 #: File marking a directory as a cmdqv-lab report (so a rebuild may replace it).
 MARKER = ".cmdqv-report"
@@ -319,6 +319,24 @@ def _execute_task(task: tuple[Path, Path, bool, float | None, Path]) -> Executed
         return e
 
 
+def _figures(site: Path, pages: list[Page]) -> None:
+    """Write every chart as SVG (the one the kernel rendered, else rendered here) and PNG (2x).
+
+    Both come from vl-convert, offline; an explorer is drawn at its controls' initial values.
+    """
+    from cmdqv_lab.plots.display import save_png, spec_to_svg
+
+    d = site / FIGURES_DIR
+    d.mkdir()
+    for page in pages:
+        for stem, spec, svg in page.figures:
+            try:
+                _write(d / f"{stem}.svg", svg if svg is not None else spec_to_svg(spec))
+                save_png(spec, d / f"{stem}.png")
+            except Exception as e:  # vl-convert reports spec errors as plain exceptions
+                raise ReportError(f"{stem}: the chart could not be exported as SVG/PNG: {e}") from None
+
+
 def build(
     notebooks_dir: Path,
     out: Path,
@@ -403,6 +421,7 @@ def build(
             page.title = page.title or src.stem
             pages.append(NotebookPage(ex, page))
         _assets(tmp)
+        _figures(tmp, [p.page for p in pages])
         for i, p in enumerate(pages):
             links = ['<a href="index.html">answers</a>']
             if i > 0:
@@ -427,6 +446,9 @@ def build(
                     "title": p.page.title,
                     "seconds": round(p.executed.seconds, 3),
                     "charts": p.page.charts,
+                    "figures": [
+                        f"{FIGURES_DIR}/{f[0]}.{ext}" for f in p.page.figures for ext in ("svg", "png")
+                    ],
                     "answers": p.page.answers,
                     "tables": p.page.tables,
                 }
