@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import altair as alt
@@ -38,20 +39,23 @@ def replicates() -> pl.DataFrame:
 
 def test_throughput_mean_line_and_ci_band(replicates: pl.DataFrame) -> None:
     spec = plots.throughput_vs_cpus(replicates).to_dict()
-    assert layer_marks(spec) == ["area", "line"]
-    band, line = spec["layer"]
+    assert layer_marks(spec) == ["area", "line", "point"]
+    band, line, points = spec["layer"]
     assert (band["encoding"]["y"]["field"], band["encoding"]["y2"]["field"]) == ("ci_lo", "ci_hi")
-    assert line["encoding"]["y"]["field"] == "mean"
-    for layer in (band, line):
+    assert line["encoding"]["y"]["field"] == points["encoding"]["y"]["field"] == "mean"
+    for layer in (band, line, points):
         assert layer["encoding"]["x"] == {
             "field": "cpus",
             "type": "quantitative",
             "title": "cpus",
             "scale": {"zero": False},
         }
-        assert layer["encoding"]["color"]["field"] == "policy"
-    assert band["encoding"]["color"]["legend"] is None  # one legend, from the line layer
-    assert line["encoding"]["shape"]["field"] == "policy"  # shapes for grey print
+    # one legend with colour and shape together: only the points carry color+shape; the band
+    # (fill) and the line (stroke) are coloured by the same field without a legend
+    assert band["encoding"]["fill"] == {"field": "policy", "type": "nominal", "legend": None}
+    assert line["encoding"]["stroke"] == {"field": "policy", "type": "nominal", "legend": None}
+    assert points["encoding"]["color"]["field"] == points["encoding"]["shape"]["field"] == "policy"
+    assert "color" not in band["encoding"] and "color" not in line["encoding"]
     data = rows(spec)
     assert len(data) == 2 * 4 + 1  # one row per (policy, cpus), not per seed
     vcmdq4 = next(r for r in data if r["policy"] == "vcmdq" and r["cpus"] == 4)
@@ -67,15 +71,28 @@ def test_throughput_custom_columns_clashing_names_and_log_axis() -> None:
     spec = plots.throughput_vs_cpus(df, x="n", y="iops", color=None, log_x=True).to_dict()
     x = spec["layer"][1]["encoding"]["x"]
     assert x["scale"] == {"type": "log", "nice": False} and x["title"] == "n" and x["field"] == "n_"
-    assert "color" not in spec["layer"][1]["encoding"]
+    assert not {"color", "stroke", "fill"} & {*spec["layer"][1]["encoding"], *spec["layer"][0]["encoding"]}
     assert {(r["n_"], r["n"], r["mean"]) for r in rows(spec)} == {(1, 2, 1.5), (16, 2, 4.0)}
+
+
+def test_throughput_chart_draws_one_legend_with_colours_and_shapes(replicates: pl.DataFrame) -> None:
+    """Rendered: one legend (not a colour and a shape legend), whose symbols are coloured."""
+    from cmdqv_lab.plots.display import spec_to_svg
+
+    svg = spec_to_svg(plots.throughput_vs_cpus(replicates).to_dict())
+    assert svg.count('class="mark-group role-legend"') == 1
+    legend = svg[svg.index('class="mark-group role-legend"') :]
+    fills = re.findall(r'role-legend-symbol"[^>]*><path [^>]*fill="(#[0-9a-fA-F]{3,6})"', legend)
+    assert len(fills) == 3 and len(set(fills)) == 3, fills  # shared, vcmdq, ecmdq: three colours
 
 
 def test_latency_percentiles_values_and_order() -> None:
     df = pl.DataFrame({"latency_ns": list(range(1, 101)) * 2, "policy": ["a"] * 100 + ["b"] * 100})
     spec = plots.latency_percentiles(df).to_dict()
-    assert spec["encoding"]["x"]["sort"] == ["p50", "p90", "p99", "p99.9"]
-    assert spec["encoding"]["y"]["scale"] == {"type": "log"}
+    assert layer_marks(spec) == ["line", "point"]
+    line = spec["layer"][0]
+    assert line["encoding"]["x"]["sort"] == ["p50", "p90", "p99", "p99.9"]
+    assert line["encoding"]["y"]["scale"] == {"type": "log"}
     a = {r["percentile"]: r["value"] for r in rows(spec) if r["policy"] == "a"}
     assert a["p50"] == pytest.approx(50.5) and a["p99"] == pytest.approx(99.01)
     assert len(rows(spec)) == 8
@@ -86,7 +103,7 @@ def test_latency_percentiles_with_replicates_draws_ci_rules() -> None:
         {"latency_ns": np.arange(1, 601, dtype=float), "policy": "a", "seed": np.arange(600) % 3}
     )
     spec = plots.latency_percentiles(df, replicate="seed", q=(0.5, 0.99)).to_dict()
-    assert layer_marks(spec) == ["rule", "line"]
+    assert layer_marks(spec) == ["rule", "line", "point"]
     assert all(r["n"] == 3 for r in rows(spec))
 
 
@@ -117,7 +134,7 @@ def test_latency_percentiles_log_axis_only_for_positive_intervals() -> None:
 
 def test_latency_percentiles_zero_values_disable_log_axis() -> None:
     spec = plots.latency_percentiles(pl.DataFrame({"latency_ns": [0, 0, 5], "policy": "a"})).to_dict()
-    assert spec["encoding"]["y"]["scale"] == {}
+    assert spec["layer"][0]["encoding"]["y"]["scale"] == {}
 
 
 def test_latency_cdf_is_bounded_and_exact_at_the_ends() -> None:
@@ -251,7 +268,9 @@ def test_explorer_slider_over_positions_for_uneven_values() -> None:
     assert {(r["queues"], r["__slider"]) for r in data} == {(1, 0), (2, 1), (4, 2), (8, 3)}
     assert "[1, 2, 4, 8][" + param["name"] + "]" in spec["title"]["text"]["expr"]
     # fixed domains: moving the slider does not rescale the axes
-    assert spec["encoding"]["y"]["scale"]["domain"] == [0, 33.0]
+    assert layer_marks(spec) == ["line", "point"]
+    for layer in spec["layer"]:
+        assert layer["encoding"]["y"]["scale"]["domain"] == [0, 33.0]
 
 
 def test_explorer_slider_over_values_for_even_integers() -> None:

@@ -314,7 +314,8 @@ def test_compare_policies_along_cpus() -> None:
     assert len(ex.last.results) == 12 and ex.last.x == "cpus" and ex.last.series == "submit"
     spec = ex.chart.to_dict()
     line = spec["layer"][1]
-    assert line["encoding"]["x"]["field"] == "cpus" and line["encoding"]["color"]["field"] == "submit"
+    assert line["encoding"]["x"]["field"] == "cpus" and line["encoding"]["stroke"]["field"] == "submit"
+    assert spec["layer"][2]["encoding"]["color"]["field"] == "submit"  # the points carry the legend
     assert line["encoding"]["y"]["title"].startswith("ops_per_s")
     assert line["encoding"]["x"]["scale"] == {"zero": False}  # 1..4: linear
     rows = next(iter(spec["datasets"].values()))

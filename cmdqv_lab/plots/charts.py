@@ -14,7 +14,7 @@ an HTML slider (or drop-down) filters precomputed sweep data, so it works withou
 ...                    "policy": ["shared"] * 4})
 >>> spec = throughput_vs_cpus(df).to_dict()
 >>> [layer["mark"]["type"] for layer in spec["layer"]]
-['area', 'line']
+['area', 'line', 'point']
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from cmdqv_lab.analysis.summary import (
 )
 from cmdqv_lab.errors import FrameError
 from cmdqv_lab.plots.explorer import explorer
+from cmdqv_lab.plots.marks import marked_lines
 
 __all__ = [
     "PHASES",
@@ -124,25 +125,21 @@ def throughput_vs_cpus(
     d = df.select(pl.col(x).alias(fx), *([pl.col(color).alias(fc)] if color and fc else []), pl.col(y))
     s = summarize_replicates(d, by=[k for k in (fc, fx) if k], value=y, confidence=confidence)
     xenc = _q(fx, title=x, scale={"type": "log", "nice": False} if log_x else {"zero": False})
-    enc: dict[str, Any] = {"x": xenc}
-    if color and fc:
-        enc["color"] = _n(fc, title=color)
-    base = alt.Chart(s).encode(**enc)
+    base = alt.Chart(s).encode(x=xenc)
     band = base.mark_area(opacity=0.2).encode(y=alt.Y("ci_lo:Q"), y2=alt.Y2("ci_hi:Q"))
-    if color and fc:  # one legend (colour + shape, from the line layer), not two
-        band = band.encode(color=_n(fc, title=color, legend=None))
+    if color and fc:  # coloured through `fill`, without a legend: see marked_lines
+        band = band.encode(fill=alt.Fill(field=fc, type="nominal", legend=None))
     tooltip = [alt.Tooltip(field=fx, type="quantitative", title=x)]
     if color and fc:
         tooltip.insert(0, alt.Tooltip(field=fc, type="nominal", title=color))
     tooltip += [alt.Tooltip(field=f, type="quantitative", format=",.4~g") for f in ("mean", "ci_lo", "ci_hi")]
     tooltip.append(alt.Tooltip(field="n", type="quantitative", title="seeds"))
-    line_enc: dict[str, Any] = {"y": _q("mean", title=f"{y} (mean over seeds)"), "tooltip": tooltip}
-    if color and fc:
-        line_enc["shape"] = _n(fc, title=color)
-    line = base.mark_line(point=True).encode(**line_enc)
+    lines = marked_lines(
+        base, _q("mean", title=f"{y} (mean over seeds)"), fc if color else None, color, tooltip
+    )
     pct = f"{confidence * 100:g}"
     return alt.LayerChart(
-        layer=[band, line],
+        layer=[band, *lines],
         title=_title(title or f"{y} vs {x}", f"mean and {pct}% confidence interval across seeds"),
     )
 
@@ -200,28 +197,27 @@ def latency_percentiles(
     yscale = {"type": "log"} if log_y else {}
     base = alt.Chart(p).encode(
         x=alt.X("percentile:O", sort=labels, title="percentile", axis={"labelAngle": 0}),
-        color=_n(fb, title=by),
     )
     tip = [
         alt.Tooltip(field=fb, type="nominal", title=by),
         alt.Tooltip(field="percentile", type="nominal"),
         alt.Tooltip(field="value", type="quantitative", title=value, format=",.4~g"),
     ]
-    line = base.mark_line(point=True).encode(
-        y=_q("value", title=value, scale=yscale), shape=_n(fb, title=by), tooltip=tip
-    )
+    lines = marked_lines(base, _q("value", title=value, scale=yscale), fb, by, tip)
     head = title or f"{value} percentiles by {by}"
     width = max(240, 70 * len(labels))
     if not replicate:
-        return line.properties(title=_title(head), width=width)
+        return alt.LayerChart(layer=lines, title=_title(head), width=width)
     bars = (
         alt.Chart(known)
-        .encode(x=alt.X("percentile:O", sort=labels), color=_n(fb, title=by, legend=None))
+        .encode(
+            x=alt.X("percentile:O", sort=labels), stroke=alt.Stroke(field=fb, type="nominal", legend=None)
+        )
         .mark_rule()
         .encode(y=alt.Y("ci_lo:Q"), y2=alt.Y2("ci_hi:Q"))
     )
     return alt.LayerChart(
-        layer=[bars, line],
+        layer=[bars, *lines],
         title=_title(head, f"mean and 95% confidence interval across {replicate}s"),
         width=width,
     )

@@ -26,6 +26,7 @@ import polars as pl
 
 from cmdqv_lab.analysis.summary import require_columns
 from cmdqv_lab.errors import FrameError
+from cmdqv_lab.plots.marks import marked_lines
 
 #: Largest number of distinct slider positions :func:`explorer` accepts.
 MAX_SLIDER_POSITIONS = 200
@@ -69,7 +70,7 @@ def explorer(
     initial: Any = None,
     max_rows: int = 5000,
     title: str | None = None,
-) -> alt.Chart:
+) -> alt.Chart | alt.LayerChart:
     """A chart over precomputed sweep data with a slider (or drop-down) choosing one slice.
 
     The slider is a Vega-Lite parameter bound to an HTML input; the chart filters rows whose
@@ -162,18 +163,18 @@ def explorer(
         "y": _q(y, title=y, scale={"domain": yd, **({"type": "log"} if log_y else {})}),
         "tooltip": [alt.Tooltip(field=c, type=_kind(data[c])) for c in dict.fromkeys(cols)],
     }
-    if color:
-        enc["color"] = _n(color, title=color)
-    if mark == "line":
-        chart = alt.Chart(data).mark_line(point=True)
-    elif mark == "point":
-        chart = alt.Chart(data).mark_point(filled=True)
+    chart: alt.Chart | alt.LayerChart
+    if mark == "line":  # one legend with colour and shape: see marked_lines
+        base = alt.Chart(data).encode(x=enc["x"])
+        chart = alt.LayerChart(layer=marked_lines(base, enc["y"], color, color, enc["tooltip"]))
     else:
-        chart = alt.Chart(data).mark_bar()
+        if color:
+            enc["color"] = _n(color, title=color)
+        chart = alt.Chart(data).encode(**enc)
+        chart = chart.mark_point(filled=True) if mark == "point" else chart.mark_bar()
     head = json.dumps(f"{title or f'{y} vs {x}'} — {slider_field} = ", ensure_ascii=False)
     return (
-        chart.encode(**enc)
-        .add_params(param)
+        chart.add_params(param)
         .transform_filter(filt)
         .properties(title=alt.TitleParams(text=alt.ExprRef(expr=f"{head} + {label_expr}")))
     )

@@ -5,7 +5,8 @@ Choices and why:
 - white background (not transparent), so a chart stays legible in a dark JupyterLab theme and
   prints the same as on screen;
 - the Okabe-Ito palette (distinguishable with the common colour-vision deficiencies), ordered so
-  the first colours also differ in lightness when printed in grey; line charts add point shapes;
+  the first colours also differ in lightness when printed in grey; line charts add point shapes,
+  seven of them against eight colours so that no two of up to 56 groups look alike;
 - 12-13 px labels and 15 px titles, grid lines light enough not to compete with the data;
 - system sans-serif fonts only (no web fonts: the report must load nothing remote).
 
@@ -36,6 +37,18 @@ PALETTE: tuple[str, ...] = (
     "#CC79A7",  # reddish purple
     "#000000",  # black
     "#F0E442",  # yellow (last: weak on white paper)
+)
+
+#: Point shapes: seven, against eight colours, so colour and shape together tell apart up to 56
+#: groups (with Vega-Lite's eight default shapes the ninth group looked exactly like the first).
+SHAPES: tuple[str, ...] = (
+    "circle",
+    "square",
+    "triangle-up",
+    "cross",
+    "diamond",
+    "triangle-down",
+    "triangle-right",
 )
 
 FONT = "Helvetica Neue, Helvetica, Arial, Liberation Sans, DejaVu Sans, sans-serif"
@@ -95,7 +108,7 @@ def config() -> dict[str, Any]:
                 "labelLimit": 240,
             },
             "header": {"labelFont": FONT, "titleFont": FONT, "labelFontSize": 12, "titleFontSize": 13},
-            "range": {"category": list(PALETTE)},
+            "range": {"category": list(PALETTE), "symbol": list(SHAPES)},
             "line": {"strokeWidth": 2},
             "point": {"size": 45, "filled": True},
             "area": {"opacity": 0.2},

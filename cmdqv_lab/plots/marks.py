@@ -1,0 +1,28 @@
+"""Mark combinations shared by the chart builders and the explorer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import altair as alt
+
+
+def marked_lines(
+    base: alt.Chart, y: dict[str, Any], by: str | None, title: str | None, tooltip: Any
+) -> list[alt.Chart]:
+    """A line per ``by`` group with filled points on it, and one legend showing colour and shape.
+
+    Only the point layer carries ``color`` and ``shape`` (Vega-Lite merges those into one legend);
+    the line is coloured through ``stroke`` (its own scale: same domain, same palette, no legend).
+    ``mark_line(point=True)`` would draw two legends, and a ``color`` with ``legend=None`` on any
+    other layer of the chart would draw the shared legend's symbols in black.
+    """
+    line = base.mark_line().encode(y=y)
+    points = base.mark_point(filled=True, opacity=1).encode(y=y, tooltip=tooltip)
+    if by:
+        line = line.encode(stroke=alt.Stroke(field=by, type="nominal", legend=None))
+        points = points.encode(
+            color={"field": by, "type": "nominal", "title": title or by},
+            shape={"field": by, "type": "nominal", "title": title or by},
+        )
+    return [line, points]
