@@ -9,9 +9,10 @@ as whatever HTML the output carried. The rules here:
 - code: collapsed under "code", highlighted by Pygments; the papermill-injected parameters shown;
 - outputs, first match wins: a :func:`~cmdqv_lab.report.answer` record, a
   :func:`~cmdqv_lab.report.param_table` record, a Vega-Lite chart (a placeholder that the page's
-  one Vega runtime draws, with links to the figure as SVG and PNG in ``figures/``), ipywidgets (dropped, with a note: the report shows results statically
-  and keeps interaction through :func:`~cmdqv_lab.plots.explorer` sliders), HTML without scripts,
-  SVG/PNG/JPEG as data URIs, Markdown, plain text;
+  one Vega runtime draws, with links to the figure as SVG and PNG in ``figures/``), ipywidgets
+  (dropped, with a note: the report shows results statically and keeps interaction through
+  :func:`~cmdqv_lab.plots.explorer` sliders), HTML without scripts, SVG/PNG/JPEG as data URIs,
+  Markdown, plain text;
 - cells tagged ``remove_cell``, ``remove_input`` or ``remove_output`` lose that part.
 
 >>> import nbformat
