@@ -8,11 +8,6 @@ specs our builders emit, slider included. The notebook is written with nbformat 
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,23 +17,17 @@ import pytest
 
 from cmdqv_lab import plots
 from cmdqv_lab.plots.display import chart_bundle
+from tests.jupyterlab_server import CHROMIUM, NO_CHROMIUM, running_lab
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
 TOKEN = "cmdqv-test"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if not CHROMIUM.exists():
-        pytest.skip("needs Debian's chromium at /usr/bin/chromium (scripts/install-sysdeps installs it)")
+        pytest.skip(NO_CHROMIUM)
     root = tmp_path_factory.mktemp("lab")
     sweep = pl.DataFrame(
         [{"queues": q, "cpus": c, "ops_per_s": float(q * c)} for q in (1, 2, 4) for c in (1, 2, 4, 8)]
@@ -53,33 +42,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         out = nbformat.v4.new_output("display_data", data=chart_bundle(c))
         nb.cells.append(nbformat.v4.new_code_cell("plots.show(chart)", outputs=[out]))
     nbformat.write(nb, root / "charts.ipynb")
-    port = _free_port()
-    cmd = [
-        sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-        f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={root}", "--allow-root",
-        "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-    ]  # fmt: skip
-    log = (root / "lab.log").open("w")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=root)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/api/status?token={TOKEN}", timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"jupyter lab did not start: {(root / 'lab.log').read_text()[-2000:]}")
-                time.sleep(0.3)
+    with running_lab(root, TOKEN) as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:  # pragma: no cover
-            proc.kill()
-        log.close()
 
 
 def test_jupyterlab_draws_show_output(lab: str, tmp_path: Path) -> None:
