@@ -13,7 +13,6 @@ workload's size.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +29,7 @@ from cmdqv_lab.platform import Platform
 from cmdqv_lab.rng import stream as rng_stream
 from cmdqv_lab.scenarios.base import Scenario, register
 from cmdqv_lab.scenarios.guest import SUBMITS
+from cmdqv_lab.scenarios.workload import SIZE_KEYS, camel, combine_params
 from cmdqv_lab.units import ns
 from cmdqv_lab.virt.paths import VcpuRoute, stream_blocks
 from cmdqv_lab.workloads.registry import get_workload, workload_names
@@ -65,20 +65,6 @@ class GuestTopology(Params):
     )  # fmt: skip
 
 
-def _combined(name: str, wl: type[Params]) -> type[Params]:
-    fields: list[tuple[str, Any, Any]] = []
-    seen: set[str] = set()
-    for cls in (GuestTopology, wl):
-        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-            if f.name in seen or f.name in ("ops", "cycles"):
-                continue
-            seen.add(f.name)
-            default = 1 if f.name == "vms" else f.default
-            fields.append((f.name, f.type, dataclasses.field(default=default, metadata=f.metadata)))
-    cls_name = "GuestWl" + "".join(part.capitalize() for part in name.split("-")) + "Params"
-    return dataclasses.make_dataclass(cls_name, fields, bases=(Params,), frozen=True, kw_only=True)
-
-
 def _builder(name: str):  # returns the scenario's builder
     spec = get_workload(name)
     own = set(spec.params.field_infos())
@@ -96,7 +82,7 @@ def _builder(name: str):  # returns the scenario's builder
             raise ParamError(
                 f"guest-wl-{name}: vms={values['vms']} must be at least 1 (or set as_guest=true)"
             )
-        for key in ("ops", "cycles"):
+        for key in SIZE_KEYS:
             if key in own and n:
                 values[key] = n
         w = spec.make(spec.params.from_overrides({}, **values), seed)
@@ -156,7 +142,9 @@ for _name in workload_names():
         Scenario(
             name=f"guest-wl-{_name}",
             doc=f"guest-wl-{_name}: the {_name} workload ({_spec.doc.split(':')[0]}) issued by guests on VCMDQs",
-            params=_combined(_name, _spec.params),
+            params=combine_params(
+                f"GuestWl{camel(_name)}Params", GuestTopology, _spec.params, defaults={"vms": 1}
+            ),
             build=_builder(_name),
             default_count=0,
         )

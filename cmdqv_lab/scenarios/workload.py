@@ -44,17 +44,31 @@ class HostTopology(Params):
     )
 
 
-def _combined(name: str, wl: type[Params]) -> type[Params]:
+def combine_params(
+    cls_name: str,
+    topology: type[Params],
+    workload: type[Params],
+    *,
+    drop: tuple[str, ...] = (),
+    defaults: dict[str, Any] | None = None,
+) -> type[Params]:
+    """One parameter class: the topology's fields, then the workload's (first one of a name wins),
+    without the workload's size keys (``--ops`` sets them) and ``drop``, with ``defaults`` changed."""
     fields: list[tuple[str, Any, Any]] = []
-    seen: set[str] = set()
-    for cls in (HostTopology, wl):
+    seen: set[str] = set((*SIZE_KEYS, *drop))
+    for cls in (topology, workload):
         for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-            if f.name in seen or f.name == "vms" or f.name in SIZE_KEYS:
+            if f.name in seen:
                 continue
             seen.add(f.name)
-            fields.append((f.name, f.type, dataclasses.field(default=f.default, metadata=f.metadata)))
-    cls_name = "Host" + "".join(part.capitalize() for part in name.split("-")) + "Params"
+            default = (defaults or {}).get(f.name, f.default)
+            fields.append((f.name, f.type, dataclasses.field(default=default, metadata=f.metadata)))
     return dataclasses.make_dataclass(cls_name, fields, bases=(Params,), frozen=True, kw_only=True)
+
+
+def camel(name: str) -> str:
+    """``config-churn`` -> ``ConfigChurn`` (for generated parameter class names)."""
+    return "".join(part.capitalize() for part in name.split("-"))
 
 
 def _builder(name: str):  # returns the scenario's builder
@@ -104,7 +118,7 @@ for _name in workload_names():
         Scenario(
             name=f"host-{_name}",
             doc=f"host-{_name}: the {_name} workload ({_spec.doc.split(':')[0]}) on a host topology",
-            params=_combined(_name, _spec.params),
+            params=combine_params(f"Host{camel(_name)}Params", HostTopology, _spec.params, drop=("vms",)),
             build=_builder(_name),
             count=_size or "ops",
             default_count=int(_spec.params.field_infos()[_size][0]) if _size else 0,
