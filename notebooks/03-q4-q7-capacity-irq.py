@@ -348,7 +348,7 @@ param_table(
 )
 
 # %%
-storm = sweep_frame("nb-q7-storm", smoke=smoke, workers=1 if smoke else 2)
+storm = sweep_frame("nb-q7-storm", smoke=smoke)
 print(storm.describe())
 st = storm.frame.with_columns(
     (pl.col("fixups") / (pl.col("sim_time_ns") * 1e-9)).alias("fixups_per_s"),
@@ -499,7 +499,7 @@ plots.show(
 # queue in one run) to 20 us, `irq_handler_ns` from 0.5 to 8 us.
 
 # %%
-costs = sweep_frame("nb-q7-irq-costs", smoke=smoke, workers=1 if smoke else 2)
+costs = sweep_frame("nb-q7-irq-costs", smoke=smoke)
 print(costs.describe())
 cs = costs.frame.with_columns((pl.col("fixups") / (pl.col("sim_time_ns") * 1e-9)).alias("fixups_per_s"))
 cost_pts = (

@@ -49,7 +49,7 @@ grace = load_platform("grace")
 
 
 def load(name: str) -> pl.DataFrame:
-    sd = sweep_frame(name, smoke=smoke, workers=1 if smoke else 2)
+    sd = sweep_frame(name, smoke=smoke)
     print(sd.describe())
     return sd.frame
 

@@ -13,6 +13,7 @@ and the returned :class:`SweepData` says where it came from, so a notebook can p
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,8 +49,12 @@ LOCK_WAIT_S = 3600.0
 """How long a notebook waits for another process writing the same sweep directory."""
 
 
-def sweep_frame(name: str, *, smoke: bool, workers: int = 1) -> SweepData:
-    """The points of sweep ``name`` (``data/specs/<name>.toml``) as a frame (see module doc)."""
+def sweep_frame(name: str, *, smoke: bool, workers: int | None = None) -> SweepData:
+    """The points of sweep ``name`` (``data/specs/<name>.toml``) as a frame (see module doc).
+
+    ``workers`` matters only when the sweep has to run. By default a smoke run uses one process (the
+    report executes several notebooks at once) and a full run one per CPU, at most four.
+    """
     from cmdqv_lab.analysis.summary import load_sweep
     from cmdqv_lab.experiments.spec import load_spec
     from cmdqv_lab.experiments.sweep import run_sweep
@@ -64,5 +69,7 @@ def sweep_frame(name: str, *, smoke: bool, workers: int = 1) -> SweepData:
     spec = load_spec(spec_path, quick=smoke)
     # Two notebooks (or two report builds) may need the same sweep at once: the second waits for
     # the first and then finds every point cached.
+    if workers is None:
+        workers = 1 if smoke else min(4, os.cpu_count() or 1)
     run_sweep(spec, out, workers=workers, progress=False, prune=True, wait_s=LOCK_WAIT_S)
     return SweepData(name, load_sweep(out), "quick" if smoke else "computed", out)
