@@ -39,7 +39,7 @@ CASES = [
 def materialise(scenario: str, overrides: dict, count: int, record: bool):  # type: ignore[no-untyped-def, type-arg]
     scn = get_scenario(scenario)
     params, plat = resolve(scn, overrides)
-    cfg, streams = scn.build(params, plat, 7, count)
+    cfg, streams = scn.build(params, scn.run_platform(params, plat), 7, count)
     blocks = [list(s) for s in streams]
     if record:
         cfg = EngineConfig(**{**cfg.__dict__, "record": True})

@@ -49,6 +49,7 @@ class ParamInfo:
     source: str
     doc: str
     choices: tuple[Any, ...] | None
+    engine: str | None = None  # the timing engine's cost slot this value feeds (cmdqv_lab.engine.costs)
 
     def allowed(self) -> str:
         """Human description of the allowed values."""
@@ -76,11 +77,14 @@ def param(
     source: str = "",
     doc: str = "",
     choices: Iterable[Any] | None = None,
+    engine: str | None = None,
 ) -> Any:
-    """Declare a parameter field (see module docstring)."""
+    """Declare a parameter field (see module docstring); ``engine`` names the engine cost slot it feeds."""
     if provenance not in PROVENANCES:
         raise ValueError(f"provenance must be one of {PROVENANCES}, got {provenance!r}")
-    info = ParamInfo(unit, lo, hi, provenance, source, doc, tuple(choices) if choices is not None else None)
+    info = ParamInfo(
+        unit, lo, hi, provenance, source, doc, tuple(choices) if choices is not None else None, engine
+    )
     return field(default=default, metadata={"cmdqv": info})
 
 

@@ -25,10 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from cmdqv_lab.device.commands import CFGI_OPCODES, TLBI_OPCODES, Opcode
-from cmdqv_lab.engine.runner import Costs
+from cmdqv_lab.engine.costs import Costs, to_engine
 from cmdqv_lab.errors import ParamError
 from cmdqv_lab.params import ParamInfo, Params, param
-from cmdqv_lab.units import ns
 
 PARAMS_DIR = Path(__file__).resolve().parents[1] / "data" / "params"
 
@@ -39,52 +38,52 @@ class Platform(Params):
 
     # ---- CPU and interconnect
     line_xfer_ns: float = param(
-        35.0, unit="ns", lo=0, hi=1000, provenance="measured",
+        35.0, engine="line_xfer", unit="ns", lo=0, hi=1000, provenance="measured",
         source="C4: core-to-core CAS one way, Kunpeng 920 30-38 ns in a die, 72-87 across; Graviton ~47",
         doc="a contended cache line moving to another core (one atomic or read of it)",
     )  # fmt: skip
     line_local_ns: float = param(
-        5.0, unit="ns", lo=0, hi=100, provenance="assumption",
+        5.0, engine="line_local", unit="ns", lo=0, hi=100, provenance="assumption",
         doc="an atomic on a line the core already owns",
     )  # fmt: skip
     cmd_write_ns: float = param(
-        2.0, unit="ns", lo=0, hi=100, provenance="assumption",
+        2.0, engine="cmd_write", unit="ns", lo=0, hi=100, provenance="assumption",
         doc="writing one 16-byte command into queue memory",
     )  # fmt: skip
     mmio_write_ns: float = param(
-        50.0, unit="ns", lo=0, hi=2000, provenance="assumption",
+        50.0, engine="mmio_write", unit="ns", lo=0, hi=2000, provenance="assumption",
         doc="a PROD register write until the SMMU sees it (the CPU waits for it: dma_wmb + writel)",
     )  # fmt: skip
     mmio_read_ns: float = param(
-        300.0, unit="ns", lo=0, hi=5000, provenance="assumption",
+        300.0, engine="mmio_read", unit="ns", lo=0, hi=5000, provenance="assumption",
         doc="reading an SMMU register (CONS) from a CPU",
     )  # fmt: skip
     spin_ns: float = param(
-        10.0, unit="ns", lo=0, hi=1000, provenance="assumption", doc="one cpu_relax() in a poll loop",
+        10.0, engine="spin", unit="ns", lo=0, hi=1000, provenance="assumption", doc="one cpu_relax() in a poll loop",
     )  # fmt: skip
     msi_ns: float = param(
-        100.0, unit="ns", lo=0, hi=5000, provenance="assumption",
+        100.0, engine="msi", unit="ns", lo=0, hi=5000, provenance="assumption",
         doc="CMD_SYNC MSI write reaching the CPU spinning on the SYNC slot",
     )  # fmt: skip
     sev_ns: float = param(
-        100.0, unit="ns", lo=0, hi=5000, provenance="assumption", doc="SEV from the SMMU waking a WFE",
+        100.0, engine="sev", unit="ns", lo=0, hi=5000, provenance="assumption", doc="SEV from the SMMU waking a WFE",
     )  # fmt: skip
     udelay_us: float = param(
-        1.0, unit="us", lo=0, hi=1000, provenance="measured",
+        1.0, engine="udelay", unit="us", lo=0, hi=1000, provenance="measured",
         source="C4: arm-smmu-v3.c queue_poll, udelay(1) doubling", doc="first back-off delay of CONS polling",
     )  # fmt: skip
     poll_spins: int = param(
-        10, unit="polls", lo=1, hi=1000, provenance="measured",
+        10, engine="poll_spins", unit="polls", lo=1, hi=1000, provenance="measured",
         source="ARM_SMMU_POLL_SPIN_COUNT in arm-smmu-v3.c", doc="polls before each udelay",
     )  # fmt: skip
     # ---- SMMU command processor
     fetch_ns: float = param(
-        31.0, unit="ns", lo=0, hi=1000, provenance="measured",
+        31.0, engine="fetch", unit="ns", lo=0, hi=1000, provenance="measured",
         source="C4: gem5 smmu_v3_proc.cc, 1 cycle + one 16-byte read at 1 GHz (a lower bound)",
         doc="reading one burst of commands from queue memory (snooping CPU caches)",
     )  # fmt: skip
     fetch_line_cmds: int = param(
-        4, unit="commands", lo=1, hi=64, provenance="assumption",
+        4, engine="fetch_line", unit="commands", lo=1, hi=64, provenance="assumption",
         source="a 64-byte cache line holds 4 commands; SMMUs read the queue in bursts",
         doc="commands one fetch burst reads (as many as PROD has published)",
     )  # fmt: skip
@@ -94,7 +93,7 @@ class Platform(Params):
         doc="executing one TLBI (any CMD_TLBI_*), after the fetch",
     )  # fmt: skip
     sync_service_ns: float = param(
-        50.0, unit="ns", lo=0, hi=100_000, provenance="assumption", doc="executing one CMD_SYNC",
+        50.0, engine="sync_svc", unit="ns", lo=0, hi=100_000, provenance="assumption", doc="executing one CMD_SYNC",
     )  # fmt: skip
     cfgi_service_ns: float = param(
         200.0, unit="ns", lo=0, hi=100_000, provenance="assumption", doc="executing one CMD_CFGI_*",
@@ -117,19 +116,19 @@ class Platform(Params):
         doc="queues the SMMU consumes concurrently (1: one command processor for all queues)",
     )  # fmt: skip
     cmd_batch: int = param(
-        32, unit="commands", lo=0, hi=1 << 16, provenance="measured",
+        32, engine="cmd_batch", unit="commands", lo=0, hi=1 << 16, provenance="measured",
         source="QEMU tegra241-cmdqv reset value of CMDQV CONFIG CMD_BATCH", doc="commands per arbitration turn (0: no limit)",
     )  # fmt: skip
     clk_batch_ns: float = param(
-        256.0, unit="ns", lo=0, hi=1e9, provenance="assumption",
+        256.0, engine="clk_batch", unit="ns", lo=0, hi=1e9, provenance="assumption",
         source="QEMU reset CLK_BATCH=256 (cycles; 1 GHz assumed)", doc="time slice per arbitration turn (0: none)",
     )  # fmt: skip
     hw_sync_insert: bool = param(
-        False, provenance="choice", source="2021 thread: CMDQV scheduler inserts SYNCs",
+        False, engine="hw_sync_insert", provenance="choice", source="2021 thread: CMDQV scheduler inserts SYNCs",
         doc="insert a hardware CMD_SYNC when leaving a queue or ending its turn",
     )  # fmt: skip
     hw_sync_ns: float = param(
-        50.0, unit="ns", lo=0, hi=100_000, provenance="assumption", doc="cost of a hardware-inserted CMD_SYNC",
+        50.0, engine="hw_sync", unit="ns", lo=0, hi=100_000, provenance="assumption", doc="cost of a hardware-inserted CMD_SYNC",
     )  # fmt: skip
     # ---- queues and driver
     sync_wait: str = param(
@@ -210,46 +209,30 @@ class Platform(Params):
         2000.0, unit="ns", lo=0, hi=1e7, provenance="assumption", doc="guest CPU work between unmaps (the dma_map)",
     )  # fmt: skip
     irq_latency_ns: float = param(
-        5000.0, unit="ns", lo=0, hi=1e7, provenance="assumption",
+        5000.0, engine="irq_latency", unit="ns", lo=0, hi=1e7, provenance="assumption",
         doc="CMDQV error interrupt until its threaded handler runs (host)",
     )  # fmt: skip
     irq_handler_ns: float = param(
-        2000.0, unit="ns", lo=0, hi=1e7, provenance="assumption",
+        2000.0, engine="irq_handler", unit="ns", lo=0, hi=1e7, provenance="assumption",
         doc="handler reading the VINTF/LVCMDQ error maps and the faulting entry",
     )  # fmt: skip
     irq_ack_ns: float = param(
-        500.0, unit="ns", lo=0, hi=1e7, provenance="assumption", doc="rewriting the entry and writing GERRORN",
+        500.0, engine="irq_ack", unit="ns", lo=0, hi=1e7, provenance="assumption", doc="rewriting the entry and writing GERRORN",
     )  # fmt: skip
     guest_error_ns: float = param(
-        10000.0, unit="ns", lo=0, hi=1e8, provenance="assumption",
+        10000.0, engine="guest_error", unit="ns", lo=0, hi=1e8, provenance="assumption",
         doc="forwarding a VCMDQ error to the guest: event to the VMM, virtual IRQ, guest ISR and recovery",
     )  # fmt: skip
 
     # ------------------------------------------------------------------ derived
     def costs(self) -> Costs:
-        """The engine's integer-picosecond cost vector."""
+        """The engine's cost vector: every field declared with ``engine=`` converted by its unit."""
         return Costs(
-            line_local=ns(self.line_local_ns),
-            line_xfer=ns(self.line_xfer_ns),
-            cmd_write=ns(self.cmd_write_ns),
-            mmio_write=ns(self.mmio_write_ns),
-            mmio_read=ns(self.mmio_read_ns),
-            spin=ns(self.spin_ns),
-            msi=ns(self.msi_ns),
-            sev=ns(self.sev_ns),
-            fetch=ns(self.fetch_ns),
-            hw_sync=ns(self.hw_sync_ns),
-            cmd_batch=self.cmd_batch,
-            clk_batch=ns(self.clk_batch_ns),
-            hw_sync_insert=int(self.hw_sync_insert),
-            udelay=ns(self.udelay_us * 1000),
-            poll_spins=self.poll_spins,
-            fetch_line=self.fetch_line_cmds,
-            irq_latency=ns(self.irq_latency_ns),
-            irq_handler=ns(self.irq_handler_ns),
-            irq_ack=ns(self.irq_ack_ns),
-            guest_error=ns(self.guest_error_ns),
-            sync_svc=ns(self.sync_service_ns),
+            **{
+                info.engine: to_engine(getattr(self, name), info.unit)
+                for name, (_, info) in self.field_infos().items()
+                if info.engine is not None
+            }
         )
 
     def service_ns(self, opcode: int) -> float:

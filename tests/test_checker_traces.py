@@ -10,9 +10,9 @@ import pytest
 
 from cmdqv_lab.checker.check import CheckResult, check
 from cmdqv_lab.checker.scenarios import Source, load_source
-from cmdqv_lab.checker.trace_stream import num_scale, trace_frame
 from cmdqv_lab.device.cmdqv import GUEST_OPCODES_LINUX
 from cmdqv_lab.workloads.qemu_trace import parse_trace
+from cmdqv_lab.workloads.trace_stream import num_scale, trace_frame
 
 ROOT = Path(__file__).resolve().parents[1]
 TRACES = sorted((ROOT / "data" / "traces").glob("*.log.gz"))

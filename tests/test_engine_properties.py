@@ -121,8 +121,11 @@ def test_atomic_add_deadlock_is_reported() -> None:
     blk = OpBlock.uniform(
         n_ops=1, t=np.array([0]), opcodes=[0x12] * 4 + [0x46], svc=[100_000] * 5, sync=True, queue=0
     )
-    cfg = EngineConfig(queues=(QueueSpec(3, "atomic-add", "msi"),), n_cpus=2, quotas=(1, 1), costs=Costs())
+    costs = Costs(
+        line_local=5_000, line_xfer=35_000, cmd_write=5_000, mmio_write=50_000, msi=100_000, fetch=31_000
+    )
+    cfg = EngineConfig(queues=(QueueSpec(3, "atomic-add", "msi"),), n_cpus=2, quotas=(1, 1), costs=costs)
     with pytest.raises(DeadlockError, match="deadlocked"):
         run_engine(cfg, [iter([blk]), iter([blk])])
-    ok = EngineConfig(queues=(QueueSpec(4, "atomic-add", "msi"),), n_cpus=2, quotas=(1, 1), costs=Costs())
+    ok = EngineConfig(queues=(QueueSpec(4, "atomic-add", "msi"),), n_cpus=2, quotas=(1, 1), costs=costs)
     assert run_engine(ok, [iter([blk]), iter([blk])]).metrics()["commands"] == 10

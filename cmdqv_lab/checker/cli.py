@@ -93,12 +93,11 @@ def format_result(r: Any, limit: int = 0) -> str:
 
 def _list() -> None:
     from cmdqv_lab.checker.check import CheckOptions
-    from cmdqv_lab.checker.scenarios import SCENARIOS, scenario_names
+    from cmdqv_lab.checker.scenarios import scenario_names
     from cmdqv_lab.device.cmdqv import CmdqvParams
 
-    click.echo("scenarios: " + ", ".join(scenario_names()))
-    for name, (_, doc) in SCENARIOS.items():
-        click.echo(f"  {name}: {doc}")
+    click.echo("scenarios (every simulate scenario; then the bare registry workloads):")
+    click.echo("  " + ", ".join(scenario_names()))
     click.echo("policies: " + ", ".join(POLICIES) + ", all")
     keys = [*CmdqvParams.field_infos(), *CheckOptions.field_infos()]
     click.echo("--set keys: " + ", ".join(keys) + " (and the scenario's own)")

@@ -29,6 +29,8 @@ ALG_NAMES = {
     "exclusive": ALG_EXCLUSIVE,
     "direct": ALG_DIRECT,
 }
+#: The submission algorithms a CPU can run (``direct`` is the open-queue source, not an algorithm).
+SUBMITS = tuple(name for name in ALG_NAMES if name != "direct")
 
 # ----------------------------------------------------------------------------- CMD_SYNC wait modes
 WAIT_MSI = 0  # CS=SIG_IRQ, MSI write to the SYNC's own slot; the waiter spins on that word
@@ -265,7 +267,8 @@ R_PUBLISH = 8
 R_CSTART = 9
 R_COMPLETE = 10
 R_RETRIES = 11
-R_NF = 12
+R_ILL = 12  # 1 if the command raised ILL on its queue
+R_NF = 13
 # per op
 O_ID = 0
 O_CPU = 1

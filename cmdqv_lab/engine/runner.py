@@ -19,6 +19,7 @@ import polars as pl
 
 from cmdqv_lab.device.commands import Opcode
 from cmdqv_lab.engine import layout as L
+from cmdqv_lab.engine.costs import Costs
 from cmdqv_lab.engine.loop import run_loop
 from cmdqv_lab.engine.mem import Memory
 from cmdqv_lab.engine.sched import sched
@@ -45,6 +46,7 @@ COMMAND_SCHEMA: dict[str, Any] = {
     "complete_ps": pl.Int64,
     "queue_wait_ps": pl.Int64,  # consume_start - publish
     "retries": pl.Int32,  # cmpxchg failures of its batch's reservation
+    "ill": pl.Boolean,  # it raised ILL on its queue (and was rewritten to a CMD_SYNC)
 }
 #: Per-op records.
 OP_SCHEMA: dict[str, Any] = {
@@ -80,64 +82,6 @@ class QueueSpec:
             raise ParamError(f"sync_wait={self.wait!r} is not allowed: one of {', '.join(L.WAIT_NAMES)}")
         if not 1 <= self.log2size <= 19:
             raise ParamError(f"log2size={self.log2size} is out of range: allowed 1 .. 19")
-
-
-@dataclass(frozen=True)
-class Costs:
-    """Engine costs in integer picoseconds (see :mod:`cmdqv_lab.platform` for their provenance)."""
-
-    line_local: int = 5_000
-    line_xfer: int = 35_000
-    cmd_write: int = 5_000
-    mmio_write: int = 50_000
-    mmio_read: int = 300_000
-    spin: int = 10_000
-    msi: int = 100_000
-    sev: int = 100_000
-    fetch: int = 31_000
-    hw_sync: int = 100_000
-    cmd_batch: int = 0
-    clk_batch: int = 0
-    hw_sync_insert: int = 0
-    udelay: int = 1_000_000
-    poll_spins: int = 10
-    fetch_line: int = 1
-    irq_latency: int = 2_000_000
-    irq_handler: int = 1_000_000
-    irq_ack: int = 500_000
-    guest_error: int = 10_000_000
-    sync_svc: int = 50_000
-
-    def vector(self, record: bool) -> np.ndarray:
-        k = np.zeros(L.K_NF, dtype=np.int64)
-        k[L.K_LINE_LOCAL] = self.line_local
-        k[L.K_LINE_XFER] = self.line_xfer
-        k[L.K_CMD_WRITE] = self.cmd_write
-        k[L.K_MMIO_WRITE] = self.mmio_write
-        k[L.K_MMIO_READ] = self.mmio_read
-        k[L.K_SPIN] = self.spin
-        k[L.K_MSI] = self.msi
-        k[L.K_SEV] = self.sev
-        k[L.K_FETCH] = self.fetch
-        k[L.K_HW_SYNC] = self.hw_sync
-        k[L.K_CMD_BATCH] = self.cmd_batch
-        k[L.K_CLK_BATCH] = self.clk_batch
-        k[L.K_HW_SYNC_INSERT] = self.hw_sync_insert
-        k[L.K_UDELAY] = self.udelay
-        k[L.K_POLL_SPINS] = self.poll_spins
-        k[L.K_RECORD] = int(record)
-        k[L.K_FETCH_LINE] = self.fetch_line
-        k[L.K_IRQ_LATENCY] = self.irq_latency
-        k[L.K_IRQ_HANDLER] = self.irq_handler
-        k[L.K_IRQ_ACK] = self.irq_ack
-        k[L.K_GUEST_ERROR] = self.guest_error
-        k[L.K_SYNC_SVC] = self.sync_svc
-        if self.fetch_line < 1:
-            raise ParamError("fetch_line must be >= 1")
-        if (k < 0).any():
-            raise ParamError("engine costs must be non-negative")
-        k[L.K_IRQ_CPU] = -1  # set by build_memory when the run has an IRQ thread
-        return k
 
 
 @dataclass(frozen=True)
@@ -486,6 +430,7 @@ def _command_frame(rc: np.ndarray) -> pl.DataFrame:
             "complete_ps": rc[:, L.R_COMPLETE],
             "queue_wait_ps": wait,
             "retries": rc[:, L.R_RETRIES],
+            "ill": rc[:, L.R_ILL] == 1,
         },
         schema=COMMAND_SCHEMA,
     )

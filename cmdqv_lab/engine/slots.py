@@ -51,6 +51,7 @@ from cmdqv_lab.engine.layout import (
     R_COMPLETE,
     R_CPU,
     R_CSTART,
+    R_ILL,
     R_ISSUE,
     R_OP,
     R_OPCODE,
@@ -125,6 +126,7 @@ def write_batch(M, c, q, start, n, now, async_op):
             rset(M, r, R_CSTART, -1)
             rset(M, r, R_COMPLETE, -1)
             rset(M, r, R_RETRIES, cget(M, c, C_RETRIES))
+            rset(M, r, R_ILL, 0)
             sset(M, row, SL_REC, r)
         else:
             sset(M, row, SL_REC, -1)

@@ -80,6 +80,7 @@ from cmdqv_lab.engine.layout import (
     Q_WAIT,
     R_COMPLETE,
     R_CSTART,
+    R_ILL,
     R_PUBLISH,
     SL_AOP,
     SL_CPU,
@@ -134,6 +135,9 @@ def raise_error(M, q, row, now):
     GERRORN acknowledgement, then resuming the queue.
     """
     ic = kget(M, K_IRQ_CPU)
+    r = sget(M, row, SL_REC)
+    if r >= 0:
+        rset(M, r, R_ILL, 1)
     qset(M, q, Q_HALTED, 1)
     qadd(M, q, Q_ERRORS, 1)
     gadd(M, G_ILLEGAL, 1)

@@ -449,7 +449,7 @@ def _check_combinations(ck: _Check, scn: Any, spec: Spec, where: Mapping[str, st
         overrides = {**dict(spec.fixed), **dict(combo)}
         try:
             params, platform = resolve(scn, overrides)
-            scn.build(params, platform, spec.seeds[0], spec.count)
+            scn.build(params, scn.run_platform(params, platform), spec.seeds[0], spec.count)
         except CmdqvError as e:
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
             key = _blamed_key(msg, overrides)

@@ -1,4 +1,12 @@
-"""Scenario registry, parameter resolution and the :func:`simulate` entry point.
+"""Scenario declarations, parameter resolution and the :func:`simulate` entry point.
+
+A scenario is a declaration: a *workload* (the stream of commands each issuing CPU sends, in the one
+stream form of :mod:`cmdqv_lab.workloads.stream`), a *routing* (guests only: which queue each batch
+goes to), a *topology* (queues, routes, locks, IRQ thread: :mod:`cmdqv_lab.programs.topology`) and a
+platform (costs). :meth:`Scenario.build` compiles them for the timing engine
+(:mod:`cmdqv_lab.programs`); the correctness checker reads the same workload
+(:func:`cmdqv_lab.checker.scenarios.load_source`), so every scenario name is accepted by
+``simulate``, ``check`` and sweeps alike.
 
 Parameters of a scenario are its own fields plus, for scenarios that take a ``platform``, every
 field of :class:`~cmdqv_lab.platform.Platform`; ``--set`` keys may name either. Resolution order:
@@ -20,22 +28,61 @@ from cmdqv_lab.engine.stream import CpuStream
 from cmdqv_lab.errors import ParamError
 from cmdqv_lab.params import Params
 from cmdqv_lab.platform import Platform, load_platform
+from cmdqv_lab.programs.compile import Routing, compile_streams
+from cmdqv_lab.programs.topology import Topology
+from cmdqv_lab.units import ns
+from cmdqv_lab.workloads.stream import Workload
 
-Builder = Callable[[Any, Platform | None, int, int], tuple[EngineConfig, Sequence[CpuStream]]]
+
+def no_routing(_p: Any, _plat: Platform, _w: Workload) -> Routing | None:
+    """Host streams: every batch goes whole to the issuing CPU's host queue."""
+    return None
+
+
+def no_prefix(_p: Any, _plat: Platform) -> float:
+    return 0.0
 
 
 @dataclass(frozen=True)
 class Scenario:
-    """A named scenario: its parameter class, how to build a run, and its default size."""
+    """A named scenario: parameters, and the workload, routing, topology and platform of a run.
+
+    ``workload(params, platform, seed, count)`` gives the streams; ``topology(params, platform,
+    workload)`` and ``routing(...)`` say where they go; ``prefix_ns(params, platform)`` is CPU work
+    at the start of every op. A scenario without a preset (``uses_platform=False``) makes its
+    platform from its own parameters with ``platform``.
+    """
 
     name: str
     doc: str
     params: type[Params]
-    build: Builder
+    workload: Callable[[Any, Platform, int, int], Workload]
+    topology: Callable[[Any, Platform, Workload], Topology]
+    routing: Callable[[Any, Platform, Workload], Routing | None] = no_routing
+    prefix_ns: Callable[[Any, Platform], float] = no_prefix
     count: str = "ops"  # what --ops/--commands counts for this scenario
     default_count: int = 100_000
     uses_platform: bool = True
+    platform: Callable[[Any], Platform] | None = None
     extra_metrics: Callable[[Any, Platform | None, EngineResult], dict[str, Any]] | None = None
+
+    def run_platform(self, p: Any, preset: Platform | None) -> Platform:
+        """The platform a run uses: the resolved preset, or the one the scenario makes from ``p``."""
+        if preset is not None:
+            return preset
+        if self.platform is None:
+            raise ParamError(f"scenario {self.name} has neither a platform preset nor a platform of its own")
+        return self.platform(p)
+
+    def build(self, p: Any, plat: Platform, seed: int, n: int) -> tuple[EngineConfig, Sequence[CpuStream]]:
+        """The engine configuration and one op-program stream per engine CPU."""
+        w = self.workload(p, plat, seed, n)
+        topo = self.topology(p, plat, w)
+        streams = compile_streams(
+            w, topo, plat, seed=seed, name=self.name, routing=self.routing(p, plat, w),
+            prefix_ps=ns(self.prefix_ns(p, plat)),
+        )  # fmt: skip
+        return topo.engine_config(plat.costs(), w.ops, open_loop=w.open_loop), streams
 
 
 #: name -> "module" defining it (imported on first use)
@@ -56,6 +103,7 @@ _MODULES = {
     "guest-wl-netperf": "cmdqv_lab.scenarios.guest_workload",
     "guest-wl-config-churn": "cmdqv_lab.scenarios.guest_workload",
     "guest-wl-mixed": "cmdqv_lab.scenarios.guest_workload",
+    "guest-mixed": "cmdqv_lab.scenarios.guest_mixed",
 }
 SCENARIOS: dict[str, Scenario] = {}
 
@@ -136,10 +184,9 @@ def resolve(scn: Scenario, overrides: Mapping[str, Any]) -> tuple[Params, Platfo
         allowed = ", ".join([*own, *plat_fields])
         raise ParamError(f"unknown parameter {unknown[0]!r} for scenario {scn.name}: allowed {allowed}")
     params = scn.params.from_overrides(mine)
-    platform = (
-        load_platform(str(getattr(params, "platform", "generic")), theirs) if scn.uses_platform else None
-    )
-    return params, platform
+    if scn.uses_platform:
+        return params, load_platform(str(getattr(params, "platform", "generic")), theirs)
+    return params, None
 
 
 def simulate(
@@ -170,7 +217,7 @@ def simulate(
     n = scn.default_count if count is None else count
     if not isinstance(n, int) or isinstance(n, bool) or (n < 1 and count is not None):
         raise ParamError(f"{scn.count}={n!r} must be a positive integer")
-    cfg, streams = scn.build(params, platform, seed, n)
+    cfg, streams = scn.build(params, scn.run_platform(params, platform), seed, n)
     if record:
         cfg = EngineConfig(**{**cfg.__dict__, "record": True, "record_limit": record_limit})
     res = run_engine(cfg, streams)

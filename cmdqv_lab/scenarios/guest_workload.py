@@ -4,7 +4,7 @@ For every workload in :mod:`cmdqv_lab.workloads.registry` a scenario ``guest-wl-
 command stream as issued by ``vms`` guests (the workload's own ``vms`` parameter, at least 1): each
 VM gets one pass-through VCMDQ (queues ``1..vms``; queue 0 is the host main CMDQ), ``policy`` routes
 every batch (:mod:`cmdqv_lab.driver.routing`) with the VCMDQ accepting ``guest_opcodes`` and the
-SIDs the workload declares for the VM, and the paths are those of :mod:`cmdqv_lab.virt.paths`.
+SIDs the workload declares for the VM, and the paths are those of :mod:`cmdqv_lab.programs.compile`.
 ``path`` chooses what an illegal entry does: ``vcmdq`` (ILL forwarded to the guest) or ``fixup``
 (the host's IRQ thread emulates it; use ``policy=all-vcmdq`` for Robin's design). Each op starts
 with ``op_cpu_ns`` of guest CPU work (``-1``: the platform's ``guest_unmap_ns``). ``--ops`` sets the
@@ -13,28 +13,24 @@ workload's size.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
 
 from cmdqv_lab.device.cmdqv import GUEST_OPCODE_SETS
-from cmdqv_lab.driver.routing import POLICIES, route_frame
-from cmdqv_lab.engine.runner import EngineConfig, QueueSpec
-from cmdqv_lab.engine.stream import OpBlock
+from cmdqv_lab.driver.routing import POLICIES
+from cmdqv_lab.engine.layout import SUBMITS
 from cmdqv_lab.errors import ParamError
 from cmdqv_lab.params import Params, param
 from cmdqv_lab.platform import Platform
-from cmdqv_lab.rng import stream as rng_stream
+from cmdqv_lab.programs.compile import Routing
+from cmdqv_lab.programs.topology import Topology, guest_topology
 from cmdqv_lab.scenarios.base import Scenario, register
-from cmdqv_lab.scenarios.guest import SUBMITS
-from cmdqv_lab.scenarios.workload import SIZE_KEYS, camel, combine_params
-from cmdqv_lab.units import ns
-from cmdqv_lab.virt.paths import VcpuRoute, stream_blocks
+from cmdqv_lab.scenarios.workload import camel, combine_params, make_workload
 from cmdqv_lab.workloads.registry import get_workload, workload_names
-
-UNBOUNDED = 1 << 62
+from cmdqv_lab.workloads.stream import Workload, as_frame
+from cmdqv_lab.workloads.synthetic.common import vm_sids
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,75 +61,38 @@ class GuestTopology(Params):
     )  # fmt: skip
 
 
-def _builder(name: str):  # returns the scenario's builder
-    spec = get_workload(name)
-    own = set(spec.params.field_infos())
-
-    def build(
-        p: Any, plat: Platform | None, seed: int, n: int
-    ) -> tuple[EngineConfig, list[Iterator[OpBlock]]]:
-        from cmdqv_lab.workloads.synthetic.common import vm_sids
-
-        assert plat is not None
-        values = {k: v for k, v in p.to_dict().items() if k in own}
+def _workload(name: str):
+    def make(p: Any, _plat: Platform, seed: int, n: int) -> Workload:
+        own = get_workload(name).params.field_infos()
         if p.as_guest:
-            values["vms"] = 0
-        elif "vms" in own and values.get("vms", 1) < 1:
-            raise ParamError(
-                f"guest-wl-{name}: vms={values['vms']} must be at least 1 (or set as_guest=true)"
+            w = make_workload(name, p, n, seed, vms=0)
+            chunks = tuple(
+                (as_frame(f).with_columns(pl.lit(0, pl.Int32).alias("vm")) for f in it) for it in w.chunks
             )
-        for key in SIZE_KEYS:
-            if key in own and n:
-                values[key] = n
-        w = spec.make(spec.params.from_overrides({}, **values), seed)
-        ids = [(0 if p.as_guest else vm, cpu) for vm, cpu in w.cpus]
-        vms = sorted({vm for vm, _ in ids})
-        n_cpu = len(ids)
-        procs = min(plat.smmu_parallel, 1 + len(vms))
-        err = "guest" if p.path == "vcmdq" else "fixup"
-        queues = (
-            QueueSpec(plat.cmdq_log2size, "linux-lockfree", plat.sync_wait, 0),
-            *(
-                QueueSpec(plat.vcmdq_log2size, p.vcmdq_submit, plat.vcmdq_sync_wait, (1 + i) % procs, err)
-                for i in range(len(vms))
-            ),
-        )
-        sids = (
-            {int(vm): list(s) for vm, s in vm_sids(w.params).items()} if "sids_per_vm" in w.params else None
-        )
-        if p.as_guest and sids is not None:
-            sids = {0: sids.get(-1, [])}
-        accepted = GUEST_OPCODE_SETS[p.guest_opcodes]
-        prefix = None if p.op_cpu_ns < 0 else ns(p.op_cpu_ns)
-        streams: list[Iterator[OpBlock]] = []
-        for (vm, cpu), frames in zip(ids, w.streams):
-            i = vms.index(vm)
-            route = VcpuRoute(vcmdq=1 + i, host_queue=0, lock=i if plat.vmm_lock else -1)
-            if p.as_guest:
-                frames = (f.with_columns(pl.lit(0, pl.Int32).alias("vm")) for f in frames)
-            routed = (route_frame(f, p.policy, accepted=accepted, sids=sids) for f in frames)
-            streams.append(
-                stream_blocks(
-                    routed, route, plat, rng_stream(seed, f"guest-wl-{name}", "service", vm, cpu), prefix
-                )
-            )
-        streams.append(iter(()))  # the host's CMDQV IRQ thread
-        cfg = EngineConfig(
-            queues=queues,
-            n_cpus=n_cpu + 1,
-            quotas=(UNBOUNDED,) * n_cpu + (0,),
-            costs=plat.costs(),
-            n_procs=procs,
-            open_loop=w.open_loop,
-            n_locks=len(vms) if plat.vmm_lock else 0,
-            irq_cpu=n_cpu,
-            fixup_queue=0,
-            ring_batches=8192,
-            ring_cmds=32768,
-        )
-        return cfg, streams
+            return Workload(w.name, tuple((0, c) for _, c in w.cpus), chunks, w.open_loop, w.params, w.ops)
+        if "vms" in own and getattr(p, "vms", 1) < 1:
+            raise ParamError(f"guest-wl-{name}: vms={p.vms} must be at least 1 (or set as_guest=true)")
+        return make_workload(name, p, n, seed)
 
-    return build
+    return make
+
+
+def _routing(p: Any, _plat: Platform, w: Workload) -> Routing:
+    sids = {int(vm): list(s) for vm, s in vm_sids(w.params).items()} if "sids_per_vm" in w.params else None
+    if p.as_guest and sids is not None:
+        sids = {0: sids.get(-1, [])}
+    return Routing(p.policy, frozenset(int(o) for o in GUEST_OPCODE_SETS[p.guest_opcodes]), sids)
+
+
+def guest_wl_topology(p: Any, plat: Platform, w: Workload) -> Topology:
+    """One pass-through VCMDQ per VM; ``path`` says what an illegal entry does."""
+    vms = sorted({vm for vm, _ in w.cpus})
+    return guest_topology([vms.index(vm) for vm, _ in w.cpus], [c for _, c in w.cpus], vcmdqs_per_vm=1,
+                          submit=p.vcmdq_submit, err="guest" if p.path == "vcmdq" else "fixup", plat=plat)  # fmt: skip
+
+
+def guest_wl_prefix(p: Any, plat: Platform) -> float:
+    return plat.guest_unmap_ns if p.op_cpu_ns < 0 else float(p.op_cpu_ns)
 
 
 for _name in workload_names():
@@ -145,7 +104,10 @@ for _name in workload_names():
             params=combine_params(
                 f"GuestWl{camel(_name)}Params", GuestTopology, _spec.params, defaults={"vms": 1}
             ),
-            build=_builder(_name),
+            workload=_workload(_name),
+            topology=guest_wl_topology,
+            routing=_routing,
+            prefix_ns=guest_wl_prefix,
             default_count=0,
         )
     )

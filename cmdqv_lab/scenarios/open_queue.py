@@ -14,11 +14,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from cmdqv_lab.device.commands import Opcode
-from cmdqv_lab.engine.runner import Costs, EngineConfig, QueueSpec
-from cmdqv_lab.engine.stream import OpBlock
+from cmdqv_lab.engine.runner import QueueSpec
 from cmdqv_lab.params import Params, param
+from cmdqv_lab.platform import Platform
+from cmdqv_lab.programs.topology import Route, Topology
 from cmdqv_lab.rng import stream as rng_stream
 from cmdqv_lab.scenarios.base import Scenario, register
+from cmdqv_lab.workloads.stream import Chunk, Workload
+from cmdqv_lab.workloads.synthetic.common import Template
+
+CHUNK = 65536
+_ARRIVAL = Template.build([("arrival", [([(int(Opcode.CMD_TLBI_NH_VA), {})], False)])])
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -27,7 +33,7 @@ class OpenQueueParams(Params):
         8.0, unit="Mcmd/s", lo=1e-6, hi=1e5, provenance="choice", doc="arrival rate (simulated time)"
     )
     service_ns: float = param(
-        100.0, unit="ns", lo=0.001, hi=1e9, provenance="choice", doc="mean service time"
+        100.0, unit="ns", lo=0.001, hi=100_000, provenance="choice", doc="mean service time"
     )
     service_dist: str = param(
         "deterministic",
@@ -41,17 +47,16 @@ class OpenQueueParams(Params):
     log2size: int = param(19, unit="log2 entries", lo=7, hi=19, provenance="choice", doc="queue size")
 
 
-def _stream(p: OpenQueueParams, seed: int, n: int, chunk: int = 65536) -> Iterator[OpBlock]:
+def _arrivals(p: OpenQueueParams, seed: int, n: int) -> Iterator[Chunk]:
+    """Single-command ops at absolute arrival times (bursts of geometric size at Poisson instants)."""
     g_u = rng_stream(seed, "open-queue", "burst")
     g_gap = rng_stream(seed, "open-queue", "gap")
-    g_svc = rng_stream(seed, "open-queue", "service")
     mean_gap_ps = p.burst * 1e6 / p.rate_mcmd_s  # between bursts
-    svc_ps = p.service_ns * 1000.0
     clock = 0
     starts_next = True
     done = 0
     while done < n:
-        m = min(chunk, n - done)
+        m = min(CHUNK, n - done)
         if p.burst > 1:
             last = g_u.random(m) < 1.0 / p.burst  # command ends its burst
             start = np.empty(m, dtype=bool)
@@ -65,30 +70,23 @@ def _stream(p: OpenQueueParams, seed: int, n: int, chunk: int = 65536) -> Iterat
         gaps[start] = np.rint(g_gap.standard_exponential(k) * mean_gap_ps).astype(np.int64)
         t = clock + np.cumsum(gaps)
         clock = int(t[-1])
-        if p.service_dist == "deterministic":
-            svc = np.full((m, 1), round(svc_ps), dtype=np.int64)
-        else:
-            svc = np.rint(g_svc.standard_exponential((m, 1)) * svc_ps).astype(np.int64)
-        yield OpBlock.uniform(
-            n_ops=m, t=t, opcodes=[int(Opcode.CMD_TLBI_NH_VA)], svc=svc, sync=False, queue=0
-        )
+        yield Chunk(_ARRIVAL.expand(m, {}), 0, -1, done, done, t)
         done += m
 
 
-def _build(
-    p: OpenQueueParams, _platform: object, seed: int, n: int
-) -> tuple[EngineConfig, list[Iterator[OpBlock]]]:
-    cfg = EngineConfig(
-        queues=(QueueSpec(p.log2size, "direct", "msi"),),
-        n_cpus=1,
-        quotas=(n,),
-        costs=Costs(fetch=0),
-        open_loop=True,
-        ring_ops=1 << 17,
-        ring_batches=1 << 17,
-        ring_cmds=1 << 17,
-    )
-    return cfg, [_stream(p, seed, n)]
+def _workload(p: OpenQueueParams, _plat: Platform, seed: int, n: int) -> Workload:
+    return Workload("open-queue", ((-1, 0),), (_arrivals(p, seed, n),), open_loop=True, ops=(n,))
+
+
+def _topology(p: OpenQueueParams, _plat: Platform, _w: Workload) -> Topology:
+    rings = {"ring_ops": 1 << 17, "ring_batches": 1 << 17, "ring_cmds": 1 << 17}
+    return Topology((QueueSpec(p.log2size, "direct", "msi"),), (Route(host_queue=0),), rings=rings)
+
+
+def _platform(p: OpenQueueParams) -> Platform:
+    """No software costs, no fetch cost: every command costs its service time only."""
+    return Platform(fetch_ns=0.0, cmd_batch=0, clk_batch_ns=0.0, tlbi_service_ns=p.service_ns,
+                    service_dist=p.service_dist)  # fmt: skip
 
 
 def _extra(p: OpenQueueParams, _platform: object, _res: object) -> dict[str, float]:
@@ -100,10 +98,12 @@ SCENARIO = register(
         name="open-queue",
         doc=__doc__.strip().splitlines()[0] if __doc__ else "",
         params=OpenQueueParams,
-        build=_build,
+        workload=_workload,
+        topology=_topology,
         count="commands",
         default_count=1_000_000,
         uses_platform=False,
+        platform=_platform,
         extra_metrics=_extra,
     )
 )

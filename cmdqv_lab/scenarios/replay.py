@@ -8,22 +8,17 @@ doorbell of the trace, ``repeat`` times.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import polars as pl
 
-from cmdqv_lab.driver.routing import route_frame
-from cmdqv_lab.engine.runner import EngineConfig
-from cmdqv_lab.engine.stream import OpBlock
+from cmdqv_lab.engine.layout import SUBMITS
 from cmdqv_lab.params import Params, param
 from cmdqv_lab.platform import Platform
-from cmdqv_lab.rng import stream as rng_stream
+from cmdqv_lab.programs.topology import HOST_TOPOLOGIES, Topology, host_topology
 from cmdqv_lab.scenarios.base import Scenario, register
-from cmdqv_lab.scenarios.host import SUBMITS, host_queues
-from cmdqv_lab.units import ns
-from cmdqv_lab.virt.paths import VcpuRoute, stream_blocks
 from cmdqv_lab.workloads.replay import PACINGS, cpu_frames, trace_frame, trace_path
+from cmdqv_lab.workloads.stream import Workload
 
 DEFAULT_TRACE = "linux6.1-smp4-strict"
 
@@ -43,45 +38,43 @@ class TraceReplayParams(Params):
     )
     repeat: int = param(1, lo=1, hi=100_000, provenance="choice", doc="replay the trace this many times")
     submit: str = param("linux-lockfree", choices=SUBMITS, provenance="choice", doc="submission algorithm")
-    queues: str = param("main", choices=("main", "vcmdq", "ecmdq"), provenance="choice", doc="queue topology")
+    queues: str = param("main", choices=HOST_TOPOLOGIES, provenance="choice", doc="queue topology")
     vcmdqs: int = param(2, unit="queues", lo=1, hi=128, provenance="choice", doc="VCMDQs (queues=vcmdq)")
 
 
-def _build(
-    p: TraceReplayParams, plat: Platform | None, seed: int, n: int
-) -> tuple[EngineConfig, list[Iterator[OpBlock]]]:
-    assert plat is not None
+def _workload(p: TraceReplayParams, _plat: Platform, seed: int, n: int) -> Workload:
     df = trace_frame(trace_path(p.trace), cpus=p.cpus, pacing=p.pacing, speed=p.speed, think_ns=p.think_ns,
                      repeat=p.repeat, seed=seed)  # fmt: skip
-    n_cpus = int(df.select(pl.col("cpu").max()).item()) + 1
-    max_batch = int(df.group_by("cpu", "batch").len().select(pl.col("len").max()).item())
-    qs, owners = host_queues(p.queues, n_cpus, p.vcmdqs, p.submit, plat, max_batch)
     per_cpu = cpu_frames(df)
-    total_ops = df.select(pl.struct("cpu", "op").n_unique()).item()
-    limit = min(n, total_ops) if n else total_ops
     ops_of = df.group_by("cpu").agg(pl.col("op").n_unique()).sort("cpu")["op"].to_list()
+    total = sum(ops_of)
+    limit = min(n, total) if n else total
     # the first `limit` ops in (approximate) issue order: each CPU its share
-    quotas = [min(o, max(1, round(limit * o / total_ops))) for o in ops_of]
-    streams = [
-        stream_blocks(
-            (route_frame(f, "scan") for f in per_cpu[c]),
-            VcpuRoute(-1, owners[c], -1),
-            plat,
-            rng_stream(seed, "trace-replay", "service", c),
-            prefix_ps=ns(p.op_cpu_ns),
-        )
-        for c in range(n_cpus)
-    ]
-    cfg = EngineConfig(
-        queues=qs,
-        n_cpus=n_cpus,
-        quotas=tuple(quotas),
-        costs=plat.costs(),
-        n_procs=min(plat.smmu_parallel, len(qs)),
-        open_loop=p.pacing != "closed",
+    quotas = tuple(min(o, max(1, round(limit * o / total))) for o in ops_of)
+    cpus = tuple((-1, c) for c in range(len(ops_of)))
+    max_batch = int(df.group_by("cpu", "batch").len().select(pl.col("len").max()).item() or 1)
+    return Workload("trace-replay", cpus, tuple(per_cpu[c] for c in range(len(ops_of))),
+                    open_loop=p.pacing != "closed", params={**p.to_dict(), "max_batch": max_batch},
+                    ops=quotas)  # fmt: skip
+
+
+def _topology(p: TraceReplayParams, plat: Platform, w: Workload) -> Topology:
+    return host_topology(p.queues, cpus=len(w.cpus), vcmdqs=p.vcmdqs, submit=p.submit, plat=plat,
+                         max_batch=int(w.params["max_batch"]))  # fmt: skip
+
+
+def _op_cpu(p: TraceReplayParams, _plat: Platform) -> float:
+    return p.op_cpu_ns
+
+
+register(
+    Scenario(
+        name="trace-replay",
+        doc=__doc__.strip().splitlines()[0] if __doc__ else "",
+        params=TraceReplayParams,
+        workload=_workload,
+        topology=_topology,
+        prefix_ns=_op_cpu,
+        default_count=0,
     )
-    return cfg, streams
-
-
-register(Scenario(name="trace-replay", doc=__doc__.strip().splitlines()[0] if __doc__ else "", params=TraceReplayParams,
-                  build=_build, default_count=0))  # fmt: skip
+)

@@ -11,23 +11,17 @@ the ``ops`` metric in a sweep's result rows.) Each op starts with ``op_cpu_ns`` 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from cmdqv_lab.driver.routing import route_frame
-from cmdqv_lab.engine.runner import EngineConfig
-from cmdqv_lab.engine.stream import OpBlock
+from cmdqv_lab.engine.layout import SUBMITS
 from cmdqv_lab.params import Params, param
 from cmdqv_lab.platform import Platform
-from cmdqv_lab.rng import stream as rng_stream
+from cmdqv_lab.programs.topology import HOST_TOPOLOGIES, Topology, host_topology
 from cmdqv_lab.scenarios.base import Scenario, register
-from cmdqv_lab.scenarios.host import SUBMITS, host_queues
-from cmdqv_lab.units import ns
-from cmdqv_lab.virt.paths import VcpuRoute, stream_blocks
 from cmdqv_lab.workloads.registry import get_workload, workload_names
+from cmdqv_lab.workloads.stream import Workload
 
-UNBOUNDED = 1 << 62
 MAX_BATCH = 65  # CMDQ_BATCH_ENTRIES + a CMD_SYNC
 #: Workload fields that give its size: the run's count, not a scenario parameter.
 SIZE_KEYS = ("ops", "cycles")
@@ -37,7 +31,7 @@ SIZE_KEYS = ("ops", "cycles")
 class HostTopology(Params):
     platform: str = param("d06", provenance="choice", doc="platform preset in data/params")
     submit: str = param("linux-lockfree", choices=SUBMITS, provenance="choice", doc="submission algorithm")
-    queues: str = param("main", choices=("main", "vcmdq", "ecmdq"), provenance="choice", doc="queue topology")
+    queues: str = param("main", choices=HOST_TOPOLOGIES, provenance="choice", doc="queue topology")
     vcmdqs: int = param(2, unit="queues", lo=1, hi=128, provenance="choice", doc="VCMDQs (queues=vcmdq)")
     op_cpu_ns: float = param(
         0.0, unit="ns", lo=0, hi=1e9, provenance="choice", doc="CPU work at the start of each op"
@@ -46,17 +40,15 @@ class HostTopology(Params):
 
 def combine_params(
     cls_name: str,
-    topology: type[Params],
-    workload: type[Params],
-    *,
+    *classes: type[Params],
     drop: tuple[str, ...] = (),
     defaults: dict[str, Any] | None = None,
 ) -> type[Params]:
-    """One parameter class: the topology's fields, then the workload's (first one of a name wins),
-    without the workload's size keys (``--ops`` sets them) and ``drop``, with ``defaults`` changed."""
+    """One parameter class: the fields of ``classes`` in order (first one of a name wins), without
+    the workload size keys (``--ops`` sets them) and ``drop``, with ``defaults`` changed."""
     fields: list[tuple[str, Any, Any]] = []
     seen: set[str] = set((*SIZE_KEYS, *drop))
-    for cls in (topology, workload):
+    for cls in classes:
         for f in dataclasses.fields(cls):  # type: ignore[arg-type]
             if f.name in seen:
                 continue
@@ -71,44 +63,33 @@ def camel(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("-"))
 
 
-def _builder(name: str):  # returns the scenario's builder
+def make_workload(name: str, p: Any, n: int, seed: int, **fixed: Any) -> Workload:
+    """Registry workload ``name`` with the scenario's values of its fields, ``n`` as its size and
+    ``fixed`` values (e.g. ``vms=0`` for a host run)."""
     spec = get_workload(name)
     own = set(spec.params.field_infos())
+    values = {k: v for k, v in p.to_dict().items() if k in own}
+    values.update({k: v for k, v in fixed.items() if k in own})
+    for key in SIZE_KEYS:
+        if key in own and n:
+            values[key] = n
+    return spec.make(spec.params.from_overrides({}, **values), seed)
 
-    def build(
-        p: Any, plat: Platform | None, seed: int, n: int
-    ) -> tuple[EngineConfig, list[Iterator[OpBlock]]]:
-        assert plat is not None
-        values = {k: v for k, v in p.to_dict().items() if k in own}
-        if "vms" in own:
-            values["vms"] = 0
-        for key in SIZE_KEYS:
-            if key in own and n:
-                values[key] = n
-        w = spec.make(spec.params.from_overrides({}, **values), seed)
-        cpus = len(w.streams)
-        qs, owners = host_queues(p.queues, cpus, p.vcmdqs, p.submit, plat, MAX_BATCH)
-        streams = [
-            stream_blocks(
-                (route_frame(f, "scan") for f in frames),
-                VcpuRoute(-1, owners[c], -1),
-                plat,
-                rng_stream(seed, f"host-{name}", "service", c),
-                prefix_ps=ns(p.op_cpu_ns),
-            )
-            for c, frames in enumerate(w.streams)
-        ]
-        cfg = EngineConfig(
-            queues=qs,
-            n_cpus=cpus,
-            quotas=(UNBOUNDED,) * cpus,
-            costs=plat.costs(),
-            n_procs=min(plat.smmu_parallel, len(qs)),
-            open_loop=w.open_loop,
-        )
-        return cfg, streams
 
-    return build
+def _host_workload(name: str):
+    def make(p: Any, _plat: Platform, seed: int, n: int) -> Workload:
+        return make_workload(name, p, n, seed, vms=0)
+
+    return make
+
+
+def _host_topology(p: Any, plat: Platform, w: Workload) -> Topology:
+    return host_topology(p.queues, cpus=len(w.cpus), vcmdqs=p.vcmdqs, submit=p.submit, plat=plat,
+                         max_batch=MAX_BATCH)  # fmt: skip
+
+
+def op_cpu(p: Any, _plat: Platform) -> float:
+    return float(p.op_cpu_ns)
 
 
 for _name in workload_names():
@@ -119,7 +100,9 @@ for _name in workload_names():
             name=f"host-{_name}",
             doc=f"host-{_name}: the {_name} workload ({_spec.doc.split(':')[0]}) on a host topology",
             params=combine_params(f"Host{camel(_name)}Params", HostTopology, _spec.params, drop=("vms",)),
-            build=_builder(_name),
+            workload=_host_workload(_name),
+            topology=_host_topology,
+            prefix_ns=op_cpu,
             count=_size or "ops",
             default_count=int(_spec.params.field_infos()[_size][0]) if _size else 0,
         )

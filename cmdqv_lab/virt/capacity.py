@@ -56,21 +56,13 @@ import polars as pl
 
 from cmdqv_lab.device.cmdqv import Cmdqv, CmdqvParams
 from cmdqv_lab.errors import CapacityError
+from cmdqv_lab.workloads.synthetic.common import guest_sid
 
 ALLOCATIONS = ("linux", "pool")
 #: First default physical StreamID (host side); the k-th device overall gets ``PSID_BASE + 8 k``.
 PSID_BASE = 0x10000
 _SID_MAX = (1 << 32) - 1
 _GEOMETRY = ("num_vintfs", "num_vcmdqs", "sid_pairs_per_vintf")
-
-
-def guest_sid(d: int) -> int:
-    """Guest StreamID of a VM's device ``d`` (QEMU virt numbering ``00:(d+1).0``).
-
-    >>> [guest_sid(d) for d in range(3)]
-    [8, 16, 24]
-    """
-    return (d + 1) * 8
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,11 @@
 """Trace replay: a real command stream (QEMU SMMUv3 trace) as a workload, with its recorded order
 and batch structure.
 
-Each doorbell (a PROD write that published a range) becomes one op with one batch; the batch waits
-for its CMD_SYNC if its last command is one. The issuing CPU is the QEMU vCPU thread that wrote
-PROD (``pid``), or, with ``cpus``, doorbells are dealt round robin onto that many CPUs. Pacing:
+The trace is read by the one trace reader, :func:`cmdqv_lab.workloads.trace_stream.trace_frame`
+(the checker reads it the same way): each doorbell is one batch, an op ends with a batch that ends
+with a CMD_SYNC, the issuing CPU is the QEMU vCPU thread that wrote PROD (numbered by first
+appearance), or, with ``cpus``, ops are dealt round robin onto that many CPUs in the order they
+started. Pacing:
 
 ``recorded``  ops arrive at their recorded times (open loop). Under TCG these are host times of an
               emulated guest: the order and batching are real, the gaps are not hardware timing.
@@ -24,7 +26,6 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from cmdqv_lab.device.commands import Opcode
 from cmdqv_lab.errors import ParamError
 from cmdqv_lab.rng import stream as rng_stream
 from cmdqv_lab.workloads.stream import WORKLOAD_SCHEMA
@@ -56,79 +57,68 @@ def trace_frame(
     seed: int = 0,
     vm: int = -1,
 ) -> pl.DataFrame:
-    """The trace's commands as one workload frame (all CPUs), ops in doorbell order per CPU."""
+    """The trace's commands as one workload frame (all CPUs), paced; ops in issue order per CPU."""
     from cmdqv_lab.workloads.qemu_trace import parse_trace
+    from cmdqv_lab.workloads.trace_stream import trace_frame as read
 
     if pacing not in PACINGS:
         raise ParamError(f"pacing={pacing!r} is not allowed: one of {', '.join(PACINGS)}")
     if repeat < 1:
         raise ParamError(f"repeat={repeat} must be >= 1")
-    tr = parse_trace(Path(path))
-    c = tr.commands.filter(pl.col("doorbell").is_not_null()).sort("seq")
-    if c.height == 0:
-        raise ParamError(f"{path}: the trace has no published commands to replay")
-    db = tr.doorbells.select("doorbell", pl.col("time_s").alias("db_time"), pl.col("pid").alias("db_pid"))
-    c = c.join(db, on="doorbell", how="left").sort("seq")
-    pids = sorted(c["db_pid"].fill_null(c["pid"]).unique().to_list())
-    t0 = float(c.select(pl.col("db_time").min()).item())
-    span = float(c.select(pl.col("db_time").max()).item()) - t0
-    n_db = int(c.select(pl.col("doorbell").max()).item()) + 1
-    frames = []
-    for r in range(repeat):
-        f = c.with_columns(
-            (pl.col("doorbell") + r * n_db).alias("op"),
-            (pl.col("db_time") - t0 + r * (span * 1.001 + 1e-6)).alias("t_rel"),
-            pl.col("db_pid").fill_null(pl.col("pid")).alias("wpid"),
+    df, _ = read(parse_trace(Path(path)), vm=vm)
+    if df.height == 0:
+        raise ParamError(f"{path}: the trace has no commands to replay")
+    return pace(df.select(list(WORKLOAD_SCHEMA)), cpus=cpus, pacing=pacing, speed=speed, think_ns=think_ns,
+                repeat=repeat, seed=seed)  # fmt: skip
+
+
+def pace(
+    df: pl.DataFrame,
+    *,
+    cpus: int = 0,
+    pacing: str = "scaled",
+    speed: float = 1.0,
+    think_ns: float = 1500.0,
+    repeat: int = 1,
+    seed: int = 0,
+) -> pl.DataFrame:
+    """Repeat, re-deal and pace a stream whose ``t_ps`` are recorded times (see module docstring)."""
+    span = int(df.select(pl.col("t_ps").max()).item() or 0)
+    gap = round(span * 0.001) + 1_000_000  # between repeats: the span plus 0.1 % and 1 us
+    # ops in the order they started (their first command's position), numbered once for all CPUs
+    order = df.with_row_index("_i").group_by("cpu", "op", maintain_order=True).agg(pl.col("_i").min())
+    order = order.sort("_i").with_row_index("_g").select("cpu", "op", pl.col("_g").cast(pl.Int64))
+    base = df.join(order, on=["cpu", "op"], how="left", maintain_order="left")
+    n_ops = order.height
+    n_batches = int(df.select(pl.col("batch").max()).item()) + 1
+    frames = [
+        base.with_columns(
+            (pl.col("_g") + r * n_ops).alias("_g"),
+            (pl.col("batch") + r * n_batches).alias("batch"),
+            (pl.col("t_ps") + r * (span + gap)).alias("t_ps"),
         )
-        frames.append(f)
+        for r in range(repeat)
+    ]
     c = pl.concat(frames)
-    if cpus > 0:
-        c = c.with_columns((pl.col("op") % cpus).cast(pl.Int32).alias("cpu"))
-    else:
-        c = c.with_columns(
-            pl.col("wpid").replace_strict({p: i for i, p in enumerate(pids)}).cast(pl.Int32).alias("cpu")
-        )
-    last = pl.col("opcode_value").last().over("op") == int(Opcode.CMD_SYNC)
+    if cpus > 0:  # deal ops round robin in start order; renumber per CPU
+        c = c.with_columns((pl.col("_g") % cpus).cast(pl.Int32).alias("cpu"))
+    c = c.with_columns((pl.col("_g").rank("dense").over("cpu") - 1).cast(pl.Int64).alias("op"))
     if pacing == "closed":
         ops = c.select("cpu", "op").unique(maintain_order=True)
         gaps = []
-        for cpu, g in ops.group_by("cpu", maintain_order=True):
-            rng = rng_stream(seed, "trace-replay", "think", int(cpu[0]))
+        for (cpu,), g in ops.group_by("cpu", maintain_order=True):
+            rng = rng_stream(seed, "trace-replay", "think", int(cpu))
             gaps.append(
                 g.with_columns(
-                    pl.Series(
-                        "t_ps", np.rint((0.5 + rng.random(g.height)) * think_ns * 1000).astype(np.int64)
-                    )
+                    pl.Series("_t", np.rint((0.5 + rng.random(g.height)) * think_ns * 1000).astype(np.int64))
                 )
             )
-        t = pl.concat(gaps)
-        c = c.join(t, on=["cpu", "op"], how="left")
-    else:
-        factor = 1e12 * (speed if pacing == "scaled" else 1.0)
-        c = c.with_columns((pl.col("t_rel") * factor).round().cast(pl.Int64).alias("t_ps"))
-    out = c.select(
-        "cpu",
-        pl.lit(vm, pl.Int32).alias("vm"),
-        "op",
-        pl.col("op").alias("batch"),
-        "t_ps",
-        last.alias("sync"),
-        pl.lit("trace").alias("kind"),
-        pl.col("opcode_value").cast(pl.UInt8).alias("opcode"),
-        "vmid",
-        "asid",
-        "sid",
-        pl.lit(None, pl.Int32).alias("ssid"),
-        "addr",
-        pl.lit(None, pl.Int16).alias("num"),
-        pl.lit(None, pl.Int16).alias("scale"),
-        "tg",
-        "ttl",
-        "leaf",
-        pl.lit(None, pl.Int16).alias("size"),
-        pl.lit(None, pl.Int16).alias("range"),
-    )
-    return out.cast(WORKLOAD_SCHEMA).sort("cpu", "op", maintain_order=True)  # type: ignore[arg-type]
+        c = c.join(pl.concat(gaps), on=["cpu", "op"], how="left", maintain_order="left")
+        c = c.with_columns(pl.col("_t").alias("t_ps"))
+    elif pacing == "scaled":
+        c = c.with_columns((pl.col("t_ps").cast(pl.Float64) * speed).round().cast(pl.Int64).alias("t_ps"))
+    out = c.select(list(WORKLOAD_SCHEMA)).cast(WORKLOAD_SCHEMA)  # type: ignore[arg-type]
+    return out.sort("cpu", "op", maintain_order=True)
 
 
 def cpu_frames(df: pl.DataFrame, chunk_ops: int = 4096) -> dict[int, Iterator[pl.DataFrame]]:

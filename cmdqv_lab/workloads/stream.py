@@ -114,6 +114,7 @@ def validate(df: pl.DataFrame, where: str = "workload") -> pl.DataFrame:
 
 
 #: Workload column holding a command field, where the names differ (a stage-2 TLBI's IPA is ``addr``).
+_SYNC = int(Opcode.CMD_SYNC)
 _FIELD_COLUMN = {"ipa": "addr"}
 
 
@@ -192,11 +193,120 @@ def unmap_frame(
 
 
 @dataclass(frozen=True)
+class Rows:
+    """Commands of a chunk as numpy columns (the stream form before it becomes a polars frame).
+
+    ``op`` and ``batch`` are local (from 0), ``kind`` indexes ``kinds``, ``fields[name]`` is
+    ``(values, valid)`` (invalid entries become nulls).
+    """
+
+    op: np.ndarray
+    batch: np.ndarray
+    opcode: np.ndarray
+    kind: np.ndarray
+    kinds: tuple[str, ...]
+    fields: dict[str, tuple[np.ndarray, np.ndarray]]  # name -> (values, valid)
+
+    def sync(self) -> np.ndarray:
+        """Per row: its batch ends with a CMD_SYNC (a batch is a run of equal ``batch`` values)."""
+        n = self.opcode.size
+        if n == 0:
+            return np.zeros(0, bool)
+        last = np.ones(n, bool)
+        last[:-1] = self.batch[1:] != self.batch[:-1]
+        first = np.ones(n, bool)
+        first[1:] = last[:-1]
+        run = np.cumsum(first) - 1
+        return (self.opcode[last] == _SYNC)[run]
+
+    def frame(self, *, cpu: int, vm: int, op0: int, batch0: int, t_ps: np.ndarray) -> pl.DataFrame:
+        """The rows as a :data:`WORKLOAD_SCHEMA` frame; ``t_ps`` has one value per local op."""
+        n = self.opcode.size
+        if n == 0:
+            return pl.DataFrame(schema=WORKLOAD_SCHEMA)
+        data: dict[str, np.ndarray] = {
+            "op": self.op + op0,
+            "batch": self.batch + batch0,
+            "t_ps": np.asarray(t_ps, np.int64)[self.op],
+            "sync": self.sync(),
+            "_kind": self.kind,
+            "opcode": self.opcode.astype(np.uint8),
+        }
+        exprs: list[pl.Expr] = [
+            pl.lit(cpu, pl.Int32).alias("cpu"),
+            pl.lit(vm, pl.Int32).alias("vm"),
+            pl.col("op"),
+            pl.col("batch"),
+            pl.col("t_ps"),
+            pl.col("sync"),
+            pl.col("_kind")
+            .replace_strict(list(range(len(self.kinds))), list(self.kinds), return_dtype=pl.String)
+            .alias("kind"),
+            pl.col("opcode"),
+        ]  # fmt: skip
+        for f in FIELD_COLUMNS:
+            dtype = WORKLOAD_SCHEMA[f]
+            if f not in self.fields:
+                exprs.append(pl.lit(None, dtype).alias(f))
+                continue
+            vals, ok = self.fields[f]
+            data[f] = vals
+            if ok.all():
+                exprs.append(pl.col(f).cast(dtype))
+            else:
+                data["_ok_" + f] = ok
+                exprs.append(pl.when(pl.col("_ok_" + f)).then(pl.col(f).cast(dtype)).alias(f))
+        return pl.DataFrame(data).select(exprs)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A chunk of one CPU's stream held as :class:`Rows` (numpy), turned into a frame on demand.
+
+    Generators yield these so that a consumer needing only the structure (the compile stage of a
+    host run) never builds a polars frame; :func:`as_frame` gives the :data:`WORKLOAD_SCHEMA` frame.
+    """
+
+    rows: Rows
+    cpu: int
+    vm: int
+    op0: int
+    batch0: int
+    t_ps: np.ndarray  # per local op
+
+    def frame(self) -> pl.DataFrame:
+        return self.rows.frame(cpu=self.cpu, vm=self.vm, op0=self.op0, batch0=self.batch0, t_ps=self.t_ps)
+
+    @property
+    def height(self) -> int:
+        return int(self.rows.opcode.size)
+
+
+#: What a workload stream yields: a frame, or rows that become one.
+StreamChunk = pl.DataFrame | Chunk
+
+
+def as_frame(chunk: StreamChunk) -> pl.DataFrame:
+    """The chunk as a :data:`WORKLOAD_SCHEMA` frame."""
+    return chunk.frame() if isinstance(chunk, Chunk) else chunk
+
+
+@dataclass(frozen=True)
 class Workload:
-    """A workload: one frame iterator per issuing CPU, and how to read ``t_ps``."""
+    """A workload: one chunk iterator per issuing CPU, and how to read ``t_ps``.
+
+    ``chunks`` yield :data:`StreamChunk` values; ``streams`` are the same iterators seen as polars
+    frames (the two share their position: use one or the other). ``ops`` (when known) is each
+    stream's op count: a closed-loop run measures throughput until the first CPU finishes its own.
+    """
 
     name: str
     cpus: tuple[tuple[int, int], ...]  # (vm, cpu) of each stream, in stream order
-    streams: tuple[Iterator[pl.DataFrame], ...]
+    chunks: tuple[Iterator[StreamChunk], ...]
     open_loop: bool = False
     params: dict[str, Any] = field(default_factory=dict)
+    ops: tuple[int, ...] | None = None  # ops of each stream, when the generator knows them
+    streams: tuple[Iterator[pl.DataFrame], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "streams", tuple(map(as_frame, it) for it in self.chunks))

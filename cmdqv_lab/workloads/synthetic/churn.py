@@ -36,13 +36,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import polars as pl
 
 from cmdqv_lab.device.commands import ATC_INV_SIZE_ALL, Opcode
 from cmdqv_lab.errors import ParamError
 from cmdqv_lab.params import param
 from cmdqv_lab.workloads.registry import WorkloadSpec, register
-from cmdqv_lab.workloads.stream import Workload
+from cmdqv_lab.workloads.stream import Chunk, Workload
 from cmdqv_lab.workloads.synthetic.common import (
     Template,
     TopologyParams,
@@ -126,7 +125,7 @@ def _churn(p: ChurnParams, seed: int) -> Workload:
     tmpl = churn_template(p)
     idle_ps = (1e6 / p.rate_hz - p.hold_us) * 1e6
 
-    def cpu_stream(vm: int, cpu: int, n: int) -> Iterator[pl.DataFrame]:
+    def cpu_stream(vm: int, cpu: int, n: int) -> Iterator[Chunk]:
         g_idle, g_hold = (
             rng(seed, "config-churn", "idle", vm, cpu),
             rng(seed, "config-churn", "hold", vm, cpu),
@@ -139,13 +138,13 @@ def _churn(p: ChurnParams, seed: int) -> Workload:
             vmid: Any = p.vmid_base + k if p.stage == "s2" else vmid_of(p, vm)
             rows = tmpl.expand(m, {"sid": sid_of(p, vm, k), "asid": p.asid_base + k, "vmid": vmid})
             t = np.column_stack([exp_ps(g_idle, m, idle_ps), exp_ps(g_hold, m, p.hold_us * 1e6)]).reshape(-1)
-            yield rows.frame(cpu=cpu, vm=vm, op0=2 * done, batch0=done * tmpl.n_batches, t_ps=t)
+            yield Chunk(rows, cpu, vm, 2 * done, done * tmpl.n_batches, t)
             done += m
 
     return Workload(
         name="config-churn",
         cpus=tuple(ids),
-        streams=tuple(cpu_stream(vm, c, q) for (vm, c), q in zip(ids, quotas(p.cycles, len(ids)))),
+        chunks=tuple(cpu_stream(vm, c, q) for (vm, c), q in zip(ids, quotas(p.cycles, len(ids)))),
         open_loop=False,
         params=p.to_dict(),
     )

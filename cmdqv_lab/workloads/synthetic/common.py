@@ -36,13 +36,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import polars as pl
 
 from cmdqv_lab.device.commands import Opcode
 from cmdqv_lab.errors import ParamError
 from cmdqv_lab.params import Params, param
 from cmdqv_lab.rng import stream as rng_stream
-from cmdqv_lab.workloads.stream import FIELD_COLUMNS, WORKLOAD_SCHEMA
+from cmdqv_lab.workloads.stream import FIELD_COLUMNS, Rows
 
 #: SIDs reserved per VM (the host is VM -1): VM ``v`` owns ``sid_base + (v + 1) * SID_STRIDE + k``.
 SID_STRIDE = 256
@@ -102,6 +101,15 @@ def vm_sids(params: Mapping[str, Any] | Any) -> dict[int, list[int]]:
     return {vm: [base + (vm + 1) * SID_STRIDE + k for k in range(n)] for vm in (range(vms) if vms else [-1])}
 
 
+def guest_sid(d: int) -> int:
+    """Guest StreamID of a VM's device ``d`` (QEMU virt numbering ``00:(d+1).0``).
+
+    >>> [guest_sid(d) for d in range(3)]
+    [8, 16, 24]
+    """
+    return (d + 1) * 8
+
+
 def quotas(total: int, n: int) -> list[int]:
     """``total`` split over ``n`` streams as evenly as possible (earlier streams get the remainder)."""
     base, rem = divmod(total, n)
@@ -116,6 +124,20 @@ def rng(seed: int, name: str, purpose: str, vm: int, cpu: int) -> np.random.Gene
 def think_ps(g: np.random.Generator, m: int, mean_ns: float) -> np.ndarray:
     """``m`` closed-loop think gaps, uniform on ``[0.5, 1.5] * mean_ns`` (one double each), in ps."""
     return np.rint((0.5 + g.random(m)) * (mean_ns * 1000.0)).astype(np.int64)
+
+
+def draw_times(g: np.random.Generator, mean_ns: float, dist: str, m: int) -> np.ndarray:
+    """``m`` integer-ps durations with mean ``mean_ns`` (one draw each, none when deterministic).
+
+    ``deterministic``: all equal; ``uniform``: ``mean * U[0.5, 1.5)`` (jitter, CV 0.29, as
+    :func:`think_ps`); ``exponential``: CV 1. Perfectly deterministic closed loops can phase-lock
+    (one CPU's cmpxchg losing every race); the jittered default models a real benchmark loop.
+    """
+    if dist == "deterministic" or mean_ns == 0:
+        return np.full(m, round(mean_ns * 1000.0), dtype=np.int64)
+    if dist == "uniform":
+        return think_ps(g, m, mean_ns)
+    return np.rint(g.standard_exponential(m) * (mean_ns * 1000.0)).astype(np.int64)
 
 
 def exp_ps(g: np.random.Generator, m: int, mean_ps: float) -> np.ndarray:
@@ -215,67 +237,3 @@ class Template:
             kinds=self.kinds,
             fields=fields,
         )
-
-
-@dataclass(frozen=True)
-class Rows:
-    """Commands of a chunk as numpy columns.
-
-    ``op`` and ``batch`` are local (from 0), ``kind`` indexes ``kinds``, ``fields[name]`` is
-    ``(values, valid)`` (invalid entries become nulls).
-    """
-
-    op: np.ndarray
-    batch: np.ndarray
-    opcode: np.ndarray
-    kind: np.ndarray
-    kinds: tuple[str, ...]
-    fields: dict[str, tuple[np.ndarray, np.ndarray]]  # name -> (values, valid)
-
-    def frame(self, *, cpu: int, vm: int, op0: int, batch0: int, t_ps: np.ndarray) -> pl.DataFrame:
-        """The rows as a :data:`WORKLOAD_SCHEMA` frame; ``t_ps`` has one value per local op.
-
-        ``sync`` is set on every batch whose last command is a CMD_SYNC.
-        """
-        n = self.opcode.size
-        if n == 0:
-            return pl.DataFrame(schema=WORKLOAD_SCHEMA)
-        last = np.ones(n, bool)
-        last[:-1] = self.batch[1:] != self.batch[:-1]
-        first = np.ones(n, bool)
-        first[1:] = last[:-1]
-        run = np.cumsum(first) - 1
-        sync = (self.opcode[last] == _SYNC)[run]
-        data: dict[str, np.ndarray] = {
-            "op": self.op + op0,
-            "batch": self.batch + batch0,
-            "t_ps": np.asarray(t_ps, np.int64)[self.op],
-            "sync": sync,
-            "_kind": self.kind,
-            "opcode": self.opcode.astype(np.uint8),
-        }
-        exprs: list[pl.Expr] = [
-            pl.lit(cpu, pl.Int32).alias("cpu"),
-            pl.lit(vm, pl.Int32).alias("vm"),
-            pl.col("op"),
-            pl.col("batch"),
-            pl.col("t_ps"),
-            pl.col("sync"),
-            pl.col("_kind")
-            .replace_strict(list(range(len(self.kinds))), list(self.kinds), return_dtype=pl.String)
-            .alias("kind"),
-            pl.col("opcode"),
-        ]  # fmt: skip
-        for f in FIELD_COLUMNS:
-            dtype = WORKLOAD_SCHEMA[f]
-            if f not in self.fields:
-                exprs.append(pl.lit(None, dtype).alias(f))
-                continue
-            vals, ok = self.fields[f]
-            data[f] = vals
-            if ok.all():
-                exprs.append(pl.col(f).cast(dtype))
-            else:
-                data["_ok_" + f] = ok
-                exprs.append(pl.when(pl.col("_ok_" + f)).then(pl.col(f).cast(dtype)).alias(f))
-        return pl.DataFrame(data).select(exprs)

@@ -1,7 +1,8 @@
 """The invalidations Linux's arm-smmu-v3 driver issues for one unmap or one flush-queue flush.
 
 Strict unmap of ``pages`` 4 KiB pages at ``iova`` (``arm_smmu_iotlb_sync`` ->
-``arm_smmu_tlb_inv_range_domain`` -> ``__arm_smmu_tlb_inv_range``), one batch ending with CMD_SYNC:
+``arm_smmu_tlb_inv_range_domain`` -> ``__arm_smmu_tlb_inv_range``), batches of at most 64 commands
+(``CMDQ_BATCH_ENTRIES``: a full batch is issued without a SYNC), the last ending with CMD_SYNC:
 
 - without RIL: one CMD_TLBI_NH_VA per 4 KiB page (NUM = SCALE = TG = TTL = 0: Linux sets them only
   when the SMMU has ``ARM_SMMU_FEAT_RANGE_INV``);
@@ -42,6 +43,8 @@ from cmdqv_lab.params import param
 from cmdqv_lab.workloads.synthetic.common import Template, TopologyParams, Var
 
 PAGE = 4096
+#: CMDQ_BATCH_ENTRIES: commands a driver batch holds before it is issued (without a SYNC).
+BATCH_ENTRIES = 64
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -149,7 +152,10 @@ def unmap_batches(pages: int, p: Any) -> list[tuple[list[tuple[int, dict[str, An
     else:
         z = {"num": 0, "scale": 0, "tg": 0, "ttl": 0, "leaf": 1}
         cmds = [(va, {**ids, "addr": Var("iova", k * PAGE), **z}) for k in range(pages)]
-    batches = [(cmds, True)]
+    # arm_smmu_cmdq_batch_add: a full batch of CMDQ_BATCH_ENTRIES is issued without a SYNC; the
+    # last one is submitted with it
+    parts = [cmds[i : i + BATCH_ENTRIES] for i in range(0, len(cmds), BATCH_ENTRIES)] or [[]]
+    batches = [(part, False) for part in parts[:-1]] + [(parts[-1], True)]
     if p.ats:
         batches.append(([_atc(None if whole else atc_span(pages))], True))
     return batches

@@ -40,12 +40,11 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
 import numpy as np
-import polars as pl
 
 from cmdqv_lab.errors import ParamError
 from cmdqv_lab.params import param
 from cmdqv_lab.workloads.registry import WorkloadSpec, register
-from cmdqv_lab.workloads.stream import Workload
+from cmdqv_lab.workloads.stream import Chunk, Workload
 from cmdqv_lab.workloads.synthetic.common import exp_ps, quotas, rng, sid_of, stream_ids, think_ps, vmid_of
 from cmdqv_lab.workloads.synthetic.flushq import FlushQueue
 from cmdqv_lab.workloads.synthetic.inval import PAGE, InvalParams, flush_template, iova_stride, unmap_template
@@ -81,7 +80,7 @@ def unmap_workload(
         vmid = p.vmid_base + k if p.stage == "s2" else vmid_of(p, vm)
         return {"vmid": vmid, "asid": p.asid_base + k, "sid": int(sid_of(p, vm, k))}
 
-    def strict(vm: int, cpu: int, n: int) -> Iterator[pl.DataFrame]:
+    def strict(vm: int, cpu: int, n: int) -> Iterator[Chunk]:
         g, var = rng(seed, name, "gap", vm, cpu), ids_of(vm, cpu)
         done, clock = 0, 0
         while done < n:
@@ -94,10 +93,10 @@ def unmap_workload(
                 t = gaps
             iova = IOVA_BASE + cpu * region + ((done + np.arange(m, dtype=np.int64)) % slots) * stride
             rows = tmpl.expand(m, {**var, "iova": iova.astype(np.uint64)})
-            yield rows.frame(cpu=cpu, vm=vm, op0=done * tmpl.n_ops, batch0=done * tmpl.n_batches, t_ps=t)
+            yield Chunk(rows, cpu, vm, done * tmpl.n_ops, done * tmpl.n_batches, t)
             done += m
 
-    def lazy(vm: int, cpu: int, n: int) -> Iterator[pl.DataFrame]:
+    def lazy(vm: int, cpu: int, n: int) -> Iterator[Chunk]:
         g, var = rng(seed, name, "gap", vm, cpu), ids_of(vm, cpu)
         fq = FlushQueue(
             entries=p.fq_entries, timeout_ps=round(p.fq_timeout_ms * 1e9), linux=p.fq_timer == "linux"
@@ -118,16 +117,18 @@ def unmap_workload(
                 rows = dataclasses.replace(
                     rows, kind=timer[a:b].astype(np.int8)[rows.op], kinds=("flush", "flush-timer")
                 )
-                yield rows.frame(cpu=cpu, vm=vm, op0=emitted, batch0=emitted * tmpl.n_batches, t_ps=t_ps[a:b])
+                yield Chunk(rows, cpu, vm, emitted, emitted * tmpl.n_batches, t_ps[a:b])
                 emitted += b - a
 
     make = strict if p.mode == "strict" else lazy
+    per = quotas(p.ops, len(ids))
     return Workload(
         name=name,
         cpus=tuple(ids),
-        streams=tuple(make(vm, c, q) for (vm, c), q in zip(ids, quotas(p.ops, len(ids)))),
+        chunks=tuple(make(vm, c, q) for (vm, c), q in zip(ids, per)),
         open_loop=open_loop,
         params=p.to_dict(),
+        ops=tuple(q * tmpl.n_ops for q in per) if p.mode == "strict" else None,
     )
 
 

@@ -33,13 +33,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-import polars as pl
 
 from cmdqv_lab.device.commands import CFGI_RANGE_ALL, Opcode
 from cmdqv_lab.errors import ParamError
 from cmdqv_lab.params import param
 from cmdqv_lab.workloads.registry import WorkloadSpec, register
-from cmdqv_lab.workloads.stream import FIELD_COLUMNS, Workload
+from cmdqv_lab.workloads.stream import FIELD_COLUMNS, Chunk, Workload
 from cmdqv_lab.workloads.synthetic.common import (
     SID_STRIDE,
     Rows,
@@ -215,7 +214,7 @@ def _mixed(p: MixedParams, seed: int) -> Workload:
     stride = PAGE << atc_span(p.tlbis)
     region = 1 << max(32, (SLOTS * stride - 1).bit_length())
 
-    def cpu_stream(vm: int, cpu: int, n: int) -> Iterator[pl.DataFrame]:
+    def cpu_stream(vm: int, cpu: int, n: int) -> Iterator[Chunk]:
         g = {
             k: rng(seed, "mixed", k, vm, cpu) for k in ("think", "device", "split", "mix", "kind", "foreign")
         }
@@ -228,14 +227,14 @@ def _mixed(p: MixedParams, seed: int) -> Workload:
             u_split = g["split"].random(m)
             iova = (IOVA_BASE + cpu * region + ((done + np.arange(m)) % SLOTS) * stride).astype(np.uint64)
             rows = mixed_rows(p, vm, dev, iova, g, u_mix, u_split)
-            yield rows.frame(cpu=cpu, vm=vm, op0=done, batch0=batches, t_ps=t)
+            yield Chunk(rows, cpu, vm, done, batches, t)
             done += m
             batches += int(rows.batch[-1]) + 1
 
     return Workload(
         name="mixed",
         cpus=tuple(ids),
-        streams=tuple(cpu_stream(vm, c, q) for (vm, c), q in zip(ids, quotas(p.ops, len(ids)))),
+        chunks=tuple(cpu_stream(vm, c, q) for (vm, c), q in zip(ids, quotas(p.ops, len(ids)))),
         open_loop=False,
         params=p.to_dict(),
     )

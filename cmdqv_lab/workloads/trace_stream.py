@@ -1,6 +1,9 @@
-"""A parsed QEMU trace as a workload command stream (for the checker).
+"""A parsed QEMU trace as a workload command stream: the one trace reader.
 
-The trace is what one guest's Linux driver sent to its (emulated) SMMUv3 main queue. As a stream:
+The correctness checker (:mod:`cmdqv_lab.checker`) and the timing replay (``trace-replay``,
+:mod:`cmdqv_lab.workloads.replay`) read a trace through :func:`trace_frame`, so they see the same
+commands, batches, ops and CPUs. The trace is what one guest's Linux driver sent to its
+(emulated) SMMUv3 main queue. As a stream:
 
 * the guest is VM ``vm`` (default 0); each distinct QEMU thread id (``pid``, a vCPU thread under
   MTTCG) is one vCPU, numbered in order of first appearance (no ``pid`` prefix: vCPU 0);
@@ -13,7 +16,10 @@ The trace is what one guest's Linux driver sent to its (emulated) SMMUv3 main qu
   recomputed from the range end; 0..0xffffffff is RANGE=31), address (page-aligned), range
   invalidations as NUM/SCALE covering at least the pages QEMU reported, TG, TTL, LEAF. Fields the
   trace does not give are null (encoded as zero). Commands QEMU printed as UNKNOWN/INVALID have no
-  opcode value and are left out (counted).
+  opcode value and are left out (counted);
+* ``t_ps`` is the op's recorded time: its first doorbell's timestamp since the trace's first
+  doorbell, in ps (0 without ``-msg timestamp=on``). Under TCG these are host times of an emulated
+  guest: the order and batching are real, the gaps are not hardware timing.
 
 The frame has :data:`~cmdqv_lab.workloads.stream.WORKLOAD_SCHEMA` plus ``line`` (the trace line of
 the command's ``smmuv3_cmdq_opcode`` event) and ``seq`` (its position in the trace).
@@ -89,6 +95,11 @@ def trace_frame(trace: Trace, *, vm: int = 0) -> tuple[pl.DataFrame, int]:
         )
     )
     df = df.drop("cpu").join(per, on="doorbell", how="left").sort("seq")
+    times = trace.doorbells.select("doorbell", pl.col("time_s").alias("_db_time"))
+    df = df.join(times, on="doorbell", how="left").sort("seq")
+    t0 = df["_db_time"].min()
+    rel = (pl.col("_db_time").first().over("cpu", "op") - (t0 if t0 is not None else 0.0)) * 1e12
+    df = df.with_columns(rel.round().fill_null(0).cast(pl.Int64).alias("t_ps"))
     op = pl.col("opcode")
     rng = op == int(Opcode.CMD_CFGI_STE_RANGE)
     span = (pl.col("sid_end") - pl.col("sid") + 1).cast(pl.Float64)
@@ -98,7 +109,6 @@ def trace_frame(trace: Trace, *, vm: int = 0) -> tuple[pl.DataFrame, int]:
     out = df.with_columns(
         pl.lit(vm, pl.Int32).alias("vm"),
         pl.col("doorbell").alias("batch"),
-        pl.lit(0, pl.Int64).alias("t_ps"),
         pl.lit("trace").alias("kind"),
         pl.col("vmid").cast(pl.Int32),
         pl.col("asid").cast(pl.Int32),

@@ -1,0 +1,364 @@
+"""The compiler: a CPU's routed command stream -> engine op programs (:class:`OpBlock`).
+
+Every scenario's stream reaches the engine through :func:`compile_streams`. A chunk of one CPU's
+stream (:data:`~cmdqv_lab.workloads.stream.StreamChunk`) is routed (guests: :class:`Routing`, i.e.
+:func:`~cmdqv_lab.driver.routing.route_frame`; host rows always take the ``host`` path) and each op
+becomes a list of steps (:mod:`cmdqv_lab.engine.stream`). Each op may start with ``prefix_ps`` of
+CPU work (e.g. ``guest_unmap_ns``: part of the measured unmap latency); then each *part* of a batch
+becomes, by its path:
+
+``host`` part
+    one batch on the CPU's host queue (its :class:`~cmdqv_lab.programs.topology.Route`).
+``vcmdq`` part (pass-through)
+    one batch on the vCPU's VCMDQ, written by the guest's own driver with no exit; the guest waits
+    for its CMD_SYNC by polling the VCMDQ's CONS (mapped into the guest). Entries the VCMDQ does not
+    accept carry ``CMD_ILLEGAL``: the queue raises ILL and the host's CMDQV IRQ thread either fixes
+    it up (guest-fixup) or forwards the error to the guest (guest-vcmdq).
+``trap`` part (trap-and-emulate vSMMU)
+    the guest writes the entries into the emulated queue's memory, then its PROD write exits to the
+    VMM (half of ``trap_user_ns`` out, half back), which - under the VM's lock when ``vmm_lock`` -
+    walks the queue (``vmm_trap_ns``) and forwards the non-SYNC commands ``vmm_batch`` at a time,
+    each chunk costing ``vmm_per_cmd_ns`` per command and issued by the host kernel on the host
+    main CMDQ with a CMD_SYNC it waits for; the guest's own CMD_SYNC is emulated. The guest then
+    learns of completion by polling CONS (one more trap: QEMU completed the queue inside the PROD
+    write) or by a virtual interrupt (``guest_poll``).
+
+Each command's service time is drawn from the platform (its opcode's mean and ``service_dist``):
+one draw per command in stream order from the CPU's own generator, so the engine and the SimPy
+reference see identical inputs and a CPU's draws do not depend on chunk sizes. Chunks without trap
+parts (every host run) are compiled with whole-array operations; trapped parts op by op.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from cmdqv_lab.device.commands import Opcode
+from cmdqv_lab.driver.routing import route_frame
+from cmdqv_lab.engine.layout import (
+    CMD_ILLEGAL,
+    CNT_EXITS,
+    CNT_GUEST_IRQS,
+    CNT_NONE,
+    STEP_BATCH,
+    STEP_DELAY,
+    STEP_LOCK,
+    STEP_UNLOCK,
+)
+from cmdqv_lab.engine.stream import CpuStream, OpBlock
+from cmdqv_lab.platform import Platform
+from cmdqv_lab.programs.topology import Route, Topology
+from cmdqv_lab.rng import stream as rng_stream
+from cmdqv_lab.units import ns
+from cmdqv_lab.workloads.stream import Chunk, StreamChunk, Workload, as_frame
+
+SYNC = int(Opcode.CMD_SYNC)
+PATH_HOST, PATH_VCMDQ, PATH_TRAP = 0, 1, 2
+_PATHS = {"host": PATH_HOST, "vcmdq": PATH_VCMDQ, "trap": PATH_TRAP}
+#: Distributions of durations: name -> coefficient of variation.
+DISTRIBUTIONS = {"deterministic": 0.0, "uniform": 1 / (2 * 3**0.5), "exponential": 1.0}
+
+
+@dataclass(frozen=True)
+class Routing:
+    """How a guest's batches are routed: a policy, the opcodes its VCMDQs accept, each VM's SIDs."""
+
+    policy: str
+    accepted: frozenset[int]
+    sids: Mapping[int, Sequence[int]] | None = None  # vm -> SIDs its VINTF's SID pairs match
+
+    def route(self, df: pl.DataFrame) -> pl.DataFrame:
+        return route_frame(df, self.policy, accepted=self.accepted, sids=self.sids)
+
+
+@dataclass(frozen=True)
+class Columns:
+    """A routed chunk as numpy columns, one entry per command (inserted SYNCs included)."""
+
+    op: np.ndarray  # op index (constant over an op's rows)
+    t: np.ndarray  # the op's think gap or arrival (ps)
+    opcode: np.ndarray
+    part: np.ndarray  # part key: equal on the rows of one part of one batch
+    path: np.ndarray  # PATH_*
+    wait: np.ndarray  # the issuer waits for the part's final CMD_SYNC (read at the part's last row)
+    illegal: np.ndarray  # raises ILL on the VCMDQ it is routed to
+
+    @classmethod
+    def of(cls, chunk: StreamChunk, routing: Routing | None) -> Columns:
+        """Route ``chunk`` (host rows need no routing: their batches go whole to the host queue)."""
+        if routing is None and isinstance(chunk, Chunk):
+            rows = chunk.rows
+            n = rows.opcode.size
+            return cls(rows.op + chunk.op0, np.asarray(chunk.t_ps, np.int64)[rows.op], rows.opcode.astype(np.int64),
+                       rows.batch + chunk.batch0, np.zeros(n, np.int64), rows.sync(), np.zeros(n, bool))  # fmt: skip
+        df = as_frame(chunk)
+        host = routing is None or bool((df["vm"] < 0).all())
+        if host:
+            n = df.height
+            return cls(df["op"].to_numpy(), df["t_ps"].to_numpy(), df["opcode"].to_numpy().astype(np.int64),
+                       df["batch"].to_numpy(), np.zeros(n, np.int64), df["sync"].to_numpy(), np.zeros(n, bool))  # fmt: skip
+        assert routing is not None
+        return cls.routed(routing.route(df))
+
+    @classmethod
+    def routed(cls, r: pl.DataFrame) -> Columns:
+        """An already routed frame (:func:`~cmdqv_lab.driver.routing.route_frame` columns)."""
+        return cls(
+            r["op"].to_numpy(),
+            r["t_ps"].to_numpy(),
+            r["opcode"].to_numpy().astype(np.int64),
+            (r["batch"].to_numpy() << 8) + r["part"].to_numpy(),
+            r["path"].replace_strict(_PATHS, return_dtype=pl.Int64).to_numpy(),
+            r["wait"].to_numpy(),
+            r["illegal"].to_numpy(),
+        )
+
+
+class _Builder:
+    """Accumulates steps and commands of one block."""
+
+    def __init__(self) -> None:
+        self.t: list[int] = []
+        self.nb: list[int] = []
+        self.kind: list[int] = []
+        self.a: list[int] = []
+        self.b: list[int] = []
+        self.c: list[int] = []
+        self.opc: list[np.ndarray] = []
+        self.svc: list[np.ndarray] = []
+        self.flags: list[np.ndarray] = []
+        self._steps_before = 0
+
+    def begin_op(self, t: int) -> None:
+        self.t.append(t)
+        self._steps_before = len(self.kind)
+
+    def end_op(self) -> None:
+        self.nb.append(len(self.kind) - self._steps_before)
+
+    def delay(self, ps: int, counter: int = CNT_NONE) -> None:
+        self.kind.append(STEP_DELAY)
+        self.a.append(ps)
+        self.b.append(counter)
+        self.c.append(0)
+
+    def lock(self, lk: int, unlock: bool = False) -> None:
+        self.kind.append(STEP_UNLOCK if unlock else STEP_LOCK)
+        self.a.append(lk)
+        self.b.append(0)
+        self.c.append(0)
+
+    def batch(self, queue: int, opc: np.ndarray, svc: np.ndarray, flags: np.ndarray, wait: bool) -> None:
+        self.kind.append(STEP_BATCH)
+        self.a.append(int(opc.size))
+        self.b.append(int(wait))
+        self.c.append(queue)
+        self.opc.append(opc)
+        self.svc.append(svc)
+        self.flags.append(flags)
+
+    def forwards(
+        self, queue: int, opc: np.ndarray, svc: np.ndarray, chunk: int, per_cmd_ps: int, sync_svc: int
+    ) -> None:
+        """The VMM forwarding ``opc`` ``chunk`` commands at a time: per chunk a delay (``per_cmd_ps``
+        per command) and a host batch of the chunk plus a CMD_SYNC, waited for (vectorised)."""
+        f = int(opc.size)
+        if f == 0:
+            return
+        starts = np.arange(0, f, chunk)
+        ks = np.minimum(chunk, f - starts)
+        n = starts.size
+        kind = np.empty(2 * n, np.int64)
+        a = np.empty(2 * n, np.int64)
+        b = np.empty(2 * n, np.int64)
+        c = np.empty(2 * n, np.int64)
+        kind[0::2], kind[1::2] = STEP_DELAY, STEP_BATCH
+        a[0::2], a[1::2] = ks * per_cmd_ps, ks + 1
+        b[0::2], b[1::2] = CNT_NONE, 1
+        c[0::2], c[1::2] = 0, queue
+        self.kind.extend(kind.tolist())
+        self.a.extend(a.tolist())
+        self.b.extend(b.tolist())
+        self.c.extend(c.tolist())
+        ends = starts + ks
+        self.opc.append(np.insert(opc, ends, SYNC))
+        self.svc.append(np.insert(svc, ends, sync_svc))
+        self.flags.append(np.zeros(f + n, np.int64))
+
+    def block(self) -> OpBlock:
+        def cat(xs: list[np.ndarray]) -> np.ndarray:
+            return np.concatenate(xs).astype(np.int64) if xs else np.zeros(0, np.int64)
+
+        def i64(x: list[int]) -> np.ndarray:
+            return np.asarray(x, dtype=np.int64)
+
+        return OpBlock(
+            i64(self.t), i64(self.nb), i64(self.kind), i64(self.a), i64(self.b), i64(self.c),
+            cat(self.opc), cat(self.svc), cat(self.flags),
+        )  # fmt: skip
+
+
+def _trap_part(
+    b: _Builder, route: Route, plat: Platform, opc: np.ndarray, svc: np.ndarray, waited: bool
+) -> None:
+    b.delay(ns(plat.cmd_write_ns) * int(opc.size))  # the guest writes the emulated queue
+    half = ns(plat.trap_user_ns) // 2
+    b.delay(half, CNT_EXITS)  # PROD write exits to the VMM
+    if plat.vmm_lock and route.lock >= 0:
+        b.lock(route.lock)
+    b.delay(ns(plat.vmm_trap_ns))
+    fwd = opc != SYNC
+    b.forwards(
+        route.host_queue,
+        opc[fwd],
+        svc[fwd],
+        plat.vmm_batch,
+        ns(plat.vmm_per_cmd_ns),
+        ns(plat.sync_service_ns),
+    )
+    if plat.vmm_lock and route.lock >= 0:
+        b.lock(route.lock, unlock=True)
+    b.delay(ns(plat.trap_user_ns) - half)  # back to the guest
+    if waited:
+        if plat.guest_poll == "poll":
+            b.delay(ns(plat.trap_user_ns), CNT_EXITS)  # the CONS poll traps; the queue is already done
+        else:
+            b.delay(ns(plat.virq_inject_ns), CNT_GUEST_IRQS)
+
+
+def draw_service(rng: np.random.Generator, means_ns: np.ndarray, dist: str) -> np.ndarray:
+    """One service time (ps) per entry of ``means_ns``, drawn in order (one draw each)."""
+    if dist == "deterministic":
+        return np.rint(means_ns * 1000).astype(np.int64)
+    if dist == "uniform":
+        return np.rint((0.5 + rng.random(means_ns.size)) * (means_ns * 1000.0)).astype(np.int64)
+    return np.rint(rng.standard_exponential(means_ns.size) * (means_ns * 1000.0)).astype(np.int64)
+
+
+def service_times(opcodes: np.ndarray, plat: Platform, rng: np.random.Generator) -> np.ndarray:
+    """One service time (ps) per command: the platform's mean for its opcode, drawn from its
+    distribution (one draw per command, in order)."""
+    if opcodes.size == 0:
+        return np.zeros(0, np.int64)
+    return draw_service(rng, _service_means(plat)[opcodes], plat.service_dist)
+
+
+def _service_means(plat: Platform) -> np.ndarray:
+    mean_of = np.zeros(256)
+    for o in Opcode:
+        mean_of[int(o)] = plat.service_ns(int(o))
+    return mean_of
+
+
+def compile_chunk(
+    chunk: StreamChunk,
+    route: Route,
+    plat: Platform,
+    rng: np.random.Generator,
+    *,
+    routing: Routing | None = None,
+    prefix_ps: int = 0,
+) -> OpBlock:
+    """One chunk of a CPU's stream as op programs (see the module docstring)."""
+    return compile_columns(Columns.of(chunk, routing), route, plat, rng, prefix_ps=prefix_ps)
+
+
+def compile_columns(
+    cols: Columns, route: Route, plat: Platform, rng: np.random.Generator, *, prefix_ps: int = 0
+) -> OpBlock:
+    """Routed columns as op programs."""
+    svc = service_times(cols.opcode, plat, rng)
+    if (cols.path == PATH_TRAP).any():
+        return _compile_by_op(cols, svc, route, plat, prefix_ps)
+    return _compile_vectorised(cols, svc, route, prefix_ps)
+
+
+def _compile_vectorised(cols: Columns, svc: np.ndarray, route: Route, prefix_ps: int) -> OpBlock:
+    """Host and pass-through parts: each part is one batch step (whole-array operations)."""
+    n = cols.opcode.size
+    if n == 0:
+        return OpBlock.empty()
+    op, part, path = cols.op, cols.part, cols.path
+    new_op = np.r_[True, op[1:] != op[:-1]]
+    op_start = np.flatnonzero(new_op)
+    part_start = np.flatnonzero(new_op | np.r_[True, (part[1:] != part[:-1]) | (path[1:] != path[:-1])])
+    part_end = np.r_[part_start[1:], n]
+    last = part_end - 1
+    part_op = np.searchsorted(op_start, part_start, side="right") - 1
+    parts_per_op = np.bincount(part_op, minlength=op_start.size).astype(np.int64)
+    pre = int(prefix_ps > 0)
+    total = part_start.size + pre * op_start.size
+    is_batch = np.ones(total, bool)
+    if pre:
+        first_step = np.r_[0, np.cumsum(parts_per_op + 1)[:-1]]
+        is_batch[first_step] = False
+    kind = np.full(total, STEP_DELAY, np.int64)
+    a = np.full(total, prefix_ps, np.int64)
+    b = np.full(total, CNT_NONE, np.int64)
+    c = np.zeros(total, np.int64)
+    kind[is_batch] = STEP_BATCH
+    a[is_batch] = part_end - part_start
+    b[is_batch] = (cols.wait[last] & (cols.opcode[last] == SYNC)).astype(np.int64)
+    c[is_batch] = np.where(path[part_start] == PATH_VCMDQ, route.vcmdq, route.host_queue)
+    flags = np.where((path == PATH_VCMDQ) & cols.illegal, CMD_ILLEGAL, 0).astype(np.int64)
+    return OpBlock(cols.t[op_start].astype(np.int64), parts_per_op + pre, kind, a, b, c,
+                   cols.opcode, svc.astype(np.int64), flags)  # fmt: skip
+
+
+def _compile_by_op(cols: Columns, svc: np.ndarray, route: Route, plat: Platform, prefix_ps: int) -> OpBlock:
+    """Chunks with trapped parts, op by op (a trapped part expands into the VMM's steps)."""
+    b = _Builder()
+    flags = np.where(cols.illegal, CMD_ILLEGAL, 0).astype(np.int64)
+    op, opcodes, part, path = cols.op, cols.opcode, cols.part, cols.path
+    op_start = np.flatnonzero(np.r_[True, op[1:] != op[:-1]])
+    op_end = np.r_[op_start[1:], op.size]
+    for s, e in zip(op_start, op_end):
+        b.begin_op(int(cols.t[s]))
+        if prefix_ps:
+            b.delay(prefix_ps)
+        pk = part[s:e]
+        p_start = s + np.flatnonzero(np.r_[True, (pk[1:] != pk[:-1]) | (path[s + 1 : e] != path[s : e - 1])])
+        p_end = np.r_[p_start[1:], e]
+        for ps_, pe in zip(p_start, p_end):
+            sl = slice(int(ps_), int(pe))
+            waited = bool(cols.wait[pe - 1]) and opcodes[pe - 1] == SYNC
+            where = path[ps_]
+            if where == PATH_VCMDQ:
+                b.batch(route.vcmdq, opcodes[sl], svc[sl], flags[sl], waited)
+            elif where == PATH_HOST:
+                b.batch(route.host_queue, opcodes[sl], svc[sl], np.zeros(pe - ps_, np.int64), waited)
+            else:
+                _trap_part(b, route, plat, opcodes[sl], svc[sl], waited)
+        b.end_op()
+    return b.block()
+
+
+def compile_streams(
+    workload: Workload,
+    topology: Topology,
+    plat: Platform,
+    *,
+    seed: int,
+    name: str,
+    routing: Routing | None = None,
+    prefix_ps: int = 0,
+) -> list[CpuStream]:
+    """Every issuing CPU's op-program stream (lazy), plus the IRQ thread's empty one if it has one.
+
+    CPU ``(vm, cpu)`` draws its service times from ``rng.stream(seed, name, "service", vm + 1, cpu)``.
+    """
+
+    def one(i: int, chunks: Iterator[StreamChunk]) -> CpuStream:
+        vm, cpu = workload.cpus[i]
+        rng = rng_stream(seed, name, "service", vm + 1, cpu)
+        for ch in chunks:
+            yield compile_chunk(ch, topology.routes[i], plat, rng, routing=routing, prefix_ps=prefix_ps)
+
+    streams: list[CpuStream] = [one(i, it) for i, it in enumerate(workload.chunks)]
+    if topology.irq_thread:
+        streams.append(iter(()))
+    return streams

@@ -1,0 +1,159 @@
+"""Topologies: the command queues of a run, which queue each issuing CPU uses, and the engine
+configuration they make.
+
+Host topologies (:func:`host_topology`), as Linux builds them:
+
+``main``   one main CMDQ shared by every CPU;
+``vcmdq``  Tegra241 VCMDQs of the host's VINTF0, chosen by ``cpu % vcmdqs`` (``tegra241_cmdqv_get_cmdq``),
+           each a full ``arm_smmu_cmdq`` with its own lock-free state;
+``ecmdq``  one ECMDQ per CPU.
+
+Guest topologies (:func:`guest_topology`): queue 0 is the host's main CMDQ (where the VMM forwards
+trapped commands and the host IRQ thread emulates fixed-up ones); each VM gets ``vcmdqs_per_vm``
+pass-through VCMDQs, vCPU ``v`` using ``v % vcmdqs_per_vm``; each VM has one VMM lock (QEMU's big
+lock) when the platform says so; an extra engine CPU is the host's CMDQV IRQ thread when the
+VCMDQs raise errors (``err``).
+
+>>> from cmdqv_lab.platform import load_platform
+>>> t = host_topology("vcmdq", cpus=4, vcmdqs=2, submit="linux-lockfree", plat=load_platform("d06"), max_batch=2)
+>>> [r.host_queue for r in t.routes], len(t.queues)
+([0, 1, 0, 1], 2)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cmdqv_lab.engine.costs import Costs
+from cmdqv_lab.engine.layout import SUBMITS
+from cmdqv_lab.engine.runner import EngineConfig, QueueSpec
+from cmdqv_lab.errors import ParamError
+from cmdqv_lab.platform import Platform
+
+HOST_TOPOLOGIES = ("main", "vcmdq", "ecmdq")
+#: Ops per CPU when its stream decides where it ends.
+UNBOUNDED = 1 << 62
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where one issuing CPU's parts go (queue indices of its topology; -1: none)."""
+
+    host_queue: int  # host path and trapped forwards
+    vcmdq: int = -1  # pass-through path
+    lock: int = -1  # its VM's VMM lock
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Queues, one :class:`Route` per issuing CPU (stream order), VMM locks and the IRQ thread."""
+
+    queues: tuple[QueueSpec, ...]
+    routes: tuple[Route, ...]
+    n_procs: int = 1
+    n_locks: int = 0
+    irq_thread: bool = False  # an extra CPU: the host's CMDQV IRQ thread (handles ILL on VCMDQs)
+    fixup_queue: int = 0  # the host queue the IRQ thread emulates commands on
+    rings: dict[str, Any] = field(default_factory=dict)  # ring sizes (EngineConfig fields)
+
+    @property
+    def n_cpus(self) -> int:
+        """Engine CPUs: the issuing CPUs, plus the IRQ thread."""
+        return len(self.routes) + int(self.irq_thread)
+
+    def engine_config(
+        self, costs: Costs, quotas: Sequence[int] | None, *, open_loop: bool = False
+    ) -> EngineConfig:
+        """The engine configuration (``quotas``: ops per issuing CPU; None: each stream decides)."""
+        q = list(quotas) if quotas is not None else [UNBOUNDED] * len(self.routes)
+        if len(q) != len(self.routes):
+            raise ParamError(f"{len(q)} op quotas for {len(self.routes)} issuing CPUs")
+        irq = [0] if self.irq_thread else []
+        return EngineConfig(
+            queues=self.queues,
+            n_cpus=self.n_cpus,
+            quotas=tuple(q + irq),
+            costs=costs,
+            n_procs=self.n_procs,
+            open_loop=open_loop,
+            n_locks=self.n_locks,
+            irq_cpu=len(self.routes) if self.irq_thread else -1,
+            fixup_queue=self.fixup_queue,
+            **self.rings,
+        )
+
+
+def host_topology(
+    kind: str, *, cpus: int, vcmdqs: int, submit: str, plat: Platform, max_batch: int
+) -> Topology:
+    """A host topology (see the module docstring); ``max_batch`` is the largest batch (atomic-add check)."""
+    if kind not in HOST_TOPOLOGIES:
+        raise ParamError(f"queues={kind!r} is not allowed: one of {', '.join(HOST_TOPOLOGIES)}")
+    if submit not in SUBMITS:
+        raise ParamError(f"submit={submit!r} is not allowed: one of {', '.join(SUBMITS)}")
+    if kind == "main":
+        n_q, owners = 1, [0] * cpus
+    elif kind == "vcmdq":
+        n_q, owners = vcmdqs, [c % vcmdqs for c in range(cpus)]
+    else:
+        n_q, owners = cpus, list(range(cpus))
+    if submit == "exclusive" and len(set(owners)) != cpus:
+        raise ParamError(
+            f"submit=exclusive needs one queue per CPU: use queues=ecmdq or vcmdqs>={cpus} (got queues={kind}"
+            + (f", vcmdqs={vcmdqs})" if kind == "vcmdq" else ")")
+        )
+    log2 = {"main": plat.cmdq_log2size, "vcmdq": plat.vcmdq_log2size, "ecmdq": plat.ecmdq_log2size}[kind]
+    if submit == "atomic-add":
+        sharers = max(owners.count(q) for q in set(owners))
+        if sharers * max_batch > (1 << log2):
+            raise ParamError(
+                f"submit=atomic-add cannot wait for space after reserving: {sharers} CPUs x {max_batch} entries "
+                f"exceed a 2^{log2}-entry queue (the reservation would deadlock); use a larger queue"
+            )
+    procs = min(plat.smmu_parallel, n_q)
+    wait = plat.vcmdq_sync_wait if kind == "vcmdq" else plat.sync_wait
+    queues = tuple(QueueSpec(log2, submit, wait, i % procs) for i in range(n_q))
+    return Topology(queues, tuple(Route(host_queue=o) for o in owners), n_procs=procs)
+
+
+def guest_topology(
+    vm_of: Sequence[int],
+    vcpu_of: Sequence[int],
+    *,
+    vcmdqs_per_vm: int,
+    submit: str,
+    err: str,
+    plat: Platform,
+) -> Topology:
+    """A guest topology for issuing vCPUs ``(vm_of[i], vcpu_of[i])`` (VMs numbered 0..V-1).
+
+    ``vcmdqs_per_vm = 0``: no pass-through queue (trap-and-emulate only). ``err``: what an illegal
+    entry on a VCMDQ does (``guest``: forwarded to the guest; ``fixup``: the host emulates it).
+    """
+    if submit not in SUBMITS:
+        raise ParamError(f"vcmdq_submit={submit!r} is not allowed: one of {', '.join(SUBMITS)}")
+    vms = max(vm_of, default=-1) + 1
+    vq = vcmdqs_per_vm
+    procs = min(plat.smmu_parallel, 1 + vms * vq)
+    main = QueueSpec(plat.cmdq_log2size, "linux-lockfree", plat.sync_wait, 0)
+    vcmdqs = (
+        QueueSpec(plat.vcmdq_log2size, submit, plat.vcmdq_sync_wait, i % procs, err)
+        for i in range(1, 1 + vms * vq)
+    )
+    queues = (main, *vcmdqs)
+    routes = tuple(
+        Route(host_queue=0, vcmdq=1 + vm * vq + v % vq if vq else -1, lock=vm if plat.vmm_lock else -1)
+        for vm, v in zip(vm_of, vcpu_of)
+    )
+    irq = vq > 0 and err != "none"
+    return Topology(
+        queues,
+        routes,
+        n_procs=procs,
+        n_locks=vms if plat.vmm_lock else 0,
+        irq_thread=irq,
+        fixup_queue=0,
+        rings={"ring_batches": 8192, "ring_cmds": 32768},
+    )
