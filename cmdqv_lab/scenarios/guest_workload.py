@@ -136,16 +136,21 @@ def _builder(name: str):  # returns the scenario's builder
     return build
 
 
-for _name in workload_names():
-    _spec = get_workload(_name)
-    register(
+def register_guest(name: str) -> Scenario:
+    """Register (or refresh) ``guest-wl-<name>`` for workload ``name`` (built-in, entry point or file)."""
+    spec = get_workload(name)
+    return register(
         Scenario(
-            name=f"guest-wl-{_name}",
-            doc=f"guest-wl-{_name}: the {_name} workload ({_spec.doc.split(':')[0]}) issued by guests on VCMDQs",
+            name=f"guest-wl-{name}",
+            doc=f"guest-wl-{name}: the {spec.name} workload ({spec.doc.split(':')[0]}) issued by guests on VCMDQs",
             params=combine_params(
-                f"GuestWl{camel(_name)}Params", GuestTopology, _spec.params, defaults={"vms": 1}
+                f"GuestWl{camel(spec.name)}Params", GuestTopology, spec.params, defaults={"vms": 1}
             ),
-            build=_builder(_name),
+            build=_builder(name),
             default_count=0,
         )
     )
+
+
+for _name in workload_names():
+    register_guest(_name)
