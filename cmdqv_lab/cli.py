@@ -21,6 +21,10 @@ from cmdqv_lab.errors import CmdqvError
 #: name -> (module:attribute, one-line help). A subcommand whose module is absent is not listed.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("cmdqv_lab.cli_simulate:simulate", "Run a timing scenario and print its metrics."),
+    "describe": (
+        "cmdqv_lab.cli_simulate:describe",
+        "Explain a scenario's parameters: meaning, unit, range, value per preset, provenance.",
+    ),
     "trace": (
         "cmdqv_lab.workloads.trace_cli:trace",
         "Summarise and capture QEMU SMMUv3 traces (replay: simulate -s trace-replay).",

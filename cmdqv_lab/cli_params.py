@@ -10,24 +10,27 @@ import click
 
 @click.command("params")
 @click.argument("preset", required=False)
+@click.option("--sources", is_flag=True, help="Also print where each value comes from.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def params(preset: str | None, as_json: bool) -> None:
-    """Print PRESET's parameter table (value, unit, range, provenance, source) and its predictions."""
+def params(preset: str | None, sources: bool, as_json: bool) -> None:
+    """Print PRESET's parameters (value, allowed range, provenance, description), its fitted rows
+    and predictions. PRESET is a name in data/params or a preset file (FILE.toml)."""
+    from cmdqv_lab.describe import format_preset
     from cmdqv_lab.platform import platform_table, preset_names, read_preset
 
     if preset is None:
         for name in preset_names():
             click.echo(f"{name:<10} {read_preset(name).description}")
+        click.echo(
+            "\ncmdqv-lab params NAME: one preset's parameters (or a file of the same format: FILE.toml)"
+        )
         return
-    table = platform_table(preset)
     meta = read_preset(preset).meta
     if as_json:
+        table = platform_table(preset)
         click.echo(json.dumps({"preset": preset, "params": table.to_dicts(), **meta}, indent=2, default=str))
         return
-    for row in table.iter_rows(named=True):
-        click.echo(
-            f"{row['name']:<22} {row['value']:>14} {row['unit']:<14} {row['provenance']:<10} {row['source']}"
-        )
+    click.echo(format_preset(preset, sources=sources))
     for key in ("fit_row", "prediction"):
         rows = meta.get(key, [])
         if rows:

@@ -99,6 +99,8 @@ def suggest(name: str, choices: Iterable[str], *, see: str = "", limit: int = 12
     near = closest(name, names)
     listing = "one of " + ", ".join(names) if len(names) <= limit else see
     if near:
-        head = "did you mean " + (near[0] if len(near) == 1 else ", ".join(near[:-1]) + " or " + near[-1]) + "?"
+        head = (
+            "did you mean " + (near[0] if len(near) == 1 else ", ".join(near[:-1]) + " or " + near[-1]) + "?"
+        )
         return f"{head} ({listing})" if listing else head
     return listing or f"none of the {len(names)} valid names is close"

@@ -90,7 +90,8 @@ def _workload_scenario(name: str) -> Scenario | None:
     for prefix, (module, func) in _WORKLOAD_FAMILIES.items():
         ref = name.removeprefix(prefix)
         if ref != name and (custom.is_reference(ref) or ref in registry.plugin_names()):
-            return getattr(importlib.import_module(module), func)(ref)  # type: ignore[no-any-return]
+            scn: Scenario = getattr(importlib.import_module(module), func)(ref)
+            return scn
     return None
 
 
@@ -99,7 +100,9 @@ def get_scenario(name: str) -> Scenario:
         dynamic = _workload_scenario(name)
         if dynamic is not None:
             return dynamic
-        raise ParamError(f"unknown scenario {name!r}: {suggest(name, scenario_names(), limit=0, see=SEE_LIST)}")
+        raise ParamError(
+            f"unknown scenario {name!r}: {suggest(name, scenario_names(), limit=0, see=SEE_LIST)}"
+        )
     importlib.import_module(_MODULES[name])
     return SCENARIOS[name]
 

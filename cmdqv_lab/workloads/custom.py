@@ -167,7 +167,7 @@ def _derive(cls: type[Params], name: str, defaults: Mapping[str, Any], sha: str,
     except ParamError as e:
         key = str(e).split("=", 1)[0]
         raise ParamError(f"{where}{key if key in infos else ''}: {e}") from None
-    return derived  # type: ignore[no-any-return]
+    return derived
 
 
 # ----------------------------------------------------------------------------- TOML workloads
@@ -187,13 +187,13 @@ class OpShape:
 
 def _parse_command(text: Any, where: str) -> list[int]:
     if not isinstance(text, str):
-        raise ParamError(f"{where}: {text!r} is not a command (\"OPCODE\" or \"N OPCODE\")")
+        raise ParamError(f'{where}: {text!r} is not a command ("OPCODE" or "N OPCODE")')
     parts = text.split()
     count = 1
     if len(parts) == 2 and parts[0].isdigit():
         count, parts = int(parts[0]), parts[1:]
     if len(parts) != 1 or not 1 <= count <= 4096:
-        raise ParamError(f"{where}: {text!r} is not \"OPCODE\" or \"N OPCODE\" (N 1 .. 4096)")
+        raise ParamError(f'{where}: {text!r} is not "OPCODE" or "N OPCODE" (N 1 .. 4096)')
     name = parts[0].upper()
     if name not in _OPCODES:
         hint = suggest(name, [o.name for o in Opcode], see="opcodes are those of the SMMUv3 spec")
@@ -369,7 +369,9 @@ def _toml_spec(path: Path, label: str) -> WorkloadSpec:
     infos = TomlParams.field_infos()
     for key in defaults:
         if key not in infos:
-            raise ParamError(f"{label}:workload.{key}: unknown key; {suggest(key, [*infos, 'name', 'description'])}")
+            raise ParamError(
+                f"{label}:workload.{key}: unknown key; {suggest(key, [*infos, 'name', 'description'])}"
+            )
     sha = "sha256:" + hashlib.sha256(raw).hexdigest()[:16]
     params = _derive(TomlParams, name, defaults, sha, f"{label}:workload.")
     doc = str(head.get("description", f"workload described in {label}"))
@@ -427,6 +429,11 @@ def spec_from_function(fn: Any, name: str, source: str, sha: str) -> WorkloadSpe
     return WorkloadSpec(name, doc, params, make)
 
 
+def _module_file(module: Any) -> Path | None:
+    file = getattr(module, "__file__", None)
+    return Path(file) if file else None
+
+
 def _sha_of(path: Path | None) -> str:
     return "sha256:" + (hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path else "unknown")
 
@@ -452,11 +459,13 @@ def _function_spec(ref: str) -> WorkloadSpec:
             module = importlib.import_module(target)
         except ModuleNotFoundError as e:
             raise ParamError(f"workload {ref!r}: no module named {e.name!r}") from None
-        source = Path(module.__file__) if getattr(module, "__file__", None) else None
+        source = _module_file(module)
     if not hasattr(module, attr):
         names = [n for n in vars(module) if not n.startswith("_")]
         raise ParamError(f"workload {ref!r}: {target} has no {attr!r}; {suggest(attr, names)}")
-    return spec_from_function(getattr(module, attr), Path(target).stem if source else target, ref, _sha_of(source))
+    return spec_from_function(
+        getattr(module, attr), Path(target).stem if source else target, ref, _sha_of(source)
+    )
 
 
 @lru_cache(maxsize=64)
@@ -485,7 +494,6 @@ def load_entry_point(name: str, ep: Any) -> WorkloadSpec:
         fn = ep.load()
     except Exception as e:  # a broken plugin is the user's to fix: say which one
         raise ParamError(f"workload entry point {name!r} ({ep.value}): cannot load: {e}") from None
-    module = sys.modules.get(ep.value.split(":")[0])
-    path = Path(module.__file__) if module is not None and getattr(module, "__file__", None) else None
+    path = _module_file(sys.modules.get(ep.value.split(":")[0]))
     spec = spec_from_function(fn, name, f"entry point {name}", _sha_of(path))
     return dataclasses.replace(spec, name=name)
