@@ -33,7 +33,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "cmdqv_lab.checker.cli:check",
         "Check a command stream for ILL and SYNC hazards under a policy.",
     ),
-    "plan": ("cmdqv_lab.virt.capacity:plan_cmd", "Plan VINTF / SID-pair capacity for VMs and devices."),
+    "plan": ("cmdqv_lab.virt.plan_cli:plan_cmd", "Plan VINTF / SID-pair capacity for VMs and devices."),
     "sweep": ("cmdqv_lab.experiments.cli:sweep", "Run a parameter sweep spec (local processes or dask)."),
     "reproduce": ("cmdqv_lab.experiments.cli:reproduce", "Re-run published results and compare them."),
     "report": ("cmdqv_lab.report.cli:report", "Execute the notebooks and build the offline report."),
