@@ -36,6 +36,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "plan": ("cmdqv_lab.virt.plan_cli:plan_cmd", "Plan VINTF / SID-pair capacity for VMs and devices."),
     "sweep": ("cmdqv_lab.experiments.cli:sweep", "Run a parameter sweep spec (local processes or dask)."),
     "reproduce": ("cmdqv_lab.experiments.cli:reproduce", "Re-run published results and compare them."),
+    "results": ("cmdqv_lab.cli_results:results", "Show a sweep's results as a table, or export them."),
     "report": ("cmdqv_lab.report.cli:report", "Execute the notebooks and build the offline report."),
     "params": ("cmdqv_lab.cli_params:params", "Print a platform preset's parameter table with provenance."),
     "calibrate": ("cmdqv_lab.cli_params:calibrate", "Refit a platform preset to its calibration rows."),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 
 import click
@@ -51,14 +52,34 @@ def params(preset: str | None, sources: bool, as_json: bool) -> None:
 @click.option(
     "--count", type=click.IntRange(1000, 10_000_000), default=None, help="Ops per row (default: the spec's)."
 )
-def calibrate(name: str, write: bool, maxiter: int, count: int | None) -> None:
-    """Refit preset NAME to its calibration rows (data/calibration/NAME.toml) and print predictions."""
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def calibrate(name: str, write: bool, maxiter: int, count: int | None, quiet: bool) -> None:
+    """Refit preset NAME to its calibration rows (data/calibration/NAME.toml) and print predictions.
+
+    A progress bar counts the model evaluations of the fit (each simulates every calibration
+    row) and shows the best error so far; --quiet hides it.
+    """
     from cmdqv_lab.analysis.calibrate import CalibrationSpec, fit, write_preset
     from cmdqv_lab.platform import read_preset
+    from cmdqv_lab.progress import bar
 
     spec = CalibrationSpec.load(name)
     t0 = time.time()
-    result = fit(spec, maxiter=maxiter, count=count)
+    progress = bar(None, f"calibrate {name}", unit=" eval", enabled=False if quiet else None)
+    best = [float("inf")]
+
+    def step(evaluations: int, value: float) -> None:
+        best[0] = min(best[0], value)
+        progress.set_postfix_str(f"rms log error {best[0] ** 0.5:.3f}", refresh=False)
+        progress.update(1)
+
+    if not progress.disable:
+        progress.write(f"fitting {', '.join(spec.params)} to {len(spec.targets)} rows "
+                       f"(each evaluation simulates every row; at most {maxiter} iterations)", file=sys.stderr)  # fmt: skip
+    try:
+        result = fit(spec, maxiter=maxiter, count=count, progress=step)
+    finally:
+        progress.close()
     click.echo(f"fitted {', '.join(spec.params)} to {len(spec.targets)} rows in {time.time() - t0:.0f} s "
                f"({result.evaluations} evaluations)")  # fmt: skip
     for k, v in result.values.items():

@@ -333,7 +333,7 @@ def format_preset(name: str, *, sources: bool = False) -> str:
 
 
 # ----------------------------------------------------------------------------- results
-def _fmt_metric(v: Any) -> str:
+def fmt_metric(v: Any) -> str:
     if v is None:
         return "-"
     if isinstance(v, float):
@@ -359,7 +359,7 @@ def format_result(result: dict[str, Any], overrides: dict[str, Any] | None = Non
     plat_keys = set(Platform.field_infos())
     changed = [k for k in (overrides or {}) if k in plat_keys and k not in own]
     size = result["metrics"].get("commands" if scn.count == "commands" else "ops")
-    lines = [f"{name}  seed {result['seed']}  {scn.count} {_fmt_metric(size)}  wall {result['wall_s']:.2f} s"]
+    lines = [f"{name}  seed {result['seed']}  {scn.count} {fmt_metric(size)}  wall {result['wall_s']:.2f} s"]
     conf = [f"{k}={fmt_value(params[k])}" for k in own]
     conf += [f"{k}={fmt_value(params[k])} (set)" for k in changed]
     width = 0
@@ -375,9 +375,9 @@ def format_result(result: dict[str, Any], overrides: dict[str, Any] | None = Non
     for k, v in result["metrics"].items():
         unit, doc = METRICS.get(k, ("", ""))
         if isinstance(v, dict):
-            value = "  ".join(f"{kk} {_fmt_metric(vv)}" for kk, vv in v.items())
+            value = "  ".join(f"{kk} {fmt_metric(vv)}" for kk, vv in v.items())
         else:
-            value = _fmt_metric(v)
+            value = fmt_metric(v)
         table.append([k, value, unit, doc])
     lines += _align(table)
     return "\n".join(lines)
