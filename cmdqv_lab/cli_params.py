@@ -73,7 +73,7 @@ def calibrate(name: str, write: bool, maxiter: int, count: int | None, quiet: bo
         progress.set_postfix_str(f"rms log error {best[0] ** 0.5:.3f}", refresh=False)
         progress.update(1)
 
-    if not progress.disable:
+    if not quiet:  # one line even where no bar shows (a pipe, a log file)
         progress.write(f"fitting {', '.join(spec.params)} to {len(spec.targets)} rows "
                        f"(each evaluation simulates every row; at most {maxiter} iterations)", file=sys.stderr)  # fmt: skip
     try:

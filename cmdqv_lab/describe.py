@@ -63,6 +63,20 @@ METRICS: dict[str, tuple[str, str]] = {
 }
 
 
+#: The metrics that say most about a run, in the order tables show them (those a run has).
+KEY_METRICS: tuple[str, ...] = (
+    "ops_per_s",
+    "op_latency_ns_mean",
+    "op_latency_ns_p99",
+    "queue_wait_ns_mean",
+    "smmu_busy_fraction",
+    "cas_success_ratio",
+    "exits",
+    "illegal_commands",
+    "fixups",
+)
+
+
 @dataclass(frozen=True)
 class ParamRow:
     """One parameter of a scenario, explained."""
@@ -193,6 +207,19 @@ def _align(rows: list[list[str]], indent: str = "  ") -> list[str]:
     return [indent + "  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows]
 
 
+def _grouped(rows: list[ParamRow], table: list[list[str]], extra: Any) -> list[str]:
+    """``table`` (a header, then one row per ``rows``) aligned, a heading before each new group,
+    and ``extra(row)`` lines after each row."""
+    out = _align(table)
+    lines, group = [out[0]], ""
+    for r, text in zip(rows, out[1:]):
+        if r.group != group and r.group != "scenario":
+            group = r.group
+            lines.append(f" {group}")
+        lines += [text, *extra(r)]
+    return lines
+
+
 def _count_text(scn: Any) -> str:
     option = "--commands" if scn.count == "commands" else "--ops"
     default = f"default {scn.default_count:,}" if scn.default_count else "default: the workload's own"
@@ -220,12 +247,8 @@ def format_scenario(name: str, *, sources: bool = False) -> str:
     own = [r for r in rows if r.group == "scenario"]
     lines.append("scenario parameters")
     table = [["name", "default", "allowed", "description"]]
-    for r in own:
-        table.append([r.name, fmt_value(r.default), with_unit(r.allowed, r.unit), r.doc])
-    out = _align(table)
-    lines.append(out[0])
-    for r, text in zip(own, out[1:]):
-        lines += [text, *source_lines(r)]
+    table += [[r.name, fmt_value(r.default), with_unit(r.allowed, r.unit), r.doc] for r in own]
+    lines += _grouped(own, table, source_lines)
     plat = [r for r in rows if r.group != "scenario"]
     if plat:
         presets = list(plat[0].values)
@@ -242,14 +265,7 @@ def format_scenario(name: str, *, sources: bool = False) -> str:
         shown = [r for r in plat if r not in skipped]
         body = [[r.name, *(_preset_cell(r, p) for p in presets), with_unit(r.allowed, r.unit),
                  r.provenance.split(";")[0], r.doc] for r in shown]  # fmt: skip
-        out = _align([head, *body])
-        lines.append(out[0])
-        group = ""
-        for r, text in zip(shown, out[1:]):
-            if r.group != group:
-                group = r.group
-                lines.append(f" {group}")
-            lines += [text, *source_lines(r)]
+        lines += _grouped(shown, [head, *body], source_lines)
         if skipped:
             lines.append(f" {GUEST_GROUP}: not used by a host scenario")
             lines += textwrap.wrap(", ".join(r.name for r in skipped), 100, initial_indent="  ",
@@ -317,19 +333,12 @@ def format_preset(name: str, *, sources: bool = False) -> str:
     for r in rows:
         prov = preset.provenance.get(r.name, r.provenance.split(";")[0])
         table.append([r.name, fmt_value(r.values[name]), with_unit(r.allowed, r.unit), prov, r.doc])
-    out = _align(table)
-    lines.append(out[0])
-    group = ""
-    for r, text in zip(rows, out[1:]):
-        if r.group != group:
-            group = r.group
-            lines.append(f" {group}")
-        lines.append(text)
-        if sources:
-            src = r.sources.get(name) or r.sources.get("")
-            if src:
-                lines.append(f"      source: {src}")
-    return "\n".join(lines)
+
+    def source_lines(r: ParamRow) -> list[str]:
+        src = r.sources.get(name) or r.sources.get("")
+        return [f"      source: {src}"] if sources and src else []
+
+    return "\n".join([*lines, *_grouped(rows, table, source_lines)])
 
 
 # ----------------------------------------------------------------------------- results

@@ -19,28 +19,16 @@ Everything is read through :func:`cmdqv_lab.analysis.summary.load_sweep` (files 
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 
 import polars as pl
 
+from cmdqv_lab.describe import KEY_METRICS
 from cmdqv_lab.errors import CmdqvError, suggest
 
-#: Metrics ``show`` prints by default (those the sweep has, and not all zero or empty).
-KEY_METRICS: tuple[str, ...] = (
-    "ops_per_s",
-    "op_latency_ns_mean",
-    "op_latency_ns_p99",
-    "queue_wait_ns_mean",
-    "smmu_busy_fraction",
-    "cas_success_ratio",
-    "exits",
-    "illegal_commands",
-    "fixups",
-)
 #: Formats ``export`` writes.
 FORMATS = ("csv", "parquet", "json")
 
@@ -114,7 +102,7 @@ def load(source: str | Path, *, params: str = "all") -> pl.DataFrame:
 
 
 def key_metrics(df: pl.DataFrame) -> list[str]:
-    """The :data:`KEY_METRICS` a frame has with some non-zero value."""
+    """The :data:`~cmdqv_lab.describe.KEY_METRICS` a frame has with some non-zero value."""
     out = []
     for m in KEY_METRICS:
         if m in df.columns:
@@ -155,25 +143,22 @@ def export(source: str | Path, out: str | Path, fmt: str | None = None, *, param
 
 
 def write(df: pl.DataFrame, out: str | Path, fmt: str | None = None) -> Path:
-    """Write ``df`` to ``out`` (csv, parquet or json) atomically: a temporary file renamed into place."""
+    """Write ``df`` to ``out`` (csv, parquet or json) atomically (temporary file, fsync, rename)."""
     out = Path(out)
     fmt = (fmt or out.suffix.lstrip(".")).lower()
     if fmt not in FORMATS:
         raise ResultsError(f"format {fmt!r} is not allowed: {suggest(fmt, FORMATS)}")
     if out.is_dir():
         raise ResultsError(f"{out}: is a directory; give a file name")
+    from cmdqv_lab.experiments.cache import atomic_write_bytes
+
+    buf = io.BytesIO()
+    if fmt == "csv":
+        df.write_csv(buf)
+    elif fmt == "parquet":
+        df.write_parquet(buf)
+    else:
+        df.write_json(buf)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        if fmt == "csv":
-            df.write_csv(tmp)
-        elif fmt == "parquet":
-            df.write_parquet(tmp)
-        else:
-            df.write_json(tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(out, buf.getvalue())
     return out

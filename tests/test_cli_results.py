@@ -15,18 +15,9 @@ from cmdqv_lab import results
 from cmdqv_lab.cli import main
 from cmdqv_lab.experiments.spec import parse_spec
 from cmdqv_lab.experiments.sweep import run_sweep
+from tests.cli_helpers import run_cli as cli
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        rv = main(list(args))
-        code = rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture(scope="module")

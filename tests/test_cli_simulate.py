@@ -10,21 +10,11 @@ import sys
 import pytest
 
 from cmdqv_lab.cli import main
+from tests.cli_helpers import run_cli as cli
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "cmdqv_lab.cli", *args], capture_output=True, text=True)
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """``cmdqv-lab ARGS`` in this process: (exit status, stdout, stderr)."""
-    try:
-        rv = main(list(args))
-        code = rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_json_has_every_documented_key() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cmdqv_lab.cli import main
+from tests.cli_helpers import run_cli as run
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -20,16 +20,6 @@ def block_after(marker: str, lang: str) -> list[str]:
     hit = re.search(rf"```{lang}\n(.*?)```", README[start:], re.S)
     assert hit, f"no ```{lang} block after {marker!r}"
     return [ln for ln in hit.group(1).splitlines() if ln.strip()]
-
-
-def run(capsys: pytest.CaptureFixture[str], argv: list[str]) -> tuple[int, str, str]:
-    try:
-        rv = main(argv)
-        code = rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_the_shell_examples_of_your_own_section_run(
@@ -46,7 +36,7 @@ def test_the_shell_examples_of_your_own_section_run(
             shutil.copy(argv[1], argv[2])
             continue
         assert argv[0] == "cmdqv-lab", line
-        code, out, err = run(capsys, [*argv[1:], *(["--workers", "1", "-q"] if argv[1] == "sweep" else [])])
+        code, out, err = run(capsys, *argv[1:], *(["--workers", "1", "-q"] if argv[1] == "sweep" else []))
         assert code == 0, (line, err)
         assert out.strip(), line
     rows = (tmp_path / "my-sweep.csv").read_text().splitlines()
@@ -57,5 +47,5 @@ def test_the_error_example_is_what_the_program_prints(capsys: pytest.CaptureFixt
     lines = block_after("A mistake\nprints one line", "console")
     command, expected = lines[0], lines[1]
     assert command.startswith("$ cmdqv-lab ")
-    code, out, err = run(capsys, shlex.split(command[2:])[1:])
+    code, out, err = run(capsys, *shlex.split(command[2:])[1:])
     assert code == 2 and out == "" and err.strip() == expected
