@@ -93,24 +93,9 @@ def test_missing_preset_file_and_lookalike_names(tmp_path: Path, monkeypatch: py
 
 
 # ----------------------------------------------------------------------------- TOML workloads
-WORKLOAD = """\
-[workload]
-name = "my-unmap"
-description = "strict 4-page unmaps; one in ten detaches a context descriptor"
-ops = 400
-threads = 2
-think_ns = 1500
-
-[[op]]
-kind = "unmap"
-weight = 9
-batches = [["4 CMD_TLBI_NH_VA", "CMD_SYNC"]]
-
-[[op]]
-kind = "detach"
-weight = 1
-batches = [["CMD_CFGI_CD", "CMD_SYNC"], ["TLBI_NH_ASID", "CMD_SYNC"]]
-"""
+#: The README's example workload (threads = 4, ops = 20000, 9 unmaps : 1 detach), copied and
+#: run from a temporary directory.
+WORKLOAD = (ROOT / "examples" / "my-unmap.toml").read_text()
 
 
 @pytest.fixture
@@ -121,7 +106,7 @@ def workload_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_a_toml_workload_generates_its_shapes(workload_dir: Path) -> None:
-    w = generate("my.toml", {"threads": 3}, seed=4)
+    w = generate("my.toml", {"threads": 3, "ops": 400}, seed=4)
     assert len(w.streams) == 3 and w.cpus == ((-1, 0), (-1, 1), (-1, 2)) and not w.open_loop
     df = validate(pl.concat([pl.concat(list(s)) for s in w.streams]))
     ops = df.group_by("cpu", "op").agg(pl.col("kind").first(), pl.col("opcode"), pl.col("batch").n_unique())
@@ -142,7 +127,7 @@ def test_a_toml_workload_generates_its_shapes(workload_dir: Path) -> None:
 
 def test_same_seed_same_workload_and_chunks_do_not_matter(workload_dir: Path) -> None:
     def frame(**kw: object) -> pl.DataFrame:
-        w = generate("my.toml", kw, seed=7)
+        w = generate("my.toml", {"ops": 400, **kw}, seed=7)
         return pl.concat([pl.concat(list(s)) for s in w.streams])
 
     assert frame().equals(frame())
@@ -151,7 +136,7 @@ def test_same_seed_same_workload_and_chunks_do_not_matter(workload_dir: Path) ->
 
 
 def generate_other_seed() -> pl.DataFrame:
-    w = generate("my.toml", {}, seed=8)
+    w = generate("my.toml", {"ops": 400}, seed=8)
     return pl.concat([pl.concat(list(s)) for s in w.streams])
 
 
@@ -167,7 +152,7 @@ def test_a_toml_workload_runs_on_host_and_guests(
     main(["describe", "host-my.toml"])
     out = capsys.readouterr().out
     assert out.startswith("host-my.toml: the my-unmap workload (strict 4-page unmaps")
-    assert any(ln.split()[:2] == ["threads", "2"] for ln in out.splitlines())  # the file's default
+    assert any(ln.split()[:2] == ["threads", "4"] for ln in out.splitlines())  # the file's default
 
 
 def test_an_edited_workload_file_is_reread_and_changes_its_definition(workload_dir: Path) -> None:
@@ -181,9 +166,8 @@ def test_an_edited_workload_file_is_reread_and_changes_its_definition(workload_d
     assert b.metrics["commands"] > a.metrics["commands"]
 
 
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
+#: A workload file with a mistake: (its text, the error).
+BAD_WORKLOADS = [
         ("[workload]\nops = 1\n", "bad.toml:op: no [[op]] shapes"),
         ("[[op]]\nbatches = [[\"CMD_TLBI_NH_VX\"]]\n", "bad.toml:op[0].batches[0][0]: unknown opcode 'CMD_TLBI_NH_VX'; did you mean CMD_TLBI_NH_VA"),
         ("[[op]]\nbatches = [[\"x2 CMD_SYNC\"]]\n", "bad.toml:op[0].batches[0][0]: 'x2 CMD_SYNC' is not \"OPCODE\" or \"N OPCODE\""),
@@ -194,19 +178,26 @@ def test_an_edited_workload_file_is_reread_and_changes_its_definition(workload_d
         ("[workload]\nthreads = 0\n[[op]]\nbatches = [[\"CMD_SYNC\"]]\n", "bad.toml:workload.threads: threads=0 is out of range"),
         ("[workload]\nthink_dist = \"gauss\"\n[[op]]\nbatches = [[\"CMD_SYNC\"]]\n", "bad.toml:workload.think_dist: think_dist='gauss' is not allowed"),
         ("[workloads]\n", "bad.toml:workloads: unknown table; did you mean workload?"),
-    ],
-)  # fmt: skip
-def test_bad_workload_files_name_file_and_key(
+]  # fmt: skip
+USE_PRESET = ("simulate", "host-map-unmap", "--set", "platform=bad.toml", "--ops", "10")
+USE_WORKLOAD = ("simulate", "host-bad.toml", "--ops", "10")
+
+
+@pytest.mark.parametrize(
+    ("use", "text", "message"),
+    [(USE_PRESET, t, m) for t, m in BAD_PRESETS] + [(USE_WORKLOAD, t, m) for t, m in BAD_WORKLOADS],
+)
+def test_bad_files_name_file_and_key(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    use: tuple[str, ...],
     text: str,
     message: str,
 ) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bad.toml").write_text(text)
-    err = cli_error(capsys, "simulate", "host-bad.toml", "--ops", "10")
-    assert message in err
+    assert message in cli_error(capsys, *use)
 
 
 def test_unknown_workload_names_get_suggestions() -> None:
