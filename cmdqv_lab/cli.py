@@ -21,6 +21,10 @@ from cmdqv_lab.errors import CmdqvError
 #: name -> (module:attribute, one-line help). A subcommand whose module is absent is not listed.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("cmdqv_lab.cli_simulate:simulate", "Run a timing scenario and print its metrics."),
+    "describe": (
+        "cmdqv_lab.cli_simulate:describe",
+        "Explain a scenario's parameters: meaning, unit, range, value per preset, provenance.",
+    ),
     "trace": (
         "cmdqv_lab.workloads.trace_cli:trace",
         "Summarise and capture QEMU SMMUv3 traces (replay: simulate -s trace-replay).",
@@ -29,9 +33,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "cmdqv_lab.checker.cli:check",
         "Check a command stream for ILL and SYNC hazards under a policy.",
     ),
-    "plan": ("cmdqv_lab.virt.capacity:plan_cmd", "Plan VINTF / SID-pair capacity for VMs and devices."),
+    "plan": ("cmdqv_lab.virt.plan_cli:plan_cmd", "Plan VINTF / SID-pair capacity for VMs and devices."),
     "sweep": ("cmdqv_lab.experiments.cli:sweep", "Run a parameter sweep spec (local processes or dask)."),
     "reproduce": ("cmdqv_lab.experiments.cli:reproduce", "Re-run published results and compare them."),
+    "results": ("cmdqv_lab.cli_results:results", "Show a sweep's results as a table, or export them."),
     "report": ("cmdqv_lab.report.cli:report", "Execute the notebooks and build the offline report."),
     "params": ("cmdqv_lab.cli_params:params", "Print a platform preset's parameter table with provenance."),
     "calibrate": ("cmdqv_lab.cli_params:calibrate", "Refit a platform preset to its calibration rows."),

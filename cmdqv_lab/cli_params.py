@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 
 import click
@@ -10,24 +11,27 @@ import click
 
 @click.command("params")
 @click.argument("preset", required=False)
+@click.option("--sources", is_flag=True, help="Also print where each value comes from.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def params(preset: str | None, as_json: bool) -> None:
-    """Print PRESET's parameter table (value, unit, range, provenance, source) and its predictions."""
+def params(preset: str | None, sources: bool, as_json: bool) -> None:
+    """Print PRESET's parameters (value, allowed range, provenance, description), its fitted rows
+    and predictions. PRESET is a name in data/params or a preset file (FILE.toml)."""
+    from cmdqv_lab.describe import format_preset
     from cmdqv_lab.platform import platform_table, preset_names, read_preset
 
     if preset is None:
         for name in preset_names():
             click.echo(f"{name:<10} {read_preset(name).description}")
+        click.echo(
+            "\ncmdqv-lab params NAME: one preset's parameters (or a file of the same format: FILE.toml)"
+        )
         return
-    table = platform_table(preset)
     meta = read_preset(preset).meta
     if as_json:
+        table = platform_table(preset)
         click.echo(json.dumps({"preset": preset, "params": table.to_dicts(), **meta}, indent=2, default=str))
         return
-    for row in table.iter_rows(named=True):
-        click.echo(
-            f"{row['name']:<22} {row['value']:>14} {row['unit']:<14} {row['provenance']:<10} {row['source']}"
-        )
+    click.echo(format_preset(preset, sources=sources))
     for key in ("fit_row", "prediction"):
         rows = meta.get(key, [])
         if rows:
@@ -48,14 +52,34 @@ def params(preset: str | None, as_json: bool) -> None:
 @click.option(
     "--count", type=click.IntRange(1000, 10_000_000), default=None, help="Ops per row (default: the spec's)."
 )
-def calibrate(name: str, write: bool, maxiter: int, count: int | None) -> None:
-    """Refit preset NAME to its calibration rows (data/calibration/NAME.toml) and print predictions."""
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def calibrate(name: str, write: bool, maxiter: int, count: int | None, quiet: bool) -> None:
+    """Refit preset NAME to its calibration rows (data/calibration/NAME.toml) and print predictions.
+
+    A progress bar counts the model evaluations of the fit (each simulates every calibration
+    row) and shows the best error so far; --quiet hides it.
+    """
     from cmdqv_lab.analysis.calibrate import CalibrationSpec, fit, write_preset
     from cmdqv_lab.platform import read_preset
+    from cmdqv_lab.progress import bar
 
     spec = CalibrationSpec.load(name)
     t0 = time.time()
-    result = fit(spec, maxiter=maxiter, count=count)
+    progress = bar(None, f"calibrate {name}", unit=" eval", enabled=False if quiet else None)
+    best = [float("inf")]
+
+    def step(evaluations: int, value: float) -> None:
+        best[0] = min(best[0], value)
+        progress.set_postfix_str(f"rms log error {best[0] ** 0.5:.3f}", refresh=False)
+        progress.update(1)
+
+    if not quiet:  # one line even where no bar shows (a pipe, a log file)
+        progress.write(f"fitting {', '.join(spec.params)} to {len(spec.targets)} rows "
+                       f"(each evaluation simulates every row; at most {maxiter} iterations)", file=sys.stderr)  # fmt: skip
+    try:
+        result = fit(spec, maxiter=maxiter, count=count, progress=step)
+    finally:
+        progress.close()
     click.echo(f"fitted {', '.join(spec.params)} to {len(spec.targets)} rows in {time.time() - t0:.0f} s "
                f"({result.evaluations} evaluations)")  # fmt: skip
     for k, v in result.values.items():

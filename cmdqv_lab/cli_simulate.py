@@ -1,10 +1,14 @@
-"""``cmdqv-lab simulate``: run one timing scenario and print its metrics."""
+"""``cmdqv-lab simulate`` and ``cmdqv-lab describe``: run one timing scenario, or explain one.
+
+``simulate SCENARIO`` (or ``-s SCENARIO``) prints the configuration that ran, then every metric
+with its unit (:func:`cmdqv_lab.describe.format_result`); ``--json`` prints one object.
+``simulate --list`` lists the scenarios, ``simulate --list -s NAME`` and ``describe NAME`` explain
+one scenario's parameters (:func:`cmdqv_lab.describe.format_scenario`).
+"""
 
 from __future__ import annotations
 
 import json
-import math
-from typing import Any
 
 import click
 
@@ -25,56 +29,25 @@ def parse_sets(items: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "nan"
-        return f"{v:,.4g}" if abs(v) < 1e4 else f"{v:,.0f}"
-    return f"{v:,}" if isinstance(v, int) else str(v)
-
-
-def _table(result: dict[str, Any]) -> str:
-    lines = [f"scenario {result['scenario']}  seed {result['seed']}  wall {result['wall_s']:.2f} s", ""]
-    width = max(len(k) for k in result["metrics"]) + 2
-    for k, v in result["metrics"].items():
-        if isinstance(v, dict):
-            parts = "  ".join(f"{kk} {_fmt(vv)}" for kk, vv in v.items())
-            lines.append(f"  {k:<{width}}{parts}")
-        else:
-            lines.append(f"  {k:<{width}}{_fmt(v)}")
-    return "\n".join(lines)
-
-
-def _list(as_json: bool) -> None:
-    from cmdqv_lab.scenarios import describe
-
-    info = describe()
-    if as_json:
-        click.echo(json.dumps(info, indent=2, default=str))
-        return
-    for s in info:
-        click.echo(f"{s['scenario']}: {s['doc']}  (counts {s['count']}, default {s['default_count']:,})")
-        for row in s["params"]:
-            unit = f" {row['unit']}" if row["unit"] else ""
-            click.echo(
-                f"    {row['name']:<22} default {row['default']!s:<16} {row['allowed']}{'' if unit in row['allowed'] else unit}"
-            )
-        click.echo("")
+def _pick_scenario(positional: str | None, option: str | None) -> str | None:
+    if positional and option and positional != option:
+        raise ParamError(f"two scenarios given: {positional} and -s {option}; give one")
+    return positional or option
 
 
 @click.command("simulate")
-@click.option("--scenario", "-s", metavar="NAME", help="Scenario to run (see --list).")
+@click.argument("scenario_arg", required=False, metavar="[SCENARIO]")
+@click.option("--scenario", "-s", metavar="NAME", help="Scenario to run (or give it as the argument).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Set a parameter (repeatable).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the run's random streams.")
 @click.option("--ops", type=int, default=None, help="Operations to simulate.")
 @click.option("--commands", type=int, default=None, help="Commands to simulate (command-counting scenarios).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option(
-    "--list", "list_", is_flag=True, help="List scenarios with their parameters, defaults and units."
+    "--list", "list_", is_flag=True, help="List the scenarios; with a scenario: explain its parameters."
 )
 def simulate(
+    scenario_arg: str | None,
     scenario: str | None,
     sets: tuple[str, ...],
     seed: int,
@@ -83,31 +56,75 @@ def simulate(
     as_json: bool,
     list_: bool,
 ) -> None:
-    """Run a timing scenario and print its metrics (times in ns, rates per simulated second)."""
+    """Run a timing scenario and print the configuration that ran, then its metrics with units.
+
+    \b
+    Examples:
+      cmdqv-lab simulate --list                      the scenarios, one line each
+      cmdqv-lab simulate --list -s host-map-unmap    one scenario's parameters explained
+      cmdqv-lab simulate host-map-unmap --set cpus=16 --set platform=d06
+      cmdqv-lab simulate -s host-my.toml             a workload of your own (see README)
+    """
+    name = _pick_scenario(scenario_arg, scenario)
     if list_:
-        _list(as_json)
+        _describe(name, as_json)
         return
-    if not scenario:
-        raise ParamError("--scenario is required (see --list)")
+    if not name:
+        raise ParamError(
+            "give a scenario: cmdqv-lab simulate SCENARIO (cmdqv-lab simulate --list shows them)"
+        )
     if ops is not None and commands is not None:
         raise ParamError("give --ops or --commands, not both")
     if seed < 0:
         raise ParamError(f"--seed={seed} must be >= 0")
-    for name, v in (("--ops", ops), ("--commands", commands)):
+    for opt, v in (("--ops", ops), ("--commands", commands)):
         if v is not None and v < 1:
-            raise ParamError(f"{name}={v} must be a positive integer")
+            raise ParamError(f"{opt}={v} must be a positive integer")
+    from cmdqv_lab.describe import format_result
     from cmdqv_lab.scenarios import simulate as run
     from cmdqv_lab.scenarios.base import get_scenario
 
-    scn = get_scenario(scenario)
+    scn = get_scenario(name)
     overrides = parse_sets(sets)
     count = ops if ops is not None else commands
     if commands is not None and scn.count != "commands":
-        raise ParamError(f"scenario {scenario} counts ops: use --ops")
-    if ops is not None and scn.count != "ops":
-        raise ParamError(f"scenario {scenario} counts commands: use --commands")
-    result = run(scenario, overrides, seed=seed, count=count).to_json()
+        raise ParamError(f"scenario {name} counts {scn.count}: use --ops")
+    if ops is not None and scn.count == "commands":
+        raise ParamError(f"scenario {name} counts commands: use --commands")
+    result = run(name, overrides, seed=seed, count=count).to_json()
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))
     else:
-        click.echo(_table(result))
+        click.echo(format_result(result, overrides))
+
+
+def _describe(name: str | None, as_json: bool) -> None:
+    from dataclasses import asdict
+
+    from cmdqv_lab.describe import format_scenario, format_scenarios, parameter_rows
+
+    if as_json:
+        from cmdqv_lab.scenarios import describe
+
+        if name is None:
+            click.echo(json.dumps(describe(), indent=2, default=str))
+        else:
+            rows = [asdict(r) for r in parameter_rows(name)]
+            click.echo(json.dumps({"scenario": name, "params": rows}, indent=2, default=str))
+        return
+    click.echo(format_scenarios() if name is None else format_scenario(name))
+
+
+@click.command("describe")
+@click.argument("scenario", metavar="SCENARIO")
+@click.option("--sources", is_flag=True, help="Also print where each default and preset value comes from.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def describe(scenario: str, sources: bool, as_json: bool) -> None:
+    """Explain SCENARIO: what it models, its size, and every parameter with its description, unit,
+    allowed values, the value each platform preset gives it, and provenance."""
+    from cmdqv_lab.describe import format_scenario
+
+    if as_json:
+        _describe(scenario, True)
+    else:
+        click.echo(format_scenario(scenario, sources=sources))

@@ -33,7 +33,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
-from cmdqv_lab.errors import ParamError
+from cmdqv_lab.errors import ParamError, suggest
 
 PROVENANCES = ("measured", "derived", "fitted", "assumption", "choice")
 
@@ -51,8 +51,10 @@ class ParamInfo:
     choices: tuple[Any, ...] | None
     engine: str | None = None  # the timing engine's cost slot this value feeds (cmdqv_lab.engine.costs)
 
-    def allowed(self) -> str:
-        """Human description of the allowed values."""
+    def allowed(self, kind: type | None = None) -> str:
+        """Human description of the allowed values (``kind``: the field's type, if known)."""
+        if kind is bool:
+            return "true/false"
         if self.choices is not None:
             return "one of " + ", ".join(str(c) for c in self.choices)
         lo = "-inf" if self.lo is None else _fmt(self.lo)
@@ -114,7 +116,9 @@ def _parse(name: str, text: str, kind: type, info: ParamInfo) -> Any:
             return float(text)
         return text
     except ValueError:
-        what = {bool: "true/false", int: "an integer", float: "a number"}.get(kind, "a string")
+        if kind is bool:
+            raise ParamError(f"{name}={text!r} is not true/false") from None
+        what = {int: "an integer", float: "a number"}.get(kind, "a string")
         raise ParamError(f"{name}={text!r} is not {what}: allowed {info.allowed()}") from None
 
 
@@ -144,7 +148,8 @@ class Params:
                 raise ParamError(f"{f.name}={value!r} is not a string: allowed {info.allowed()}")
             if info.choices is not None:
                 if value not in info.choices:
-                    raise ParamError(f"{f.name}={value!r} is not allowed: {info.allowed()}")
+                    hint = suggest(str(value), map(str, info.choices), limit=len(info.choices))
+                    raise ParamError(f"{f.name}={value!r} is not allowed: {hint}")
                 continue
             if isinstance(value, float) and math.isnan(value):
                 raise ParamError(f"{f.name}=nan is not a number: allowed {info.allowed()}")
@@ -175,8 +180,8 @@ class Params:
                 if key in cls.EXTRA_KEYS:
                     out[key] = raw
                     continue
-                allowed = ", ".join(list(infos) + list(cls.EXTRA_KEYS))
-                raise ParamError(f"unknown parameter {key!r}: allowed {allowed}")
+                hint = suggest(key, [*infos, *cls.EXTRA_KEYS])
+                raise ParamError(f"unknown parameter {key!r}: {hint}")
             default, info = infos[key]
             out[key] = _parse(key, raw, type(default), info) if isinstance(raw, str) else raw
         return out
@@ -209,7 +214,7 @@ class Params:
                     "value": str(value),
                     "default": str(default),
                     "unit": info.unit,
-                    "allowed": info.allowed(),
+                    "allowed": info.allowed(type(default)),
                     "provenance": info.provenance,
                     "source": info.source,
                     "doc": info.doc,

@@ -17,6 +17,7 @@ conclusion depends on it.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,8 +27,8 @@ from typing import Any
 
 from cmdqv_lab.device.commands import CFGI_OPCODES, TLBI_OPCODES, Opcode
 from cmdqv_lab.engine.costs import Costs, to_engine
-from cmdqv_lab.errors import ParamError
-from cmdqv_lab.params import ParamInfo, Params, param
+from cmdqv_lab.errors import ParamError, suggest
+from cmdqv_lab.params import PROVENANCES, ParamInfo, Params, param
 
 PARAMS_DIR = Path(__file__).resolve().parents[1] / "data" / "params"
 
@@ -266,34 +267,75 @@ def preset_names() -> list[str]:
     return sorted(p.stem for p in PARAMS_DIR.glob("*.toml"))
 
 
+#: Tables a preset file may have (others are calibration records, kept in ``Preset.meta``).
+_TABLES = ("preset", "values", "provenance", "sources")
+
+
+def is_preset_file(name: str) -> bool:
+    """A ``platform`` value naming a file (ends in ``.toml`` or has a path separator), not a preset."""
+    return name.endswith(".toml") or "/" in name or (os.sep != "/" and os.sep in name)
+
+
 @lru_cache(maxsize=32)
-def _read_preset(path: Path, mtime: float) -> Preset:
+def _read_preset(path: Path, mtime: float, label: str) -> Preset:
     try:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
-        raise ParamError(f"{path}: not valid TOML: {e}") from None
+        raise ParamError(f"{label}: not valid TOML: {e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ParamError(f"{label}: cannot read a preset: {e}") from None
+    infos = Platform.field_infos()
+    for table in _TABLES:
+        if not isinstance(data.get(table, {}), dict):
+            raise ParamError(f"{label}:{table}: must be a table ([{table}])")
     head = data.get("preset", {})
     values = data.get("values", {})
-    infos = Platform.field_infos()
-    for key in values:
-        if key not in infos:
-            raise ParamError(f"{path}: unknown platform parameter {key!r} in [values]")
+    for table in ("values", "provenance", "sources"):
+        for key in data.get(table, {}):
+            if key not in infos:
+                hint = suggest(key, infos, see="cmdqv-lab params generic lists them")
+                raise ParamError(f"{label}:{table}.{key}: unknown platform parameter; {hint}")
+    for key, prov in data.get("provenance", {}).items():
+        if prov not in PROVENANCES:
+            raise ParamError(f"{label}:provenance.{key}: {prov!r} is not one of {', '.join(PROVENANCES)}")
+    try:
+        Platform.from_overrides({}, **values)
+    except ParamError as e:
+        key = str(e).split("=", 1)[0]
+        where = f"values.{key}" if key in values else "values"
+        raise ParamError(f"{label}:{where}: {e}") from None
+    except TypeError as e:  # a value of a type TOML allows but the field does not
+        raise ParamError(f"{label}:values: {e}") from None
     return Preset(
         name=head.get("name", path.stem),
         description=head.get("description", ""),
         values=values,
         provenance=data.get("provenance", {}),
         sources=data.get("sources", {}),
-        meta={k: v for k, v in data.items() if k not in ("preset", "values", "provenance", "sources")},
+        meta={k: v for k, v in data.items() if k not in _TABLES},
     )
 
 
 def read_preset(name: str) -> Preset:
-    """Load ``data/params/<name>.toml``."""
-    path = PARAMS_DIR / f"{name}.toml"
-    if not path.is_file():
-        raise ParamError(f"platform={name!r} is not allowed: one of {', '.join(preset_names())}")
-    return _read_preset(path, path.stat().st_mtime)
+    """Load preset ``name`` (``data/params/<name>.toml``) or, if ``name`` ends in ``.toml`` or has a
+    path separator, the preset file at that path (relative to the current directory).
+
+    A preset file has the format of ``data/params/*.toml``: ``[preset]`` (name, description),
+    ``[values]`` (platform parameters; the others keep their defaults), optional ``[provenance]``
+    and ``[sources]`` per parameter. Mistakes name the file and the key.
+    """
+    if is_preset_file(name):
+        path = Path(name)
+        if not path.is_file():
+            raise ParamError(f"platform={name!r}: no such preset file")
+    else:
+        path = PARAMS_DIR / f"{name}.toml"
+        if not path.is_file():
+            hint = suggest(name, preset_names())
+            raise ParamError(f"platform={name!r} is not allowed: {hint}, or a preset file (.toml)")
+    label = name if is_preset_file(name) else str(path)
+    path = path.resolve()
+    return _read_preset(path, path.stat().st_mtime, label)
 
 
 def load_platform(name: str, overrides: Mapping[str, Any] | None = None) -> Platform:

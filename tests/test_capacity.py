@@ -166,6 +166,29 @@ def test_cli_does_not_fit_exit_1_lists_devices(capsys: pytest.CaptureFixture[str
     assert "does not fit: VM 0 has 17 devices" in out
 
 
+def test_cli_summarises_alike_vms(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--vms", "100", "--devices-per-vm", "20")
+    lines = out.splitlines()
+    assert code == 1 and len(lines) <= 12  # not one line per VM
+    assert re.search(
+        r"^0-62 +vm0\.\.vm62 +1-63 +1-63  2 \.\. 126 +0 +16/16 +4 each: 0x88,0x90,0x98,0xa0$", out, re.M
+    )
+    assert re.search(r"^63-99 +vm63\.\.vm99 +- +- +- of 1 ", out, re.M)
+    assert (
+        "does not fit: VMs 0-62 (63 VMs): each has 20 devices but a VINTF has sid_pairs_per_vintf=16" in out
+    )
+    assert "does not fit: 100 VMs need 101 VINTFs" in out
+    assert (
+        "summary: 63 of 100 VMs get a VINTF (37 use only the trapped path); they get 63 of the 63 VCMDQs they want; "
+        "1,008 of 2,000 devices have a SID pair (992 take the trapped path)" in out
+    )
+    assert lines[-1] == "does not fit: 64 problems (listed above)"
+    # --detail: one row per VM and every problem, as the JSON has them
+    code, detail, _ = run(capsys, "--vms", "100", "--devices-per-vm", "20", "--detail")
+    assert len(re.findall(r"^\d+ +vm\d+ ", detail, re.M)) == 100
+    assert len(re.findall(r"^does not fit: VM \d+ has 20 devices", detail, re.M)) == 63
+
+
 def test_cli_json(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "--vms", "2", "--devices-per-vm", "1", "--json", "--set", "num_vintfs=2")
     assert code == 1

@@ -96,6 +96,34 @@ def test_policy_all_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert rows["scan"]["ok"] and not rows["first-opcode"]["ok"] and rows["scan-fanout"]["ok"]
 
 
+def test_policy_all_text_has_a_table_a_legend_and_a_verdict(capsys: pytest.CaptureFixture[str]) -> None:
+    from cmdqv_lab.checker.cli import COMPARE_COLUMNS
+
+    code, out, _ = run(capsys, "guest-mixed", "--policy", "all", *SMALL)
+    _, js, _ = run(capsys, "guest-mixed", "--policy", "all", "--json", *SMALL)
+    rows = {r["policy"]: r for r in json.loads(js)["policies"]}
+    lines = out.splitlines()
+    assert code == 1 and lines[0] == "check guest-mixed: every routing policy"
+    header = next(ln for ln in lines if "policy" in ln and "verdict" in ln)
+    assert [c.strip() for c in header.strip("│").split("┆")] == [h for h, _, _ in COMPARE_COLUMNS]
+    body = {
+        ln.strip("│").split("┆")[0].strip(): ln for ln in lines if ln.startswith("│") and ln is not header
+    }
+    assert set(rows) <= set(body)
+    for name, r in rows.items():
+        cells = [c.strip().replace(",", "") for c in body[name].strip("│").split("┆")]
+        assert cells[1] == ("clean" if r["ok"] else "FAIL")
+        assert cells[2:6] == [str(r[k]) for k in ("ill", "q2", "q3", "unsynced")]
+    # every column but the policy is explained once, in the legend
+    legend = lines[lines.index("columns:") + 1 : -1]
+    assert [ln.split()[0] for ln in legend] == [h for h, _, _ in COMPARE_COLUMNS[1:]]
+    verdict = lines[-1]
+    clean = [p for p, r in rows.items() if r["ok"]]
+    assert verdict.startswith(f"verdict: {len(clean)} of {len(rows)} policies clean ({', '.join(clean)})")
+    first = rows["first-opcode"]
+    assert f"first-opcode ({first['ill']} ILL, {first['q2']} Q2)" in verdict
+
+
 def test_list(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "--list")
     assert code == 0 and "guest-mixed" in out and "dma-map" in out and "sid_pairs_per_vintf" in out
@@ -106,7 +134,8 @@ def test_list(capsys: pytest.CaptureFixture[str]) -> None:
     [
         (["guest-mixed"], "--policy is required"),
         (["--policy", "scan"], "give a TRACE_FILE or SCENARIO"),
-        (["guest-mixed", "--policy", "nope"], "Invalid value for '--policy'"),
+        (["guest-mixed", "--policy", "nope"], "--policy 'nope' is not allowed: one of first-opcode, scan"),
+        (["guest-mixed", "--policy", "scna"], "--policy 'scna' is not allowed: did you mean scan? (one of"),
         (["guest-mixed", "--policy", "scan", "--set", "bogus=1"], "unknown parameter 'bogus'"),
         (["guest-mixed", "--policy", "scan", "--set", "oops"], "--set 'oops' is malformed"),
         (["guest-mixed", "--policy", "scan", "--set", "num_vintfs=3"], "num_vintfs=3 is not a power of two"),

@@ -15,7 +15,8 @@ Text output: a header (stream, routing, model, capacity), then one line per haza
 (``batch B[i]``: index ``i`` in the original batch; ``line N`` follows for traces), then the
 counts and ``FAIL`` or ``clean``. ``--json`` prints one object: source, policy, ok, counts (ill,
 q2, q3, unsynced, split_batches, split_across_queues), hazards, stream, routed, model, capacity,
-disagreements. Exit status: 1 when a hazard (ILL, Q2, Q3, unsynced) exists, 0 when clean, 2 for
+disagreements. ``--policy all`` prints a table of every policy, the legend of its columns
+(:data:`COMPARE_COLUMNS`) and a verdict line. Exit status: 1 when a hazard (ILL, Q2, Q3, unsynced) exists, 0 when clean, 2 for
 usage errors (one line on stderr).
 
 >>> from click.testing import CliRunner
@@ -91,6 +92,82 @@ def format_result(r: Any, limit: int = 0) -> str:
     return "\n".join(lines)
 
 
+#: The columns of ``--policy all``: (heading, source column of :func:`~cmdqv_lab.checker.check.compare`,
+#: what it counts).
+COMPARE_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("policy", "policy", "routing policy (cmdqv_lab.driver.routing)"),
+    ("verdict", "ok", "clean: no ILL, Q2, Q3 or unsynced command; FAIL otherwise"),
+    ("ILL", "ill", "commands a guest-owned VCMDQ rejected (opcode not accepted or SID unmatched): never ran"),
+    ("Q2", "q2", "invalidations whose op waits for a CMD_SYNC on another queue only: completion not awaited"),
+    ("Q3", "q3", "invalidations only a hardware-inserted SYNC completes: software cannot observe it"),
+    ("unsynced", "unsynced", "invalidations nothing completes observably (no waited SYNC, no hardware SYNC)"),
+    ("split", "split", "batches the policy cut into parts (informational)"),
+    (
+        "across",
+        "split_across_queues",
+        "of those, batches whose parts went to different queues (ordering lost)",
+    ),
+    ("vcmdq", "vcmdq", "commands routed to a guest's pass-through VCMDQ"),
+    ("trap", "trap", "commands routed the trapped way (the VMM's emulated queue, then the host)"),
+    ("host", "host", "commands the host issued on its own queue"),
+    ("+SYNC", "inserted", "CMD_SYNCs the policy inserted"),
+    ("-SYNC", "dropped", "CMD_SYNCs the policy dropped"),
+    (
+        "disagree",
+        "disagreements",
+        "commands the router and the functional model judge differently (must be 0)",
+    ),
+)
+
+
+def format_compare(table: Any, source: str) -> str:
+    """``--policy all``: a table (one row per policy), the legend of its columns, a verdict line."""
+    import polars as pl
+
+    shown = table.select(
+        *(
+            (
+                pl.when(pl.col(src)).then(pl.lit("clean")).otherwise(pl.lit("FAIL"))
+                if src == "ok"
+                else pl.col(src)
+            ).alias(head)
+            for head, src, _ in COMPARE_COLUMNS
+        )
+    )
+    with pl.Config(
+        tbl_rows=-1, tbl_cols=-1, tbl_width_chars=250, tbl_hide_dataframe_shape=True,
+        tbl_hide_column_data_types=True, tbl_formatting="UTF8_FULL_CONDENSED", tbl_cell_numeric_alignment="RIGHT",
+        thousands_separator=",",
+    ):  # fmt: skip
+        text = str(shown)
+    width = max(len(h) for h, _, _ in COMPARE_COLUMNS)
+    legend = [f"  {h:<{width}}  {doc}" for h, _, doc in COMPARE_COLUMNS[1:]]
+    return "\n".join(
+        [f"check {source}: every routing policy", text, "columns:", *legend, verdict_line(table)]
+    )
+
+
+def verdict_line(table: Any) -> str:
+    """``verdict: 5 of 8 policies clean (scan, ...); 3 with hazards: first-opcode (21 ILL, 13 Q2), ...``"""
+    clean = [r["policy"] for r in table.iter_rows(named=True) if r["ok"]]
+    bad = []
+    for r in table.iter_rows(named=True):
+        if not r["ok"]:
+            parts = [f"{r[src]:,} {head}" for head, src, _ in COMPARE_COLUMNS[2:6] if r[src]]
+            bad.append(f"{r['policy']} ({', '.join(parts)})")
+    n = table.height
+    head = f"verdict: {len(clean)} of {n} policies clean" + (f" ({', '.join(clean)})" if clean else "")
+    return head + (f"; {len(bad)} with hazards: {', '.join(bad)}" if bad else "")
+
+
+def _check_policy(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    from cmdqv_lab.errors import ParamError, suggest
+
+    if value is not None and value not in (*POLICIES, "all"):
+        raise ParamError(f"--policy {value!r} is not allowed: {suggest(value, [*POLICIES, 'all'])}")
+    return value
+
+
 def _list() -> None:
     from cmdqv_lab.checker.check import CheckOptions
     from cmdqv_lab.checker.scenarios import scenario_names
@@ -105,7 +182,10 @@ def _list() -> None:
 
 @click.command("check")
 @click.argument("source", required=False, metavar="TRACE_FILE|SCENARIO")
-@click.option("--policy", "-p", type=click.Choice([*POLICIES, "all"]), help="Routing policy (all: compare).")
+@click.option(
+    "--policy", "-p", metavar="NAME", callback=_check_policy,
+    help="Routing policy: " + ", ".join(POLICIES) + "; or all (compare them).",
+)  # fmt: skip
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Set a parameter (repeatable).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of a generated scenario.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
@@ -150,16 +230,12 @@ def check(
             raise
         keys = ", ".join([*CmdqvParams.field_infos(), *CheckOptions.field_infos()])
         raise ParamError(f"{e}; checker keys: {keys}") from None
-    import polars as pl
-
     if policy == "all":
         table = compare(src, POLICIES, params, options)
         if as_json:
             click.echo(json.dumps({"source": src.name, "policies": table.to_dicts()}, indent=2))
         else:
-            click.echo(f"check {src.name}: every policy")
-            with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=200, tbl_hide_dataframe_shape=True):
-                click.echo(str(table))
+            click.echo(format_compare(table, src.name))
         bad = not bool(table["ok"].all())
     else:
         result = run(src, policy, params, options)

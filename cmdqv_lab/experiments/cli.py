@@ -1,20 +1,60 @@
 """``cmdqv-lab sweep`` and ``cmdqv-lab reproduce``.
 
-``sweep SPEC`` runs a spec (:mod:`.spec`) with :func:`~.sweep.run_sweep` and prints a one-line
-summary; ``reproduce [DIR ...]`` re-runs published sweeps (:mod:`.reproduce`), prints a table and
-exits with status 1 if any point differs or is missing. Mistakes (a bad spec, an unreachable
-scheduler, a directory holding another sweep) print one line and exit with status 2.
+``sweep SPEC`` runs a spec (:mod:`.spec`), given as a file or by the name of one in ``data/specs``,
+with :func:`~.sweep.run_sweep` and prints a one-line summary; ``reproduce [DIR ...]`` re-runs
+published sweeps (:mod:`.reproduce`), prints a table, notes and one verdict line, and exits with
+status 1 if any point differs or is missing. Both show a progress bar on a terminal or in Jupyter
+(``--quiet``: none). Mistakes (a bad spec, an unreachable scheduler, a directory holding another
+sweep) print one line and exit with status 2.
 """
 
 from __future__ import annotations
 
+import re
 import sys
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import click
 
 #: Where ``sweep`` writes when ``--out`` is not given (git-ignored).
 DEFAULT_OUT = Path(".cache") / "sweeps"
+
+
+def spec_names() -> list[str]:
+    """The sweep specs in ``data/specs`` (by name)."""
+    from cmdqv_lab.experiments.published import SPECS
+
+    return sorted(p.stem for p in SPECS.glob("*.toml"))
+
+
+def resolve_spec(arg: str) -> Path:
+    """A spec file, or the ``data/specs`` spec of that name (``q9-host-cpus-submit``).
+
+    >>> resolve_spec("q9-host-cpus-submit").name
+    'q9-host-cpus-submit.toml'
+    """
+    from cmdqv_lab.errors import SpecError, suggest
+    from cmdqv_lab.experiments.published import SPECS
+
+    path = Path(arg)
+    if path.is_file():
+        return path
+    if arg.endswith(".toml") or "/" in arg:
+        raise SpecError(f"{arg}: no such spec file")
+    named = SPECS / f"{arg}.toml"
+    if named.is_file():
+        return named
+    names = spec_names()
+    raise SpecError(
+        f"unknown sweep spec {arg!r}: {suggest(arg, names, see=f'{len(names)} specs in data/specs')}"
+    )
+
+
+def _progress(progress: bool | None, quiet: bool) -> bool | None:
+    return False if quiet else progress
 
 
 @click.command("sweep")
@@ -34,8 +74,9 @@ DEFAULT_OUT = Path(".cache") / "sweeps"
 @click.option("--quick", is_flag=True, help="Run the spec's [quick] variant (seconds).")
 @click.option("--prune", is_flag=True, help="Delete point files of --out that are not points of this sweep.")
 @click.option(
-    "--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal)."
+    "--progress/--no-progress", default=None, help="Progress bar (default: on a terminal or in Jupyter)."
 )
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def sweep(
     spec_file: str,
     out: str | None,
@@ -44,23 +85,70 @@ def sweep(
     quick: bool,
     prune: bool,
     progress: bool | None,
+    quiet: bool,
 ) -> None:
-    """Run every point of the sweep spec SPEC (a data/specs/*.toml file), resuming if interrupted.
+    """Run every point of the sweep SPEC (a spec file, or the name of one in data/specs), resuming
+    if interrupted.
 
     One Parquet file per point is stored under OUT/points, keyed by the point and the code
     version; finished points are skipped, corrupt ones recomputed; OUT/manifest.json is written
-    when all points are done.
+    when all points are done. Look at the results with: cmdqv-lab results show OUT.
     """
     from cmdqv_lab.experiments.spec import load_spec
     from cmdqv_lab.experiments.sweep import run_sweep
 
-    spec = load_spec(spec_file, quick=quick)
+    spec = load_spec(resolve_spec(spec_file), quick=quick)
     target = Path(out) if out else DEFAULT_OUT / (spec.name + ("-quick" if quick else ""))
     command = ["cmdqv-lab", "sweep", spec_file, *(["--quick"] if quick else []), "--out", str(target)]
     report = run_sweep(
-        spec, target, workers=workers, scheduler=scheduler, progress=progress, prune=prune, command=command
+        spec,
+        target,
+        workers=workers,
+        scheduler=scheduler,
+        progress=_progress(progress, quiet),
+        prune=prune,
+        command=command,
     )
     click.echo(report.summary())
+
+
+def _points(notes: Sequence[str]) -> list[str]:
+    out = []
+    for n in notes:
+        hit = re.match(r"point (\d+) ", n)
+        if hit:
+            out.append(hit.group(1))
+    return out
+
+
+def reproduce_report(checks: Sequence[Any]) -> str:
+    """The table of :func:`~.reproduce.format_table` without its notes, the notes with those shared
+    by every dataset said once, and one verdict line (n ok, n differ, which)."""
+    from cmdqv_lab.experiments.reproduce import format_table
+
+    lines = [format_table([replace(c, notes=[]) for c in checks])]
+    shared = set.intersection(*(set(c.notes) for c in checks)) if len(checks) > 1 else set()
+    for note in sorted(shared):
+        lines.append(f"  all {len(checks)} datasets: {note}")
+    for c in checks:
+        lines += [f"  {c.name}: {n}" for n in c.notes if n not in shared]
+    checked = sum(c.checked for c in checks)
+    same = sum(c.identical for c in checks)
+    differ = [c for c in checks if c.different]
+    missing = [c for c in checks if c.missing]
+    ok = [c for c in checks if c.ok]
+    verdict = f"verdict: {len(ok)} of {len(checks)} datasets reproduce exactly ({same:,} of {checked:,} points identical)"
+    if differ:
+        which = "; ".join(f"{c.name} points {', '.join(_points(c.notes)) or '?'}" for c in differ)
+        n = sum(c.different for c in differ)
+        verdict += f"; {n:,} {'point differs' if n == 1 else 'points differ'} ({which})"
+    if missing:
+        verdict += f"; {sum(c.missing for c in missing):,} missing ({', '.join(c.name for c in missing)})"
+    unchecked = [c for c in checks if not c.checked]
+    if unchecked:
+        verdict += f"; {len(unchecked)} unreadable ({', '.join(c.name for c in unchecked)})"
+    lines.append(verdict)
+    return "\n".join(lines)
 
 
 @click.command("reproduce")
@@ -73,25 +161,32 @@ def sweep(
     "--scheduler", metavar="tcp://HOST:PORT", default=None, help="Run on this dask.distributed cluster."
 )
 @click.option(
-    "--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal)."
+    "--progress/--no-progress", default=None, help="Progress bar (default: on a terminal or in Jupyter)."
 )
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def reproduce(
     dirs: tuple[str, ...],
     quick: bool,
     workers: int | None,
     scheduler: str | None,
     progress: bool | None,
+    quiet: bool,
 ) -> None:
     """Re-run the sweeps behind published results and compare them exactly with the stored ones.
 
-    DIR defaults to every data/results/*/ with a manifest.json. Exits with status 1 if any point
-    differs or is missing.
+    DIR defaults to every data/results/*/ with a manifest.json. Ends with a verdict line; exits
+    with status 1 if any point differs or is missing.
     """
-    from cmdqv_lab.experiments.reproduce import format_table
     from cmdqv_lab.experiments.reproduce import reproduce as run
 
-    checks = run(list(dirs) or None, quick=quick, workers=workers, scheduler=scheduler, progress=progress)
-    click.echo(format_table(checks))
+    checks = run(
+        list(dirs) or None,
+        quick=quick,
+        workers=workers,
+        scheduler=scheduler,
+        progress=_progress(progress, quiet),
+    )
+    click.echo(reproduce_report(checks))
     if not all(c.ok for c in checks):
         # SystemExit, not ctx.exit: click (standalone_mode=False) would turn Exit into a return
         # value, which `python -m cmdqv_lab.cli` drops

@@ -100,7 +100,7 @@ def reproduce(
     progress: bool | None = None,
 ) -> list[DatasetCheck]:
     """Check each sweep directory (see the module docstring); one :class:`DatasetCheck` each."""
-    from tqdm import tqdm
+    from cmdqv_lab.progress import bar as progress_bar
 
     paths = [Path(d) for d in dirs] if dirs else published_dirs()
     if not paths:
@@ -159,12 +159,7 @@ def reproduce(
             )
     if tasks:
         with make_executor(workers, scheduler) as ex:
-            bar = tqdm(
-                total=len(tasks),
-                desc="reproduce",
-                unit="pt",
-                disable=(not progress) if progress is not None else None,
-            )
+            bar = progress_bar(len(tasks), "reproduce", enabled=progress)
             try:
                 for out in ex.imap_unordered(run_point, tasks):
                     chk, old, info = stored[out["index"]]

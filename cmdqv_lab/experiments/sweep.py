@@ -237,14 +237,13 @@ def run_sweep(
     """Run every point of ``spec`` not already in ``out`` and write ``out/manifest.json``.
 
     ``workers`` (default: one per CPU; 1 runs in this process) or ``scheduler`` (a dask address)
-    choose the executor; ``progress`` shows a tqdm bar (default: when stderr is a terminal);
+    choose the executor; ``progress`` shows a bar (default: on a terminal or in Jupyter, :mod:`cmdqv_lab.progress`);
     ``prune`` deletes point files of ``out`` that are not points of this sweep (e.g. from older
     code versions); ``command`` is recorded in the manifest. If another process is writing ``out``,
     wait up to ``wait_s`` seconds for it (then the points it stored are reused), else fail.
     """
-    from tqdm import tqdm
-
     from cmdqv_lab.experiments import manifest as mf
+    from cmdqv_lab.progress import bar as progress_bar
 
     t0 = time.perf_counter()
     out = Path(out)
@@ -277,12 +276,7 @@ def run_sweep(
         pending.sort(key=lambda t: (-point_cost(t), t["index"]))
         with executor as ex:
             report.executor, report.workers = ex.description, ex.n_workers
-            bar = tqdm(
-                total=len(pending),
-                desc=spec.name,
-                unit="pt",
-                disable=(not progress) if progress is not None else None,
-            )
+            bar = progress_bar(len(pending), spec.name, enabled=progress)
             try:
                 for res in ex.imap_unordered(run_point, pending):
                     t = by_index[res["index"]]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -53,6 +54,7 @@ import click
     default=None,
     help="Notebooks executed at the same time  [default: the number of CPUs, at most 4]",
 )
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no per-notebook lines.")
 def report(
     smoke: bool,
     out: Path,
@@ -60,6 +62,7 @@ def report(
     data_dir: Path | None,
     timeout: float | None,
     jobs: int | None,
+    quiet: bool,
 ) -> None:
     """Execute every notebook with papermill and write a static HTML report that needs no network.
 
@@ -67,21 +70,34 @@ def report(
     each page shows the notebook's outputs, its parameter tables, the environment and data
     manifests. Open OUT/index.html in a browser (file:// works).
     """
+    from cmdqv_lab.progress import bar
+    from cmdqv_lab.report.execute import discover
     from cmdqv_lab.report.site import build
 
     t0 = time.perf_counter()
     args = ["cmdqv-lab", "report", *(["--smoke"] if smoke else []), "--out", str(out)]
     args += ["--notebooks", str(notebooks_dir)] + (["--data", str(data_dir)] if data_dir else [])
     args += ["--timeout", f"{timeout:g}"] if timeout else []
-    index = build(
-        notebooks_dir,
-        out,
-        smoke=smoke,
-        data_dir=data_dir,
-        repo=Path.cwd(),
-        timeout=timeout,
-        command=shlex.join(args),
-        log=lambda m: click.echo(f"report: {m}", err=True),
-        jobs=jobs or min(4, os.cpu_count() or 1),
-    )
+    # one bar step and one line (on stderr) per executed notebook; --quiet: neither
+    progress = bar(len(discover(notebooks_dir)), "report", unit=" notebook", enabled=False if quiet else None)
+
+    def log(message: str) -> None:
+        progress.update(1)
+        if not quiet:
+            progress.write(f"report: {message}", file=sys.stderr)
+
+    try:
+        index = build(
+            notebooks_dir,
+            out,
+            smoke=smoke,
+            data_dir=data_dir,
+            repo=Path.cwd(),
+            timeout=timeout,
+            command=shlex.join(args),
+            log=log,
+            jobs=jobs or min(4, os.cpu_count() or 1),
+        )
+    finally:
+        progress.close()
     click.echo(f"report: wrote {index} in {time.perf_counter() - t0:.1f} s" + (" (smoke)" if smoke else ""))

@@ -25,7 +25,7 @@ import polars as pl
 
 from cmdqv_lab.engine.runner import EngineConfig, EngineResult, run_engine
 from cmdqv_lab.engine.stream import CpuStream
-from cmdqv_lab.errors import ParamError
+from cmdqv_lab.errors import ParamError, suggest
 from cmdqv_lab.params import Params
 from cmdqv_lab.platform import Platform, load_platform
 from cmdqv_lab.programs.compile import Routing, compile_streams
@@ -106,6 +106,8 @@ _MODULES = {
     "guest-mixed": "cmdqv_lab.scenarios.guest_mixed",
 }
 SCENARIOS: dict[str, Scenario] = {}
+#: Where an error about a scenario name points the user.
+SEE_LIST = "cmdqv-lab simulate --list shows every scenario"
 
 
 def register(s: Scenario) -> Scenario:
@@ -122,9 +124,33 @@ def scenario_names() -> list[str]:
     return sorted(_MODULES)
 
 
+#: Scenario families built for any workload, also one named by a file or an entry point.
+_WORKLOAD_FAMILIES = {
+    "guest-wl-": ("cmdqv_lab.scenarios.guest_workload", "register_guest"),
+    "host-": ("cmdqv_lab.scenarios.workload", "register_host"),
+}
+
+
+def _workload_scenario(name: str) -> Scenario | None:
+    """``host-<workload>`` / ``guest-wl-<workload>`` for a workload file or entry point, else None."""
+    from cmdqv_lab.workloads import custom, registry
+
+    for prefix, (module, func) in _WORKLOAD_FAMILIES.items():
+        ref = name.removeprefix(prefix)
+        if ref != name and (custom.is_reference(ref) or ref in registry.plugin_names()):
+            scn: Scenario = getattr(importlib.import_module(module), func)(ref)
+            return scn
+    return None
+
+
 def get_scenario(name: str) -> Scenario:
     if name not in _MODULES:
-        raise ParamError(f"unknown scenario {name!r}: one of {', '.join(scenario_names())}")
+        dynamic = _workload_scenario(name)
+        if dynamic is not None:
+            return dynamic
+        raise ParamError(
+            f"unknown scenario {name!r}: {suggest(name, scenario_names(), limit=0, see=SEE_LIST)}"
+        )
     importlib.import_module(_MODULES[name])
     return SCENARIOS[name]
 
@@ -181,8 +207,10 @@ def resolve(scn: Scenario, overrides: Mapping[str, Any]) -> tuple[Params, Platfo
     theirs = {k: v for k, v in overrides.items() if k in plat_fields and k not in own}
     unknown = [k for k in overrides if k not in own and k not in plat_fields]
     if unknown:
-        allowed = ", ".join([*own, *plat_fields])
-        raise ParamError(f"unknown parameter {unknown[0]!r} for scenario {scn.name}: allowed {allowed}")
+        names = [*own, *plat_fields]
+        see = f"cmdqv-lab describe {scn.name} lists all {len(names)}"
+        hint = suggest(unknown[0], names, see=see)
+        raise ParamError(f"unknown parameter {unknown[0]!r} for scenario {scn.name}: {hint}")
     params = scn.params.from_overrides(mine)
     if scn.uses_platform:
         return params, load_platform(str(getattr(params, "platform", "generic")), theirs)

@@ -95,19 +95,24 @@ def guest_wl_prefix(p: Any, plat: Platform) -> float:
     return plat.guest_unmap_ns if p.op_cpu_ns < 0 else float(p.op_cpu_ns)
 
 
-for _name in workload_names():
-    _spec = get_workload(_name)
-    register(
+def register_guest(name: str) -> Scenario:
+    """Register (or refresh) ``guest-wl-<name>`` for workload ``name`` (built-in, entry point or file)."""
+    spec = get_workload(name)
+    return register(
         Scenario(
-            name=f"guest-wl-{_name}",
-            doc=f"guest-wl-{_name}: the {_name} workload ({_spec.doc.split(':')[0]}) issued by guests on VCMDQs",
+            name=f"guest-wl-{name}",
+            doc=f"guest-wl-{name}: the {spec.name} workload ({spec.doc.split(':')[0]}) issued by guests on VCMDQs",
             params=combine_params(
-                f"GuestWl{camel(_name)}Params", GuestTopology, _spec.params, defaults={"vms": 1}
+                f"GuestWl{camel(spec.name)}Params", GuestTopology, spec.params, defaults={"vms": 1}
             ),
-            workload=_workload(_name),
+            workload=_workload(name),
             topology=guest_wl_topology,
             routing=_routing,
             prefix_ns=guest_wl_prefix,
             default_count=0,
         )
     )
+
+
+for _name in workload_names():
+    register_guest(_name)

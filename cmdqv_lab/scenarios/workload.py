@@ -92,18 +92,23 @@ def op_cpu(p: Any, _plat: Platform) -> float:
     return float(p.op_cpu_ns)
 
 
-for _name in workload_names():
-    _spec = get_workload(_name)
-    _size = next((k for k in SIZE_KEYS if k in _spec.params.field_infos()), None)
-    register(
+def register_host(name: str) -> Scenario:
+    """Register (or refresh) ``host-<name>`` for workload ``name`` (built-in, entry point or file)."""
+    spec = get_workload(name)
+    size = next((k for k in SIZE_KEYS if k in spec.params.field_infos()), None)
+    return register(
         Scenario(
-            name=f"host-{_name}",
-            doc=f"host-{_name}: the {_name} workload ({_spec.doc.split(':')[0]}) on a host topology",
-            params=combine_params(f"Host{camel(_name)}Params", HostTopology, _spec.params, drop=("vms",)),
-            workload=_host_workload(_name),
+            name=f"host-{name}",
+            doc=f"host-{name}: the {spec.name} workload ({spec.doc.split(':')[0]}) on a host topology",
+            params=combine_params(f"Host{camel(spec.name)}Params", HostTopology, spec.params, drop=("vms",)),
+            workload=_host_workload(name),
             topology=_host_topology,
             prefix_ns=op_cpu,
-            count=_size or "ops",
-            default_count=int(_spec.params.field_infos()[_size][0]) if _size else 0,
+            count=size or "ops",
+            default_count=int(spec.params.field_infos()[size][0]) if size else 0,
         )
     )
+
+
+for _name in workload_names():
+    register_host(_name)

@@ -24,7 +24,7 @@ Default StreamIDs (:func:`uniform_vms`): device ``d`` of a guest is ``(d + 1) * 
 ``00:0d.0`` numbering, as in the captured traces); physical SIDs default to ``0x10000 + 8 k`` for
 the ``k``-th device overall.
 
-CLI: ``cmdqv-lab plan --vms N --devices-per-vm K [--vcmdqs-per-vm Q] [--host-vcmdqs H]
+CLI (:mod:`cmdqv_lab.virt.plan_cli`): ``cmdqv-lab plan --vms N --devices-per-vm K [--vcmdqs-per-vm Q] [--host-vcmdqs H]
 [--allocation linux|pool] [--strict] [--json] [--set num_vintfs=16 ...]``, or ``--spec FILE``
 (TOML or JSON: optional ``allocation``, ``host_vcmdqs``, ``strict``, a ``[geometry]`` table of
 CmdqvParams fields, and ``[[vm]]`` entries with ``sids``, optional ``vcmdqs``, ``name``, ``psids``).
@@ -44,14 +44,12 @@ cmdqv_lab.errors.CapacityError: 64 VMs need 65 VINTFs with the host's VINTF0 but
 from __future__ import annotations
 
 import json
-import sys
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import click
 import polars as pl
 
 from cmdqv_lab.device.cmdqv import Cmdqv, CmdqvParams
@@ -354,89 +352,3 @@ def read_spec(path: str | Path) -> dict[str, Any]:
                              tuple(psids) if psids is not None else None))  # fmt: skip
     return {**{k: raw[k] for k in ("allocation", "host_vcmdqs", "strict") if k in raw},
             "geometry": dict(raw.get("geometry", {})), "vms": vms}  # fmt: skip
-
-
-def _ids(xs: Sequence[int], fmt: str = "{}") -> str:
-    return ",".join(fmt.format(x) for x in xs) if xs else "-"
-
-
-def format_plan(pl_: CapacityPlan) -> str:
-    """The text table ``cmdqv-lab plan`` prints."""
-    p = pl_.params
-    alloc = f"linux ({pl_.per_vintf} VCMDQs per VINTF)" if pl_.allocation == "linux" else "pool"
-    lines = [
-        f"CMDQV: {p.num_vintfs} VINTFs, {p.num_vcmdqs} VCMDQs, {p.sid_pairs_per_vintf} SID pairs per VINTF; "
-        f"allocation {alloc}",
-        f"{'vm':<5} {'name':<10} {'vintf':>5} {'vmid':>5}  {'vcmdqs':<14} {'lvcmdqs':<10} {'sid pairs':<10} "
-        "devices not fitting (trapped path)",
-    ]
-    host = pl_.host_vcmdqs
-    lines.append(
-        f"{'host':<5} {'host':<10} {0:>5} {0:>5}  {_ids(host):<14} {_ids(range(len(host))):<10} {'-':<10} -"
-    )
-    k = p.sid_pairs_per_vintf
-    for v in pl_.vms:
-        vintf = "-" if v.vintf is None else str(v.vintf)
-        vmid = "-" if v.vmid is None else str(v.vmid)
-        q = _ids(v.vcmdqs) + (f" of {v.vcmdqs_wanted}" if len(v.vcmdqs) < v.vcmdqs_wanted else "")
-        pairs = f"{len(v.sid_pairs)}/{k}" if v.vintf is not None else "-"
-        lines.append(f"{v.vm:<5} {v.name[:10]:<10} {vintf:>5} {vmid:>5}  {q:<14} {_ids(v.lvcmdqs):<10} "
-                     f"{pairs:<10} {_ids(v.unfit_sids, '0x{:x}')}")  # fmt: skip
-    lines.append(f"used: VINTFs {pl_.vintfs_used}/{p.num_vintfs}  VCMDQs {pl_.vcmdqs_used}/{p.num_vcmdqs}  "
-                 f"SID pairs {pl_.sid_pairs_used}/{(p.num_vintfs - 1) * k}")  # fmt: skip
-    lines += [f"does not fit: {m}" for m in pl_.problems] or ["everything fits"]
-    return "\n".join(lines)
-
-
-@click.command("plan")
-@click.option("--vms", type=int, default=None, help="Guest VMs (each gets its own VINTF).")
-@click.option("--devices-per-vm", type=int, default=None, help="Passed-through devices per VM.")
-@click.option("--vcmdqs-per-vm", type=int, default=None, help="VCMDQs wanted per VM (default 1).")
-@click.option(
-    "--host-vcmdqs", type=int, default=None, help="VCMDQs of the host's VINTF0 (default its share)."
-)
-@click.option(
-    "--allocation", type=click.Choice(ALLOCATIONS), default=None, help="VCMDQ allocation (default linux)."
-)
-@click.option("--strict", is_flag=True, help="Fail (exit 2) unless everything fits.")
-@click.option(
-    "--spec", "spec_path", type=click.Path(dir_okay=False), default=None, help="TOML/JSON plan spec."
-)
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="CMDQV geometry (num_vintfs=...).")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def plan_cmd(
-    vms: int | None,
-    devices_per_vm: int | None,
-    vcmdqs_per_vm: int | None,
-    host_vcmdqs: int | None,
-    allocation: str | None,
-    strict: bool,
-    spec_path: str | None,
-    sets: tuple[str, ...],
-    as_json: bool,
-) -> None:
-    """Plan VINTFs, VCMDQs and SID pairs for guest VMs; list what does not fit (exit 1)."""
-    from cmdqv_lab.cli_simulate import parse_sets
-
-    if spec_path is not None:
-        if vms is not None or devices_per_vm is not None or vcmdqs_per_vm is not None:
-            raise CapacityError("give --spec or --vms/--devices-per-vm/--vcmdqs-per-vm, not both")
-        spec = read_spec(spec_path)
-        requests = spec["vms"]
-    else:
-        if vms is None or devices_per_vm is None:
-            raise CapacityError("give --vms N and --devices-per-vm K (or --spec FILE)")
-        spec = {"geometry": {}}
-        requests = uniform_vms(vms, devices_per_vm, 1 if vcmdqs_per_vm is None else vcmdqs_per_vm)
-    geometry = {**spec["geometry"], **parse_sets(sets)}
-    params = CmdqvParams.from_overrides(geometry)
-    result = plan(
-        requests,
-        params,
-        allocation=allocation or spec.get("allocation", "linux"),
-        host_vcmdqs=host_vcmdqs if host_vcmdqs is not None else spec.get("host_vcmdqs"),
-        strict=strict or bool(spec.get("strict", False)),
-    )
-    click.echo(json.dumps(result.to_dict(), indent=2) if as_json else format_plan(result))
-    if not result.fits:
-        sys.exit(1)  # a SystemExit passes through click and cli.main unchanged

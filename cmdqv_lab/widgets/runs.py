@@ -32,19 +32,13 @@ import polars as pl
 
 from cmdqv_lab.analysis.summary import summarize_replicates
 from cmdqv_lab.analysis.theory import mg1_wait
+from cmdqv_lab.describe import KEY_METRICS
 from cmdqv_lab.errors import CmdqvError, FrameError, ParamError
 from cmdqv_lab.plots.charts import latency_cdf, throughput_vs_cpus
 from cmdqv_lab.scenarios.base import SimResult, simulate
 
 #: Metrics in the summary table by default (those a scenario does not report are left out).
-SUMMARY_METRICS: tuple[str, ...] = (
-    "ops_per_s",
-    "op_latency_ns_mean",
-    "op_latency_ns_p99",
-    "queue_wait_ns_mean",
-    "smmu_busy_fraction",
-    "cas_success_ratio",
-)
+SUMMARY_METRICS: tuple[str, ...] = KEY_METRICS[:6]
 
 #: A sweep chart uses a log x axis when the largest x is at least this multiple of the smallest.
 LOG_X_RATIO = 16

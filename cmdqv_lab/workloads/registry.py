@@ -8,6 +8,10 @@ purpose (:func:`cmdqv_lab.rng.stream`), vectorised, and produce chunks lazily. T
 generators (``dma-map``, ``fio``, ``netperf``, ``config-churn``, ``mixed``) live in
 :mod:`cmdqv_lab.workloads.synthetic` and register themselves when it is imported.
 
+Your own workloads (:mod:`cmdqv_lab.workloads.custom`) need no registration: a name that is a file
+reference (``my.toml``, ``my_wl.py:make``, ``my_pkg.wl:make``) is loaded from it, and installed
+packages add names through entry points of the :data:`ENTRY_POINT_GROUP` group.
+
 >>> w = generate("dma-map", {"threads": 2, "ops": 6, "granule_kib": 8}, seed=1)
 >>> import polars as pl
 >>> frames = [pl.concat(list(s)) for s in w.streams]
@@ -22,11 +26,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cmdqv_lab.errors import ParamError
+from cmdqv_lab.errors import ParamError, suggest
 from cmdqv_lab.params import Params
 from cmdqv_lab.workloads.stream import Workload
 
 Generator = Callable[[Any, int], Workload]
+#: Entry-point group through which installed packages add workloads (name -> function).
+ENTRY_POINT_GROUP = "cmdqv_lab.workloads"
 
 
 @dataclass(frozen=True)
@@ -57,15 +63,36 @@ def _load() -> None:
 
 
 def workload_names() -> list[str]:
+    """The built-in workloads (entry-point workloads: :func:`plugin_names`)."""
     _load()
     return sorted(WORKLOADS)
 
 
+def _entry_points() -> dict[str, Any]:
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def plugin_names() -> list[str]:
+    """Workloads installed packages add through the :data:`ENTRY_POINT_GROUP` entry points."""
+    return sorted(set(_entry_points()) - set(WORKLOADS))
+
+
 def get_workload(name: str) -> WorkloadSpec:
+    """The workload ``name``: built-in, an entry point, or a file reference (see module doc)."""
+    from cmdqv_lab.workloads import custom
+
     _load()
-    if name not in WORKLOADS:
-        raise ParamError(f"unknown workload {name!r}: one of {', '.join(sorted(WORKLOADS))}")
-    return WORKLOADS[name]
+    if name in WORKLOADS:
+        return WORKLOADS[name]
+    if custom.is_reference(name):
+        return custom.load_reference(name)
+    eps = _entry_points()
+    if name in eps:
+        return register(custom.load_entry_point(name, eps[name]))
+    hint = suggest(name, [*WORKLOADS, *eps])
+    raise ParamError(f"unknown workload {name!r}: {hint}, or a file (my.toml, my_wl.py:function)")
 
 
 def generate(name: str, overrides: Mapping[str, Any] | None = None, *, seed: int = 0) -> Workload:
