@@ -134,3 +134,18 @@ def line_xfer_table(xmeans: pl.DataFrame) -> pl.DataFrame:
 def fmt_k(x: float) -> str:
     """Thousands with a K: ``157K``, ``1.2K`` below 10K."""
     return f"{x / 1e3:,.0f}K" if x >= 1e4 else f"{x / 1e3:,.1f}K"
+
+
+#: The CPU counts of calibration.md C1 (the rows the d06 preset is fitted to).
+C1_CPUS: tuple[int, ...] = (2, 4, 8, 16)
+
+
+def c1_kind(df: pl.DataFrame) -> pl.DataFrame:
+    """Add ``kind``: ``fitted`` for the main-cmdq lock-free / atomic-add points at C1's CPU counts
+    (the d06 preset's calibration rows), ``predicted`` for everything else."""
+    fitted = (
+        pl.col("cpus").is_in(list(C1_CPUS))
+        & pl.col("submit").is_in(["linux-lockfree", "atomic-add"])
+        & ((pl.col("queues") == "main") if "queues" in df.columns else pl.lit(True))
+    )
+    return df.with_columns(pl.when(fitted).then(pl.lit("fitted")).otherwise(pl.lit("predicted")).alias("kind"))
