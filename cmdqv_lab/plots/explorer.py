@@ -131,10 +131,12 @@ def explorer(
         )
     numeric = df[slider_field].dtype.is_numeric()
     check_kind(kind, "explorer")
-    if color and df[color].n_unique() > max_series:
-        raise FrameError(
-            f"explorer: {df[color].n_unique()} series exceed {max_series}; put some on the control instead"
-        )
+    if color:
+        most = int(df.group_by(slider_field).agg(pl.col(color).n_unique().alias("n"))["n"].max() or 0)  # type: ignore[arg-type]
+        if most > max_series:
+            raise FrameError(
+                f"explorer: {most} series in one view exceed {max_series}; put some on the control instead"
+            )
     ints = all(isinstance(v, int) and not isinstance(v, bool) for v in values)
     steps = {b - a for a, b in itertools.pairwise(values)} if ints else set()
     even = ints and len(steps) <= 1

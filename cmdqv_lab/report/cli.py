@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -67,21 +68,26 @@ def report(
     each page shows the notebook's outputs, its parameter tables, the environment and data
     manifests. Open OUT/index.html in a browser (file:// works).
     """
-    from cmdqv_lab.report.site import build
+    from cmdqv_lab.report.site import BuildInterrupted, build
 
     t0 = time.perf_counter()
     args = ["cmdqv-lab", "report", *(["--smoke"] if smoke else []), "--out", str(out)]
     args += ["--notebooks", str(notebooks_dir)] + (["--data", str(data_dir)] if data_dir else [])
     args += ["--timeout", f"{timeout:g}"] if timeout else []
-    index = build(
-        notebooks_dir,
-        out,
-        smoke=smoke,
-        data_dir=data_dir,
-        repo=Path.cwd(),
-        timeout=timeout,
-        command=shlex.join(args),
-        log=lambda m: click.echo(f"report: {m}", err=True),
-        jobs=jobs or min(4, os.cpu_count() or 1),
-    )
-    click.echo(f"report: wrote {index} in {time.perf_counter() - t0:.1f} s" + (" (smoke)" if smoke else ""))
+    try:
+        index = build(
+            notebooks_dir,
+            out,
+            smoke=smoke,
+            data_dir=data_dir,
+            repo=Path.cwd(),
+            timeout=timeout,
+            command=shlex.join(args),
+            log=lambda m: click.echo(f"report: {m}", err=True),
+            jobs=jobs or min(4, os.cpu_count() or 1),
+        )
+    except BuildInterrupted as e:
+        click.echo(f"report: {e}; {out} is unchanged", err=True)
+        sys.exit(130)
+    click.echo(f"report: wrote {index} and {index.with_name('summary.txt')} in {time.perf_counter() - t0:.1f} s"
+               + (" (smoke)" if smoke else ""))  # fmt: skip
