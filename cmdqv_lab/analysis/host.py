@@ -148,4 +148,6 @@ def c1_kind(df: pl.DataFrame) -> pl.DataFrame:
         & pl.col("submit").is_in(["linux-lockfree", "atomic-add"])
         & ((pl.col("queues") == "main") if "queues" in df.columns else pl.lit(True))
     )
-    return df.with_columns(pl.when(fitted).then(pl.lit("fitted")).otherwise(pl.lit("predicted")).alias("kind"))
+    return df.with_columns(
+        pl.when(fitted).then(pl.lit("fitted")).otherwise(pl.lit("predicted")).alias("kind")
+    )

@@ -167,15 +167,18 @@ def throughput_vs_cpus(
         parts = [
             throughput_vs_cpus(
                 df.filter(pl.col(panel) == v), x, y, color, confidence=confidence, log_x=log_x, log_y=log_y,
-                title=str(v), kind=kind, x_title=x_title, y_title=y_title, color_title=color_title,
-                max_series=max_series,
-            ).properties(width=340)
+                title=str(v), subtitle="", kind=kind, x_title=x_title, y_title=y_title,
+                color_title=color_title, max_series=max_series,
+            ).properties(width=330)
             for v in df[panel].unique(maintain_order=True).to_list()
         ]  # fmt: skip
-        sub0 = parts[0].to_dict()["title"].get("subtitle") if parts else None
-        return alt.hconcat(*parts).resolve_scale(y="shared", color="independent", shape="independent",
-                                                  stroke="independent", fill="independent").properties(
-            title=_title(title or f"{label(y)} vs {label(x)}", subtitle or sub0)
+        sub0 = _band_subtitle(df, x, y, color, panel, kind, confidence)
+        return (
+            alt.hconcat(*parts)
+            .resolve_scale(y="shared", color="independent", shape="independent", stroke="independent",
+                           fill="independent", strokeDash="independent")
+            .properties(title=_title(title or f"{label(y)} vs {label(x)}", subtitle or sub0))
+            .configure_legend(orient="bottom", direction="vertical", columns=2)
         )  # fmt: skip
     keys = [x] if color is None else [color, x]
     if kind_col:
@@ -221,24 +224,56 @@ def throughput_vs_cpus(
     yenc = _q("mean", title=yt, scale=yscale)
     if kind_col:
         tooltip.append(alt.Tooltip(field="kind", type="nominal", title="what it is"))
+        present = set(s["kind"].to_list())
+        lined = [k for k in KINDS if k in present and k != "measured"]
         modelled = base.transform_filter("datum.kind != 'measured'")
-        layers += marked_lines(modelled, yenc, fc if color else None, ct, tooltip, dash="kind")
-        measured = (
-            base.transform_filter("datum.kind == 'measured'")
-            .mark_point(shape="diamond", size=110, filled=True, stroke="black", strokeWidth=1.2, opacity=1)
-            .encode(y=yenc, tooltip=tooltip)
-        )
-        if color and fc:
-            measured = measured.encode(color=alt.Color(field=fc, type="nominal", title=ct))
-        layers.append(measured)
-        kinds_here = [k for k in KINDS if k in set(s["kind"].to_list())]
-        what = "; ".join(kind_text(k) for k in kinds_here)
+        layers += marked_lines(modelled, yenc, fc if color else None, ct, tooltip, dash=("kind", lined))
+        if "measured" in present:
+            # measured values: large hollow markers without a line, in the series' colour and shape
+            measured = (
+                base.transform_filter("datum.kind == 'measured'")
+                .mark_point(filled=False, size=170, strokeWidth=2.5, opacity=1)
+                .encode(y=yenc, tooltip=tooltip)
+            )
+            if color and fc:
+                measured = measured.encode(
+                    color={"field": fc, "type": "nominal", "title": ct},
+                    shape={"field": fc, "type": "nominal", "title": ct},
+                )
+            layers.append(measured)
+        what = _kinds_words([k for k in KINDS if k in present])
     else:
         layers += marked_lines(
             base, yenc, fc if color else None, ct, tooltip, dash=DASH[const_kind or "predicted"]
         )
         what = kind_text(const_kind or "predicted")
-    return alt.LayerChart(layer=layers, title=_title(title or f"{yt} vs {xt}", subtitle or f"{what}; {how}"))
+    head = title or f"{yt} vs {xt}"
+    return alt.LayerChart(
+        layer=layers, title=_title(head, f"{what}; {how}" if subtitle is None else subtitle)
+    )
+
+
+def _kinds_words(kinds: list[str]) -> str:
+    return "; ".join(
+        "measured: large hollow markers"
+        if k == "measured"
+        else kind_text(k) + (" (dashed)" if k == "predicted" else "")
+        for k in kinds
+    )
+
+
+def _band_subtitle(
+    df: pl.DataFrame, x: str, y: str, color: str | None, panel: str, kind: str, confidence: float
+) -> str:
+    """The subtitle a whole panelled chart gets (kinds present; how the band is made)."""
+    keys = list(dict.fromkeys(k for k in (color, panel, x, kind if kind in df.columns else None) if k))
+    _, how = replicate_band(df.select(*keys, y), keys, y, confidence)
+    what = (
+        _kinds_words([k for k in KINDS if k in set(df[kind].to_list())])
+        if kind in df.columns
+        else kind_text(kind)
+    )
+    return f"{what}; {how}"
 
 
 def latency_percentiles(

@@ -15,7 +15,7 @@ def marked_lines(
     by: str | None,
     title: str | None,
     tooltip: Any,
-    dash: list[int] | str | None = None,
+    dash: list[int] | tuple[str, list[str]] | None = None,
 ) -> list[alt.Chart]:
     """A line per ``by`` group with filled points on it, and one legend showing colour and shape.
 
@@ -24,15 +24,18 @@ def marked_lines(
     ``mark_line(point=True)`` would draw two legends, and a ``color`` with ``legend=None`` on any
     other layer of the chart would draw the shared legend's symbols in black.
 
-    ``dash``: a Vega-Lite dash array for every line, or the name of a ``kind`` field (see
-    :mod:`cmdqv_lab.plots.kinds`) whose values choose the dash, with a legend "what it is".
+    ``dash``: a Vega-Lite dash array for every line, or ``(field, kinds)``: a ``kind`` field (see
+    :mod:`cmdqv_lab.plots.kinds`) whose values choose the dash, with a legend "what it is" over
+    the kinds present.
     """
-    if isinstance(dash, str):
+    if isinstance(dash, tuple):
+        field, present = dash
+        kinds = [k for k in KINDS if k in present] or ["predicted"]
         line = base.mark_line().encode(
             y=y,
             strokeDash=alt.StrokeDash(
-                field=dash, type="nominal", title="what it is",
-                scale=alt.Scale(domain=list(KINDS), range=[DASH[k] for k in KINDS]),
+                field=field, type="nominal", title="what it is",
+                scale=alt.Scale(domain=kinds, range=[DASH[k] for k in kinds]),
             ),
         )  # fmt: skip
     else:

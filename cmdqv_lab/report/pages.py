@@ -202,7 +202,9 @@ def index_html(pages: list[NotebookPage], env: dict[str, Any]) -> str:
             )
         else:
             cell = '<p class="muted">Not answered yet.</p>'
-        rows.append(f'<tr><td class="qid">{esc(q)}</td><td>{esc(QUESTIONS.get(q, ""))}</td><td>{cell}</td></tr>')
+        rows.append(
+            f'<tr><td class="qid">{esc(q)}</td><td>{esc(QUESTIONS.get(q, ""))}</td><td>{cell}</td></tr>'
+        )
     seed = _sources.seed_thread()
     by_kind = _numbers_by_kind(pages)
     measured, fitted, predicted = _preset_rows()
@@ -235,7 +237,9 @@ def index_html(pages: list[NotebookPage], env: dict[str, Any]) -> str:
         f"({source_link(src['c1-garry-2020'])}, {source_link(src['c2-hwqueue-v9'])}), and measured facts the "
         f"answers quote (the {source_link(src['traces-linux6.1'])}).</p>"
         + _rows_table(["preset", "row", "measured", "source"], measured, "kind-measured")
-        + _rows_table(["question", "measured fact", "value", "notebook"], key_rows("measured"), "kind-measured")
+        + _rows_table(
+            ["question", "measured fact", "value", "notebook"], key_rows("measured"), "kind-measured"
+        )
         + "<h2>What was fitted</h2><p>The model at exactly those rows after fitting: agreement here checks "
         "the fit, it is not evidence for anything else.</p>"
         + _rows_table(["preset", "row", "measured", "model", "error"], fitted, "kind-fitted")
@@ -243,10 +247,16 @@ def index_html(pages: list[NotebookPage], env: dict[str, Any]) -> str:
         + "<h2>What is predicted</h2><p>Model outputs outside the calibration rows: predictions, to be "
         "judged by held-out measurements (calibration.md keeps them back). They are not findings about "
         "hardware.</p>"
-        + _rows_table(["preset", "held-out configuration", "metric", "model prediction"], predicted, "kind-predicted")
-        + _rows_table(["question", "predicted number", "value", "notebook"], key_rows("predicted"), "kind-predicted")
+        + _rows_table(
+            ["preset", "held-out configuration", "metric", "model prediction"], predicted, "kind-predicted"
+        )
+        + _rows_table(
+            ["question", "predicted number", "value", "notebook"], key_rows("predicted"), "kind-predicted"
+        )
         + "<h2>What is computed exactly</h2>"
-        + _rows_table(["question", "computed number", "value", "notebook"], key_rows("computed"), "kind-computed")
+        + _rows_table(
+            ["question", "computed number", "value", "notebook"], key_rows("computed"), "kind-computed"
+        )
         + "<h2>Notebooks</h2><table><thead><tr><th>notebook</th><th>answers</th>"
         f"<th>charts</th><th>run time</th></tr></thead><tbody>{nb_rows}</tbody></table>"
         '<p><a href="summary.txt">summary.txt</a> (plain text for a mail to the list) · '
@@ -271,7 +281,8 @@ def sources_html() -> str:
     body = (
         "<h1>Sources</h1><p>Every measurement, statement, patch and piece of code the model and the "
         "answers rely on, with where to read it and what was taken from it. A mail is cited by its "
-        "Message-ID, readable at <code>https://lore.kernel.org/r/&lt;Message-ID&gt;</code>.</p>" + "".join(items)
+        "Message-ID, readable at <code>https://lore.kernel.org/r/&lt;Message-ID&gt;</code>.</p>"
+        + "".join(items)
     )
     return page("Sources", body, charts=False)
 

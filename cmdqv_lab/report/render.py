@@ -36,7 +36,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from cmdqv_lab.errors import ReportError
 from cmdqv_lab.plots.display import CHART_MIMES
 from cmdqv_lab.report import sources as _sources
 from cmdqv_lab.report.notebook import ANSWER_MIME, RESULT_ROWS, TABLE_MIME, table_html
@@ -222,7 +221,11 @@ class _Renderer:
         rows = list(rec.get("rows", []))
         if len(rows) <= RESULT_ROWS:
             return f'<div class="table-wrap result">{table_html(rec)}</div>'
-        head = {**rec, "rows": rows[:RESULT_ROWS], "title": f"{title} (first {RESULT_ROWS} of {len(rows)} rows)"}
+        head = {
+            **rec,
+            "rows": rows[:RESULT_ROWS],
+            "title": f"{title} (first {RESULT_ROWS} of {len(rows)} rows)",
+        }
         return (
             f'<div class="table-wrap result">{table_html(head)}</div>'
             f'<details class="more-rows"><summary>all {len(rows)} rows</summary>'
@@ -256,7 +259,10 @@ class _Renderer:
         if "text/latex" in data:
             return f'<pre class="text-output">{html.escape(_text(data["text/latex"]))}</pre>'
         if "text/plain" in data:
-            return _folded(f'<pre class="text-output">{_ansi(_text(data["text/plain"]))}</pre>', _text(data["text/plain"]))
+            return _folded(
+                f'<pre class="text-output">{_ansi(_text(data["text/plain"]))}</pre>',
+                _text(data["text/plain"]),
+            )
         return ""
 
     def output(self, out: Any) -> str:

@@ -49,7 +49,17 @@ def clean(html_text: str) -> str:
         tags=set(TAGS),
         attributes={k: set(v) for k, v in ATTRIBUTES.items()},
         url_schemes=set(URL_SCHEMES),
-        clean_content_tags={"script", "style", "iframe", "object", "embed", "template", "noscript", "svg", "math"},
+        clean_content_tags={
+            "script",
+            "style",
+            "iframe",
+            "object",
+            "embed",
+            "template",
+            "noscript",
+            "svg",
+            "math",
+        },
         link_rel="noopener noreferrer",
         strip_comments=True,
     )

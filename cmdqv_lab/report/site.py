@@ -351,7 +351,8 @@ def build(
                 return result
 
             tasks = [
-                (src, tmp / "notebooks" / f"{src.stem}.ipynb", smoke, timeout, notebooks_dir) for src in notebooks
+                (src, tmp / "notebooks" / f"{src.stem}.ipynb", smoke, timeout, notebooks_dir)
+                for src in notebooks
             ]
             results: dict[Path, Executed] = {}
             if jobs <= 1:

@@ -73,7 +73,9 @@ def summary_text(
         "consequences of the functional model)."
     )
     lines.append("")
-    lines += _wrap(f"Built {built}." + (" SMOKE BUILD: reduced runs, not the published numbers." if smoke else ""))
+    lines += _wrap(
+        f"Built {built}." + (" SMOKE BUILD: reduced runs, not the published numbers." if smoke else "")
+    )
     for q in sorted(set(qs) | set(by_q), key=qkey):
         lines += ["", "-" * WIDTH]
         lines += _wrap(f"{q}. {qs.get(q, '')}")
