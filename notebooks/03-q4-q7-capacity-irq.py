@@ -424,7 +424,7 @@ plots.show(
         "unsupported",
         "irq_handler_ns",
         log_y=True,
-        title="Mean fix-up latency vs irq_latency_ns",
+        title="Mean fix-up latency vs the IRQ latency",
     )
 )
 

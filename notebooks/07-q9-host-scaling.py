@@ -190,7 +190,11 @@ means = (
     runs.group_by("smmu_parallel", "family", "config", "cpus", maintain_order=True)
     .agg(pl.col(METRICS).mean())
     .sort("smmu_parallel", "config", "cpus")
-    .with_columns((pl.col("family") + ", " + pl.col("smmu_parallel").cast(pl.String) + " SMMU processors").alias("view"))
+    .with_columns(
+        (pl.col("family") + ", " + pl.col("smmu_parallel").cast(pl.String)
+         + pl.when(pl.col("smmu_parallel") == 1).then(pl.lit(" SMMU processor")).otherwise(pl.lit(" SMMU processors")))
+        .alias("view")
+    )
 )
 plots.show(
     plots.explorer(
@@ -275,7 +279,7 @@ lat_long = (
             + pl.col("family")
             + pl.lit(", ")
             + pl.col("smmu_parallel").cast(pl.String)
-            + pl.lit(" SMMU processors")
+            + pl.when(pl.col("smmu_parallel") == 1).then(pl.lit(" SMMU processor")).otherwise(pl.lit(" SMMU processors"))
         ).alias("view")
     )
     .select("cpus", "latency_ns", "config", "view")

@@ -138,7 +138,7 @@ plots.show(
         color="config",
         panel="mode",
         log_x=True,
-        title="dma_map_benchmark-like loop: unmaps/s per CPU (D06), strict and lazy",
+        title="Closed map+unmap loop: unmaps/s per CPU (D06), strict and lazy",
     )
 )
 dsum = (

@@ -178,7 +178,7 @@ def throughput_vs_cpus(
             .resolve_scale(y="shared", color="independent", shape="independent", stroke="independent",
                            fill="independent", strokeDash="independent")
             .properties(title=_title(title or f"{label(y)} vs {label(x)}", subtitle or sub0))
-            .configure_legend(orient="bottom", direction="vertical", columns=2)
+            .configure_legend(orient="bottom", direction="vertical", columns=1)
         )  # fmt: skip
     keys = [x] if color is None else [color, x]
     if kind_col:

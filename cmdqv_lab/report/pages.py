@@ -16,6 +16,7 @@ from typing import Any
 
 from cmdqv_lab.report import sources as _sources
 from cmdqv_lab.report.execute import Executed
+from cmdqv_lab.report.notebook import fmt_number
 from cmdqv_lab.report.render import KIND_LABELS, Page, inline_markdown
 
 #: The Content-Security-Policy of every page: scripts only from the site itself (Vega compiles its
@@ -169,13 +170,15 @@ def _preset_rows() -> tuple[list[list[str]], list[list[str]], list[list[str]]]:
     for name, src in (("d06", "c1-garry-2020"), ("grace", "c2-hwqueue-v9")):
         meta = read_preset(name).meta
         for r in meta.get("fit_row", []):
-            measured.append([name, str(r["label"]), f"{float(r['measured']):,.4g}", src])
+            measured.append(
+                [name, str(r["label"]), fmt_number(float(r["measured"])), _sources.get(src).short]
+            )
             fitted.append(
-                [name, str(r["label"]), f"{float(r['measured']):,.4g}", f"{float(r['model']):,.4g}",
+                [name, str(r["label"]), fmt_number(float(r["measured"])), fmt_number(float(r["model"])),
                  f"{float(r.get('rel_error', 0.0)):+.1%}"]
             )  # fmt: skip
         for r in meta.get("prediction", []):
-            predicted.append([name, str(r["label"]), str(r.get("metric", "")), f"{float(r['model']):,.4g}"])
+            predicted.append([name, str(r["label"]), str(r.get("metric", "")), fmt_number(float(r["model"]))])
     return measured, fitted, predicted
 
 

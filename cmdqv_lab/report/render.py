@@ -296,7 +296,9 @@ class _Renderer:
         if src.strip() and "remove_input" not in tags:
             if "injected-parameters" in tags:
                 label = "parameters injected by the report build"
-                parts.append(f'<div class="injected"><span>{label}</span>{highlight(src)}</div>')
+                parts.append(
+                    f'<details class="input injected"><summary>{label}</summary>{highlight(src)}</details>'
+                )
             else:
                 parts.append(f'<details class="input"><summary>code</summary>{highlight(src)}</details>')
         if "remove_output" not in tags:
