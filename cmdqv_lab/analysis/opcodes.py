@@ -45,7 +45,8 @@ def run_one(op: Any, guest_opcodes: str, hyp_own: bool) -> dict[str, Any]:
     vq = cmdqv.setup_lvcmdq(q=0, vintf=vintf.idx, lidx=0, log2size=8)
     names = {f.name for f in fields_of(op)}
     values = {**VALUES, "size": 52 if op == Opcode.CMD_ATC_INV else 0}  # ATC_INV SIZE 52: everything
-    cmd = Command(op, **{k: v for k, v in values.items() if k in names})
+    fields: dict[str, Any] = {k: v for k, v in values.items() if k in names}
+    cmd = Command(op, **fields)
     vq.submit(cmd.encode().reshape(1, 2))
     cmdqv.schedule()
     err = smmu.log.of("error")

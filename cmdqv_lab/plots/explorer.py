@@ -156,13 +156,14 @@ def explorer(
     name = _param_name(slider_field)
     data = df.select(*dict.fromkeys(cols))
     st = slider_title or label(slider_field)
+    bind: Any
     if control == "select":
-        bind = alt.binding_select(options=values, name=st + " ")
+        bind = alt.binding_select(options=values, name=st)
     elif control == "radio":
-        bind = alt.binding_radio(options=values, name=st + " ")
+        bind = alt.binding_radio(options=values, name=st)
     else:
         step = steps.pop() if steps else 1
-        bind = alt.binding_range(min=values[0], max=values[-1], step=step, name=st + " ")
+        bind = alt.binding_range(min=values[0], max=values[-1], step=step, name=st)
     param = alt.param(name=name, value=start, bind=bind)
     filt = alt.datum[slider_field] == param
     label_expr = name

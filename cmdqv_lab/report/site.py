@@ -165,7 +165,7 @@ def _alive(pid: int) -> bool:
 
 def remove_stale(out: Path, log: Callable[[str], None] = lambda _m: None) -> list[Path]:
     """Remove ``.OUT.building-<pid>`` and ``.OUT.old-<pid>`` directories whose builder is gone."""
-    removed = []
+    removed: list[Path] = []
     if not out.parent.is_dir():
         return removed
     pattern = re.compile(rf"^\.{re.escape(out.name)}\.(?:building|old)-(\d+)$")
@@ -405,11 +405,11 @@ def build(
             _write(tmp / "provenance.html", provenance_html(env, data))
             answers = [a for p in pages for a in p.page.answers]
             _write(tmp / "summary.txt", summary_text(answers, smoke=smoke, built=env["built_utc"]))
-            for f in sorted(tmp.glob("*.html")):
-                remote = remote_references(f.read_text(encoding="utf-8"))
+            for html_file in sorted(tmp.glob("*.html")):
+                remote = remote_references(html_file.read_text(encoding="utf-8"))
                 if remote:
                     raise ReportError(
-                        f"page {f.name} would load {remote[0]} from the network; the report must work offline"
+                        f"page {html_file.name} would load {remote[0]} from the network; the report must work offline"
                     )
             summary = {
                 "environment": env,
