@@ -441,8 +441,8 @@ tornado = (
             alt.Tooltip("change_pct:Q", format=".1f"),
         ],
     )
-    .properties(width=230, height=alt.Step(9))
-    .facet(column=alt.Column("conclusion:N", title=None, header=alt.Header(labelLimit=230)))
+    .properties(width=200, height=alt.Step(9))
+    .facet(column=alt.Column("conclusion:N", title=None, header=alt.Header(labelLimit=0, labelFontSize=11)))
     .resolve_scale(x="independent")
     .properties(
         title=alt.TitleParams(
@@ -450,6 +450,7 @@ tornado = (
             subtitle="model prediction at each end of the range (one seed, common random numbers)",
         )
     )
+    .configure_legend(orient="bottom")
 )
 plots.show(tornado)
 
