@@ -274,3 +274,55 @@ def test_cli_builds_a_site(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["environment"]["command"].startswith("cmdqv-lab report --out ")
     assert manifest["environment"]["smoke"] is False
+
+
+SLEEPY = """# %% tags=["parameters"]
+smoke = False
+
+# %%
+import time
+time.sleep(300)
+"""
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_build_promptly_and_leaves_nothing(tmp_path: Path) -> None:
+    """SIGTERM (what a CI timeout or `kill` sends): exit 130 within seconds, the build directory
+    removed, the worker processes and their kernels gone, the previous site untouched."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    for i in (1, 2, 3):
+        write(tmp_path / "nb", f"0{i}-sleepy.py", SLEEPY)
+    cmd = [sys.executable, "-m", "cmdqv_lab.cli", "report", "--notebooks", str(tmp_path / "nb"),
+           "--out", str(tmp_path / "out"), "--jobs", "2"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    building = tmp_path / f".out.building-{proc.pid}"
+    kernels: list[int] = []
+    while time.monotonic() < deadline and not kernels:
+        out = subprocess.run(["ps", "-eo", "pid,ppid,cmd"], capture_output=True, text=True).stdout
+        workers = [int(ln.split()[0]) for ln in out.splitlines()[1:] if ln.split()[1] == str(proc.pid)]
+        kernels = [int(ln.split()[0]) for ln in out.splitlines()[1:]
+                   if int(ln.split()[1]) in workers and "ipykernel" in ln]  # fmt: skip
+        time.sleep(0.5)
+    assert building.is_dir() and kernels, "the build never started its kernels"
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert time.monotonic() - t0 < 30
+    assert "stopped by SIGTERM" in err and "Traceback" not in err
+    assert not building.exists() and not (tmp_path / "out").exists()
+    time.sleep(3)
+    for pid in [*workers, *kernels]:
+        try:
+            os.kill(pid, 0)
+            alive = subprocess.run(
+                ["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True
+            ).stdout
+            assert alive.strip().startswith("Z") or not alive.strip(), f"process {pid} outlived the build"
+        except ProcessLookupError:
+            pass
