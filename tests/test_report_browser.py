@@ -196,4 +196,10 @@ def test_the_network_really_is_unavailable(browser: tuple[Browser, str]) -> None
     page = b.open(base + "index.html")
     ok = page.evaluate("() => fetch('https://example.com/x.js').then(() => true, () => false)")
     assert ok is False
-    assert b.blocked == ["https://example.com/x.js"]
+    # the page's Content-Security-Policy (connect-src 'none') stops it before the network guard sees it
+    assert "https://example.com/x.js" not in b.requests and b.blocked == []
+    assert any("Content Security Policy" in e for e in b.errors), b.errors
+    fresh = b.context.new_page()  # without the page's CSP, the guard itself blocks and records it
+    fresh.goto("about:blank")
+    assert fresh.evaluate("() => fetch('https://example.com/y.js').then(() => true, () => false)") is False
+    assert b.blocked == ["https://example.com/y.js"]

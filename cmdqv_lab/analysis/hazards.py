@@ -6,7 +6,7 @@ chart the tables and quote them. The closed form of Q1 (:func:`first_opcode_ill_
 the hardware-SYNC overhead table of Q3 (:func:`hw_sync_overhead`) are here too.
 
 >>> first_opcode_ill_closed_form(0.05, 2, "batch") * 1e4, first_opcode_ill_closed_form(0.05, 2, "command") * 1e4
-(333.33333333333337, 500.0)
+(333.3333333333333, 500.0)
 """
 
 from __future__ import annotations

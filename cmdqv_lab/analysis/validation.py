@@ -8,7 +8,7 @@ parameter and :func:`sensitivity` recomputes three headline conclusions at the e
 >>> cpus_of("v5.9-rc1 lock-free, 16 CPUs"), granule_of("VCMDQ 64 KiB, 1 thread")
 (16, 64)
 >>> round(rms_log_error([0.1, -0.1]), 4)
-0.1001
+0.1005
 """
 
 from __future__ import annotations

@@ -245,7 +245,13 @@ class _Renderer:
             self.page.widgets_dropped += 1
             return '<p class="note">Interactive widget omitted in the static report.</p>'
         if "text/html" in data:
-            return f'<div class="html-output">{resolve_sources(clean(_text(data["text/html"])), self.page.cited)}</div>'
+            raw = _text(data["text/html"])
+            cleaned = clean(raw)
+            scripted = re.search(r"<\s*script", raw, re.IGNORECASE) is not None
+            empty = not re.sub(r"<[^>]*>", "", cleaned).strip()
+            # HTML that needed a script, or that the allowlist emptied, shows its text form instead
+            if not ((scripted or empty) and "text/plain" in data):
+                return f'<div class="html-output">{resolve_sources(cleaned, self.page.cited)}</div>'
         for mime in ("image/png", "image/jpeg", "image/svg+xml"):
             if mime in data:
                 raw = _text(data[mime])
