@@ -20,7 +20,7 @@
 # review of the Tegra241 CMDQV patches, where Robin Murphy asked whether "replicating the full
 # heavyweight cmdq behaviour is the right way to go" and whether "we really are addressing the
 # right bottlenecks", and Nicolin Chen answered that "we'd have to provide some solid perf data".
-# The other notebooks each take one question (Q1-Q10 of the domain brief) and answer it with a
+# The other notebooks each take one question (Q1-Q10, from the seed thread) and answer it with a
 # sweep and a number the run computes; notebook 09 shows how far the timing model can be trusted.
 #
 # Sources: the [seed thread](../docs/sources.md#seed-thread), [C1 (Garry 2020)](../docs/sources.md#c1-garry-2020)
@@ -249,7 +249,7 @@ print(
 # The timing engine runs Linux's `arm_smmu_cmdq_issue_cmdlist` step by step on every CPU (cmpxchg
 # reservation, valid bitmap, owner gathering, one PROD doorbell, CMD_SYNC wait) against an SMMU
 # that fetches and executes commands. Its costs are a platform preset: here `d06`, fitted to John
-# Garry's D06 map+unmap rows (calibration.md C1). The table says where each value comes from; the
+# Garry's D06 map+unmap rows (C1). The table says where each value comes from; the
 # model is calibrated, not cycle-exact, and notebook 09 varies every *assumption*.
 
 # %%

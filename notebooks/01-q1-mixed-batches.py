@@ -34,7 +34,7 @@
 # > constrains on the type of cmds in the batch in SMMUv3 driver upon smmu->nvidia_grace_cmdqv, or
 # > fallback to the SMMUv3's CMDQ pathway here if one of cmds is not supported."
 #
-# **What this notebook answers** (domain brief, Q1): how often a mixed batch sends an unsupported
+# **What this notebook answers** (Q1): how often a mixed batch sends an unsupported
 # command to a guest-owned VCMDQ (CERROR_ILL), as a function of the fraction of unsupported
 # commands and of whether they are mixed per command or per batch; and the safety and cost of the
 # alternatives: the first-opcode check (the patch), scanning the whole batch, splitting a batch at
@@ -44,7 +44,7 @@
 # **How**: (1) the real Linux 6.1 command streams in `data/traces` tell whether today's batches are
 # mixed at all; (2) the correctness checker routes a synthetic guest stream under each policy and
 # replays it through the *functional* CMDQV model, which raises ILL exactly where a guest-owned
-# VINTF would; (3) the timing engine, fitted to Grace guest measurements (calibration.md C2),
+# VINTF would; (3) the timing engine, fitted to Grace guest measurements (C2),
 # prices each policy in unmap latency, VM exits and guest interrupts.
 #
 # Sources: [seed thread](../docs/sources.md#seed-thread), [C2 (Chen 2025)](../docs/sources.md#c2-hwqueue-v9),
@@ -222,7 +222,7 @@ plots.show(
 # skipped); `scan` and `scan-fanout` trap the whole batch to the VMM; `split` and `homogeneous`
 # issue [TLBI + SYNC] on the VCMDQ, trap [CFGI_CD + SYNC], and issue the rest on the VCMDQ. Unmap
 # sizes 4 KiB (one TLBI) and 64 KiB (16 TLBIs), platform `grace`: guest CPU work, VMM costs and
-# TLBI service are fitted to calibration.md C2 (trapped and VCMDQ unmap latency, 1 thread), trap
+# TLBI service are fitted to C2 (trapped and VCMDQ unmap latency, 1 thread), trap
 # costs are C3's Kunpeng 920 measurements, the error path is an assumption.
 
 # %%
@@ -362,5 +362,5 @@ print(f"notebook ran in {time.perf_counter() - t_start:.1f} s (smoke={smoke})")
 # (stale configuration or TLB entries), which is the real cost of first-opcode; the position of the
 # unsupported command in the timing stream is fixed (after the first TLBI), so the timing side
 # always exercises first-opcode's blind spot. The upstream driver's batch API now issues a batch
-# and restarts it when a command is unsupported by the batch's queue (domain brief section 3),
+# and restarts it when a command is unsupported by the batch's queue (the Linux 7.0 driver),
 # i.e. the `split` policy.

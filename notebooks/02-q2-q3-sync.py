@@ -34,7 +34,7 @@
 # > invalidated translations, and the only way to guarantee that is to explicitly observe the
 # > consumption of a CMD_SYNC from a later queue index."
 #
-# **What this notebook answers** (domain brief, Q2 and Q3). *Q2*: a CMD_SYNC only covers earlier
+# **What this notebook answers** (Q2 and Q3). *Q2*: a CMD_SYNC only covers earlier
 # commands of its own queue. Show the hazard (invalidations on queue A "completed" by a SYNC on
 # queue B, then the IOVA reused) and count hazards per routing policy, on the thread's corner cases
 # and on a stream whose lone SYNCs are swept. *Q3*: software cannot observe hardware-inserted

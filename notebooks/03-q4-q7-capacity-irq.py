@@ -34,7 +34,7 @@
 # > host ISR... Can threaded interrupts from the same IRQ number be served at the same time on
 # > different CPU cores?"
 #
-# **What this notebook must answer** (domain brief, section 1):
+# **What this notebook must answer** (Q4 and Q7):
 #
 # * **Q4**: how many devices and VMs fit (at most 64 VINTFs by field width, the host's VINTF0
 #   included; 16 SID pairs per VINTF; 128 VCMDQs), and what an ATC_INV with an unmatched SID does

@@ -44,7 +44,7 @@
 # > from HW team. There might be no use case to cover those. [...] VCMDQs are supposed to do TLB
 # > invalidation only. All other commands should be going through ioctls (VFIO or IOMMUFD)."
 #
-# **What this notebook answers** (domain brief, Q5): which opcodes a guest that sees S2P=0 can
+# **What this notebook answers** (Q5): which opcodes a guest that sees S2P=0 can
 # legitimately send; current Linux accepts TLBI_NH_ASID, TLBI_NH_VA and ATC_INV (+ CMD_SYNC) on a
 # guest-owned VCMDQ, the 2021 list added TLBI_S12_VMALL and TLBI_S2_IPA. Evidence: (1) the opcode
 # census of real Linux 6.1 guests (QEMU traces), and what share each accepted set takes directly;
@@ -314,7 +314,7 @@ print(f"notebook ran in {time.perf_counter() - t_start:.1f} s (smoke={smoke})")
 # %% [markdown]
 # **Modelled**: the VINTF's accepted set and ILL, VMID and SID rewriting in the executed command,
 # the trap path (exit, VMM walk, one ioctl per forwarded command with a host SYNC, CONS-poll
-# exit) and the pass-through path on Grace (fitted to calibration.md C2), the real traces' command
+# exit) and the pass-through path on Grace (fitted to C2), the real traces' command
 # order and batching. **Assumed**: `cfgi_service_ns` and `sync_service_ns`; the churn rate and hold
 # time of `config-churn`. **Not modelled**: what a TLB flush of the whole VM costs afterwards
 # (refills and table walks of every device of the VM: the real price of a guest's stage-2

@@ -27,7 +27,7 @@
 # >
 # > **Nicolin Chen:** "Wow...that's an interesting idea!"
 #
-# **What this notebook must answer** (domain brief, section 1, Q6): the latency and throughput of
+# **What this notebook must answer** (Q6): the latency and throughput of
 # three ways a guest's invalidations reach the SMMU, against the fraction of guest unmaps whose
 # batch carries a command a guest-owned VCMDQ rejects:
 #
@@ -42,7 +42,7 @@
 #
 # and the **break-even fraction** at which fix-up stops beating the others, how it moves with the
 # assumed interrupt latency `irq_latency_ns` and the VMM's trap cost `vmm_trap_ns`, and the
-# granule dependence (calibration.md C2 reproduced).
+# granule dependence (C2 reproduced).
 #
 # Sources: [seed thread](../docs/sources.md#seed-thread) (Robin Murphy's proposal),
 # [C2 (Chen 2025)](../docs/sources.md#c2-hwqueue-v9) (the Grace rows the preset is fitted to),
@@ -101,7 +101,7 @@ param_table(
 )
 
 # %% [markdown]
-# ## Validation: calibration.md C2 (granule dependence)
+# ## Validation: C2 (granule dependence)
 #
 # `dma_map_benchmark -g <granule> -t 1` in a guest on Grace, trapped vSMMU vs VCMDQ. The 1-thread
 # rows are the ones the preset is fitted to (so agreement there checks the fit, not a prediction);

@@ -21,13 +21,13 @@
 # > **Nicolin Chen:** "Just one concern here: we'll need to support multi VCMDQs on the guest level
 # > too. So using the vSMMU's main queue slot may not be sufficient for CMDQV use cases."
 #
-# What NVIDIA later reported (calibration.md C2; neither statement is used to fit the model):
+# What NVIDIA later reported (C2; neither statement is used to fit the model):
 #
 # * in-kernel multi-VCMDQ gave **"up to 20%"** less TLB invalidation time than a single queue in a
 #   multi-threaded unmap benchmark (v12 cover letter);
 # * guest VCMDQ gave **"70% to 90%"** less than the trapped vSMMU.
 #
-# **What this notebook must answer** (domain brief, section 1, Q8): guest scaling with *k* VCMDQs
+# **What this notebook must answer** (Q8): guest scaling with *k* VCMDQs
 # per VM against one, as the guest's vCPU count grows: throughput per vCPU and unmap latency, with
 # confidence intervals; whether several queues help when the SMMU consumes queues one at a time
 # and when it consumes them in parallel (`smmu_parallel`: not public for Grace); and the model's

@@ -27,7 +27,7 @@
 # > host-kernel use of VCMDQs (PATCH 1-4), or to wait until we have a full-stack support covering
 # > guest use cases too."
 #
-# **What this notebook must answer** (domain brief, Q9): host throughput and latency against CPU
+# **What this notebook must answer** (Q9): host throughput and latency against CPU
 # count for one shared main cmdq with Linux's lock-free algorithm; N VCMDQs each running the full
 # lock-free algorithm (`cpu % N`); per-CPU queues with a lightweight exclusive path (no atomics);
 # ECMDQ; with spinlock and atomic-add for context. Throughput per CPU with confidence intervals
@@ -40,7 +40,7 @@
 # (cmpxchg reservation, valid bitmap, owner gathering, one PROD doorbell, CMD_SYNC wait) against
 # an SMMU that fetches and executes commands. Contended cache lines are FIFO servers, so cmpxchg
 # failures *emerge* from contention. Costs come from the `d06` preset, fitted to John Garry's D06
-# map+unmap rows (calibration.md C1: 2-16 CPUs, lock-free and atomic-add). Everything beyond 16
+# map+unmap rows (C1: 2-16 CPUs, lock-free and atomic-add). Everything beyond 16
 # CPUs, and every VCMDQ/ECMDQ configuration, is a **prediction**. The workload is the C1 loop:
 # each CPU thinks (map + unmap page-table work), then issues one `CMD_TLBI_NH_VA` + `CMD_SYNC`
 # and waits for it (strict mode).
@@ -107,7 +107,7 @@ Q9_COSTS = ["think_ns", "line_xfer_ns", "line_local_ns", "cmd_write_ns", "mmio_w
             "vcmdq_sync_wait"]  # fmt: skip
 param_table(
     platform_table("d06").filter(pl.col("name").is_in(Q9_COSTS)).select("name", "value", "unit", "provenance", "source"),
-    "Platform preset d06 (HiSilicon Hi1620, fitted to calibration.md C1): the costs of the map+unmap loop",
+    "Platform preset d06 (HiSilicon Hi1620, fitted to C1): the costs of the map+unmap loop",
 )
 result_table(HostMapUnmapParams().table().select("name", "value", "unit", "doc"),
              "host-map-unmap scenario parameters (defaults)")  # fmt: skip

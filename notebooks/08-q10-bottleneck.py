@@ -23,7 +23,7 @@
 # > real-world performance, but what we have to lose is more effort spent ripping stuff out again
 # > if it turns out to be no good."
 #
-# **What this notebook must answer** (domain brief, Q10): strict vs lazy (flush-queue)
+# **What this notebook must answer** (Q10): strict vs lazy (flush-queue)
 # invalidation with dma_map_benchmark-, fio- and netperf-like workloads; the fraction of time or
 # ops where the cmdq is the bottleneck rather than CPU work, and when it is not a bottleneck at all;
 # replays of the real captured Linux command streams across queue topologies. With numbers: the
@@ -31,7 +31,7 @@
 #
 # **What the model is.** A functional + calibrated timing model, not a cycle-exact simulator (see
 # notebook 07): Linux's submission algorithms and an SMMU that fetches and executes commands,
-# with costs from the `d06` preset (fitted to calibration.md C1, 2-16 CPUs). The workloads are
+# with costs from the `d06` preset (fitted to C1, 2-16 CPUs). The workloads are
 # generators of Linux's unmap command streams: **strict** mode issues one `CMD_TLBI_NH_VA` +
 # `CMD_SYNC` per unmap and waits; **lazy** mode (`iommu.strict=0`) queues the IOVA in a per-CPU
 # flush queue and issues one `CMD_TLBI_NH_ASID` + `CMD_SYNC` when 256 unmaps are queued or a 10 ms
@@ -92,7 +92,7 @@ Q10_COSTS = ["think_ns", "line_xfer_ns", "cmd_write_ns", "mmio_write_ns", "tlbi_
              "fetch_ns", "fetch_line_cmds", "msi_ns", "smmu_parallel"]  # fmt: skip
 param_table(
     platform_table("d06").filter(pl.col("name").is_in(Q10_COSTS)).select("name", "value", "unit", "provenance", "source"),
-    "Platform preset d06 (fitted to calibration.md C1): the costs on the unmap path",
+    "Platform preset d06 (fitted to C1): the costs on the unmap path",
 )
 for name in ("host-dma-map", "host-fio", "host-netperf"):
     result_table(get_scenario(name).params().table().select("name", "value", "unit", "doc"),
@@ -126,7 +126,7 @@ dmad = derive(topo(dma.frame))
 # ## 1. Closed loop: the map+unmap benchmark, strict vs lazy
 #
 # Each thread maps and unmaps one 4 KiB buffer in a loop with the D06 fit's CPU work in between:
-# the workload of calibration.md C1, where the cmdq is on every iteration's critical path in strict
+# the workload of C1, where the cmdq is on every iteration's critical path in strict
 # mode. Lazy mode takes the invalidation off the path (one flush per 256 unmaps).
 
 # %%

@@ -18,7 +18,7 @@
 # Every other notebook's numbers come from a timing model, not from hardware. This one shows what
 # that model is anchored to and how loosely:
 #
-# 1. **Fit**: the `d06` preset against calibration.md C1 (John Garry's D06 map+unmap rows, both
+# 1. **Fit**: the `d06` preset against C1 (John Garry's D06 map+unmap rows, both
 #    the v5.9-rc1 lock-free and the "atomic add" rows) and the `grace` preset against C2's 1-thread
 #    rows (Nicolin Chen's guest unmap latency, trapped vSMMU and VCMDQ) with C3's trap costs fixed;
 #    measured vs model with relative errors, from the stored fit (`read_preset(...).meta`) and a
@@ -26,7 +26,7 @@
 # 2. **Theory**: the engine against queueing theory (M/D/1 and M/M/1 over utilisation; a closed
 #    loop against exact mean-value analysis).
 # 3. **Predictions** for configurations no preset was fitted to (D06 at 32/64/96 CPUs and its
-#    cmpxchg success ratio at 64; Grace with 2 threads), printed as predictions: calibration.md
+#    cmpxchg success ratio at 64; Grace with 2 threads), printed as predictions: the calibration data (docs/sources.md)
 #    holds the measured rows back so they can judge the model later.
 # 4. **Sensitivity** to every parameter whose provenance is *assumption*: each is varied across a
 #    plausible range (stated) and the change in three headline conclusions is shown as a tornado
@@ -107,9 +107,9 @@ print(
     f"d06 rows evaluated with {d06_count or d06_spec.count} ops each (fit: {d06_spec.count}, seed {d06_spec.seed}); "
     f"grace with {grace_count or grace_spec.count} (fit: {grace_spec.count})"
 )
-result_table(d06_fit, "d06 vs calibration.md C1: map+unmap per CPU per second, measured vs model (fitted)")
+result_table(d06_fit, "d06 vs C1: map+unmap per CPU per second, measured vs model (fitted)")
 result_table(
-    grace_fit, "grace vs calibration.md C2 (1 thread): mean guest unmap latency (ns), measured vs model (fitted)"
+    grace_fit, "grace vs C2 (1 thread): mean guest unmap latency (ns), measured vs model (fitted)"
 )
 
 
@@ -327,7 +327,7 @@ result_table(
 # %% [markdown]
 # ## 3. Predictions for configurations outside the fit
 #
-# calibration.md keeps these measured rows back: the model's values below are **predictions**,
+# the published measurements at these configurations were held out of the fit: the model's values below are **predictions**,
 # stored with the preset when it was fitted and recomputed now, to be compared with the held-out
 # measurements later. They are not facts about the hardware.
 

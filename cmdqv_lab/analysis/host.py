@@ -136,7 +136,7 @@ def fmt_k(x: float) -> str:
     return f"{x / 1e3:,.0f}K" if x >= 1e4 else f"{x / 1e3:,.1f}K"
 
 
-#: The CPU counts of calibration.md C1 (the rows the d06 preset is fitted to).
+#: The CPU counts of C1 (docs/sources.md: the rows the d06 preset is fitted to).
 C1_CPUS: tuple[int, ...] = (2, 4, 8, 16)
 
 

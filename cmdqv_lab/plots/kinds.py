@@ -1,6 +1,6 @@
 """What a number is, and how a chart shows it: measured, fitted, predicted or computed.
 
-- **measured**: a public measurement (calibration.md rows, NVIDIA's statements, the captured traces);
+- **measured**: a public measurement (the C1-C4 rows of docs/sources.md, NVIDIA's statements, the captured traces);
 - **fitted**: the timing model at a configuration its preset was fitted to (calibration rows);
 - **predicted**: the timing model anywhere else (a prediction, to be judged by held-out data);
 - **computed**: an exact consequence of the functional model or the geometry (hazard counts on a

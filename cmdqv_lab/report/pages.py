@@ -248,7 +248,7 @@ def index_html(pages: list[NotebookPage], env: dict[str, Any]) -> str:
         + _rows_table(["preset", "row", "measured", "model", "error"], fitted, "kind-fitted")
         + _rows_table(["question", "fitted number", "value", "notebook"], key_rows("fitted"), "kind-fitted")
         + "<h2>What is predicted</h2><p>Model outputs outside the calibration rows: predictions, to be "
-        "judged by held-out measurements (calibration.md keeps them back). They are not findings about "
+        "judged by the published measurements that were held out of the fit. They are not findings about "
         "hardware.</p>"
         + _rows_table(
             ["preset", "held-out configuration", "metric", "model prediction"], predicted, "kind-predicted"
