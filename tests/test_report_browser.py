@@ -49,13 +49,17 @@ class _Quiet(SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("browser-report")
+def build_one(root: Path, notebook: Path, name: str) -> Path:
+    """A smoke site built from one notebook (copied in as ``name``) under ``root``."""
     (root / "notebooks").mkdir()
-    shutil.copy(FIXTURE, root / "notebooks" / "01-fixture.py")
+    shutil.copy(notebook, root / "notebooks" / name)
     build(root / "notebooks", root / "site", smoke=True, repo=root)
     return root / "site"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_one(tmp_path_factory.mktemp("browser-report"), FIXTURE, "01-fixture.py")
 
 
 @pytest.fixture(scope="module")

@@ -11,27 +11,21 @@ error (a CSP violation is one), and every page carries the Content-Security-Poli
 from __future__ import annotations
 
 import re
-import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
 from cmdqv_lab.report.pages import CSP
-from cmdqv_lab.report.site import build
+from tests.test_report_browser import CHROMIUM, build_one
 
 PROBE = Path(__file__).parent / "data" / "xss_notebook.py"
-CHROMIUM = Path("/usr/bin/chromium")
 OWN_SCRIPTS = {"assets/vega.js", "assets/report.js"}
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("xss")
-    (root / "notebooks").mkdir()
-    shutil.copy(PROBE, root / "notebooks" / "01-xss.py")
-    build(root / "notebooks", root / "site", smoke=True, repo=root)
-    return root / "site"
+    return build_one(tmp_path_factory.mktemp("xss"), PROBE, "01-xss.py")
 
 
 class _Scan(HTMLParser):
