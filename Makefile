@@ -1,6 +1,7 @@
 # cmdqv-lab: two commands do all the set-up on a fresh machine.
 #   make report   build the rendered report (creates .venv on first use)
 #   make test     lint, type-check and run the tests (creates .venv; installs test system packages)
+#   make lab      JupyterLab on notebooks/ (they open as notebooks, with the cmdqv-lab kernel)
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -10,25 +11,29 @@ PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11; do \
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
-export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
+# The compiled engine is cached where the CLI and Jupyter look too (cmdqv_lab/engine/__init__.py:
+# $NUMBA_CACHE_DIR if set, else ~/.cache/cmdqv-lab/numba), so make, the CLI and notebooks compile it once.
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 PYTEST_WORKERS ?= 2
 
-.PHONY: help venv test lint typecheck unit report report-smoke bench results reproduce sysdeps clean
+.PHONY: help venv test lint typecheck unit report report-smoke lab bench results reproduce sysdeps clean
 
 help:
 	@echo "make report   executes the notebooks and writes the offline report to report/"
+	@echo "make lab      JupyterLab on notebooks/ (double-click opens a notebook with the cmdqv-lab kernel)"
 	@echo "make test     ruff + mypy + the test suite (includes slow, browser and QEMU-capture tests)"
 	@echo "make bench    engine and sweep benchmarks (engine vs SimPy reference, 1 vs 2 workers)"
 	@echo "make results  regenerate the published sweeps in data/results (then: make reproduce)"
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: Python >= 3.11 is required (none found on PATH)" >&2; exit 1; }
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	@test -x $(BIN)/python || { echo "venv: creating $(VENV) with $$($(PYTHON) --version)"; $(PYTHON) -m venv $(VENV); }
+	@echo "venv: installing cmdqv-lab and its dependencies into $(VENV) (a few minutes the first time)"
+	@$(BIN)/python -m pip install -q --upgrade pip
+	@$(BIN)/python -m pip install -q -e '.[test]'
 	@rm -f $(VENV)/.installed-*
 	@touch $@
+	@echo "venv: ready"
 
 venv: $(STAMP)
 
@@ -48,10 +53,15 @@ unit: venv
 test: venv sysdeps lint typecheck unit
 
 report: venv
-	$(BIN)/cmdqv-lab report --out report
+	@echo "report: executing notebooks/NN-*.py into report/ (progress below, one line per notebook)"
+	@$(BIN)/cmdqv-lab report --out report
 
 report-smoke: venv
-	$(BIN)/cmdqv-lab report --smoke --out report-smoke
+	@$(BIN)/cmdqv-lab report --smoke --out report-smoke
+
+lab: venv
+	@$(BIN)/python -m cmdqv_lab.report.lab
+	$(BIN)/jupyter lab notebooks
 
 bench: venv
 	$(BIN)/python benchmarks/bench_engine.py --startup

@@ -2,9 +2,14 @@
 # jupyter:
 #   jupytext:
 #     formats: py:percent
+#     notebook_metadata_filter: kernelspec,-jupytext.text_representation.jupytext_version,-jupytext.text_representation.format_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#   kernelspec:
+#     display_name: Python (cmdqv-lab)
+#     language: python
+#     name: cmdqv-lab
 # ---
 
 # %% [markdown]
@@ -15,8 +20,12 @@
 # review of the Tegra241 CMDQV patches, where Robin Murphy asked whether "replicating the full
 # heavyweight cmdq behaviour is the right way to go" and whether "we really are addressing the
 # right bottlenecks", and Nicolin Chen answered that "we'd have to provide some solid perf data".
-# The other notebooks each take one question (Q1-Q10 of the domain brief) and answer it with a
+# The other notebooks each take one question (Q1-Q10, from the seed thread) and answer it with a
 # sweep and a number the run computes; notebook 09 shows how far the timing model can be trusted.
+#
+# Sources: the [seed thread](../docs/sources.md#seed-thread), [C1 (Garry 2020)](../docs/sources.md#c1-garry-2020)
+# for the D06 calibration, the [captured Linux 6.1 traces](../docs/sources.md#traces-linux6.1); every source
+# the project relies on is listed in [the bibliography](../docs/sources.md).
 #
 # This tour walks the toolkit end to end, each step in a few lines:
 #
@@ -42,6 +51,7 @@ import polars as pl
 
 from cmdqv_lab import plots, widgets
 from cmdqv_lab.analysis.calibrate import CalibrationSpec
+from cmdqv_lab.analysis.host import c1_kind
 from cmdqv_lab.checker.check import check, compare
 from cmdqv_lab.checker.scenarios import load_source
 from cmdqv_lab.device.cmdq import CError
@@ -59,7 +69,7 @@ from cmdqv_lab.driver.recovery import (
 from cmdqv_lab.errors import CmdqvError
 from cmdqv_lab.experiments.published import sweep_frame
 from cmdqv_lab.platform import platform_table
-from cmdqv_lab.report import param_table
+from cmdqv_lab.report import param_table, result_table
 from cmdqv_lab.scenarios import simulate
 from cmdqv_lab.workloads.qemu_trace import parse_trace
 from cmdqv_lab.workloads.replay import trace_path
@@ -84,7 +94,7 @@ print(f"{len(raw)} bytes: {raw.hex()}")
 dw0, dw1 = (int(x) for x in tlbi.encode())
 print(f"dword0 = {dw0:#018x}  (opcode {dw0 & 0xFF:#04x})\ndword1 = {dw1:#018x}")
 assert Command.decode(tlbi.encode()) == tlbi
-param_table(
+result_table(
     pl.DataFrame(
         [
             {"field": f.name, "where": f.describe(), "value": tlbi.get(f.name)}
@@ -139,7 +149,7 @@ log = pl.DataFrame(
         for e in smmu.log
     ]
 )  # fmt: skip
-param_table(log, "Event log of the functional model (main CMDQ)")
+result_table(log, "Event log of the functional model (main CMDQ)")
 
 # %% [markdown]
 # The same rule on a Tegra241 **guest-owned VCMDQ** (Q1/Q5 of the thread): the VINTF rewrites the
@@ -186,11 +196,11 @@ print(
     f"{s['file'].split('/')[-1]}: {s['commands']} commands in {s['doorbells']} doorbells "
     f"(mean batch {s['mean_batch']:.2f}), {s['threads']} vCPU threads, errors {s['errors'] or 'none'}"
 )
-param_table(
+result_table(
     pl.DataFrame({"opcode": list(s["opcodes"]), "commands": list(s["opcodes"].values())}),
     "Opcodes in the strict 4-vCPU trace",
 )
-param_table(
+result_table(
     pl.DataFrame(
         {
             "commands per doorbell": [int(k) for k in s["batch_sizes"]],
@@ -199,7 +209,10 @@ param_table(
     ),
     "Batch sizes (commands published by one PROD write)",
 )
-tr.commands.select("seq", "doorbell", "opcode", "asid", "addr", "sid").head(8)
+result_table(
+    tr.commands.select("seq", "doorbell", "opcode", "asid", "addr", "sid").head(8),
+    "The first 8 commands of the trace",
+)
 
 # %% [markdown]
 # Strict mode: every unmap is its own doorbell of one `CMD_TLBI_NH_VA` + `CMD_SYNC`, and the
@@ -219,7 +232,7 @@ tr.commands.select("seq", "doorbell", "opcode", "asid", "addr", "sid").head(8)
 # %%
 src = load_source("guest-mixed", {"ops": 400 if smoke else 4000}, seed=1)
 cmp = compare(src, ["first-opcode", "scan"])
-param_table(cmp, "Hazards per routing policy on guest-mixed")
+result_table(cmp, "Hazards per routing policy on guest-mixed (functional model)")
 hz = cmp.unpivot(
     index="policy", on=["ill", "q2", "q3", "unsynced"], variable_name="hazard", value_name="count"
 )
@@ -236,11 +249,16 @@ print(
 # The timing engine runs Linux's `arm_smmu_cmdq_issue_cmdlist` step by step on every CPU (cmpxchg
 # reservation, valid bitmap, owner gathering, one PROD doorbell, CMD_SYNC wait) against an SMMU
 # that fetches and executes commands. Its costs are a platform preset: here `d06`, fitted to John
-# Garry's D06 map+unmap rows (calibration.md C1). The table says where each value comes from; the
+# Garry's D06 map+unmap rows (C1). The table says where each value comes from; the
 # model is calibrated, not cycle-exact, and notebook 09 varies every *assumption*.
 
 # %%
-param_table(platform_table("d06"), "Platform preset d06: values, units, ranges, provenance")
+TOUR_COSTS = ["think_ns", "line_xfer_ns", "cmd_write_ns", "mmio_write_ns", "tlbi_service_ns", "sync_service_ns",
+              "fetch_ns", "fetch_line_cmds", "msi_ns"]  # fmt: skip
+param_table(
+    platform_table("d06").filter(pl.col("name").is_in(TOUR_COSTS)).select("name", "value", "unit", "provenance", "source"),
+    "Platform preset d06: the costs of the host map+unmap loop (all rows: notebook 09)",
+)
 run = simulate(
     "host-map-unmap", {"platform": "d06", "cpus": 16}, seed=1, count=4_000 if smoke else 40_000, record=True
 )
@@ -291,14 +309,12 @@ timeline = pl.concat(
     ]
 )
 plots.show(
-    plots.batch_timeline(
-        timeline, title="12 consecutive unmaps at 16 CPUs: reserve, write, doorbell, SMMU, wake"
-    )
+    plots.batch_timeline(timeline, title="12 consecutive unmaps at 16 CPUs: reserve, write, doorbell, SMMU, wake")
 )
 lat = run.ops.select(
     pl.lit("main cmdq, lock-free").alias("policy"), (pl.col("latency_ps") / 1000).alias("latency_ns")
 )
-plots.show(plots.latency_cdf(lat, log_x=True, title="op latency at 16 CPUs (D06)"))
+plots.show(plots.latency_cdf(lat, log_x=True, title="Op latency at 16 CPUs (D06 preset)", kind="fitted"))
 
 # %% [markdown]
 # "doorbell" is the time from writing the entries to the PROD write that publishes them: the wait
@@ -316,12 +332,13 @@ plots.show(plots.latency_cdf(lat, log_x=True, title="op latency at 16 CPUs (D06)
 # %%
 sw = sweep_frame("q9-host-cpus-submit", smoke=smoke)
 print(sw.describe())
-df = sw.frame.rename({"submit": "policy"})
+df = c1_kind(sw.frame).with_columns(pl.col("submit").alias("policy"))
 plots.show(
     plots.throughput_vs_cpus(
-        df, y="ops_per_s_per_cpu", log_x=True, title="map+unmap per CPU vs CPUs, D06 main cmdq"
+        df, y="ops_per_s_per_cpu", log_x=True, kind="kind", color_title="submission algorithm",
+        y_title="map+unmap per CPU (ops/s)", title="Map+unmap per CPU vs CPUs, D06 main cmdq",
     )
-)
+)  # fmt: skip
 means = (
     df.group_by("policy", "cpus", maintain_order=True)
     .agg(pl.col("ops_per_s_per_cpu", "smmu_busy_fraction").mean())
@@ -334,10 +351,12 @@ plots.show(
         "ops_per_s_per_cpu",
         None,
         "policy",
-        kind="select",
+        control="select",
         log_x=True,
         log_y=True,
-        title="ops/s per CPU (pick the algorithm)",
+        y_title="map+unmap per CPU (ops/s)",
+        slider_title="submission algorithm",
+        title="Map+unmap per CPU (pick the algorithm)",
     )
 )
 

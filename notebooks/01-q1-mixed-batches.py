@@ -2,16 +2,21 @@
 # jupyter:
 #   jupytext:
 #     formats: py:percent
+#     notebook_metadata_filter: kernelspec,-jupytext.text_representation.jupytext_version,-jupytext.text_representation.format_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#   kernelspec:
+#     display_name: Python (cmdqv-lab)
+#     language: python
+#     name: cmdqv-lab
 # ---
 
 # %% [markdown]
 # # Q1: mixed batches on a guest-owned VCMDQ
 #
-# The 2021 Tegra241 CMDQV v3 patch (seed thread, Dec 2021) decided where a guest's batch goes from
-# its *first* command only:
+# The 2021 Tegra241 CMDQV v3 patch ([seed thread](../docs/sources.md#seed-thread), Dec 2021) decided
+# where a guest's batch goes from its *first* command only:
 #
 # ```c
 # /* Check for supported CMDs if VINTF is owned by guest (not hypervisor) */
@@ -29,7 +34,7 @@
 # > constrains on the type of cmds in the batch in SMMUv3 driver upon smmu->nvidia_grace_cmdqv, or
 # > fallback to the SMMUv3's CMDQ pathway here if one of cmds is not supported."
 #
-# **What this notebook answers** (domain brief, Q1): how often a mixed batch sends an unsupported
+# **What this notebook answers** (Q1): how often a mixed batch sends an unsupported
 # command to a guest-owned VCMDQ (CERROR_ILL), as a function of the fraction of unsupported
 # commands and of whether they are mixed per command or per batch; and the safety and cost of the
 # alternatives: the first-opcode check (the patch), scanning the whole batch, splitting a batch at
@@ -39,8 +44,13 @@
 # **How**: (1) the real Linux 6.1 command streams in `data/traces` tell whether today's batches are
 # mixed at all; (2) the correctness checker routes a synthetic guest stream under each policy and
 # replays it through the *functional* CMDQV model, which raises ILL exactly where a guest-owned
-# VINTF would; (3) the timing engine, fitted to Grace guest measurements (calibration.md C2),
+# VINTF would; (3) the timing engine, fitted to Grace guest measurements (C2),
 # prices each policy in unmap latency, VM exits and guest interrupts.
+#
+# Sources: [seed thread](../docs/sources.md#seed-thread), [C2 (Chen 2025)](../docs/sources.md#c2-hwqueue-v9),
+# [C3 (kvm 2023)](../docs/sources.md#c3-kvm-microbench), [captured traces](../docs/sources.md#traces-linux6.1),
+# [Linux 7.0 SMMUv3 driver](../docs/sources.md#linux-7.0-smmu) (the batch API that now splits),
+# [QEMU 10.2 SMMUv3](../docs/sources.md#qemu-10.2-smmuv3) (the trapped path).
 
 # %% tags=["parameters"]
 smoke = False
@@ -50,26 +60,20 @@ smoke = False
 import time
 
 import polars as pl
-from IPython.display import display
 
 from cmdqv_lab import plots, widgets
-from cmdqv_lab.checker.check import check
-from cmdqv_lab.checker.scenarios import load_source
-from cmdqv_lab.driver.routing import GUEST_ACCEPTED, opcode_class
-from cmdqv_lab.experiments.published import sweep_frame
+from cmdqv_lab.analysis.frames import sweep, value
+from cmdqv_lab.analysis.hazards import closed_form_check, policy_safety
+from cmdqv_lab.analysis.traces import batch_mixing
+from cmdqv_lab.driver.routing import GUEST_ACCEPTED
 from cmdqv_lab.platform import platform_table
-from cmdqv_lab.report import answer, param_table
+from cmdqv_lab.report import answer, param_table, result_table
 from cmdqv_lab.scenarios.guest import GuestParams
-from cmdqv_lab.workloads.qemu_trace import parse_trace
 from cmdqv_lab.workloads.replay import TRACES_DIR
 from cmdqv_lab.workloads.synthetic.mixed import MixedParams
 
 plots.enable()
-pl.Config.set_tbl_rows(80)  # show whole result tables (also in the report's HTML)
-pl.Config.set_tbl_cols(16)
-pl.Config.set_fmt_str_lengths(80)
 t_start = time.perf_counter()
-POLICIES = ["first-opcode", "scan", "split", "homogeneous", "scan-fanout"]
 print("guest-owned VCMDQ accepts:", ", ".join(sorted(o.name for o in GUEST_ACCEPTED)))
 
 # %% [markdown]
@@ -86,34 +90,8 @@ print("guest-owned VCMDQ accepts:", ", ".join(sorted(o.name for o in GUEST_ACCEP
 trace_files = sorted(TRACES_DIR.glob("*.log.gz"))
 if smoke:
     trace_files = trace_files[:2]
-accepted_names = {o.name for o in GUEST_ACCEPTED}
-rows = []
-for f in trace_files:
-    cmds = parse_trace(f).commands
-    per = (
-        cmds.filter(pl.col("opcode") != "CMD_SYNC")
-        .with_columns(
-            pl.col("opcode_value").map_elements(opcode_class, return_dtype=pl.String).alias("cls"),
-            pl.col("opcode").is_in(list(accepted_names)).alias("ok"),
-        )
-        .group_by("doorbell", maintain_order=True)
-        .agg(
-            pl.col("cls").n_unique().alias("types"),
-            pl.col("ok").first().alias("first_ok"),
-            pl.col("ok").all().alias("all_ok"),
-        )
-    )
-    rows.append(
-        {
-            "trace": f.name.removesuffix(".log.gz").removeprefix("qemu-smmuv3-"),
-            "commands": cmds.height,
-            "doorbells": per.height,
-            "mixed": int((per["types"] > 1).sum()),
-            "unsafe_for_first_opcode": int((per["first_ok"] & ~per["all_ok"]).sum()),
-        }
-    )
-trace_batches = pl.DataFrame(rows)
-display(trace_batches)
+trace_batches = batch_mixing(trace_files)
+result_table(trace_batches, "Batches (doorbells) of the captured Linux 6.1 streams: mixed ones")
 
 # %% [markdown]
 # Nicolin's observation holds for the captured streams: Linux 6.1 builds single-type batches, so
@@ -145,47 +123,25 @@ stream = {
 check_ops = 400 if smoke else 2000
 fractions = [0.0, 0.05, 0.2] if smoke else [0.0, 0.01, 0.02, 0.05, 0.1, 0.2]
 mixes = ["batch"] if smoke else ["command", "batch"]
-param_table(
+result_table(
     MixedParams(**stream, ops=check_ops)
     .table()
-    .filter(pl.col("name").is_in([*stream, "ops", "ats", "unsupported_fraction", "mix_per"])),
+    .filter(pl.col("name").is_in([*stream, "ops", "ats", "unsupported_fraction", "mix_per"]))
+    .select("name", "value", "unit", "doc"),
     "Checker stream: registry `mixed` workload (the swept fraction and mix are set per run)",
 )
 
 # %%
 t0 = time.perf_counter()
-rows = []
-for mix in mixes:
-    for f in fractions:
-        src = load_source(
-            "mixed", {**stream, "ops": check_ops, "unsupported_fraction": f, "mix_per": mix}, seed=0
-        )
-        for policy in POLICIES:
-            r = check(src, policy)
-            rows.append(
-                {
-                    "mix_per": mix, "unsupported_fraction": f, "policy": policy, "ops": check_ops,
-                    **r.counts, "trapped": r.routed["paths"]["trap"], "commands": src.frame.height,
-                    "inserted_syncs": r.routed["inserted_syncs"], "disagreements": len(r.disagreements),
-                    "example": next((h.reason for h in r.hazards if h.kind == "ill"), None),
-                }
-            )  # fmt: skip
-safety = pl.DataFrame(rows).with_columns(
-    (pl.col("ill") * 1e4 / pl.col("ops")).alias("ill_per_1e4_ops"),
-    (pl.col("trapped") / pl.col("commands")).alias("trapped_share"),
-)
+safety = policy_safety(stream, ops=check_ops, fractions=fractions, mixes=mixes)
 assert safety["disagreements"].sum() == 0, "routing and the functional model disagree on ILL"
 print(f"{safety.height} checker runs in {time.perf_counter() - t0:.1f} s")
-safety.select(
-    "mix_per",
-    "unsupported_fraction",
-    "policy",
-    "ill",
-    "q2",
-    "ill_per_1e4_ops",
-    "trapped_share",
-    "inserted_syncs",
-)
+result_table(
+    safety.filter(pl.col("unsupported_fraction") == 0.05).select(
+        "mix_per", "policy", "ill", "q2", "ill_per_1e4_ops", "trapped_share", "inserted_syncs"
+    ),
+    "ILL and Q2 hazards per policy at 5% unsupported commands (checker, functional model)",
+)  # fmt: skip
 
 # %% [markdown]
 # What an ILL means, in the model's own words (the first one first-opcode produced):
@@ -209,27 +165,18 @@ print(safety.filter(pl.col("example").is_not_null())["example"][0])
 #   and then carries on average `(t - 1) f / (1 - f)` of them: ILL per op `= (t - 1) f`.
 
 # %%
-t = stream["tlbis"]
-theory = (
-    safety.filter(pl.col("policy") == "first-opcode")
-    .with_columns(
-        pl.when(pl.col("mix_per") == "batch")
-        .then(pl.col("unsupported_fraction") * t / (t + 1))
-        .otherwise(pl.col("unsupported_fraction") * (t - 1))
-        .mul(1e4)
-        .alias("closed_form_per_1e4_ops")
-    )
-    .select("mix_per", "unsupported_fraction", "ill", "ill_per_1e4_ops", "closed_form_per_1e4_ops")
-)
-display(theory)
+theory = closed_form_check(safety, stream["tlbis"])
+result_table(theory, "First-opcode ILL per 10^4 unmaps: checker vs closed form")
 
 # %%
 plots.show(
     plots.throughput_vs_cpus(
-        safety.with_columns((pl.col("policy") + " / per " + pl.col("mix_per")).alias("policy_mix")),
+        safety.with_columns(("mixed per " + pl.col("mix_per")).alias("mix")),
         x="unsupported_fraction",
         y="ill_per_1e4_ops",
-        color="policy_mix",
+        color="policy",
+        panel="mix",
+        kind="computed",
         title="ILL on the guest VCMDQ per 10^4 unmaps vs unsupported fraction (checker)",
     )
 )
@@ -238,7 +185,8 @@ plots.show(
     plots.hazard_counts(
         safety.filter(pl.col("unsupported_fraction") == f_bar)
         .unpivot(index=["policy", "mix_per"], on=["ill", "q2", "q3", "unsynced"], variable_name="hazard",
-                 value_name="count"),
+                 value_name="count").rename({"count": "hazards"}),
+        count="hazards",
         title=f"Hazards per policy at {f_bar:.0%} unsupported ({check_ops} unmaps per mix, both mixes summed)",
     )
 )  # fmt: skip
@@ -254,6 +202,7 @@ plots.show(
         x="unsupported_fraction",
         y="trapped_share",
         color="policy",
+        kind="computed",
         title=f"Share of commands trapped to the VMM (mix per {mixes[-1]})",
     )
 )
@@ -273,13 +222,14 @@ plots.show(
 # skipped); `scan` and `scan-fanout` trap the whole batch to the VMM; `split` and `homogeneous`
 # issue [TLBI + SYNC] on the VCMDQ, trap [CFGI_CD + SYNC], and issue the rest on the VCMDQ. Unmap
 # sizes 4 KiB (one TLBI) and 64 KiB (16 TLBIs), platform `grace`: guest CPU work, VMM costs and
-# TLBI service are fitted to calibration.md C2 (trapped and VCMDQ unmap latency, 1 thread), trap
+# TLBI service are fitted to C2 (trapped and VCMDQ unmap latency, 1 thread), trap
 # costs are C3's Kunpeng 920 measurements, the error path is an assumption.
 
 # %%
 guest_fields = ["vms", "threads", "granule_kib", "vcmdqs_per_vm", "unsupported_fraction", "policy"]
-param_table(GuestParams(platform="grace", threads=2).table().filter(pl.col("name").is_in(guest_fields)),
-            "Timing scenario guest-vcmdq (swept: policy, unsupported_fraction, granule_kib)")  # fmt: skip
+result_table(GuestParams(platform="grace", threads=2).table().filter(pl.col("name").is_in(guest_fields))
+             .select("name", "value", "unit", "doc"),
+             "Timing scenario guest-vcmdq (swept: policy, unsupported_fraction, granule_kib)")  # fmt: skip
 plat_fields = [
     "guest_unmap_ns", "guest_map_ns", "tlbi_service_ns", "cfgi_service_ns", "sync_service_ns", "fetch_ns",
     "trap_user_ns", "vmm_trap_ns", "vmm_per_cmd_ns", "vmm_batch", "vmm_lock", "guest_poll",
@@ -293,9 +243,7 @@ param_table(
 )
 
 # %%
-sw = sweep_frame("nb-q1-guest-policy", smoke=smoke)
-print(sw.describe())
-cost = sw.frame.with_columns(
+cost = sweep("nb-q1-guest-policy", smoke=smoke).with_columns(
     (pl.col("op_latency_ns_mean") / 1e3).alias("mean_us"),
     (pl.col("op_latency_ns_p99") / 1e3).alias("p99_us"),
     (pl.col("exits") / pl.col("ops") * 1e4).alias("exits_per_1e4_ops"),
@@ -308,15 +256,16 @@ summary = (
          pl.len().alias("seeds"))
     .sort("granule_kib", "policy", "unsupported_fraction")
 )  # fmt: skip
-display(summary)
+result_table(
+    summary.filter(pl.col("unsupported_fraction") == 0.05).drop("unsupported_fraction"),
+    "Guest unmap latency per policy at 5% mixed unmaps (model prediction, means over seeds)",
+)
 
 # %%
 for g in sorted(cost["granule_kib"].unique().to_list()):
     sub = cost.filter(pl.col("granule_kib") == g)
     plots.show(plots.throughput_vs_cpus(sub, x="unsupported_fraction", y="mean_us", color="policy",
-                                        title=f"Mean unmap latency (us), {g} KiB unmaps"))  # fmt: skip
-    plots.show(plots.throughput_vs_cpus(sub, x="unsupported_fraction", y="p99_us", color="policy",
-                                        title=f"p99 unmap latency (us), {g} KiB unmaps"))  # fmt: skip
+                                        title=f"Mean unmap latency, {g} KiB unmaps"))  # fmt: skip
 plots.show(
     plots.throughput_vs_cpus(cost.filter(pl.col("granule_kib") == 4), x="unsupported_fraction",
                              y="exits_per_1e4_ops", color="policy", title="VM exits per 10^4 unmaps (4 KiB)")
@@ -336,10 +285,10 @@ plots.show(
 # %%
 explore = summary.select("granule_kib", "policy", "unsupported_fraction", "mean_us")
 plots.show(plots.explorer(explore, "unsupported_fraction", "mean_us", "policy", "granule_kib",
-                          title="Mean unmap latency (us) vs unsupported fraction"))  # fmt: skip
+                          title="Mean unmap latency vs unsupported fraction"))  # fmt: skip
 explore_p99 = summary.select("granule_kib", "policy", "unsupported_fraction", "p99_us")
 plots.show(plots.explorer(explore_p99, "unsupported_fraction", "p99_us", "policy", "granule_kib",
-                          title="p99 unmap latency (us) vs unsupported fraction"))  # fmt: skip
+                          title="p99 unmap latency vs unsupported fraction"))  # fmt: skip
 
 # %% [markdown]
 # ### Live: re-simulate one configuration
@@ -363,15 +312,11 @@ widgets.explore(
 F = 0.05  # the fraction quoted in the answer (in both grids)
 
 
-def at(frame: pl.DataFrame, **eq: object) -> pl.DataFrame:
-    return frame.filter(pl.all_horizontal([pl.col(k) == v for k, v in eq.items()]))
+def lat(policy: str, f: float, g: int) -> float:
+    return value(summary, "mean_us", policy=policy, unsupported_fraction=f, granule_kib=g)
 
 
-def lat(policy: str, f: float, g: int, col: str = "mean_us") -> float:
-    return float(at(summary, policy=policy, unsupported_fraction=f, granule_kib=g)[col].item())
-
-
-ill_fo = {m: float(at(safety, policy="first-opcode", unsupported_fraction=F, mix_per=m)["ill_per_1e4_ops"].item())
+ill_fo = {m: value(safety, "ill_per_1e4_ops", policy="first-opcode", unsupported_fraction=F, mix_per=m)
           for m in mixes}  # fmt: skip
 safe_ill = int(safety.filter(pl.col("policy") != "first-opcode")["ill"].sum())
 base4, base64 = lat("scan", 0.0, 4), lat("scan", 0.0, 64)
@@ -396,7 +341,13 @@ answer(
     f"with 64 KiB unmaps scan traps all 16 TLBIs ({base64:.1f} -> {lat('scan', F, 64):.1f} us, "
     f"+{per_mixed('scan', 64):.0f} us per mixed unmap) where split traps only the CFGI_CD "
     f"({lat('split', F, 64):.1f} us, +{per_mixed('split', 64):.0f} us): split traps least, but only scan-fanout is also free of the Q2 hazards of notebook 02.",
-)
+    numbers=[
+        ("mixed doorbells in the real traces", f"{int(trace_batches['mixed'].sum())} of {int(trace_batches['doorbells'].sum())}", "measured"),
+        (f"first-opcode ILL per 10^4 unmaps at {F:.0%} unsupported", " / ".join(f"{ill_fo[m]:.0f}" for m in mixes), "computed"),
+        ("ILL under scan, split, homogeneous, scan-fanout", f"{safe_ill}", "computed"),
+        ("4 KiB unmap latency, clean -> scan / split at 5% (Grace)", f"{base4:.1f} -> {lat('scan', F, 4):.1f} / {lat('split', F, 4):.1f} us", "predicted"),
+    ],
+)  # fmt: skip
 print(f"notebook ran in {time.perf_counter() - t_start:.1f} s (smoke={smoke})")
 
 # %% [markdown]
@@ -411,5 +362,5 @@ print(f"notebook ran in {time.perf_counter() - t_start:.1f} s (smoke={smoke})")
 # (stale configuration or TLB entries), which is the real cost of first-opcode; the position of the
 # unsupported command in the timing stream is fixed (after the first TLBI), so the timing side
 # always exercises first-opcode's blind spot. The upstream driver's batch API now issues a batch
-# and restarts it when a command is unsupported by the batch's queue (domain brief section 3),
+# and restarts it when a command is unsupported by the batch's queue (the Linux 7.0 driver),
 # i.e. the `split` policy.

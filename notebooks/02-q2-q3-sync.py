@@ -2,9 +2,14 @@
 # jupyter:
 #   jupytext:
 #     formats: py:percent
+#     notebook_metadata_filter: kernelspec,-jupytext.text_representation.jupytext_version,-jupytext.text_representation.format_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#   kernelspec:
+#     display_name: Python (cmdqv-lab)
+#     language: python
+#     name: cmdqv-lab
 # ---
 
 # %% [markdown]
@@ -29,12 +34,17 @@
 # > invalidated translations, and the only way to guarantee that is to explicitly observe the
 # > consumption of a CMD_SYNC from a later queue index."
 #
-# **What this notebook answers** (domain brief, Q2 and Q3). *Q2*: a CMD_SYNC only covers earlier
+# **What this notebook answers** (Q2 and Q3). *Q2*: a CMD_SYNC only covers earlier
 # commands of its own queue. Show the hazard (invalidations on queue A "completed" by a SYNC on
 # queue B, then the IOVA reused) and count hazards per routing policy, on the thread's corner cases
 # and on a stream whose lone SYNCs are swept. *Q3*: software cannot observe hardware-inserted
 # SYNCs, so relying on them gives no completion guarantee; what do they cost in throughput and
 # latency when several VCMDQs share the SMMU?
+#
+# Sources: [seed thread](../docs/sources.md#seed-thread) (the quotations),
+# [Linux 7.0 SMMUv3 driver](../docs/sources.md#linux-7.0-smmu) (SYNC completion per queue, CS=SIG_NONE on
+# VCMDQs), [QEMU 10.2 SMMUv3](../docs/sources.md#qemu-10.2-smmuv3) (synchronous consumption of the
+# emulated queue), [C2 (Chen 2025)](../docs/sources.md#c2-hwqueue-v9) (the Grace fit).
 
 # %% tags=["parameters"]
 smoke = False
@@ -42,29 +52,33 @@ smoke = False
 # %%
 # ruff: noqa: E402  (a notebook imports after its parameters cell)
 import time
-from collections import Counter
 
 import numpy as np
 import polars as pl
-from IPython.display import display
 
 from cmdqv_lab import plots, widgets
-from cmdqv_lab.checker.check import CheckOptions, check, plan_for, route
+from cmdqv_lab.analysis.frames import sweep, value
+from cmdqv_lab.analysis.guest import guest_stream_run
+from cmdqv_lab.analysis.hazards import (
+    POLICIES,
+    hw_sync_explore_rows,
+    hw_sync_frame,
+    hw_sync_overhead,
+    lone_sync_sweep,
+    q2_corner_cases,
+    rely_on_hw_syncs,
+)
+from cmdqv_lab.checker.check import check
 from cmdqv_lab.checker.scenarios import load_source
 from cmdqv_lab.device.cmdqv import CmdqvParams
-from cmdqv_lab.device.commands import CS_NONE, INVALIDATION_OPCODES, Opcode, encode_batch, sync_command
+from cmdqv_lab.device.commands import CS_NONE, Opcode, encode_batch, sync_command
 from cmdqv_lab.device.smmu import SMMU, SmmuConfig
-from cmdqv_lab.experiments.published import sweep_frame
 from cmdqv_lab.platform import platform_table
-from cmdqv_lab.report import answer, param_table
+from cmdqv_lab.report import answer, param_table, result_table
 from cmdqv_lab.scenarios import simulate
 
 plots.enable()
-pl.Config.set_tbl_rows(80)  # show whole result tables (also in the report's HTML)
-pl.Config.set_tbl_cols(16)
-pl.Config.set_fmt_str_lengths(80)
 t_start = time.perf_counter()
-POLICIES = ["first-opcode", "scan", "split", "homogeneous", "scan-fanout"]
 
 # %% [markdown]
 # ## Q2.1 The hazard, step by step (functional model)
@@ -106,9 +120,9 @@ tlbis_done = all(vq.consumed(p) for p in batch_a)
 snap("guest vCPU", f"SYNC seen: unmap returns, IOVA {IOVA:#x} is reused (TLBIs done: {tlbis_done})")
 cmdqv.schedule()
 snap("CMDQV scheduler", "reaches VCMDQ0: both TLBIs execute now, after the reuse; then a hardware SYNC")
-display(pl.DataFrame(timeline))
+result_table(pl.DataFrame(timeline), "The hazard step by step (functional model)")
 log = pl.DataFrame(smmu.log.records()).select("seq", "kind", "queue", "pos", "opcode", "detail_reason")
-display(log)
+result_table(log, "Event log of the SMMU and its CMDQV")
 assert sync_done and not tlbis_done
 
 # %% [markdown]
@@ -127,7 +141,7 @@ while vq2.can_consume():
     vq2.step()
     order.append({"consumed": vq2.queue.cons_pos, "sync_seen": vq2.consumed(b2.stop - 1),
                   "tlbis_done": all(vq2.consumed(p) for p in a2)})  # fmt: skip
-display(pl.DataFrame(order))
+result_table(pl.DataFrame(order), "The same batches with the SYNC on the same VCMDQ: consumption order")
 assert all(r["tlbis_done"] for r in order if r["sync_seen"])
 
 # %% [markdown]
@@ -150,21 +164,9 @@ assert all(r["tlbis_done"] for r in order if r["sync_seen"])
 # %%
 gm_ops = 600 if smoke else 4000
 gm = load_source("guest-mixed", {"ops": gm_ops}, seed=1)
-rows, examples = [], {}
-for policy in POLICIES:
-    r = check(gm, policy)
-    by_dir = Counter(
-        ("vcmdq" if h.queue.startswith("vcmdq") else "trapped") for h in r.hazards if h.kind == "q2"
-    )
-    hit = {(h.vm, h.cpu, h.op) for h in r.hazards if h.kind == "q2"}
-    rows.append({"policy": policy, **r.counts, "q2_on_vcmdq": by_dir["vcmdq"], "q2_trapped": by_dir["trapped"],
-                 "q2_unmaps": len(hit), "inserted_syncs": r.routed["inserted_syncs"],
-                 "disagreements": len(r.disagreements)})  # fmt: skip
-    examples[policy] = next((f"{h.where()}: {h.opcode} on {h.queue}: {h.reason}" for h in r.hazards if h.kind == "q2"),
-                            None)  # fmt: skip
-corner = pl.DataFrame(rows).with_columns((pl.col("q2_unmaps") * 1e4 / gm_ops).alias("q2_unmaps_per_1e4"))
+corner, examples = q2_corner_cases(gm, gm_ops)
 assert corner["disagreements"].sum() == 0
-display(corner)
+result_table(corner.drop("disagreements"), f"guest-mixed ({gm_ops} unmaps): hazards per policy (checker)")
 print("first-opcode, first Q2 hazard:", examples["first-opcode"])
 plots.show(
     plots.hazard_counts(
@@ -189,35 +191,17 @@ mixed_base = {"vms": 2, "threads": 2, "tlbis": 2, "unsupported_fraction": 0.05, 
 mx_ops = 400 if smoke else 2000
 split_fracs = [0.0, 0.05, 0.2] if smoke else [0.0, 0.02, 0.05, 0.1, 0.2]
 ats_values = [False] if smoke else [True, False]
-rows = []
 t0 = time.perf_counter()
-for ats in ats_values:
-    for sf in split_fracs:
-        src = load_source(
-            "mixed", {**mixed_base, "ops": mx_ops, "ats": ats, "split_sync_fraction": sf}, seed=0
-        )
-        for policy in POLICIES:
-            r = check(src, policy)
-            hit = {(h.vm, h.cpu, h.op) for h in r.hazards if h.kind == "q2"}
-            rows.append({"atc_batch": "ATC_INV batch after" if ats else "no ATC_INV batch",
-                         "split_sync_fraction": sf, "policy": policy, **r.counts, "q2_unmaps": len(hit),
-                         "inserted_syncs": r.routed["inserted_syncs"], "ops": mx_ops})  # fmt: skip
-swept = pl.DataFrame(rows).with_columns(
-    (pl.col("q2_unmaps") * 1e4 / pl.col("ops")).alias("q2_unmaps_per_1e4"),
-    (pl.col("inserted_syncs") * 1e4 / pl.col("ops")).alias("inserted_syncs_per_1e4_ops"),
-)
+swept = lone_sync_sweep(mixed_base, ops=mx_ops, split_fractions=split_fracs, ats_values=ats_values)
 print(f"{swept.height} checker runs in {time.perf_counter() - t0:.1f} s")
-display(
-    swept.select("atc_batch", "split_sync_fraction", "policy", "ill", "q2", "q2_unmaps", "q2_unmaps_per_1e4")
-)
-plots.show(
-    plots.throughput_vs_cpus(swept.filter(pl.col("atc_batch") == "no ATC_INV batch"), x="split_sync_fraction",
-                             y="q2_unmaps_per_1e4", color="policy",
-                             title="Unmaps with a Q2 hazard per 10^4 vs lone-SYNC fraction (no ATC_INV batch)")
+result_table(
+    swept.filter(pl.col("split_sync_fraction") == 0.05).select("atc_batch", "policy", "ill", "q2", "q2_unmaps",
+                                                               "q2_unmaps_per_1e4"),
+    "Q2 hazards per policy with 5% lone SYNCs (registry mixed stream, 5% unsupported)",
 )  # fmt: skip
 plots.show(
     plots.explorer(swept.select("atc_batch", "split_sync_fraction", "policy", "q2_unmaps_per_1e4"),
-                   "split_sync_fraction", "q2_unmaps_per_1e4", "policy", "atc_batch",
+                   "split_sync_fraction", "q2_unmaps_per_1e4", "policy", "atc_batch", kind="computed",
                    title="Unmaps with a Q2 hazard per 10^4 (registry mixed stream, 5% unsupported)")
 )  # fmt: skip
 
@@ -233,17 +217,6 @@ plots.show(
 
 
 # %%
-def guest_stream_run(workload: str, overrides: dict, *, policy: str = "scan", guest_opcodes: str = "linux",
-                     seed: int = 0, platform: str = "grace", prefix_ns: float | None = None,
-                     as_guest: bool = False) -> dict:  # fmt: skip
-    """A registry workload issued by guests on pass-through VCMDQs (the `guest-wl-<workload>` scenario)."""
-    over = dict(overrides)
-    count = over.pop("ops", None) or over.pop("cycles", None)
-    topo = {"policy": policy, "guest_opcodes": guest_opcodes, "platform": platform, "as_guest": as_guest,
-             "op_cpu_ns": -1.0 if prefix_ns is None else prefix_ns}  # fmt: skip
-    return simulate(f"guest-wl-{workload}", {**over, **topo}, seed=seed, count=count).metrics
-
-
 fix_ops = 2000 if smoke else 10_000
 fix_seeds = [0] if smoke else [0, 1, 2]
 rows = []
@@ -257,9 +230,9 @@ for sf in [0.05] if smoke else [0.0, 0.05, 0.2]:
                          "syncs_per_op": m["syncs"] / m["ops"], "exits_per_op": m["exits"] / m["ops"]})  # fmt: skip
 fix_cost = pl.DataFrame(rows)
 fix_summary = fix_cost.group_by("split_sync_fraction", "policy", maintain_order=True).agg(pl.exclude("seed").mean()).sort(pl.all())
-display(fix_summary)
+result_table(fix_summary, "What the fix costs: guest unmap latency per policy (model prediction, Grace)")
 plots.show(plots.throughput_vs_cpus(fix_cost, x="split_sync_fraction", y="mean_us", color="policy",
-                                    title="Mean unmap latency (us), mixed stream in a Grace guest"))  # fmt: skip
+                                    title="Mean unmap latency, mixed stream in a Grace guest"))  # fmt: skip
 
 # %% [markdown]
 # ## Q3.1 Relying on hardware-inserted SYNCs (checker)
@@ -272,25 +245,9 @@ plots.show(plots.throughput_vs_cpus(fix_cost, x="split_sync_fraction", y="mean_u
 # observes a CONS past a SYNC it wrote.
 
 # %%
-rows = []
-for hw in [True, False]:
-    for cb in [1, 32]:
-        r = check(gm, "rely-hw-sync", CmdqvParams(hw_sync=hw, cmd_batch=cb))
-        rows.append({"hw_sync": hw, "cmd_batch": cb, **r.counts, "hw_syncs_in_log": r.model["hw_syncs"],
-                     "dropped_syncs": r.routed["dropped_syncs"]})  # fmt: skip
-# the invalidations rely-hw-sync sends to VCMDQs (routing as the checker does it)
-_cap, _vms = plan_for(gm, CmdqvParams(), CheckOptions())
-_routed = route(gm, "rely-hw-sync", CmdqvParams(), _vms)
-vcmdq_invals = _routed.filter(
-    (pl.col("path") == "vcmdq")
-    & pl.col("opcode").is_in([int(o) for o in INVALIDATION_OPCODES])
-    & ~pl.col("illegal")
-).height
-rely = pl.DataFrame(rows).with_columns(
-    (pl.col("q3") / vcmdq_invals).alias("q3_share_of_vcmdq_invalidations"),
-)
+rely, vcmdq_invals = rely_on_hw_syncs(gm)
 print(f"rely-hw-sync sends {vcmdq_invals} invalidations to VCMDQs without a SYNC of their own")
-display(rely)
+result_table(rely, "Relying on hardware-inserted SYNCs (checker)")
 print(
     next(f"{h.opcode} on {h.queue}: {h.reason}" for h in check(gm, "rely-hw-sync").hazards if h.kind == "q3")
 )
@@ -315,7 +272,7 @@ for g in [4, 64]:
                 }
             )
 rely_t = pl.DataFrame(rows).group_by("granule_kib", "policy", maintain_order=True).agg(pl.col("mean_us").mean()).sort(pl.all())
-display(rely_t)
+result_table(rely_t, "What relying on hardware SYNCs would save (model prediction)")
 
 # %% [markdown]
 # ## Q3.2 What hardware-inserted SYNCs cost (timing sweeps)
@@ -338,60 +295,29 @@ q3_fields = ["cmd_batch", "clk_batch_ns", "hw_sync_insert", "hw_sync_ns", "smmu_
              "sync_service_ns", "fetch_ns", "fetch_line_cmds", "vcmdq_sync_wait", "guest_unmap_ns", "think_ns"]  # fmt: skip
 param_table(platform_table("grace").filter(pl.col("name").is_in(q3_fields)).select("name", "value", "unit",
             "provenance", "source"), "Platform grace: arbitration and SYNC costs (the swept ones are defaults here)")  # fmt: skip
-
-
-def hw_frame(name: str, size: str) -> pl.DataFrame:
-    d = sweep_frame(name, smoke=smoke)
-    print(d.describe())
-    return d.frame.with_columns(
-        pl.when(pl.col("hw_sync_insert")).then(pl.format("on, {} ns", pl.col("hw_sync_ns").cast(pl.Int64)))
-        .otherwise(pl.lit("off")).alias("hw_sync"),
-        pl.when(pl.col("clk_batch_ns") > 0).then(pl.lit("QEMU reset")).otherwise(pl.lit("CMD_BATCH only"))
-        .alias("turn_limit"),
-        (pl.col("op_latency_ns_mean") / 1e3).alias("mean_us"),
-        (pl.col("op_latency_ns_p99") / 1e3).alias("p99_us"),
-        (pl.col("ops_per_s") / 1e3).alias("kops_per_s"),
-        (pl.col("hw_syncs") / pl.col("ops")).alias("hw_syncs_per_op"),
-        pl.col(size).alias("size"),
-    )  # fmt: skip
-
-
-hw_guest = hw_frame("nb-q3-hw-sync-guest", "vms")
-hw_host = hw_frame("nb-q3-hw-sync-host", "vcmdqs")
-
-
-def overhead(d: pl.DataFrame) -> pl.DataFrame:
-    """Mean over seeds and the change against the same configuration with hardware SYNCs off."""
-    keys = ["size", "turn_limit", "cmd_batch"]
-    m = d.group_by(*keys, "hw_sync", maintain_order=True).agg(pl.col("mean_us", "p99_us", "kops_per_s", "hw_syncs_per_op").mean())
-    off = m.filter(pl.col("hw_sync") == "off").select(*keys, pl.col("mean_us").alias("off_mean_us"),
-                                                       pl.col("kops_per_s").alias("off_kops_per_s"))  # fmt: skip
-    return (
-        m.join(off, on=keys)
-        .with_columns(
-            (pl.col("mean_us") / pl.col("off_mean_us") - 1).alias("latency_change"),
-            (pl.col("kops_per_s") / pl.col("off_kops_per_s") - 1).alias("throughput_change"),
-        )
-        .sort("size", "turn_limit", "cmd_batch", "hw_sync")
-    )
-
-
-ov_guest, ov_host = overhead(hw_guest), overhead(hw_host)
-display(ov_guest.filter(pl.col("hw_sync") != "off"))
-display(ov_host.filter(pl.col("hw_sync") != "off"))
+hw_guest = hw_sync_frame(sweep("nb-q3-hw-sync-guest", smoke=smoke), "vms")
+hw_host = hw_sync_frame(sweep("nb-q3-hw-sync-host", smoke=smoke), "vcmdqs")
+ov_guest, ov_host = hw_sync_overhead(hw_guest), hw_sync_overhead(hw_host)
+result_table(
+    ov_guest.filter((pl.col("hw_sync") != "off") & (pl.col("size") == ov_guest["size"].max()))
+    .select("turn_limit", "cmd_batch", "hw_sync", "mean_us", "latency_change"),
+    "Guests: unmap latency with hardware SYNCs against none (model prediction, most VMs)",
+)
+result_table(
+    ov_host.filter((pl.col("hw_sync") != "off") & (pl.col("size") == ov_host["size"].max()))
+    .select("turn_limit", "cmd_batch", "hw_sync", "kops_per_s", "throughput_change"),
+    "Host: throughput with hardware SYNCs against none (model prediction, most VCMDQs)",
+)
 
 # %%
 big_vms, big_q = hw_guest["vms"].max(), hw_host["vcmdqs"].max()
 only = pl.col("turn_limit") == "CMD_BATCH only"
 plots.show(plots.throughput_vs_cpus(hw_guest.filter(only & (pl.col("vms") == big_vms)), x="cmd_batch", y="mean_us",
                                     color="hw_sync", log_x=True,
-                                    title=f"Guests: mean unmap latency (us) vs CMD_BATCH, {big_vms} VMs"))  # fmt: skip
-plots.show(plots.throughput_vs_cpus(hw_guest.filter(only & (pl.col("vms") == big_vms)), x="cmd_batch",
-                                    y="kops_per_s", color="hw_sync", log_x=True,
-                                    title=f"Guests: unmaps per second (k) vs CMD_BATCH, {big_vms} VMs"))  # fmt: skip
+                                    title=f"Guests: mean unmap latency vs CMD_BATCH, {big_vms} VMs"))  # fmt: skip
 plots.show(plots.throughput_vs_cpus(hw_host.filter(only & (pl.col("vcmdqs") == big_q)), x="cmd_batch",
-                                    y="kops_per_s", color="hw_sync", log_x=True,
-                                    title=f"Host: map+unmap per second (k) vs CMD_BATCH, 16 CPUs on {big_q} VCMDQs"))  # fmt: skip
+                                    y="kops_per_s", color="hw_sync", log_x=True, y_title="thousand map+unmap/s",
+                                    title=f"Host: map+unmap per second vs CMD_BATCH, 16 CPUs on {big_q} VCMDQs"))  # fmt: skip
 
 # %% [markdown]
 # ### Explore: hardware SYNC cost as an assumption
@@ -401,23 +327,11 @@ plots.show(plots.throughput_vs_cpus(hw_host.filter(only & (pl.col("vcmdqs") == b
 
 
 # %%
-def explore_rows(d: pl.DataFrame, label: str, y: str) -> pl.DataFrame:
-    m = d.filter(only).group_by("size", "cmd_batch", "hw_sync_insert", "hw_sync_ns", maintain_order=True).agg(pl.col(y).mean())
-    costs = sorted(m.filter(pl.col("hw_sync_insert"))["hw_sync_ns"].unique().to_list())
-    off = m.filter(~pl.col("hw_sync_insert")).drop("hw_sync_ns")
-    parts = [m.filter(pl.col("hw_sync_insert"))] + [
-        off.with_columns(pl.lit(c).alias("hw_sync_ns")) for c in costs
-    ]
-    return pl.concat(parts, how="diagonal").with_columns(
-        pl.format("{}={}, hw SYNC {}", pl.lit(label), pl.col("size"),
-                  pl.when(pl.col("hw_sync_insert")).then(pl.lit("on")).otherwise(pl.lit("off"))).alias("series")
-    ).select("series", "cmd_batch", "hw_sync_ns", y)  # fmt: skip
-
-
-plots.show(plots.explorer(explore_rows(hw_guest, "VMs", "mean_us"), "cmd_batch", "mean_us", "series", "hw_sync_ns",
-                          log_x=True, title="Guests: mean unmap latency (us) vs CMD_BATCH"))  # fmt: skip
-plots.show(plots.explorer(explore_rows(hw_host, "VCMDQs", "kops_per_s"), "cmd_batch", "kops_per_s", "series",
-                          "hw_sync_ns", log_x=True, title="Host: k map+unmap/s vs CMD_BATCH"))  # fmt: skip
+plots.show(plots.explorer(hw_sync_explore_rows(hw_guest, "VMs", "mean_us"), "cmd_batch", "mean_us", "series",
+                          "hw_sync_ns", log_x=True, title="Guests: mean unmap latency vs CMD_BATCH"))  # fmt: skip
+plots.show(plots.explorer(hw_sync_explore_rows(hw_host, "VCMDQs", "kops_per_s"), "cmd_batch", "kops_per_s", "series",
+                          "hw_sync_ns", log_x=True, y_title="thousand map+unmap/s",
+                          title="Host: map+unmap per second vs CMD_BATCH"))  # fmt: skip
 
 # %% [markdown]
 # ### Live: one configuration
@@ -448,10 +362,7 @@ widgets.explore(
 
 
 # %%
-def val(frame: pl.DataFrame, col: str, **eq: object) -> float:
-    return float(frame.filter(pl.all_horizontal([pl.col(k) == v for k, v in eq.items()]))[col].item())
-
-
+val = value
 SF = 0.05
 no_atc = "no ATC_INV batch"
 fo_corner = val(corner, "q2_unmaps_per_1e4", policy="first-opcode")
@@ -480,7 +391,13 @@ answer(
     f"{sw['homogeneous']:.0f} of 10^4 unmaps are at risk (first-opcode {sw['first-opcode']:.0f}); scan-fanout (a waited SYNC on every queue used since the last one) "
     f"has {fan_total} hazards in every run, for {fan_syncs:.0f} extra SYNCs per 10^4 unmaps and a mean unmap latency "
     f"of {lat_fan:.1f} us vs {lat_scan:.1f} us for scan.",
-)
+    numbers=[
+        ("unmaps at risk per 10^4, first-opcode, corner cases", f"{fo_corner:.0f}", "computed"),
+        (f"unmaps at risk per 10^4 with {SF:.0%} lone SYNCs: scan / split / homogeneous", f"{sw['scan']:.0f} / {sw['split']:.0f} / {sw['homogeneous']:.0f}", "computed"),
+        ("hazards under scan-fanout, every run", f"{fan_total}", "computed"),
+        ("mean unmap latency, scan-fanout vs scan (Grace)", f"{lat_fan:.1f} vs {lat_scan:.1f} us", "predicted"),
+    ],
+)  # fmt: skip
 
 # %%
 on_q3 = val(rely, "q3", hw_sync=True, cmd_batch=32)
@@ -515,7 +432,13 @@ answer(
         if "on, 1000 ns" in ov_host["hw_sync"].to_list()
         else "."
     ),
-)
+    numbers=[
+        ("invalidations completed only by a hardware SYNC", f"{on_q3 / vcmdq_invals:.0%}", "computed"),
+        ("saved by relying on them, 4 / 64 KiB unmap", f"{save[4]:.1f} / {save[64]:.1f} us", "predicted"),
+        (f"unmap latency cost of 50 ns hw SYNCs at CMD_BATCH {cb_lo}, {big_vms} VMs",
+         f"{ov(ov_guest, big_vms, 'CMD_BATCH only', cb_lo, 'on, 50 ns', 'latency_change'):+.0f}%", "predicted"),
+    ],
+)  # fmt: skip
 print(f"notebook ran in {time.perf_counter() - t_start:.1f} s (smoke={smoke})")
 
 # %% [markdown]

@@ -2,9 +2,14 @@
 # jupyter:
 #   jupytext:
 #     formats: py:percent
+#     notebook_metadata_filter: kernelspec,-jupytext.text_representation.jupytext_version,-jupytext.text_representation.format_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#   kernelspec:
+#     display_name: Python (cmdqv-lab)
+#     language: python
+#     name: cmdqv-lab
 # ---
 
 # %% [markdown]
@@ -29,7 +34,7 @@
 # > host ISR... Can threaded interrupts from the same IRQ number be served at the same time on
 # > different CPU cores?"
 #
-# **What this notebook must answer** (domain brief, section 1):
+# **What this notebook must answer** (Q4 and Q7):
 #
 # * **Q4**: how many devices and VMs fit (at most 64 VINTFs by field width, the host's VINTF0
 #   included; 16 SID pairs per VINTF; 128 VCMDQs), and what an ATC_INV with an unmatched SID does
@@ -38,6 +43,11 @@
 #   interrupt is a single server. What do error storms across many VMs and VCMDQs do to the
 #   fix-up latency, against an M/D/1 estimate, and how much does that depend on the assumed
 #   interrupt costs?
+#
+# Sources: [seed thread](../docs/sources.md#seed-thread), [CMDQV v2 thread](../docs/sources.md#cmdqv-v2-mdev)
+# (VMID/SID routing), [Linux 7.0 SMMUv3 driver](../docs/sources.md#linux-7.0-smmu) (`tegra241-cmdqv.c`: the
+# VCMDQ split, the threaded ONESHOT interrupt), [C3 (kvm 2023)](../docs/sources.md#c3-kvm-microbench)
+# (trap and interrupt costs), [Gunthorpe 2024](../docs/sources.md#gunthorpe-2024-dos) (queues shared across VMs).
 
 # %% tags=["parameters"]
 smoke = False
@@ -48,15 +58,23 @@ import altair as alt
 import polars as pl
 
 from cmdqv_lab import plots, widgets
-from cmdqv_lab.analysis.theory import md1_wait
+from cmdqv_lab.analysis.capacity import fit_status, geometry_table, served_table
+from cmdqv_lab.analysis.fixup import (
+    cost_points,
+    md1_curve,
+    md1_deviation,
+    service_time,
+    storm_points,
+    with_rates,
+)
+from cmdqv_lab.analysis.frames import event_frame, sweep
 from cmdqv_lab.checker.check import check, compare
 from cmdqv_lab.checker.scenarios import load_source
 from cmdqv_lab.device.cmdqv import Cmdqv, CmdqvParams
 from cmdqv_lab.device.commands import Command, Opcode
 from cmdqv_lab.driver.recovery import tegra241_cmdqv_isr, tegra241_vcmdq_handle_error
-from cmdqv_lab.experiments.published import sweep_frame
 from cmdqv_lab.platform import load_platform, platform_table
-from cmdqv_lab.report import answer, param_table
+from cmdqv_lab.report import answer, param_table, result_table
 from cmdqv_lab.virt.capacity import guest_sid, plan, uniform_vms
 from cmdqv_lab.widgets import Control
 
@@ -78,28 +96,14 @@ geo = CmdqvParams()
 # varies them.
 
 # %%
-param_table(geo, "CMDQV geometry used for Q4 (field-width maxima; Grace's values are not public)")
+result_table(geo.table().select("name", "value", "unit", "provenance", "doc"),
+             "CMDQV geometry used for Q4 (field-width maxima; Grace's values are not public)")  # fmt: skip
 
 # %%
 # Every (VMs, VCMDQs wanted per VM, allocator): how many VMs get everything they asked for.
 # One device per VM here; devices are the SID-pair question, handled next.
 vm_counts = range(1, 81) if not smoke else range(1, 81, 4)
-cap_rows = []
-for alloc in ("linux", "pool"):
-    for k in (1, 2, 4, 8):
-        for n in vm_counts:
-            p = plan(uniform_vms(n, 1, k), geo, allocation=alloc)
-            cap_rows.append(
-                {
-                    "allocation": alloc,
-                    "vcmdqs_per_vm": k,
-                    "vms": n,
-                    "vms_with_vintf": sum(v.vintf is not None for v in p.vms),
-                    "vms_fully_served": sum(v.fits for v in p.vms),
-                    "guest_vcmdqs": p.vcmdqs_used - len(p.host_vcmdqs),
-                }
-            )
-cap = pl.DataFrame(cap_rows)
+cap = served_table(geo, vm_counts)
 max_vms = cap.filter(pl.col("vcmdqs_per_vm") == 1)["vms_with_vintf"].max()
 per_vintf = geo.num_vcmdqs // geo.num_vintfs
 pool4 = cap.filter((pl.col("allocation") == "pool") & (pl.col("vcmdqs_per_vm") == 4))[
@@ -126,6 +130,7 @@ plots.show(
         "vms_fully_served",
         "allocation",
         "vcmdqs_per_vm",
+        kind="computed",
         title="VMs with every VCMDQ they want",
     )
 )
@@ -134,41 +139,18 @@ plots.show(
 # VMs x devices per VM: which part of the request falls back to the trapped path (1 VCMDQ per VM).
 dev_counts = list(range(1, 25)) if not smoke else [1, 8, 16, 17, 24]
 vm_grid = [1, 8, 16, 24, 32, 40, 48, 56, 62, 63, 64, 65, 72, 80] if not smoke else [8, 63, 64, 80]
-grid_rows = []
-for n in vm_grid:
-    for d in dev_counts:
-        p = plan(uniform_vms(n, d), geo)
-        no_vintf = sum(v.vintf is None for v in p.vms)
-        unfit = sum(len(v.unfit_sids) for v in p.vms if v.vintf is not None)
-        status = (
-            "fits"
-            if p.fits
-            else "some VMs get no VINTF"
-            if no_vintf and not unfit
-            else "devices beyond the SID pairs"
-            if unfit and not no_vintf
-            else "both"
-        )
-        grid_rows.append(
-            {
-                "vms": n,
-                "devices_per_vm": d,
-                "status": status,
-                "devices_direct": p.sid_pairs_used,
-                "devices_trapped": n * d - p.sid_pairs_used,
-            }
-        )
-fit_grid = pl.DataFrame(grid_rows)
+fit_grid = fit_status(geo, vm_grid, dev_counts)
 plots.show(
-    alt.Chart(fit_grid, title="What fits: VMs x devices per VM (1 VCMDQ each, linux allocation)")
+    alt.Chart(fit_grid, title=alt.TitleParams("What fits: VMs x devices per VM (1 VCMDQ each, linux allocation)",
+                                             subtitle="computed exactly (functional model / geometry)"))
     .mark_rect()
     .encode(
         x=alt.X("vms:O", title="guest VMs"),
         y=alt.Y("devices_per_vm:O", title="passed-through devices per VM", sort="descending"),
-        color=alt.Color("status:N", title=""),
+        color=alt.Color("status:N", title="outcome"),
         tooltip=["vms", "devices_per_vm", "status", "devices_direct", "devices_trapped"],
     )
-)
+)  # fmt: skip
 max_direct = plan(uniform_vms(geo.num_vintfs - 1, geo.sid_pairs_per_vintf), geo).sid_pairs_used
 
 # %% [markdown]
@@ -178,33 +160,7 @@ max_direct = plan(uniform_vms(geo.num_vintfs - 1, geo.sid_pairs_per_vintf), geo)
 
 
 # %%
-def max_fitting(params: CmdqvParams, k: int, alloc: str) -> int:
-    best = 0
-    for n in range(1, params.num_vintfs + 1):
-        if plan(uniform_vms(n, params.sid_pairs_per_vintf, k), params, allocation=alloc).fits:
-            best = n
-    return best
-
-
-geo_rows = []
-for nv in (8, 16, 32, 64):
-    for nq in (32, 64, 128):
-        if nq < nv:
-            continue
-        g = CmdqvParams(num_vintfs=nv, num_vcmdqs=nq)
-        geo_rows.append(
-            {
-                "num_vintfs": nv,
-                "num_vcmdqs": nq,
-                "vcmdqs_per_vintf_linux": nq // nv,
-                "max_vms_1_vcmdq": max_fitting(g, 1, "linux"),
-                "max_vms_2_vcmdqs_linux": max_fitting(g, 2, "linux"),
-                "max_vms_4_vcmdqs_linux": max_fitting(g, 4, "linux"),
-                "max_vms_4_vcmdqs_pool": max_fitting(g, 4, "pool"),
-                "direct_devices_total": (nv - 1) * g.sid_pairs_per_vintf,
-            }
-        )
-param_table(pl.DataFrame(geo_rows), "Capacity vs the (unknown) CMDQV geometry, 16 SID pairs per VINTF")
+result_table(geometry_table(), "Capacity vs the (unknown) CMDQV geometry, 16 SID pairs per VINTF")
 
 # %% [markdown]
 # ## Q4. An ATC_INV naming a StreamID with no SID pair: the functional model
@@ -229,17 +185,6 @@ for c in (
 consumed = vq.consume_all()
 
 
-def event_rows(log: object) -> pl.DataFrame:
-    rows = []
-    for e in log:  # type: ignore[attr-defined]
-        d = dict(e.detail)
-        if "executed" in d:
-            d["executed"] = str(Command.decode(d["executed"]))
-        rows.append({"seq": e.seq, "kind": e.kind, "queue": e.queue, "pos": e.pos, "opcode": e.opname,
-                     "detail": ", ".join(f"{k}={v}" for k, v in d.items())})  # fmt: skip
-    return pl.DataFrame(rows)
-
-
 ill_state = {
     "VCMDQ": f"vcmdq{vq.idx} (VINTF{vm0.vintf} LVCMDQ{vq.lidx})",
     "commands consumed": consumed,
@@ -250,8 +195,8 @@ ill_state = {
     "CMDQ_ERR_MAP": hex(cmdqv.cmdq_err_map),
     "VINTF_ERR_MAP": hex(cmdqv.vintf_err_map),
 }
-param_table(event_rows(vq.log), "Event log of the guest's VCMDQ (functional model)")
-param_table(ill_state, "State after the unmatched ATC_INV")
+result_table(event_frame(vq.log), "Event log of the guest's VCMDQ (functional model)")
+result_table(ill_state, "State after the unmatched ATC_INV")
 
 # %% [markdown]
 # The matched ATC_INV ran with its StreamID replaced by the physical one (`sid=65536` =
@@ -266,7 +211,7 @@ param_table(ill_state, "State after the unmatched ATC_INV")
 events = tegra241_cmdqv_isr(cmdqv)  # current Linux: forwarded to the VMM
 tegra241_vcmdq_handle_error(vq)  # the fix-up's last step: the slot becomes a CMD_SYNC, GERRORN acked
 resumed = vq.consume_all()
-param_table(
+result_table(
     {
         "vEVENT forwarded by tegra241_cmdqv_isr": str(events),
         "commands consumed after the rewrite + ack": resumed,
@@ -288,7 +233,7 @@ param_table(
 mixed_over = {"ops": 600 if smoke else 4000, "unsupported_frac": 0.0, "lone_sync_frac": 0.0, "devices": 18}
 src = load_source("guest-mixed", mixed_over, seed=1)
 cmp = compare(src, ["first-opcode", "all-vcmdq", "scan", "split"])
-param_table(
+result_table(
     cmp.select("policy", "ok", "ill", "q2", "vcmdq", "trap", "split"),
     f"Checker: guest-mixed, {src.info['params']['vms']} VMs x {src.info['params']['vcpus']} vCPUs, "
     f"{src.info['params']['devices']} devices each",
@@ -348,50 +293,18 @@ param_table(
 )
 
 # %%
-storm = sweep_frame("nb-q7-storm", smoke=smoke)
-print(storm.describe())
-st = storm.frame.with_columns(
-    (pl.col("fixups") / (pl.col("sim_time_ns") * 1e-9)).alias("fixups_per_s"),
-    (pl.col("vms") * pl.col("threads")).alias("vcpus"),
-)
+st = with_rates(sweep("nb-q7-storm", smoke=smoke))
 # Service time of one fix-up with no queueing: the lightest point (fewest VMs, smallest fraction)
 # has fix-up latency = service; the emulation part is what remains after the three assumed costs.
-light = st.sort("vms", "unsupported_fraction").row(0, named=True)
-S0 = light["fixup_latency_ns_p50"]
-emul_ns = S0 - grace.irq_latency_ns - grace.irq_handler_ns - grace.irq_ack_ns
+S0, emul_ns = service_time(st, grace)
 lam_max = 1e9 / S0
-st = st.with_columns((pl.col("fixups_per_s") * S0 * 1e-9).alias("rho"))
 print(f"no-load fix-up service S0 = {S0:.0f} ns (of which emulation on the host queue {emul_ns:.0f} ns); "
       f"one thread saturates at {lam_max / 1e3:.0f} k fix-ups/s")  # fmt: skip
 
 
 # %%
-def md1_latency(rho: float, service: float) -> float:
-    return service + md1_wait(rho / service, service)
-
-
-per_point = (
-    st.group_by("vms", "vcpus", "unsupported_fraction", maintain_order=True)
-    .agg(
-        pl.col("rho").mean(),
-        pl.col("fixups_per_s").mean(),
-        pl.col("fixup_latency_ns_mean").mean().alias("fixup_mean_ns"),
-        pl.col("fixup_latency_ns_p99").mean().alias("fixup_p99_ns"),
-        pl.col("op_latency_ns_mean").mean().alias("unmap_mean_ns"),
-        pl.col("ops_per_s").mean(),
-        pl.col("ops_per_s_per_cpu").mean(),
-        pl.col("smmu_busy_fraction").mean(),
-    )
-    .with_columns(
-        pl.col("rho")
-        .map_elements(lambda r: md1_latency(r, S0) if r < 0.999 else None, return_dtype=pl.Float64)
-        .alias("md1_ns")
-    )
-    .sort("vms", "unsupported_fraction")
-)
-dev = per_point.filter(pl.col("rho") < 0.8).with_columns(
-    ((pl.col("fixup_mean_ns") - pl.col("md1_ns")) / pl.col("md1_ns")).alias("vs_md1")
-)
+per_point = storm_points(st, S0)
+dev = md1_deviation(per_point)
 free = dev.filter(pl.col("smmu_busy_fraction") < 0.9)
 busy = dev.filter(pl.col("smmu_busy_fraction") >= 0.9)
 md1_lo, md1_hi = free["vs_md1"].min(), free["vs_md1"].max()
@@ -399,7 +312,7 @@ print(
     f"rho < 0.8, SMMU busy < 0.9 ({free.height} points): model vs M/D/1 from {md1_lo:+.0%} to {md1_hi:+.0%}; "
     f"SMMU busy >= 0.9 ({busy.height} points): up to {busy['vs_md1'].max() if busy.height else float('nan'):+.0%}"
 )
-param_table(
+result_table(
     dev.select(
         "vms",
         "vcpus",
@@ -412,9 +325,7 @@ param_table(
     ),
     "Fix-up latency, model vs M/D/1 (points with ρ < 0.8)",
 )
-curve = pl.DataFrame({"rho": [i / 100 for i in range(0, 98)]}).with_columns(
-    pl.col("rho").map_elements(lambda r: md1_latency(r, S0), return_dtype=pl.Float64).alias("latency_ns")
-)
+curve = md1_curve(S0)
 pts = per_point.unpivot(
     index=["vms", "unsupported_fraction", "rho", "smmu_busy_fraction"],
     on=["fixup_mean_ns", "fixup_p99_ns"],
@@ -430,10 +341,11 @@ plots.show(
             x=alt.X("rho:Q", title="IRQ thread utilisation ρ = fix-ups/s × S0"),
             y=alt.Y("latency_ns:Q", title="fix-up latency (ns)", scale=alt.Scale(type="log")),
             color=alt.Color("vms:O", title="VMs (2 vCPUs each)"),
-            shape=alt.Shape("statistic:N"),
+            shape=alt.Shape("statistic:N", title="statistic"),
             tooltip=["vms", "unsupported_fraction", "statistic", "latency_ns", "rho", "smmu_busy_fraction"],
         ),
-    ).properties(title="Fix-up latency vs utilisation of the one IRQ thread; dashed: M/D/1 mean")
+    ).properties(title=alt.TitleParams("Fix-up latency vs utilisation of the one IRQ thread; dashed: M/D/1 mean",
+                                       subtitle="points: model prediction (means of seeds); line: queueing theory"))
 )
 
 # %% [markdown]
@@ -451,12 +363,13 @@ plots.show(
 #   itself grows.
 
 # %%
-lat_long = per_point.unpivot(
+lat_long = per_point.rename({"fixup_mean_ns": "fix-up mean", "fixup_p99_ns": "fix-up p99", "md1_ns": "M/D/1 mean",
+                             "unmap_mean_ns": "unmap mean"}).unpivot(
     index=["vms", "unsupported_fraction"],
-    on=["fixup_mean_ns", "fixup_p99_ns", "md1_ns", "unmap_mean_ns"],
+    on=["fix-up mean", "fix-up p99", "M/D/1 mean", "unmap mean"],
     variable_name="series",
     value_name="latency_ns",
-).drop_nulls()
+).drop_nulls()  # fmt: skip
 plots.show(
     plots.explorer(
         lat_long,
@@ -478,7 +391,7 @@ plots.show(
         y="fixup_latency_ns_mean",
         color="unsupported",
         log_x=True,
-        title="Mean fix-up latency vs VMs (95% CI over seeds)",
+        title="Mean fix-up latency vs VMs",
     )
 )
 plots.show(
@@ -488,6 +401,7 @@ plots.show(
         y="ops_per_s",
         color="unsupported",
         log_x=True,
+        y_title="unmaps/s, all guests",
         title=f"All guests' unmaps/s: capped near {lam_max / 1e3:.0f} k fix-ups/s ÷ unsupported fraction",
     )
 )
@@ -499,24 +413,9 @@ plots.show(
 # queue in one run) to 20 us, `irq_handler_ns` from 0.5 to 8 us.
 
 # %%
-costs = sweep_frame("nb-q7-irq-costs", smoke=smoke)
-print(costs.describe())
-cs = costs.frame.with_columns((pl.col("fixups") / (pl.col("sim_time_ns") * 1e-9)).alias("fixups_per_s"))
-cost_pts = (
-    cs.group_by("unsupported_fraction", "irq_latency_ns", "irq_handler_ns", maintain_order=True)
-    .agg(
-        pl.col("fixup_latency_ns_mean").mean().alias("fixup_mean_ns"),
-        pl.col("fixup_latency_ns_p99").mean().alias("fixup_p99_ns"),
-        pl.col("op_latency_ns_mean").mean().alias("unmap_mean_ns"),
-        pl.col("fixups_per_s").mean(),
-    )
-    .with_columns(
-        (pl.col("irq_latency_ns") + pl.col("irq_handler_ns") + grace.irq_ack_ns + emul_ns).alias("service_ns")
-    )
-    .with_columns((1e9 / pl.col("service_ns")).alias("max_fixups_per_s"))
-    .sort("unsupported_fraction", "irq_latency_ns", "irq_handler_ns")
-)
-param_table(cost_pts, "Fix-up latency vs the assumed interrupt costs (16 VMs x 2 vCPUs)")
+cs = sweep("nb-q7-irq-costs", smoke=smoke)
+cost_pts = cost_points(cs, grace, emul_ns)
+result_table(cost_pts, "Fix-up latency vs the assumed interrupt costs (16 VMs x 2 vCPUs; model prediction)")
 plots.show(
     plots.explorer(
         cost_pts.with_columns(pl.col("unsupported_fraction").cast(pl.String).alias("unsupported")),
@@ -525,7 +424,7 @@ plots.show(
         "unsupported",
         "irq_handler_ns",
         log_y=True,
-        title="Mean fix-up latency vs irq_latency_ns",
+        title="Mean fix-up latency vs the IRQ latency",
     )
 )
 
@@ -569,7 +468,13 @@ answer(
     f"the VCMDQ stops with CONS.ERR=ILL and raises the CMDQV IRQ; in a guest stream with 18 devices per VM "
     f"first-opcode routing hit {ill_first} ILLs ({atc_unmatched} of {atc_rows.height} ATC_INVs unmatched), "
     f"each a lost invalidation, while SID-aware scan/split hit {int(cmp.filter(pl.col('policy') == 'scan')['ill'][0])}.",
-)
+    numbers=[
+        ("guest VMs with a VINTF", f"{max_vms}", "computed"),
+        ("devices per VM on the direct path", f"{geo.sid_pairs_per_vintf}", "computed"),
+        ("VMs fully served with 4 VCMDQs each, linux / pool", f"{linux4} / {pool4}", "computed"),
+        ("ILLs under first-opcode, 18 devices per VM", f"{ill_first}", "computed"),
+    ],
+)  # fmt: skip
 heavy = per_point.filter(pl.col("vms") == per_point["vms"].max()).sort("unsupported_fraction")
 cost_vms = int(cs["vms"][0])
 il_lo, il_hi = cs["irq_latency_ns"].min(), cs["irq_latency_ns"].max()
@@ -590,4 +495,9 @@ answer(
     f"handler {ih_lo / 1e3:g}-{ih_hi / 1e3:g} us (assumptions) the {cost_vms}-VM mean at "
     f"{cs['unsupported_fraction'].min():.0%}-{cs['unsupported_fraction'].max():.0%} unsupported ranges "
     f"{lo_cost / 1e3:.0f}-{hi_cost / 1e3:.0f} us.",
-)
+    numbers=[
+        ("fix-up service time S0 (assumed IRQ costs)", f"{S0 / 1e3:.1f} us", "predicted"),
+        ("fix-ups/s one IRQ thread can serve", f"{lam_max / 1e3:.0f} k", "predicted"),
+        ("model vs M/D/1 below rho 0.8", f"{md1_lo:+.0%} to {md1_hi:+.0%}", "predicted"),
+    ],
+)  # fmt: skip

@@ -2,9 +2,14 @@
 # jupyter:
 #   jupytext:
 #     formats: py:percent
+#     notebook_metadata_filter: kernelspec,-jupytext.text_representation.jupytext_version,-jupytext.text_representation.format_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#   kernelspec:
+#     display_name: Python (cmdqv-lab)
+#     language: python
+#     name: cmdqv-lab
 # ---
 
 # %% [markdown]
@@ -39,13 +44,17 @@
 # > from HW team. There might be no use case to cover those. [...] VCMDQs are supposed to do TLB
 # > invalidation only. All other commands should be going through ioctls (VFIO or IOMMUFD)."
 #
-# **What this notebook answers** (domain brief, Q5): which opcodes a guest that sees S2P=0 can
+# **What this notebook answers** (Q5): which opcodes a guest that sees S2P=0 can
 # legitimately send; current Linux accepts TLBI_NH_ASID, TLBI_NH_VA and ATC_INV (+ CMD_SYNC) on a
 # guest-owned VCMDQ, the 2021 list added TLBI_S12_VMALL and TLBI_S2_IPA. Evidence: (1) the opcode
 # census of real Linux 6.1 guests (QEMU traces), and what share each accepted set takes directly;
 # (2) what the functional CMDQV model does with every opcode on a guest-owned VCMDQ under each set,
 # including the VMID rewriting; (3) the latency of routing the extra opcodes directly, in a guest
 # running configuration churn (and in a hypothetical guest that issues stage-2 invalidations).
+#
+# Sources: [seed thread](../docs/sources.md#seed-thread), [Linux 7.0 SMMUv3 driver](../docs/sources.md#linux-7.0-smmu)
+# (the accepted guest opcodes, stage-2 domains only with S2P=1), [captured traces](../docs/sources.md#traces-linux6.1),
+# [QEMU 10.2 SMMUv3](../docs/sources.md#qemu-10.2-smmuv3) (stage 1 only), [C2 (Chen 2025)](../docs/sources.md#c2-hwqueue-v9).
 
 # %% tags=["parameters"]
 smoke = False
@@ -59,22 +68,19 @@ import polars as pl
 from IPython.display import display
 
 from cmdqv_lab import plots
+from cmdqv_lab.analysis.frames import value
+from cmdqv_lab.analysis.guest import guest_stream_run
+from cmdqv_lab.analysis.opcodes import opcode_table as guest_opcode_table
+from cmdqv_lab.analysis.traces import census_by_set, opcode_census, short_name
 from cmdqv_lab.checker.check import check
 from cmdqv_lab.checker.scenarios import trace_source
 from cmdqv_lab.device.cmdqv import GUEST_OPCODE_SETS, CmdqvParams
-from cmdqv_lab.device.commands import Command, Opcode, fields_of
-from cmdqv_lab.device.smmu import SMMU, SmmuConfig
 from cmdqv_lab.platform import platform_table
-from cmdqv_lab.report import answer, param_table
-from cmdqv_lab.scenarios import simulate
-from cmdqv_lab.workloads.qemu_trace import parse_trace
+from cmdqv_lab.report import answer, param_table, result_table
 from cmdqv_lab.workloads.replay import TRACES_DIR
 from cmdqv_lab.workloads.synthetic.churn import ChurnParams
 
 plots.enable()
-pl.Config.set_tbl_rows(80)  # show whole result tables (also in the report's HTML)
-pl.Config.set_tbl_cols(16)
-pl.Config.set_fmt_str_lengths(80)
 t_start = time.perf_counter()
 SETS = {"linux": "Linux (NH_ASID, NH_VA, ATC_INV, SYNC)", "v3-2021": "2021 v3 (+ S12_VMALL, S2_IPA)"}
 EXTRA = GUEST_OPCODE_SETS["v3-2021"] - GUEST_OPCODE_SETS["linux"]
@@ -91,31 +97,12 @@ print("accepted only by the 2021 list:", ", ".join(sorted(o.name for o in EXTRA)
 trace_files = sorted(TRACES_DIR.glob("*.log.gz"))
 if smoke:
     trace_files = [f for f in trace_files if "smp1" in f.name]
-
-
-def short(f: object) -> str:
-    return str(getattr(f, "name", f)).removesuffix(".log.gz").removeprefix("qemu-smmuv3-")
-
-
-census = pl.concat(
-    [
-        parse_trace(f).commands.group_by("opcode", maintain_order=True).len("count").with_columns(pl.lit(short(f)).alias("trace"))
-        for f in trace_files
-    ]
-)
-wide = census.pivot(on="trace", index="opcode", values="count").fill_null(0)
-wide = wide.with_columns(pl.sum_horizontal(pl.exclude("opcode")).alias("all traces")).sort(
-    ["all traces", "opcode"], descending=[True, False]
-)
-for key in SETS:
-    names = [o.name for o in GUEST_OPCODE_SETS[key]]
-    wide = wide.with_columns(
-        pl.when(pl.col("opcode").is_in(names)).then(pl.lit("direct")).otherwise(pl.lit("trap")).alias(key)
-    )
-display(wide)
+census = opcode_census(trace_files)
+wide = census_by_set(census, {key: [o.name for o in GUEST_OPCODE_SETS[key]] for key in SETS})
+result_table(wide.select("opcode", "all traces", *SETS), "Opcodes of the captured guest streams and where each set sends them")
 plots.show(
-    plots.hazard_counts(census, policy="trace", kind="opcode", count="count",
-                        title="Opcodes a Linux 6.1 guest sent, per trace")
+    plots.hazard_counts(census.rename({"count": "commands"}), policy="trace", kind_col="opcode", count="commands",
+                        kind="measured", title="Opcodes a Linux 6.1 guest sent, per trace")
 )  # fmt: skip
 
 # %% [markdown]
@@ -136,11 +123,11 @@ for f in trace_files:
         r = check(src, "scan", CmdqvParams(guest_opcodes=key))
         paths = r.routed["paths"]
         total = sum(paths.values())
-        rows.append({"trace": short(f), "accepted_set": key, "commands": total, "direct": paths["vcmdq"],
+        rows.append({"trace": short_name(f), "accepted_set": key, "commands": total, "direct": paths["vcmdq"],
                      "trapped": paths["trap"], "direct_share": paths["vcmdq"] / total,
                      "hazards": sum(r.counts.values()), "ill": r.counts["ill"]})  # fmt: skip
 traces = pl.DataFrame(rows)
-display(traces)
+result_table(traces, "Each trace routed by scan under each accepted set (checker)")
 same = traces.pivot(on="accepted_set", index="trace", values="direct")
 assert (same["linux"] == same["v3-2021"]).all()
 
@@ -154,52 +141,8 @@ assert (same["linux"] == same["v3-2021"]).all()
 # set; the host column is the same command on a host-owned VCMDQ.
 
 # %%
-VALUES = {
-    "vmid": 3,
-    "asid": 1,
-    "sid": 0x8,
-    "addr": 0x4000_0000,
-    "ipa": 0x4000_0000,
-    "tg": 1,
-    "ttl": 3,
-    "leaf": 1,
-}
-
-
-def run_one(op: Opcode, guest_opcodes: str, hyp_own: bool) -> dict:
-    smmu = SMMU(SmmuConfig(), cmdqv=CmdqvParams(num_vintfs=2, num_vcmdqs=2, guest_opcodes=guest_opcodes))
-    cmdqv = smmu.cmdqv
-    assert cmdqv is not None
-    vintf = cmdqv.vintfs[0 if hyp_own else 1]
-    vintf.configure(vmid=0 if hyp_own else 7, hyp_own=hyp_own)
-    vintf.set_sid_pair(0, vsid=0x8, psid=0x108)
-    vq = cmdqv.setup_lvcmdq(q=0, vintf=vintf.idx, lidx=0, log2size=8)
-    names = {f.name for f in fields_of(op)}
-    values = {**VALUES, "size": 52 if op == Opcode.CMD_ATC_INV else 0}  # ATC_INV SIZE 52: everything
-    cmd = Command(op, **{k: v for k, v in values.items() if k in names})
-    vq.submit(cmd.encode().reshape(1, 2))
-    cmdqv.schedule()
-    err = smmu.log.of("error")
-    if err:
-        return {"outcome": err[0].detail["cerror"], "executed_vmid": None, "executed_sid": None}
-    ex = Command.decode(smmu.log.of("consume")[0].detail["executed"])
-    return {"outcome": "executed", "executed_vmid": ex.get("vmid"), "executed_sid": ex.get("sid")}
-
-
-rows = []
-for op in Opcode:
-    if op == Opcode.CMD_SYNC:
-        continue
-    row: dict = {"opcode": op.name, "written_vmid": 3 if "vmid" in {f.name for f in fields_of(op)} else None}
-    for key in SETS:
-        r = run_one(op, key, hyp_own=False)
-        row[f"guest VCMDQ, {key}"] = r["outcome"]
-        if r["outcome"] == "executed":
-            row["executed_vmid"], row["executed_sid"] = r["executed_vmid"], r["executed_sid"]
-    row["host VCMDQ"] = run_one(op, "linux", hyp_own=True)["outcome"]
-    rows.append(row)
-opcode_table = pl.DataFrame(rows)
-display(opcode_table)
+opcode_table = guest_opcode_table(SETS)
+result_table(opcode_table, "Every opcode written by a guest (VMID 3) into a VCMDQ (functional model)")
 extra_rows = opcode_table.filter(pl.col("opcode").is_in([o.name for o in EXTRA]))
 assert (extra_rows["executed_vmid"] == 7).all()
 
@@ -240,17 +183,6 @@ param_table(
 )  # fmt: skip
 
 
-def guest_stream_run(workload: str, overrides: dict, *, policy: str = "scan", guest_opcodes: str = "linux",
-                     seed: int = 0, platform: str = "grace", prefix_ns: float | None = 0.0,
-                     as_guest: bool = False) -> dict:  # fmt: skip
-    """A registry workload issued by guests on pass-through VCMDQs (the `guest-wl-<workload>` scenario)."""
-    over = dict(overrides)
-    count = over.pop("ops", None) or over.pop("cycles", None)
-    topo = {"policy": policy, "guest_opcodes": guest_opcodes, "platform": platform, "as_guest": as_guest,
-             "op_cpu_ns": -1.0 if prefix_ns is None else prefix_ns}  # fmt: skip
-    return simulate(f"guest-wl-{workload}", {**over, **topo}, seed=seed, count=count).metrics
-
-
 # %% [markdown]
 # Configuration churn (`config-churn`): attach = 2 x [CFGI_CD + SYNC], 2 x [CFGI_STE + SYNC],
 # [PREFETCH_CONFIG]; detach = 2 x [CFGI_STE + SYNC], [PREFETCH_CONFIG], [CFGI_CD + SYNC], and when
@@ -263,8 +195,9 @@ def guest_stream_run(workload: str, overrides: dict, *, policy: str = "scan", gu
 cycles = 300 if smoke else 2000
 seeds = [0] if smoke else [0, 1, 2]
 churn = {"threads": 2, "sids_per_vm": 4, "cycles": cycles}
-param_table(ChurnParams(**churn, vms=1).table().filter(pl.col("name").is_in([*churn, "vms", "stage", "rate_hz", "hold_us",
-            "ste_writes", "cd_writes", "prefetch", "free_domain"])), "config-churn parameters")  # fmt: skip
+result_table(ChurnParams(**churn, vms=1).table().filter(pl.col("name").is_in([*churn, "vms", "stage", "rate_hz", "hold_us",
+             "ste_writes", "cd_writes", "prefetch", "free_domain"])).select("name", "value", "unit", "doc"),
+             "config-churn parameters")  # fmt: skip
 cases = {
     "guest, stage-1 domains": ("config-churn", {**churn, "vms": 1}, False),
     "hypothetical guest, stage-2 domains": ("config-churn", {**churn, "vms": 0, "stage": "s2"}, True),
@@ -273,13 +206,13 @@ rows = []
 for case, (wl, over, as_guest) in cases.items():
     for key in SETS:
         for seed in seeds:
-            m = guest_stream_run(wl, over, guest_opcodes=key, seed=seed, as_guest=as_guest)
+            m = guest_stream_run(wl, over, guest_opcodes=key, seed=seed, as_guest=as_guest, prefix_ns=0.0)
             rows.append({"case": case, "accepted_set": key, "seed": seed, "ops": m["ops"],
                          "mean_us": m["op_latency_ns"]["mean"] / 1e3, "p99_us": m["op_latency_ns"]["p99"] / 1e3,
                          "exits_per_op": m["exits"] / m["ops"], "illegal": m["illegal_commands"]})  # fmt: skip
 churn_t = pl.DataFrame(rows)
 churn_s = churn_t.group_by("case", "accepted_set", maintain_order=True).agg(pl.exclude("seed").mean()).sort("case", "accepted_set")
-display(churn_s)
+result_table(churn_s.drop("illegal"), "Configuration churn: latency per attach/detach (model prediction)")
 
 # %% [markdown]
 # The mixed-batch form: strict guest unmaps (2 TLBI_NH_VA + SYNC, then ATC_INV + SYNC) in which a
@@ -305,14 +238,13 @@ for policy in ["scan", "split"]:
                              "p99_us": m["op_latency_ns"]["p99"] / 1e3})  # fmt: skip
 mixed_t = pl.DataFrame(rows)
 mixed_s = mixed_t.group_by("policy", "s12_fraction", "accepted_set", maintain_order=True).agg(pl.col("mean_us", "p99_us").mean())
-display(mixed_s.sort(pl.all()))
 plots.show(
     plots.throughput_vs_cpus(mixed_t.filter(pl.col("policy") == "split"), x="s12_fraction", y="mean_us",
-                             color="accepted_set", title="Mean unmap latency (us) when batches carry S12_VMALL (split)")
+                             color="accepted_set", title="Mean unmap latency when batches carry S12_VMALL (split)")
 )  # fmt: skip
 plots.show(
     plots.explorer(mixed_s.sort("policy", "s12_fraction"), "s12_fraction", "mean_us", "accepted_set", "policy",
-                   title="Mean unmap latency (us) vs share of batches with a TLBI_S12_VMALL")
+                   title="Mean unmap latency vs share of batches with a TLBI_S12_VMALL")
 )  # fmt: skip
 
 # %% [markdown]
@@ -325,7 +257,7 @@ plots.show(
 def live(case: str, accepted_set: str, threads: int) -> None:
     wl, over, as_guest = cases[case]
     m = guest_stream_run(wl, {**over, "threads": threads, "cycles": 300}, guest_opcodes=accepted_set,
-                         as_guest=as_guest)  # fmt: skip
+                         as_guest=as_guest, prefix_ns=0.0)  # fmt: skip
     print(f"{case}, {accepted_set}: {m['ops']} ops, mean {m['op_latency_ns']['mean'] / 1e3:.1f} us, "
           f"p99 {m['op_latency_ns']['p99'] / 1e3:.1f} us, {m['exits'] / m['ops']:.1f} exits per op")  # fmt: skip
 
@@ -346,10 +278,7 @@ display(
 
 
 # %%
-def val(frame: pl.DataFrame, col: str, **eq: object) -> float:
-    return float(frame.filter(pl.all_horizontal([pl.col(k) == v for k, v in eq.items()]))[col].item())
-
-
+val = value
 n_cmds = int(wide["all traces"].sum())
 n_extra = int(wide.filter(pl.col("opcode").is_in([o.name for o in EXTRA]))["all traces"].sum())
 direct = int(wide.filter(pl.col("linux") == "direct")["all traces"].sum())
@@ -374,13 +303,18 @@ answer(
     f"{2 * (c2['linux'] - c2['v3-2021']):.0f} us per detach), or {mx['linux'] - mx['v3-2021']:.1f} us per unmap when "
     f"{F:.0%} of TLBI batches carry an S12_VMALL (split: {mx0:.1f} -> {mx['linux']:.1f} vs {mx['v3-2021']:.1f} us). "
     "Keep the Linux list.",
-)
+    numbers=[
+        ("TLBI_S12_VMALL / TLBI_S2_IPA in the real guest traces", f"{n_extra} of {n_cmds}", "measured"),
+        ("VMID a forged VMID 3 executed as", "7", "computed"),
+        ("config churn per attach/detach, Linux vs 2021 list", f"{c1['linux']:.1f} vs {c1['v3-2021']:.1f} us", "predicted"),
+    ],
+)  # fmt: skip
 print(f"notebook ran in {time.perf_counter() - t_start:.1f} s (smoke={smoke})")
 
 # %% [markdown]
 # **Modelled**: the VINTF's accepted set and ILL, VMID and SID rewriting in the executed command,
 # the trap path (exit, VMM walk, one ioctl per forwarded command with a host SYNC, CONS-poll
-# exit) and the pass-through path on Grace (fitted to calibration.md C2), the real traces' command
+# exit) and the pass-through path on Grace (fitted to C2), the real traces' command
 # order and batching. **Assumed**: `cfgi_service_ns` and `sync_service_ns`; the churn rate and hold
 # time of `config-churn`. **Not modelled**: what a TLB flush of the whole VM costs afterwards
 # (refills and table walks of every device of the VM: the real price of a guest's stage-2

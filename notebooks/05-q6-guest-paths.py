@@ -2,9 +2,14 @@
 # jupyter:
 #   jupytext:
 #     formats: py:percent
+#     notebook_metadata_filter: kernelspec,-jupytext.text_representation.jupytext_version,-jupytext.text_representation.format_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#   kernelspec:
+#     display_name: Python (cmdqv-lab)
+#     language: python
+#     name: cmdqv-lab
 # ---
 
 # %% [markdown]
@@ -22,7 +27,7 @@
 # >
 # > **Nicolin Chen:** "Wow...that's an interesting idea!"
 #
-# **What this notebook must answer** (domain brief, section 1, Q6): the latency and throughput of
+# **What this notebook must answer** (Q6): the latency and throughput of
 # three ways a guest's invalidations reach the SMMU, against the fraction of guest unmaps whose
 # batch carries a command a guest-owned VCMDQ rejects:
 #
@@ -37,7 +42,12 @@
 #
 # and the **break-even fraction** at which fix-up stops beating the others, how it moves with the
 # assumed interrupt latency `irq_latency_ns` and the VMM's trap cost `vmm_trap_ns`, and the
-# granule dependence (calibration.md C2 reproduced).
+# granule dependence (C2 reproduced).
+#
+# Sources: [seed thread](../docs/sources.md#seed-thread) (Robin Murphy's proposal),
+# [C2 (Chen 2025)](../docs/sources.md#c2-hwqueue-v9) (the Grace rows the preset is fitted to),
+# [C3 (kvm 2023)](../docs/sources.md#c3-kvm-microbench) (trap costs), [QEMU 10.2 SMMUv3](../docs/sources.md#qemu-10.2-smmuv3)
+# and [QEMU accel SMMUv3 + CMDQV](../docs/sources.md#qemu-accel-cmdqv) (the trapped path: one ioctl per command).
 
 # %% tags=["parameters"]
 smoke = False
@@ -45,25 +55,22 @@ smoke = False
 # %%
 # ruff: noqa: E402  (a notebook imports after its parameters cell)
 import re
+from functools import partial
 
 import altair as alt
 import polars as pl
 
 from cmdqv_lab import plots, widgets
+from cmdqv_lab.analysis.breakeven import break_even_text, crossing_table, per_unsupported_cost, sensitivity
+from cmdqv_lab.analysis.frames import sweep
 from cmdqv_lab.analysis.summary import summarize_replicates
-from cmdqv_lab.experiments.published import sweep_frame
 from cmdqv_lab.platform import load_platform, platform_table, read_preset
-from cmdqv_lab.report import answer, param_table
+from cmdqv_lab.report import answer, param_table, result_table
 from cmdqv_lab.widgets import Control
 
 plots.enable()
 grace = load_platform("grace")
-
-
-def load(name: str) -> pl.DataFrame:
-    sd = sweep_frame(name, smoke=smoke)
-    print(sd.describe())
-    return sd.frame
+load = partial(sweep, smoke=smoke)
 
 
 # %% [markdown]
@@ -94,7 +101,7 @@ param_table(
 )
 
 # %% [markdown]
-# ## Validation: calibration.md C2 (granule dependence)
+# ## Validation: C2 (granule dependence)
 #
 # `dma_map_benchmark -g <granule> -t 1` in a guest on Grace, trapped vSMMU vs VCMDQ. The 1-thread
 # rows are the ones the preset is fitted to (so agreement there checks the fit, not a prediction);
@@ -130,29 +137,32 @@ c2 = (
     .select("path", "threads", "granule_kib", "mean", "ci_lo", "ci_hi", "measured", "rel_error_vs_C2", "stored_prediction")
     .sort("threads", "path", "granule_kib")
 )  # fmt: skip
-param_table(c2, "C2: mean unmap latency (ns), model vs measured (1 thread, fitted) and 2-thread predictions")
+result_table(c2, "C2: mean unmap latency (ns), model vs measured (1 thread, fitted) and 2-thread predictions")
 worst_fit = c2.filter(pl.col("measured").is_not_null())["rel_error_vs_C2"].abs().max()
 
 # %%
-g_plot = gran.with_columns(
-    (pl.col("path") + ", " + pl.col("threads").cast(pl.String) + " thr").alias("series")
-)
-meas_pts = measured.with_columns(
-    (pl.col("path") + ", " + pl.col("threads").cast(pl.String) + " thr").alias("series")
-)
+def series(d: pl.DataFrame) -> pl.Expr:
+    return pl.col("path") + ", " + pl.col("threads").cast(pl.String) + (
+        pl.when(pl.col("threads") == 1).then(pl.lit(" thread")).otherwise(pl.lit(" threads"))
+    )
+
+
+g_plot = pl.concat(
+    [
+        gran.with_columns(series(gran).alias("series"),
+                          pl.when(pl.col("threads") == 1).then(pl.lit("fitted")).otherwise(pl.lit("predicted")).alias("kind"))
+        .select("series", "granule_kib", "op_latency_ns_mean", "kind"),
+        measured.with_columns(series(measured).alias("series"), pl.lit("measured").alias("kind"))
+        .select("series", "granule_kib", pl.col("measured").alias("op_latency_ns_mean"), "kind"),
+    ]
+)  # fmt: skip
 plots.show(
     plots.throughput_vs_cpus(
-        g_plot,
-        x="granule_kib",
-        y="op_latency_ns_mean",
-        color="series",
-        log_x=True,
-        title="Unmap latency vs granule: model (lines, 95% CI) and C2 measurements (diamonds, 1 thread)",
+        g_plot, x="granule_kib", y="op_latency_ns_mean", color="series", kind="kind", log_x=True,
+        y_title="mean unmap latency (ns)",
+        title="Unmap latency vs granule: C2 measured (1 thread), model fitted (1 thread), predicted (2 threads)",
     )
-    + alt.Chart(meas_pts)
-    .mark_point(shape="diamond", size=90, filled=True, color="black")
-    .encode(x="granule_kib:Q", y="measured:Q", tooltip=["series", "granule_kib", "measured"])
-)
+)  # fmt: skip
 
 # %% [markdown]
 # ## The three paths against the fraction of unsupported commands
@@ -183,7 +193,8 @@ for ld in loads:
             x="unsupported_fraction",
             y="op_latency_ns_mean",
             color="path",
-            title=f"Mean unmap latency vs unsupported fraction, {ld} (95% CI)",
+            y_title="mean unmap latency (ns)",
+            title=f"Mean unmap latency vs unsupported fraction, {ld}",
         )
     )
 
@@ -208,7 +219,8 @@ plots.show(
         "series",
         "load",
         log_y=True,
-        title="Unmap latency (ns) per path",
+        y_title="unmap latency (ns)",
+        title="Unmap latency per path",
     )
 )
 plots.show(
@@ -218,6 +230,7 @@ plots.show(
         "ops_per_s_per_vcpu",
         "path",
         "load",
+        y_title="unmaps/s per vCPU",
         title="Unmaps per second per vCPU",
     )
 )
@@ -231,50 +244,8 @@ plots.show(
 
 
 # %%
-def break_even(f: list[float], a: list[float], b: list[float], tol: float = 1e-3) -> tuple[float | None, str]:
-    """Where ``a`` (fix-up) first exceeds ``b`` on the fraction grid ``f``: (value, label).
-
-    Linear interpolation of the relative difference between the last grid point where fix-up was
-    not slower and the first where it is. When the two curves coincide at the start (fix-up and a
-    fallback are the same clean VCMDQ at 0 %) and fix-up is already slower at the next point, the
-    crossing lies somewhere below that point: the label says "< f". None: never on the grid.
-    """
-    d = [(x - y) / y for x, y in zip(a, b)]
-    for i in range(len(f)):
-        if d[i] > tol:
-            if i == 0:
-                return f[0], f"{f[0]:.0%}"
-            if abs(d[i - 1]) <= tol and f[i - 1] == f[0]:
-                return f[i], f"< {f[i]:.0%}"
-            be = f[i - 1] + (f[i] - f[i - 1]) * (-d[i - 1]) / (d[i] - d[i - 1])
-            return be, f"{be:.0%}"
-    return None, "none"
-
-
-def crossing_table(means: pl.DataFrame, by: list[str], fix: str = "fixup") -> pl.DataFrame:
-    rows = []
-    for key, g in means.group_by(by, maintain_order=True):
-        fx_ = g.filter(pl.col("path") == fix).sort("unsupported_fraction")
-        for other in sorted(set(g["path"]) - {fix}):
-            ot = g.filter(pl.col("path") == other).sort("unsupported_fraction")
-            j = fx_.join(ot, on="unsupported_fraction", suffix="_o").sort("unsupported_fraction")
-            f = j["unsupported_fraction"].to_list()
-            be, label = break_even(f, j["mean"].to_list(), j["mean_o"].to_list())
-            rows.append(
-                {
-                    **dict(zip(by, key)),
-                    "versus": other,
-                    "break_even_fraction": be,
-                    "break_even": "none (fix-up faster up to 100%)" if be is None else label,
-                    "speedup_at_0": j["mean_o"][0] / j["mean"][0],
-                    "fixup_vs_other_at_100": j["mean"][-1] / j["mean_o"][-1],
-                }
-            )
-    return pl.DataFrame(rows)
-
-
 be_default = crossing_table(lat, ["load"])
-param_table(be_default, "Break-even fraction of unsupported unmaps, default costs")
+result_table(be_default, "Break-even fraction of unsupported unmaps, default costs (model prediction)")
 
 # %% [markdown]
 # At one vCPU nothing queues: every path's latency is linear in the fraction, and fix-up and the
@@ -322,29 +293,12 @@ base = base.filter(pl.col("unsupported_fraction").is_in(fracs))
 cost_mean = base.group_by("load", "path", "irq_latency_ns", "vmm_trap_ns", "unsupported_fraction", maintain_order=True).agg(
     pl.col("op_latency_ns_mean").mean().alias("mean")
 )
-fix_side = cost_mean.filter(pl.col("path") == "fixup").drop("vmm_trap_ns")
-other_side = cost_mean.filter(pl.col("path") != "fixup").drop("irq_latency_ns")
-pairs = fix_side.join(other_side, on=["load", "unsupported_fraction"], suffix="_o")
-sens_rows = []
-for (ld, il, vt, other), g in pairs.group_by("load", "irq_latency_ns", "vmm_trap_ns", "path_o", maintain_order=True):
-    g = g.sort("unsupported_fraction")
-    be, label = break_even(g["unsupported_fraction"].to_list(), g["mean"].to_list(), g["mean_o"].to_list())
-    sens_rows.append(
-        {
-            "load": ld,
-            "irq_latency_us": il / 1e3,
-            "vmm_trap_us": vt / 1e3,
-            "versus": other,
-            "break_even_fraction": be,
-            "label": label,
-        }
-    )
-sens = pl.DataFrame(sens_rows).sort("load", "versus", "irq_latency_us", "vmm_trap_us")
+sens = sensitivity(cost_mean)
 for (ld, other), g in sens.group_by("load", "versus", maintain_order=True):
     g = g.with_columns(pl.col("vmm_trap_us").round(1))
     enc = {
-        "x": alt.X("vmm_trap_us:O", title="vmm_trap_ns (us)"),
-        "y": alt.Y("irq_latency_us:O", title="irq_latency_ns (us)", sort="descending"),
+        "x": alt.X("vmm_trap_us:O", title="VMM work per trapped PROD write (µs)"),
+        "y": alt.Y("irq_latency_us:O", title="IRQ latency to the handler thread (µs)", sort="descending"),
     }
     heat = (
         alt.Chart(g)
@@ -353,7 +307,7 @@ for (ld, other), g in sens.group_by("load", "versus", maintain_order=True):
             **enc,
             color=alt.Color(
                 "break_even_fraction:Q",
-                title="break-even",
+                title="break-even fraction",
                 scale=alt.Scale(domain=[0, 1], scheme="yellowgreenblue"),
             ),
         )
@@ -365,7 +319,7 @@ for (ld, other), g in sens.group_by("load", "versus", maintain_order=True):
             height=240,
             title=alt.TitleParams(
                 f"Fix-up vs {other}, {ld}",
-                subtitle="unsupported fraction where fix-up stops being faster (none: faster up to 100%)",
+                subtitle="model prediction: unsupported fraction where fix-up stops being faster (none: up to 100%)",
             ),
         )
     )
@@ -374,22 +328,8 @@ for (ld, other), g in sens.group_by("load", "versus", maintain_order=True):
 # %%
 # One vCPU: the extra latency of one unsupported unmap on each path (least-squares slope over f).
 one = base.filter(pl.col("load") == "1 VM x 1 vCPU")
-
-
-def slope(df: pl.DataFrame) -> float:
-    x, y = df["unsupported_fraction"], df["op_latency_ns_mean"]
-    xm, ym = x.mean(), y.mean()
-    return float(((x - xm) * (y - ym)).sum() / ((x - xm) ** 2).sum())  # type: ignore[operator]
-
-
-per_cmd = []
-for (p, il, vt), g in one.group_by("path", "irq_latency_ns", "vmm_trap_ns", maintain_order=True):
-    knob = il if p == "fixup" else vt
-    per_cmd.append({"path": p, "knob_ns": knob, "extra_ns_per_unsupported_unmap": slope(g)})
-per_cmd_df = pl.DataFrame(per_cmd).with_columns(
-    (pl.col("extra_ns_per_unsupported_unmap") - pl.col("knob_ns")).alias("fixed_part_ns")
-)
-param_table(
+per_cmd_df = per_unsupported_cost(one)
+result_table(
     per_cmd_df.filter(pl.col("path") != "trap").sort("path", "knob_ns"),
     "1 vCPU: extra unmap latency per unsupported unmap (knob = irq_latency_ns for fixup, vmm_trap_ns otherwise)",
 )
@@ -428,8 +368,9 @@ plots.show(
         "latency_ns",
         "path",
         "irq_latency_us",
-        kind="select",
-        title=f"Mean unmap latency, {cost_mean['load'].sort()[0]}, vmm_trap_ns = {fit_trap:.0f} (fitted)",
+        control="select",
+        slider_title="IRQ latency (µs)",
+        title=f"Mean unmap latency, {cost_mean['load'].sort()[0]}, VMM trap cost {fit_trap / 1e3:.1f} µs (fitted)",
     )
 )
 
@@ -461,16 +402,7 @@ one_vcpu = be_default.filter(pl.col("load") == loads[0])
 many = be_default.filter(pl.col("load") == loads[-1])
 
 
-def be_text(df: pl.DataFrame, versus: str) -> str:
-    r = df.filter(pl.col("versus") == versus)
-    if r.height == 0:
-        return "n/a"
-    if r["break_even_fraction"][0] is None:
-        return "at every fraction"
-    label = r["break_even"][0]
-    return f"only below {label[2:]}" if label.startswith("<") else f"up to {label}"
-
-
+be_text = break_even_text
 speed0 = one_vcpu.filter(pl.col("versus") == "trap")["speedup_at_0"][0]
 at100 = lat.filter((pl.col("load") == loads[0]) & (pl.col("unsupported_fraction") == 1.0))
 fix_at_100 = at100.filter(pl.col("path") == "fixup")["mean"][0]
@@ -501,4 +433,10 @@ answer(
     f"trapping {be_text(many, 'trap')}; over irq_latency {il_rng} and vmm_trap {vt_rng} "
     f"(what-ifs around the assumed {grace.irq_latency_ns / 1e3:g} us and the fitted {grace.vmm_trap_ns / 1e3:.1f} us) "
     f"the split break-even at {sens_load} ranges {range_txt}.",
-)
+    numbers=[
+        ("VCMDQ / fix-up vs trapping at 0% unsupported", f"{speed0:.1f}x faster", "predicted"),
+        ("worst C2 1-thread row of the grace fit", f"{worst_fit:.0%}", "fitted"),
+        (f"fix-up faster than split, {loads[-1]}", be_text(many, "vcmdq-split"), "predicted"),
+        ("fix-up cheaper than a trap iff irq_latency < vmm_trap +", f"{margin_ns / 1e3:.1f} us", "predicted"),
+    ],
+)  # fmt: skip

@@ -2,9 +2,14 @@
 # jupyter:
 #   jupytext:
 #     formats: py:percent
+#     notebook_metadata_filter: kernelspec,-jupytext.text_representation.jupytext_version,-jupytext.text_representation.format_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#   kernelspec:
+#     display_name: Python (cmdqv-lab)
+#     language: python
+#     name: cmdqv-lab
 # ---
 
 # %% [markdown]
@@ -16,42 +21,45 @@
 # > **Nicolin Chen:** "Just one concern here: we'll need to support multi VCMDQs on the guest level
 # > too. So using the vSMMU's main queue slot may not be sufficient for CMDQV use cases."
 #
-# What NVIDIA later reported (calibration.md C2; neither statement is used to fit the model):
+# What NVIDIA later reported (C2; neither statement is used to fit the model):
 #
 # * in-kernel multi-VCMDQ gave **"up to 20%"** less TLB invalidation time than a single queue in a
 #   multi-threaded unmap benchmark (v12 cover letter);
 # * guest VCMDQ gave **"70% to 90%"** less than the trapped vSMMU.
 #
-# **What this notebook must answer** (domain brief, section 1, Q8): guest scaling with *k* VCMDQs
+# **What this notebook must answer** (Q8): guest scaling with *k* VCMDQs
 # per VM against one, as the guest's vCPU count grows: throughput per vCPU and unmap latency, with
 # confidence intervals; whether several queues help when the SMMU consumes queues one at a time
 # and when it consumes them in parallel (`smmu_parallel`: not public for Grace); and the model's
 # numbers next to NVIDIA's two statements.
+#
+# Sources: [seed thread](../docs/sources.md#seed-thread), [NVIDIA v12 cover (2024)](../docs/sources.md#c2-cmdqv-v12)
+# (the two statements), [C2 (Chen 2025)](../docs/sources.md#c2-hwqueue-v9) (the Grace fit),
+# [C4 (Viennot 2022)](../docs/sources.md#c4-core-to-core) (line transfer), [Linux 7.0 SMMUv3 driver](../docs/sources.md#linux-7.0-smmu)
+# (the VCMDQ split per VINTF, `cpu % N`), [Deacon 2019](../docs/sources.md#deacon-2019-lockfree) (the lock-free algorithm).
 
 # %% tags=["parameters"]
 smoke = False
 
 # %%
 # ruff: noqa: E402  (a notebook imports after its parameters cell)
+from functools import partial
+
 import polars as pl
 
 from cmdqv_lab import plots, widgets
+from cmdqv_lab.analysis.capacity import vcmdqs_granted
+from cmdqv_lab.analysis.frames import sweep
+from cmdqv_lab.analysis.scaling import best_and_worst, compare_with, gain_table, reduction_vs_one, top
 from cmdqv_lab.analysis.summary import summarize_replicates
 from cmdqv_lab.device.cmdqv import CmdqvParams
-from cmdqv_lab.experiments.published import sweep_frame
 from cmdqv_lab.platform import load_platform, platform_table, read_preset
-from cmdqv_lab.report import answer, param_table
-from cmdqv_lab.virt.capacity import plan, uniform_vms
+from cmdqv_lab.report import answer, param_table, result_table
 from cmdqv_lab.widgets import Control
 
 plots.enable()
 grace = load_platform("grace")
-
-
-def load(name: str) -> pl.DataFrame:
-    sd = sweep_frame(name, smoke=smoke)
-    print(sd.describe())
-    return sd.frame
+load = partial(sweep, smoke=smoke)
 
 
 # %% [markdown]
@@ -82,14 +90,9 @@ param_table(
 # %%
 # How many VCMDQs can a guest have? (the capacity planner of notebook 03, full CMDQV geometry)
 geo = CmdqvParams()
-k_rows = []
-for k in (1, 2, 4, 8):
-    for alloc in ("linux", "pool"):
-        p = plan(uniform_vms(1, 1, k), geo, allocation=alloc)
-        k_rows.append({"vcmdqs_wanted": k, "allocation": alloc, "vcmdqs_granted": len(p.vms[0].vcmdqs)})
-k_cap = pl.DataFrame(k_rows)
+k_cap = vcmdqs_granted(geo)
 linux_max_k = k_cap.filter(pl.col("allocation") == "linux")["vcmdqs_granted"].max()
-param_table(k_cap, "VCMDQs one guest gets (64 VINTFs, 128 VCMDQs): Linux's fixed split vs a pool")
+result_table(k_cap, "VCMDQs one guest gets (64 VINTFs, 128 VCMDQs): Linux's fixed split vs a pool")
 
 # %% [markdown]
 # With the full geometry Linux's allocator gives every VINTF `128 / 64` VCMDQs, so a guest gets at
@@ -120,7 +123,8 @@ for cfg in configs["config"]:
             y="ops_per_s_per_cpu",
             color="k",
             log_x=True,
-            title=f"Unmaps/s per vCPU vs vCPUs, k VCMDQs ({cfg}; 95% CI)",
+            y_title="unmaps/s per vCPU",
+            title=f"Unmaps/s per vCPU vs vCPUs, k VCMDQs ({cfg})",
         )
     )
 
@@ -137,6 +141,7 @@ plots.show(
         "config",
         log_x=True,
         log_y=True,
+        slider_title="unmap size, SMMU processors",
         title="Mean unmap latency vs vCPUs per number of VCMDQs",
     )
 )
@@ -148,6 +153,7 @@ plots.show(
         "k",
         "config",
         log_x=True,
+        slider_title="unmap size, SMMU processors",
         title="Unmaps/s per vCPU vs vCPUs per number of VCMDQs",
     )
 )
@@ -160,37 +166,8 @@ plots.show(
 # a queue can change), and the throughput ratio. The table keeps the largest gain over vCPU counts.
 
 # %%
-one_q = iv.filter(pl.col("k") == "1").select("config", "threads", pl.col("mean").alias("inval_k1"))
-one_t = tp.filter(pl.col("k") == "1").select("config", "threads", pl.col("mean").alias("tput_k1"))
-gain = (
-    iv.select("config", "k", "threads", pl.col("mean").alias("inval"))
-    .join(one_q, on=["config", "threads"])
-    .join(tp.select("config", "k", "threads", pl.col("mean").alias("tput")), on=["config", "k", "threads"])
-    .join(one_t, on=["config", "threads"])
-    .with_columns(
-        (1 - pl.col("inval") / pl.col("inval_k1")).alias("inval_reduction"),
-        (pl.col("tput") / pl.col("tput_k1")).alias("tput_ratio"),
-    )
-    .filter(pl.col("k") != "1")
-)
-best = (
-    gain.sort("inval_reduction", descending=True)
-    .group_by("config", "k", maintain_order=True)
-    .first()
-    .sort("config", "k")
-    .select("config", "k", "threads", "inval_reduction", "tput_ratio")
-)
-worst = (
-    gain.sort("inval_reduction")
-    .group_by("config", "k", maintain_order=True)
-    .first()
-    .sort("config", "k")
-    .select("config", "k", pl.col("threads").alias("threads_worst"), pl.col("inval_reduction").alias("worst"))
-)
-param_table(
-    best.join(worst, on=["config", "k"]),
-    "Guest: best (and worst) invalidation-time reduction of k VCMDQs vs 1",
-)
+gain = gain_table(iv, tp)
+result_table(best_and_worst(gain), "Guest: best (and worst) invalidation-time reduction of k VCMDQs vs 1 (model prediction)")
 plots.show(
     plots.explorer(
         gain.select("config", "k", "threads", (pl.col("inval_reduction") * 100).alias("reduction_pct")),
@@ -199,7 +176,8 @@ plots.show(
         "k",
         "config",
         log_x=True,
-        title="Invalidation time saved by k VCMDQs vs one (%)",
+        slider_title="unmap size, SMMU processors",
+        title="Invalidation time saved by k VCMDQs vs one",
     )
 )
 
@@ -208,14 +186,10 @@ small_g, big_g = int(vq["granule_kib"].min()), int(vq["granule_kib"].max())
 max_p, max_t = int(vq["smmu_parallel"].max()), int(vq["threads"].max())
 serial = gain.filter(pl.col("config").str.ends_with("P=1"))
 g_small = serial.filter(pl.col("config").str.starts_with(f"{small_g} KiB"))
-small_mod_row = (
-    g_small.filter(pl.col("threads") < max_t).sort("inval_reduction", descending=True).row(0, named=True)
-)
+small_mod_row = top(g_small.filter(pl.col("threads") < max_t))
 small_mod = small_mod_row["inval_reduction"]
 small_mod_ns = small_mod_row["inval_k1"] - small_mod_row["inval"]
-small_top = (
-    g_small.filter(pl.col("threads") == max_t).sort("inval_reduction", descending=True).row(0, named=True)
-)
+small_top = top(g_small.filter(pl.col("threads") == max_t))
 cas_top = (
     vq.filter((pl.col("config") == f"{small_g} KiB, P=1") & (pl.col("threads") == max_t))
     .group_by("k", maintain_order=True)
@@ -227,8 +201,8 @@ g_big = serial.filter(pl.col("config").str.starts_with(f"{big_g} KiB"))
 big_best, big_worst = g_big["inval_reduction"].max(), g_big.sort("inval_reduction").row(0, named=True)
 # the parallel SMMU's own benefit: where one processor is the bottleneck (the largest granule)
 par = gain.filter(pl.col("config") == f"{big_g} KiB, P={max_p}")
-parallel_best = par.sort("inval_reduction", descending=True).row(0, named=True)
-param_table(
+parallel_best = top(par)
+result_table(
     {
         f"P=1, {small_g} KiB, < {max_t} vCPUs: best reduction": f"{small_mod:.1%}",
         f"P=1, {small_g} KiB, {max_t} vCPUs: best reduction": f"{small_top['inval_reduction']:.1%} (k={small_top['k']})",
@@ -275,12 +249,7 @@ hv = load("nb-q8-host-vcmdqs").with_columns(
     ("P=" + pl.col("smmu_parallel").cast(pl.String)).alias("config"),
 )
 h_lat = summarize_replicates(hv, ["config", "N", "cpus"], "op_latency_ns_mean")
-h1 = h_lat.filter(pl.col("N") == "1").select("config", "cpus", pl.col("mean").alias("lat1"))
-h_gain = (
-    h_lat.join(h1, on=["config", "cpus"])
-    .with_columns((1 - pl.col("mean") / pl.col("lat1")).alias("reduction"))
-    .filter(pl.col("N") != "1")
-)
+h_gain = reduction_vs_one(h_lat, "N", ["config", "cpus"])
 for cfg in hv["config"].unique().sort():
     plots.show(
         plots.throughput_vs_cpus(
@@ -289,10 +258,11 @@ for cfg in hv["config"].unique().sort():
             y="op_latency_ns_mean",
             color="N",
             log_x=True,
-            title=f"Host (in-kernel) invalidation latency vs CPUs, N VCMDQs ({cfg}; 95% CI)",
+            y_title="mean map+unmap latency (ns)",
+            title=f"Host (in-kernel) invalidation latency vs CPUs, N VCMDQs ({cfg})",
         )
     )
-param_table(
+result_table(
     h_gain.pivot(on="N", index=["config", "cpus"], values="reduction").sort("config", "cpus"),
     "Host: latency reduction of N VCMDQs vs one (model prediction)",
 )
@@ -315,7 +285,7 @@ red = (
     .with_columns((1 - pl.col("vcmdq_ns") / pl.col("trapped_ns")).alias("reduction"))
     .sort("granule_kib", "threads")
 )
-param_table(red, "Guest VCMDQ vs trapped vSMMU: mean unmap latency and reduction (1 VM, one VCMDQ)")
+result_table(red, "Guest VCMDQ vs trapped vSMMU: mean unmap latency and reduction (1 VM, one VCMDQ; model)")
 plots.show(
     plots.explorer(
         red.with_columns((pl.col("reduction") * 100).alias("reduction_pct")).with_columns(
@@ -326,7 +296,7 @@ plots.show(
         "series",
         "granule_kib",
         log_x=True,
-        title="Unmap latency saved by a guest VCMDQ vs the trapped vSMMU (%)",
+        title="Unmap latency saved by a guest VCMDQ vs the trapped vSMMU",
     )
 )
 low = red.filter(pl.col("threads") <= 2)
@@ -381,13 +351,7 @@ h_best = h_gain.group_by("config", "cpus", maintain_order=True).agg(pl.col("redu
 h_few = h_best.filter((pl.col("cpus") >= 2) & (pl.col("cpus") <= 8))
 h_many = h_best.filter(pl.col("cpus") >= 16)
 nvidia = 0.20
-vs = (
-    "above"
-    if h_few["reduction"].min() > nvidia
-    else "within"
-    if h_few["reduction"].max() <= nvidia
-    else "around"
-)
+vs = compare_with((h_few["reduction"].min(), h_few["reduction"].max()), nvidia)
 answer(
     "Q8",
     f"Several guest VCMDQs pay off when the SMMU consumes queues in parallel ({parallel_best['config']}: up to "
@@ -404,4 +368,11 @@ answer(
     f"{red_lo:.0%}-{red_hi:.0%} less unmap latency at 1-2 threads (NVIDIA: 70%-90%; 1 thread is fitted) and "
     f"{red_all_lo:.0%}-{red_all_hi:.0%} up to {red['threads'].max()} vCPUs. Linux's VCMDQ split gives a guest at "
     f"most {linux_max_k} queues.",
-)
+    numbers=[
+        (f"invalidation time saved, parallel SMMU ({parallel_best['config']})", f"up to {parallel_best['inval_reduction']:.0%}", "predicted"),
+        (f"saved with one SMMU processor, {small_g} KiB, < {max_t} vCPUs", f"at most {small_mod:.0%}", "predicted"),
+        ("host N VCMDQs vs one at 2-8 CPUs (NVIDIA: up to 20%)", f"{h_few['reduction'].min():.0%}-{h_few['reduction'].max():.0%}", "predicted"),
+        ("guest VCMDQ vs trapped at 1-2 threads (NVIDIA: 70-90%)", f"{red_lo:.0%}-{red_hi:.0%}", "predicted"),
+        ("VCMDQs Linux's split gives a guest", f"{linux_max_k}", "computed"),
+    ],
+)  # fmt: skip

@@ -2,15 +2,20 @@
 # jupyter:
 #   jupytext:
 #     formats: py:percent
+#     notebook_metadata_filter: kernelspec,-jupytext.text_representation.jupytext_version,-jupytext.text_representation.format_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#   kernelspec:
+#     display_name: Python (cmdqv-lab)
+#     language: python
+#     name: cmdqv-lab
 # ---
 
 # %% [markdown]
 # # Q9: host scaling: replicate the heavyweight cmdq algorithm per VCMDQ, or a light per-CPU path?
 #
-# From the 2021 Tegra241 CMDQV v3 review thread (`seeds/000_7a2710b59f901573.txt`):
+# From the 2021 Tegra241 CMDQV v3 review ([seed thread](../docs/sources.md#seed-thread)):
 #
 # > **Robin Murphy:** "Neither patchset gives Linux any new functionality that it can't achieve
 # > already with the regular cmdq, so there's nothing to gain until it's actually demonstrable that
@@ -22,7 +27,7 @@
 # > host-kernel use of VCMDQs (PATCH 1-4), or to wait until we have a full-stack support covering
 # > guest use cases too."
 #
-# **What this notebook must answer** (domain brief, Q9): host throughput and latency against CPU
+# **What this notebook must answer** (Q9): host throughput and latency against CPU
 # count for one shared main cmdq with Linux's lock-free algorithm; N VCMDQs each running the full
 # lock-free algorithm (`cpu % N`); per-CPU queues with a lightweight exclusive path (no atomics);
 # ECMDQ; with spinlock and atomic-add for context. Throughput per CPU with confidence intervals
@@ -35,7 +40,7 @@
 # (cmpxchg reservation, valid bitmap, owner gathering, one PROD doorbell, CMD_SYNC wait) against
 # an SMMU that fetches and executes commands. Contended cache lines are FIFO servers, so cmpxchg
 # failures *emerge* from contention. Costs come from the `d06` preset, fitted to John Garry's D06
-# map+unmap rows (calibration.md C1: 2-16 CPUs, lock-free and atomic-add). Everything beyond 16
+# map+unmap rows (C1: 2-16 CPUs, lock-free and atomic-add). Everything beyond 16
 # CPUs, and every VCMDQ/ECMDQ configuration, is a **prediction**. The workload is the C1 loop:
 # each CPU thinks (map + unmap page-table work), then issues one `CMD_TLBI_NH_VA` + `CMD_SYNC`
 # and waits for it (strict mode).
@@ -45,6 +50,12 @@
 # queues, 4, or 128 = one per queue), and `line_xfer_ns` (core-to-core line transfer, 30-87 ns in
 # C4). VCMDQs are waited on by busy CONS polling (`vcmdq_sync_wait = busy`, as Linux does with
 # CS=SIG_NONE), the main cmdq and ECMDQs by MSI.
+#
+# Sources: [C1 (Garry 2020)](../docs/sources.md#c1-garry-2020) (the D06 rows), [C4 (Viennot 2022)](../docs/sources.md#c4-core-to-core)
+# (line transfer), [Deacon 2019](../docs/sources.md#deacon-2019-lockfree) (lock-free insertion),
+# [Garry 2020](../docs/sources.md#garry-2020-atomic-add) (atomic add), [Grest 2026](../docs/sources.md#lock-fairness-2026)
+# (the current shared/exclusive lock), [Jagdale 2024](../docs/sources.md#ecmdq-marvell-2024) (ECMDQ),
+# [Linux 7.0 SMMUv3 driver](../docs/sources.md#linux-7.0-smmu) (`cpu % N` VCMDQ choice).
 
 # %% tags=["parameters"]
 smoke = False
@@ -56,10 +67,25 @@ import time
 import polars as pl
 
 from cmdqv_lab import plots, widgets
+from cmdqv_lab.analysis.host import (
+    ECMDQ_EXCLUSIVE,
+    MAIN_LOCKFREE,
+    PERCPU_EXCLUSIVE,
+    PERCPU_LOCKFREE,
+    best_shared_vcmdqs,
+    bottleneck,
+    bottleneck_table,
+    c1_kind,
+    family,
+    fmt_k,
+    line_xfer_table,
+    point,
+    with_config,
+)
 from cmdqv_lab.analysis.summary import summarize_sweep
 from cmdqv_lab.experiments.published import sweep_frame
 from cmdqv_lab.platform import platform_table
-from cmdqv_lab.report import answer, param_table
+from cmdqv_lab.report import answer, param_table, result_table
 from cmdqv_lab.scenarios import simulate
 from cmdqv_lab.scenarios.host import HostMapUnmapParams
 
@@ -70,13 +96,21 @@ print(f"smoke={smoke}")
 # %% [markdown]
 # ## The model's parameters
 #
-# The D06 preset (provenance per row: *measured*, *derived*, *fitted* to C1, or *assumption*) and
-# the scenario's own parameters. The sweeps below change `cpus`, `queues`, `vcmdqs`, `submit`,
-# `smmu_parallel` and `line_xfer_ns`; everything else stays as listed.
+# The D06 preset's costs of the map+unmap loop (provenance per row: *measured*, *derived*, *fitted*
+# to C1, or *assumption*; every row is on the calibration page) and the scenario's own
+# parameters. The sweeps below change `cpus`, `queues`, `vcmdqs`, `submit`, `smmu_parallel` and
+# `line_xfer_ns`; everything else stays as listed.
 
 # %%
-param_table(platform_table("d06"), "Platform preset d06 (HiSilicon Hi1620, fitted to calibration.md C1)")
-param_table(HostMapUnmapParams(), "host-map-unmap scenario parameters (defaults)")
+Q9_COSTS = ["think_ns", "line_xfer_ns", "line_local_ns", "cmd_write_ns", "mmio_write_ns", "mmio_read_ns",
+            "tlbi_service_ns", "sync_service_ns", "fetch_ns", "fetch_line_cmds", "msi_ns", "smmu_parallel",
+            "vcmdq_sync_wait"]  # fmt: skip
+param_table(
+    platform_table("d06").filter(pl.col("name").is_in(Q9_COSTS)).select("name", "value", "unit", "provenance", "source"),
+    "Platform preset d06 (HiSilicon Hi1620, fitted to C1): the costs of the map+unmap loop",
+)
+result_table(HostMapUnmapParams().table().select("name", "value", "unit", "doc"),
+             "host-map-unmap scenario parameters (defaults)")  # fmt: skip
 
 # %% [markdown]
 # ## The sweep
@@ -91,30 +125,6 @@ param_table(HostMapUnmapParams(), "host-map-unmap scenario parameters (defaults)
 # * `nb-q9-line-xfer`: `line_xfer_ns` across C4's range at 16 and 64 CPUs.
 
 # %%
-SUBMIT_SHORT = {
-    "linux-lockfree": "lock-free",
-    "atomic-add": "atomic-add",
-    "spinlock": "spinlock",
-    "exclusive": "exclusive",
-}
-
-
-def with_config(df: pl.DataFrame, per_cpu_vcmdq: bool = False) -> pl.DataFrame:
-    """Add a readable `config` label (topology + algorithm) to sweep rows."""
-    sub = pl.col("submit").replace_strict(SUBMIT_SHORT)
-    if per_cpu_vcmdq:
-        label = pl.lit("VCMDQ per CPU, ") + sub
-    else:
-        label = (
-            pl.when(pl.col("queues") == "main")
-            .then(pl.lit("main cmdq, ") + sub)
-            .when(pl.col("queues") == "vcmdq")
-            .then(pl.col("vcmdqs").cast(pl.String) + pl.lit(" VCMDQs (cpu % N), ") + sub)
-            .otherwise(pl.lit("ECMDQ per CPU, ") + sub)
-        )
-    return df.with_columns(label.alias("config"))
-
-
 scaling = sweep_frame("nb-q9-host-scaling", smoke=smoke)
 percpu = sweep_frame("nb-q9-vcmdq-percpu", smoke=smoke)
 xfer = sweep_frame("nb-q9-line-xfer", smoke=smoke)
@@ -126,9 +136,9 @@ KEEP = [
     "ops_per_s_per_cpu", "ops_per_s", "op_latency_ns_mean", "op_latency_ns_p50", "op_latency_ns_p99",
     "smmu_busy_fraction", "cas_success_ratio", "doorbells", "ops",
 ]  # fmt: skip
-runs = pl.concat(
-    [with_config(scaling.frame).select(KEEP), with_config(percpu.frame, per_cpu_vcmdq=True).select(KEEP)]
-)
+runs = c1_kind(
+    pl.concat([with_config(scaling.frame).select(KEEP), with_config(percpu.frame, per_cpu_vcmdq=True).select(KEEP)])
+).with_columns(family(pl.col("config")).alias("family"))
 xruns = with_config(xfer.frame).select(KEEP)
 METRICS = [
     "ops_per_s_per_cpu",
@@ -147,10 +157,11 @@ print(
 # %% [markdown]
 # ## Throughput per CPU against CPU count
 #
-# Mean over seeds with a 95% confidence band. First with one SMMU command processor
-# (`smmu_parallel = 1`, the default: it serves every queue round robin), then with one processor per
-# queue (`smmu_parallel = 128`). A flat line is perfect scaling; the C1 rows (2-16 CPUs) are what
-# the D06 preset was fitted to.
+# Mean over seeds with a band across them (the subtitle says which). First with one SMMU command
+# processor (`smmu_parallel = 1`, the default: it serves every queue round robin), then with one
+# processor per queue (`smmu_parallel = 128`). Shared queues on the left, one queue per CPU on the
+# right. A flat line is perfect scaling; the main-cmdq lock-free and atomic-add points at 2-16 CPUs
+# are the C1 rows the D06 preset was fitted to (solid), everything else is a prediction (dashed).
 
 # %%
 P_LO, P_HI = min(parallels), max(parallels)
@@ -160,32 +171,42 @@ for p in (P_LO, P_HI):
             runs.filter(pl.col("smmu_parallel") == p),
             y="ops_per_s_per_cpu",
             color="config",
+            kind="kind",
+            panel="family",
             log_x=True,
-            title=f"map+unmap ops/s per CPU, D06, smmu_parallel = {p}",
+            y_title="map+unmap per CPU (ops/s)",
+            title=f"Map+unmap per CPU, D06, {p} SMMU command processor{'s' if p > 1 else ''}",
         )
     )
 
 # %% [markdown]
-# ### Explore: move the slider to change `smmu_parallel`
+# ### Explore: pick the queue family and the SMMU parallelism
 #
 # The same sweep (means over seeds), every SMMU parallelism the sweep ran. With 4 processors,
 # queue `q` is served by processor `q % 4`.
 
 # %%
 means = (
-    runs.group_by("smmu_parallel", "config", "cpus", maintain_order=True)
+    runs.group_by("smmu_parallel", "family", "config", "cpus", maintain_order=True)
     .agg(pl.col(METRICS).mean())
     .sort("smmu_parallel", "config", "cpus")
+    .with_columns(
+        (pl.col("family") + ", " + pl.col("smmu_parallel").cast(pl.String)
+         + pl.when(pl.col("smmu_parallel") == 1).then(pl.lit(" SMMU processor")).otherwise(pl.lit(" SMMU processors")))
+        .alias("view")
+    )
 )
 plots.show(
     plots.explorer(
-        means,
+        means.select("cpus", "ops_per_s_per_cpu", "config", "view"),
         "cpus",
         "ops_per_s_per_cpu",
         "config",
-        "smmu_parallel",
+        "view",
+        control="select",
         log_x=True,
-        title="ops/s per CPU vs CPUs",
+        y_title="map+unmap per CPU (ops/s)",
+        title="Map+unmap per CPU vs CPUs",
     )
 )
 
@@ -204,8 +225,10 @@ plots.show(
         runs.filter(pl.col("smmu_parallel") == P_LO),
         y="smmu_busy_fraction",
         color="config",
+        kind="kind",
+        panel="family",
         log_x=True,
-        title=f"SMMU busy fraction, smmu_parallel = {P_LO}",
+        title=f"SMMU busy fraction, {P_LO} SMMU command processor",
     )
 )
 plots.show(
@@ -213,48 +236,24 @@ plots.show(
         runs.filter((pl.col("smmu_parallel") == P_LO) & (pl.col("submit") == "linux-lockfree")),
         y="cas_success_ratio",
         color="config",
+        kind="kind",
         log_x=True,
-        title="cmpxchg success ratio of the lock-free reservation (smmu_parallel = 1)",
+        title="cmpxchg success ratio of the lock-free reservation (1 SMMU command processor)",
     )
 )
 
 
 # %%
 def cell(metric: str, p: int, config: str, cpus: int) -> dict:
-    """One summarised point: mean and CI of `metric`."""
-    row = summary.filter(
-        (pl.col("metric") == metric)
-        & (pl.col("smmu_parallel") == p)
-        & (pl.col("config") == config)
-        & (pl.col("cpus") == cpus)
-    )
-    if row.height != 1:
-        raise KeyError(f"no single point for {metric} {p} {config} {cpus}")
-    return row.row(0, named=True)
+    return point(summary, metric, p, config, cpus)
 
 
-def verdict(busy: float) -> str:
-    return "SMMU-bound" if busy >= 0.95 else "software-bound"
-
-
-table_cpus = [c for c in (16, 64, 128) if c in cpus_all]
-bottleneck = (
-    summary.filter(pl.col("metric").is_in(["ops_per_s_per_cpu", "smmu_busy_fraction", "cas_success_ratio"]))
-    .filter(pl.col("cpus").is_in(table_cpus))
-    .pivot(on="metric", index=["smmu_parallel", "config", "cpus"], values="mean")
-    .with_columns(
-        pl.when(pl.col("smmu_busy_fraction") >= 0.95)
-        .then(pl.lit("SMMU-bound"))
-        .otherwise(pl.lit("software-bound"))
-        .alias("bottleneck"),
-        pl.col("ops_per_s_per_cpu").round(0),
-        pl.col("smmu_busy_fraction").round(3),
-        pl.col("cas_success_ratio").round(4),
-    )
-    .sort("smmu_parallel", "cpus", "ops_per_s_per_cpu", descending=[False, False, True])
-)
-param_table(
-    bottleneck, "Throughput, SMMU busy fraction and cmpxchg success at 16/64/128 CPUs (means over seeds)"
+verdict = bottleneck
+table_cpus = [c for c in (16, 64) if c in cpus_all]
+bottlenecks = bottleneck_table(summary, table_cpus)
+result_table(
+    bottlenecks.filter(pl.col("smmu_parallel") == P_LO).drop("smmu_parallel"),
+    "1 SMMU processor: throughput, SMMU busy fraction, cmpxchg success at 16/64 CPUs (model prediction)",
 )
 
 # %% [markdown]
@@ -268,7 +267,7 @@ param_table(
 # %%
 lat_long = (
     means.unpivot(
-        index=["smmu_parallel", "config", "cpus"],
+        index=["smmu_parallel", "family", "config", "cpus"],
         on=["op_latency_ns_p50", "op_latency_ns_p99"],
         variable_name="percentile",
         value_name="latency_ns",
@@ -276,8 +275,11 @@ lat_long = (
     .with_columns(
         (
             pl.col("percentile").str.replace("op_latency_ns_", "")
-            + pl.lit(", smmu_parallel=")
+            + pl.lit(", ")
+            + pl.col("family")
+            + pl.lit(", ")
             + pl.col("smmu_parallel").cast(pl.String)
+            + pl.when(pl.col("smmu_parallel") == 1).then(pl.lit(" SMMU processor")).otherwise(pl.lit(" SMMU processors"))
         ).alias("view")
     )
     .select("cpus", "latency_ns", "config", "view")
@@ -289,10 +291,11 @@ plots.show(
         "latency_ns",
         "config",
         "view",
-        kind="select",
+        control="select",
         log_x=True,
         log_y=True,
-        title="op latency (ns)",
+        y_title="op latency (ns)",
+        title="Op latency",
     )
 )
 
@@ -325,7 +328,8 @@ for name, over in REC_CONFIGS.items():
 lat_rec = pl.concat(rec)
 plots.show(
     plots.latency_percentiles(
-        lat_rec, replicate="seed", title=f"op latency percentiles at {rec_cpus} CPUs (smmu_parallel = 1)"
+        lat_rec, replicate="seed", color_title="configuration",
+        title=f"Op latency percentiles at {rec_cpus} CPUs (1 SMMU processor)"
     )
 )
 plots.show(
@@ -333,7 +337,7 @@ plots.show(
         lat_rec,
         complementary=True,
         log_x=True,
-        title=f"latency tail P(latency >= x) at {rec_cpus} CPUs (smmu_parallel = 1)",
+        title=f"Latency tail P(latency >= x) at {rec_cpus} CPUs (1 SMMU processor)",
     )
 )
 
@@ -350,10 +354,10 @@ xmeans = (
     .agg(pl.col("ops_per_s_per_cpu").mean())
     .with_columns(
         (
-            pl.lit("cpus=")
-            + pl.col("cpus").cast(pl.String)
-            + pl.lit(", smmu_parallel=")
+            pl.col("cpus").cast(pl.String)
+            + pl.lit(" CPUs, ")
             + pl.col("smmu_parallel").cast(pl.String)
+            + pl.lit(" SMMU processors")
         ).alias("case")
     )
 )
@@ -364,9 +368,10 @@ plots.show(
         "ops_per_s_per_cpu",
         "config",
         "case",
-        kind="select",
+        control="select",
         log_y=True,
-        title="ops/s per CPU vs line_xfer_ns",
+        y_title="map+unmap per CPU (ops/s)",
+        title="Map+unmap per CPU vs the cache-line transfer cost",
     )
 )
 x_cpus = max(xruns["cpus"].unique().to_list())
@@ -376,39 +381,19 @@ plots.show(
         x="line_xfer_ns",
         y="ops_per_s_per_cpu",
         color="config",
-        title=f"ops/s per CPU vs line_xfer_ns at {x_cpus} CPUs, smmu_parallel = {P_LO}",
+        y_title="map+unmap per CPU (ops/s)",
+        title=f"Map+unmap per CPU vs the cache-line transfer cost at {x_cpus} CPUs, 1 SMMU processor",
     )
 )
 
 
 # %%
-def xval(line: float, cpus: int, p: int, config: str) -> float:
-    return float(
-        xmeans.filter(
-            (pl.col("line_xfer_ns") == line)
-            & (pl.col("cpus") == cpus)
-            & (pl.col("smmu_parallel") == p)
-            & (pl.col("config") == config)
-        )["ops_per_s_per_cpu"].item()
-    )
-
-
-LF, EX = "main cmdq, lock-free", "ECMDQ per CPU, exclusive"
-V8 = "8 VCMDQs (cpu % N), lock-free"
+LF, EX = MAIN_LOCKFREE, ECMDQ_EXCLUSIVE
 lines = sorted(xmeans["line_xfer_ns"].unique().to_list())
-sens_rows = []
-for c in sorted(xmeans["cpus"].unique().to_list()):
-    for p in sorted(xmeans["smmu_parallel"].unique().to_list()):
-        for line in lines:
-            lf, v8, ex = xval(line, c, p, LF), xval(line, c, p, V8), xval(line, c, p, EX)
-            sens_rows.append(
-                {"cpus": c, "smmu_parallel": p, "line_xfer_ns": line, "main lock-free": round(lf),
-                 "8 VCMDQs lock-free": round(v8), "ECMDQ exclusive": round(ex),
-                 "exclusive / main lock-free": round(ex / lf, 2), "exclusive / 8 VCMDQs": round(ex / v8, 2)}
-            )  # fmt: skip
-sens = pl.DataFrame(sens_rows)
-param_table(
-    sens, "Per-CPU exclusive vs shared lock-free across line_xfer_ns (ops/s per CPU, means over seeds)"
+sens = line_xfer_table(xmeans)
+result_table(
+    sens.filter(pl.col("cpus") == sens["cpus"].max()),
+    "Per-CPU exclusive vs shared lock-free across the line transfer cost at 64 CPUs (ops/s per CPU; model)",
 )
 
 # %% [markdown]
@@ -451,10 +436,7 @@ widgets.explore_host(compare="queues", x="cpus", submit="linux-lockfree", vcmdqs
 
 # %%
 C16, C64 = 16, 64
-NV = sorted(
-    runs.filter(pl.col("config").str.contains("(cpu % N)", literal=True))["config"].unique().to_list()
-)
-PC_LF, PC_EX = "VCMDQ per CPU, lock-free", "VCMDQ per CPU, exclusive"
+PC_LF, PC_EX = PERCPU_LOCKFREE, PERCPU_EXCLUSIVE
 
 
 def ops(p: int, config: str, cpus: int) -> float:
@@ -462,11 +444,7 @@ def ops(p: int, config: str, cpus: int) -> float:
 
 
 def best_nv(p: int, cpus: int) -> tuple[str, float]:
-    return max(((c, ops(p, c, cpus)) for c in NV), key=lambda t: t[1])
-
-
-def fmt_k(x: float) -> str:
-    return f"{x / 1e3:,.0f}K" if x >= 1e4 else f"{x / 1e3:,.1f}K"
+    return best_shared_vcmdqs(summary, p, cpus)
 
 
 lines_out = []
@@ -516,4 +494,11 @@ answer(
     f"(x{a1['ex'] / a1['nv']:.2f}) and {fmt_k(a2['ex'])} vs {fmt_k(a2['nv'])} at 64 (x{a2['ex'] / a2['nv']:.2f}); "
     f"with parallel consumption (smmu_parallel={P_HI}) {fmt_k(b1['ex'])} vs {fmt_k(b1['nv'])} at 16 "
     f"(x{b1['ex'] / b1['nv']:.2f}) and {fmt_k(b2['ex'])} vs {fmt_k(b2['nv'])} at 64 (x{b2['ex'] / b2['nv']:.2f}).",
-)
+    numbers=[
+        ("per-CPU VCMDQ: exclusive faster than lock-free by", f"{(b1['pc_ex'] / b1['pc_lf'] - 1) * 100:.1f}%", "predicted"),
+        ("main cmdq lock-free at 64 CPUs (beyond C1's 16 CPUs)", f"{fmt_k(a2['lf'])} ops/s/CPU", "predicted"),
+        ("cmpxchg success at 64 CPUs", f"{cas64:.3f}", "predicted"),
+        ("per-CPU exclusive / best N VCMDQs at 16 CPUs, 1 vs 128 SMMU processors",
+         f"x{a1['ex'] / a1['nv']:.2f} / x{b1['ex'] / b1['nv']:.2f}", "predicted"),
+    ],
+)  # fmt: skip

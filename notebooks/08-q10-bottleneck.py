@@ -2,15 +2,20 @@
 # jupyter:
 #   jupytext:
 #     formats: py:percent
+#     notebook_metadata_filter: kernelspec,-jupytext.text_representation.jupytext_version,-jupytext.text_representation.format_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#   kernelspec:
+#     display_name: Python (cmdqv-lab)
+#     language: python
+#     name: cmdqv-lab
 # ---
 
 # %% [markdown]
 # # Q10: is the command queue the bottleneck at all?
 #
-# From the 2021 Tegra241 CMDQV v3 review thread (`seeds/000_7a2710b59f901573.txt`):
+# From the 2021 Tegra241 CMDQV v3 review ([seed thread](../docs/sources.md#seed-thread)):
 #
 # > **Robin Murphy:** "Neither patchset gives Linux any new functionality that it can't achieve
 # > already with the regular cmdq, so there's nothing to gain until it's actually demonstrable that
@@ -18,7 +23,7 @@
 # > real-world performance, but what we have to lose is more effort spent ripping stuff out again
 # > if it turns out to be no good."
 #
-# **What this notebook must answer** (domain brief, Q10): strict vs lazy (flush-queue)
+# **What this notebook must answer** (Q10): strict vs lazy (flush-queue)
 # invalidation with dma_map_benchmark-, fio- and netperf-like workloads; the fraction of time or
 # ops where the cmdq is the bottleneck rather than CPU work, and when it is not a bottleneck at all;
 # replays of the real captured Linux command streams across queue topologies. With numbers: the
@@ -26,7 +31,7 @@
 #
 # **What the model is.** A functional + calibrated timing model, not a cycle-exact simulator (see
 # notebook 07): Linux's submission algorithms and an SMMU that fetches and executes commands,
-# with costs from the `d06` preset (fitted to calibration.md C1, 2-16 CPUs). The workloads are
+# with costs from the `d06` preset (fitted to C1, 2-16 CPUs). The workloads are
 # generators of Linux's unmap command streams: **strict** mode issues one `CMD_TLBI_NH_VA` +
 # `CMD_SYNC` per unmap and waits; **lazy** mode (`iommu.strict=0`) queues the IOVA in a per-CPU
 # flush queue and issues one `CMD_TLBI_NH_ASID` + `CMD_SYNC` when 256 unmaps are queued or a 10 ms
@@ -39,24 +44,36 @@
 # one per queue) is implementation defined. The only real-world data point in the calibration set is
 # C4's: SEV/CONS polling gave +7.6% netperf throughput over MSI polling on hns3 100G in strict mode,
 # i.e. the strict cmdq path *is* visible in a real network benchmark.
+#
+# Sources: [C1 (Garry 2020)](../docs/sources.md#c1-garry-2020), [C4 (Song 2020)](../docs/sources.md#c4-sev-msi)
+# (SEV vs MSI in netperf), [Murphy 2023](../docs/sources.md#murphy-2023-threshold) (no constant flush threshold),
+# [captured traces](../docs/sources.md#traces-linux6.1), [Linux map_benchmark.c](../docs/sources.md#linux-dma-map-benchmark).
 
 # %% tags=["parameters"]
 smoke = False
 
 # %%
 # ruff: noqa: E402  (a notebook imports after its parameters cell)
-import json
 import time
 
 import polars as pl
 
 from cmdqv_lab import plots, widgets
+from cmdqv_lab.analysis.bottleneck import (
+    derive,
+    first_saturated,
+    lazy_speedup,
+    open_loop,
+    rate_text,
+    topology,
+    verdict_table,
+)
 from cmdqv_lab.analysis.summary import summarize_sweep
+from cmdqv_lab.analysis.traces import volume_table
 from cmdqv_lab.experiments.published import sweep_frame
 from cmdqv_lab.platform import platform_table
-from cmdqv_lab.report import answer, param_table
+from cmdqv_lab.report import answer, param_table, result_table
 from cmdqv_lab.scenarios import get_scenario
-from cmdqv_lab.workloads.qemu_trace import parse_trace
 from cmdqv_lab.workloads.replay import TRACES_DIR, replay_policies
 
 plots.enable()
@@ -66,13 +83,20 @@ print(f"smoke={smoke}")
 # %% [markdown]
 # ## The model's parameters
 #
-# The D06 platform (provenance per row) and the workload parameters of the three generators
-# (defaults; the sweeps below fix or vary some of them).
+# The D06 platform's costs on the unmap path (provenance per row; every row is on the
+# calibration page) and the workload parameters of the three generators (defaults; the sweeps
+# below fix or vary some of them).
 
 # %%
-param_table(platform_table("d06"), "Platform preset d06 (fitted to calibration.md C1)")
+Q10_COSTS = ["think_ns", "line_xfer_ns", "cmd_write_ns", "mmio_write_ns", "tlbi_service_ns", "sync_service_ns",
+             "fetch_ns", "fetch_line_cmds", "msi_ns", "smmu_parallel"]  # fmt: skip
+param_table(
+    platform_table("d06").filter(pl.col("name").is_in(Q10_COSTS)).select("name", "value", "unit", "provenance", "source"),
+    "Platform preset d06 (fitted to C1): the costs on the unmap path",
+)
 for name in ("host-dma-map", "host-fio", "host-netperf"):
-    param_table(get_scenario(name).params(), f"{name} scenario parameters (defaults)")
+    result_table(get_scenario(name).params().table().select("name", "value", "unit", "doc"),
+                 f"{name} scenario parameters (defaults)")  # fmt: skip
 
 # %% [markdown]
 # ## The sweeps
@@ -89,32 +113,7 @@ for name in ("host-dma-map", "host-fio", "host-netperf"):
 #   4, 16 or 64 CPUs.
 
 # %%
-TOPO = {
-    ("main", "linux-lockfree", 1): "main cmdq, lock-free",
-    ("ecmdq", "exclusive", 1): "ECMDQ/CPU, exclusive, P=1",
-    ("ecmdq", "exclusive", 128): "ECMDQ/CPU, exclusive, P=128",
-    ("main", "spinlock", 1): "main cmdq, spinlock",
-    ("vcmdq", "linux-lockfree", 1): "2 VCMDQs, lock-free",
-}
-
-
-def topo(df: pl.DataFrame) -> pl.DataFrame:
-    keys = list(zip(df["queues"], df["submit"], df["smmu_parallel"]))
-    return df.with_columns(pl.Series("config", [TOPO[k] for k in keys]))
-
-
-def derive(df: pl.DataFrame) -> pl.DataFrame:
-    """Per-unmap measures: `count` is the number of unmaps (`ops` counts flush ops in lazy mode)."""
-    return df.with_columns(
-        (pl.col("count") / pl.col("threads") / (pl.col("sim_time_ns") * 1e-9)).alias("unmaps_per_s_per_cpu"),
-        (pl.col("ops") * pl.col("op_latency_ns_mean") / pl.col("count")).alias("cmdq_ns_per_unmap"),
-        (pl.col("ops") * pl.col("op_latency_ns_mean") / (pl.col("threads") * pl.col("sim_time_ns"))).alias(
-            "cmdq_cpu_share"
-        ),
-        (pl.col("mode") + pl.lit(", ") + pl.col("config")).alias("case"),
-    )
-
-
+topo = topology
 dma = sweep_frame("nb-q10-dma-map", smoke=smoke)
 net = sweep_frame("nb-q10-netperf", smoke=smoke)
 fio = sweep_frame("nb-q10-fio", smoke=smoke)
@@ -127,7 +126,7 @@ dmad = derive(topo(dma.frame))
 # ## 1. Closed loop: the map+unmap benchmark, strict vs lazy
 #
 # Each thread maps and unmaps one 4 KiB buffer in a loop with the D06 fit's CPU work in between:
-# the workload of calibration.md C1, where the cmdq is on every iteration's critical path in strict
+# the workload of C1, where the cmdq is on every iteration's critical path in strict
 # mode. Lazy mode takes the invalidation off the path (one flush per 256 unmaps).
 
 # %%
@@ -136,9 +135,10 @@ plots.show(
         dmad,
         x="threads",
         y="unmaps_per_s_per_cpu",
-        color="case",
+        color="config",
+        panel="mode",
         log_x=True,
-        title="dma_map_benchmark-like loop: unmaps/s per CPU (D06)",
+        title="Closed map+unmap loop: unmaps/s per CPU (D06), strict and lazy",
     )
 )
 dsum = (
@@ -150,29 +150,9 @@ dsum = (
     .pivot(on="metric", index=["config", "mode", "threads"], values="mean")
     .sort("config", "threads", "mode")
 )
-speed = (
-    dsum.pivot(on="mode", index=["config", "threads"], values=["unmaps_per_s_per_cpu", "cmdq_cpu_share"])
-    .with_columns(
-        (pl.col("unmaps_per_s_per_cpu_lazy") / pl.col("unmaps_per_s_per_cpu_strict"))
-        .round(2)
-        .alias("lazy speed-up"),
-        (pl.col("cmdq_cpu_share_strict") * 100).round(1).alias("strict: % CPU in cmdq"),
-        (pl.col("cmdq_cpu_share_lazy") * 100).round(2).alias("lazy: % CPU in cmdq"),
-        pl.col("unmaps_per_s_per_cpu_strict").round(0).alias("strict unmaps/s/CPU"),
-        pl.col("unmaps_per_s_per_cpu_lazy").round(0).alias("lazy unmaps/s/CPU"),
-    )
-    .select(
-        "config",
-        "threads",
-        "strict unmaps/s/CPU",
-        "lazy unmaps/s/CPU",
-        "lazy speed-up",
-        "strict: % CPU in cmdq",
-        "lazy: % CPU in cmdq",
-    )
-    .sort("config", "threads")
-)
-param_table(speed, "Lazy over strict, closed loop (means over seeds)")
+speed = lazy_speedup(dsum)
+result_table(speed.filter(pl.col("config") == "main cmdq, lock-free"),
+             "Lazy over strict on the main cmdq, closed loop (model prediction, means over seeds)")  # fmt: skip
 
 # %% [markdown]
 # ## 2. Open loop at realistic rates: netperf- and fio-like
@@ -187,20 +167,6 @@ param_table(speed, "Lazy over strict, closed loop (means over seeds)")
 
 
 # %%
-def open_loop(df: pl.DataFrame, workload: str, offered_total: pl.Expr) -> pl.DataFrame:
-    d = derive(topo(df)).with_columns(
-        offered_total.alias("offered_unmaps_per_s"), pl.lit(workload).alias("workload")
-    )
-    span = pl.col("count") / pl.col("offered_unmaps_per_s") * 1e9
-    per_cpu = pl.col("count") / pl.col("threads")
-    timer = pl.when(pl.col("mode") == "lazy").then(pl.col("fq_timeout_ms") * 1e6).otherwise(0.0)
-    sat = pl.col("sim_time_ns") > span * (1 + 4 / per_cpu.sqrt()) + timer + 1e5
-    return d.with_columns(
-        sat.alias("saturated"),
-        (pl.when(sat).then(1.0).otherwise(pl.col("cmdq_cpu_share")) * 100).alias("cpu_in_cmdq_pct"),
-    )
-
-
 netd = open_loop(net.frame, "netperf", pl.col("pps") * pl.col("threads"))
 fiod = open_loop(fio.frame, "fio", pl.col("iops"))
 KEEP = ["workload", "mode", "config", "case", "offered_unmaps_per_s", "seed", "saturated", "cpu_in_cmdq_pct",
@@ -220,9 +186,10 @@ for wl in ("netperf", "fio"):
             openl.filter(pl.col("workload") == wl),
             x="offered_unmaps_per_s",
             y="cpu_in_cmdq_pct",
-            color="case",
+            color="config",
+            panel="mode",
             log_x=True,
-            title=f"{wl}: % of CPU time in the cmdq path (100 = saturated), 16 CPUs",
+            title=f"{wl}: share of CPU time in the cmdq path (100% = saturated), 16 CPUs",
         )
     )
 
@@ -240,7 +207,7 @@ plots.show(
         "smmu_busy_fraction",
         "config",
         "workload · mode",
-        kind="select",
+        control="select",
         log_x=True,
         title="SMMU busy fraction vs offered unmaps/s",
     )
@@ -254,33 +221,22 @@ plots.show(
         "cpu_in_cmdq_pct",
         "config",
         "workload · mode",
-        kind="select",
+        control="select",
         log_x=True,
         log_y=True,
-        title="% CPU time in the cmdq path vs offered unmaps/s",
+        title="CPU time in the cmdq path vs offered unmaps/s",
     )
 )
 
 
 # %%
-def bottleneck(row: dict) -> str:
-    if row["saturated"]:
-        return "saturated: SMMU" if row["smmu_busy_fraction"] >= 0.95 else "saturated: software"
-    if row["cpu_in_cmdq_pct"] < 5 and row["smmu_busy_fraction"] < 0.5:
-        return "not a bottleneck"
-    return "costs CPU time"
-
-
-verdicts = omean.with_columns(
-    pl.Series("verdict", [bottleneck(r) for r in omean.iter_rows(named=True)]),
-    pl.col("cpu_in_cmdq_pct").round(2),
-    pl.col("cmdq_ns_per_unmap").round(0),
-    pl.col("smmu_busy_fraction").round(3),
-    pl.col("op_latency_ns_p99").round(0),
-)
-param_table(verdicts, "Open loop, 16 CPUs: is the cmdq a bottleneck? (means over seeds)")
+verdicts = verdict_table(omean)
 counts = verdicts.group_by("mode", "verdict", maintain_order=True).len().sort("mode", "verdict")
-param_table(counts, "How many (workload, rate, topology) points fall in each class")
+result_table(counts.rename({"len": "points"}), "How many (workload, rate, topology) points fall in each class")
+result_table(
+    verdicts.filter(pl.col("mode") == "strict").drop("mode"),
+    "Open loop, 16 CPUs, strict: is the cmdq a bottleneck? (model prediction, means over seeds)",
+)
 
 # %% [markdown]
 # ## 3. The real command streams
@@ -290,31 +246,8 @@ param_table(counts, "How many (workload, rate, topology) points fall in each cla
 # so commands can be normalised per MiB read: the strict and lazy captures read different amounts.
 
 # %%
-trace_rows = []
-for meta_path in sorted(TRACES_DIR.glob("*.json")):
-    meta = json.loads(meta_path.read_text())
-    wl = meta.get("workload", {})
-    tr = parse_trace(TRACES_DIR / meta["trace"])
-    s = tr.summary()
-    mib = None
-    if wl.get("bytes_per_job") and wl.get("jobs") and wl.get("block_sizes"):
-        mib = wl["bytes_per_job"] * wl["jobs"] * len(wl["block_sizes"]) / 2**20
-    trace_rows.append(
-        {
-            "trace": meta["trace"].removesuffix(".log.gz").removeprefix("qemu-smmuv3-"),
-            "mode": meta.get("invalidation"),
-            "vcpus": meta.get("vcpus"),
-            "MiB read": mib,
-            "commands": s["commands"],
-            "doorbells": s["doorbells"],
-            "CMD_SYNC": s["opcodes"].get("CMD_SYNC", 0),
-            "TLBIs": sum(v for k, v in s["opcodes"].items() if k.startswith("CMD_TLBI")),
-            "commands per MiB": round(s["commands"] / mib, 2) if mib else None,
-            "doorbells per MiB": round(s["doorbells"] / mib, 2) if mib else None,
-        }
-    )
-traces = pl.DataFrame(trace_rows)
-param_table(traces, "Captured Linux 6.1 command streams (QEMU SMMUv3 traces)")
+traces = volume_table(TRACES_DIR)
+result_table(traces, "Captured Linux 6.1 command streams (QEMU SMMUv3 traces)")
 per_mib = {r["trace"]: r for r in traces.to_dicts()}
 st, lz = per_mib["linux6.1-smp4-strict"], per_mib["linux6.1-smp4-lazy"]
 trace_ratio = st["commands per MiB"] / lz["commands per MiB"]
@@ -360,10 +293,10 @@ plots.show(
         "cmdq_us_per_mib",
         "config",
         "trace",
-        kind="select",
+        control="select",
         log_x=True,
         log_y=True,
-        title="CPU time in the cmdq path per MiB read (us)",
+        title="CPU time in the cmdq path per MiB read",
     )
 )
 rsum = (
@@ -374,7 +307,8 @@ rsum = (
     .with_columns(pl.col(["cmdq_us_per_mib", "smmu_busy_fraction", "op_latency_ns_p99"]).round(3))
     .sort("trace", "cpus", "config")
 )
-param_table(rsum, "Trace replay: cmdq CPU time per MiB, SMMU busy, p99 latency (means over seeds)")
+result_table(rsum.filter(pl.col("cpus") == rsum["cpus"].max()),
+             "Trace replay at the most CPUs: cmdq CPU time per MiB, SMMU busy, p99 latency (model prediction)")  # fmt: skip
 
 # %% [markdown]
 # Every captured trace at its recorded vCPU count, through three topologies
@@ -407,7 +341,7 @@ for name in trace_names:
         )
     )
 policies = pl.concat(pol_rows)
-param_table(policies, "replay_policies: each trace at its recorded vCPU count (closed pacing)")
+result_table(policies, "replay_policies: each trace at its recorded vCPU count (closed pacing; model prediction)")
 
 # %% [markdown]
 # ## Live exploration (Jupyter only)
@@ -462,16 +396,6 @@ def orow(wl: str, mode: str, config: str, rate: float) -> dict:
     return r.row(0, named=True)
 
 
-def first_saturated(wl: str, config: str) -> float | None:
-    r = verdicts.filter(
-        (pl.col("workload") == wl)
-        & (pl.col("mode") == "strict")
-        & (pl.col("config") == config)
-        & pl.col("saturated")
-    )
-    return float(r["offered_unmaps_per_s"].min()) if r.height else None
-
-
 threads_all = sorted(dmad["threads"].unique().to_list())
 t_hi = max(threads_all)
 t_mid = 16 if 16 in threads_all else threads_all[len(threads_all) // 2]
@@ -487,15 +411,10 @@ lazy_busy = float(verdicts.filter(pl.col("mode") == "lazy")["smmu_busy_fraction"
 
 n_main, n_e1, n_e128 = (orow("netperf", "strict", c, NET_REAL) for c in (MAIN, E1, E128))
 f_main, f_e1, f_e128 = (orow("fio", "strict", c, FIO_REAL) for c in (MAIN, E1, E128))
-sat_main_net = first_saturated("netperf", MAIN)
-sat_e1_net = first_saturated("netperf", E1)
-sat_e128_net = first_saturated("netperf", E128)
-
-
-def rate_txt(x: float | None) -> str:
-    return (
-        "none of the rates swept" if x is None else f"{x / 1e6:.1f} M unmaps/s ({x / 16 / 1e3:.0f}K per CPU)"
-    )
+sat_main_net = first_saturated(verdicts, "netperf", MAIN)
+sat_e1_net = first_saturated(verdicts, "netperf", E1)
+sat_e128_net = first_saturated(verdicts, "netperf", E128)
+rate_txt = rate_text
 
 
 print("Q10 summary (D06 preset)")
@@ -533,4 +452,10 @@ answer(
     f"processor, {n_e128['cpu_in_cmdq_pct']:.1f}% with parallel ones), fio at {FIO_REAL / 1e6:.0f} M IOPS "
     f"{f_main['cpu_in_cmdq_pct']:.1f}% ({f_e1['cpu_in_cmdq_pct']:.1f}%, {f_e128['cpu_in_cmdq_pct']:.1f}%); "
     f"multi-queue only matters past saturation (main cmdq at {rate_txt(sat_main_net)}) and only with a parallel SMMU.",
-)
+    numbers=[
+        ("lazy over strict, closed loop, 1 thread", f"x{sp(MAIN, 1):.2f}", "predicted"),
+        ("most CPU time in the cmdq, lazy, any open-loop rate", f"{lazy_max:.2f}%", "predicted"),
+        ("fewer commands per MiB, lazy vs strict traces", f"{trace_ratio:.0f}x", "measured"),
+        (f"CPU in the cmdq, netperf {NET_REAL / 1e6:.1f} Mpps strict, main cmdq", f"{n_main['cpu_in_cmdq_pct']:.1f}%", "predicted"),
+    ],
+)  # fmt: skip

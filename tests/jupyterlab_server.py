@@ -8,6 +8,7 @@ token, the given root directory, no update or news checks (no remote requests), 
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
 import sys
@@ -29,16 +30,20 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_lab(root: Path, token: str) -> Iterator[str]:
+def running_lab(
+    root: Path, token: str, extra_args: tuple[str, ...] = (), env: dict[str, str] | None = None
+) -> Iterator[str]:
     """A JupyterLab server over ``root``; yields its base URL once ``/api/status`` answers."""
     port = free_port()
     cmd = [
         sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--allow-root",
-        "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", *extra_args,
     ]  # fmt: skip
     log = (root / "lab.log").open("w")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=root)
+    proc = subprocess.Popen(
+        cmd, stdout=log, stderr=subprocess.STDOUT, cwd=root, env={**os.environ, **(env or {})}
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60

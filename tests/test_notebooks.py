@@ -144,3 +144,113 @@ def test_a_slider_changes_the_drawn_data(browser: tuple[Browser, str], manifest:
         b.assert_clean()
         return
     pytest.fail("no notebook page has a slider")
+
+
+# --------------------------------------------------------------------------- a review, not a dump
+def test_pages_read_as_a_review(manifest: dict[str, Any], report: Path) -> None:
+    """No frame dumps, at most one parameter table, primary sources cited on every question page."""
+    for nb in manifest["notebooks"]:
+        page = (report / nb["page"]).read_text()
+        assert "shape: (" not in page and "┌──" not in page, f"{nb['page']}: a raw frame dump"
+        assert len(nb["parameter_tables"]) <= 1, (nb["page"], nb["parameter_tables"])
+        if nb["answers"]:
+            assert '<section class="short-answer">' in page, nb["page"]
+            assert "seed-thread" in nb["cited"], nb["page"]
+            cited = re.search(r'<section class="cited">.*?</section>', page, re.S)
+            assert cited and "https://lore.kernel.org/" in cited.group(0), nb["page"]
+            assert all(a.get("numbers") for a in nb["answers"]), (
+                f"{nb['page']}: an answer without key numbers"
+            )
+
+
+def test_summary_txt_is_a_cover_letter(report: Path) -> None:
+    text = (report / "summary.txt").read_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    for q in QUESTIONS:
+        assert re.search(rf"^{q}\. ", text, re.M), q
+    assert "Message-ID <37734fe9-8b67-3cf3-2925-2fee549cb45a@huawei.com>" in text  # C1, by Message-ID
+    assert "PREDICTION" in text and "measured" in text
+
+
+def test_site_is_small_and_links_the_seed_thread(report: Path) -> None:
+    size = sum(p.stat().st_size for p in report.rglob("*") if p.is_file())
+    assert size < 15 * 2**20, f"site is {size / 2**20:.1f} MiB"
+    index = (report / "index.html").read_text()
+    from cmdqv_lab.report.sources import seed_thread
+
+    assert f'href="{seed_thread().link.replace("&", "&amp;")}"' in index
+    for what in ("What was measured", "What was fitted", "What is predicted"):
+        assert what in index
+
+
+_OVERFLOW_JS = """() => {
+  const main = document.querySelector('main'), mr = main.getBoundingClientRect(), bad = [];
+  if (document.documentElement.scrollWidth > window.innerWidth + 1) bad.push('page scrolls sideways');
+  for (const el of main.querySelectorAll('p, li, td, th, caption, summary, h1, h2, h3, pre, code, div.answer, span')) {
+    if (el.closest('figure.chart-figure, .table-wrap, details:not([open])')) continue;
+    const r = el.getBoundingClientRect();
+    if (r.width > 0 && r.right > mr.right + 1) bad.push(el.tagName + ': ' + el.textContent.slice(0, 60));
+    const cs = getComputedStyle(el);
+    if (cs.overflowX === 'visible' && el.scrollWidth > el.clientWidth + 1 && el.clientWidth > 0 && cs.display !== 'inline')
+      bad.push('overflowing ' + el.tagName + ': ' + el.textContent.slice(0, 60));
+  }
+  for (const w of main.querySelectorAll('.table-wrap')) {
+    const r = w.getBoundingClientRect();
+    if (r.right > mr.right + 1) bad.push('table wider than the page: ' + w.textContent.slice(0, 60));
+  }
+  return bad;
+}"""
+
+_TITLES_JS = """el => [...el.querySelectorAll('g.role-axis-title text, g.role-legend-title text, g.role-title-text text')]
+  .map(t => t.textContent)"""
+
+
+def _control_value(chart: Any) -> str | None:
+    """The value a chart's control shows: a slider's value label, the checked radio or the selection."""
+    rng = chart.locator("input[type=range]")
+    if rng.count():
+        label = rng.first.locator("xpath=following-sibling::*[1]")
+        return (label.text_content() if label.count() else rng.first.input_value()).strip()
+    radio = chart.locator("input[type=radio]:checked")
+    if radio.count():
+        return radio.first.get_attribute("value")
+    sel = chart.locator("select")
+    if sel.count():
+        return sel.first.input_value()
+    return None
+
+
+@pytest.mark.browser
+def test_pages_look_right_in_chromium(
+    browser: tuple[Browser, str], manifest: dict[str, Any], report: Path
+) -> None:
+    """Screenshots of every page; no overflow, no identifier-like titles, controls show what the chart shows."""
+    from cmdqv_lab.plots.labels import is_identifier_title
+
+    b, base = browser
+    shots = report.parent / "screenshots"
+    shots.mkdir(exist_ok=True)
+    pages = [nb["page"] for nb in manifest["notebooks"]] + ["index.html", "sources.html", "provenance.html"]
+    problems: list[str] = []
+    for name in pages:
+        page = b.open(base + name)
+        page.screenshot(path=str(shots / name.replace(".html", ".png")), full_page=True)
+        problems += [f"{name}: {p}" for p in page.evaluate(_OVERFLOW_JS)]
+        charts = page.locator("div.cmdqv-chart")
+        for i in range(charts.count()):
+            chart = charts.nth(i)
+            assert drawn_marks(chart) > 0, f"{name} chart {i} drew nothing"
+            titles = chart.evaluate(_TITLES_JS)
+            # a title's " — control = value" suffix shows a data value (a parameter's name, say): not a title
+            problems += [
+                f"{name} chart {i}: title {t!r}" for t in titles if is_identifier_title(t.split(" — ")[0])
+            ]
+            shown = _control_value(chart)
+            if shown is not None:
+                head = chart.locator("g.role-title-text text").first.text_content() or ""
+                if not head.endswith(f"= {shown}"):
+                    problems.append(f"{name} chart {i}: control shows {shown!r}, title {head!r}")
+        page.close()
+    print(f"screenshots in {shots}")
+    assert problems == []
+    b.assert_clean()

@@ -41,7 +41,7 @@ def test_notebook_has_parameters_cell_and_its_answers(notebook: str) -> None:
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     for qid in NOTEBOOKS[notebook]:
         assert re.search(rf'answer\(\s*"{qid}"', code), qid
-    used = set(re.findall(r'sweep_frame\("([^"]+)"|load\("([^"]+)"\)', code))
-    names = {a or b for a, b in used}
+    used = set(re.findall(r'(?:sweep_frame|sweep|load)\("([^"]+)"', code))
+    names = set(used)
     assert names and names <= set(SPECS)
     assert "plots.explorer(" in code and "widgets.explore(" in code

@@ -41,13 +41,13 @@ def test_throughput_mean_line_and_ci_band(replicates: pl.DataFrame) -> None:
     spec = plots.throughput_vs_cpus(replicates).to_dict()
     assert layer_marks(spec) == ["area", "line", "point"]
     band, line, points = spec["layer"]
-    assert (band["encoding"]["y"]["field"], band["encoding"]["y2"]["field"]) == ("ci_lo", "ci_hi")
+    assert (band["encoding"]["y"]["field"], band["encoding"]["y2"]["field"]) == ("lo", "hi")
     assert line["encoding"]["y"]["field"] == points["encoding"]["y"]["field"] == "mean"
     for layer in (band, line, points):
         assert layer["encoding"]["x"] == {
             "field": "cpus",
             "type": "quantitative",
-            "title": "cpus",
+            "title": "CPUs",
             "scale": {"zero": False},
         }
     # one legend with colour and shape together: only the points carry color+shape; the band
@@ -60,9 +60,48 @@ def test_throughput_mean_line_and_ci_band(replicates: pl.DataFrame) -> None:
     assert len(data) == 2 * 4 + 1  # one row per (policy, cpus), not per seed
     vcmdq4 = next(r for r in data if r["policy"] == "vcmdq" and r["cpus"] == 4)
     assert vcmdq4["mean"] == pytest.approx(9.0) and vcmdq4["n"] == 3  # 8, 9, 10
-    assert vcmdq4["ci_lo"] < 9.0 < vcmdq4["ci_hi"]
+    assert 0 < vcmdq4["lo"] < 9.0 < vcmdq4["hi"]  # positive values: the band is on a log scale
     single = next(r for r in data if r["policy"] == "ecmdq")
-    assert single["ci_lo"] is None and single["ci_hi"] is None  # no band for n = 1
+    assert single["lo"] is None and single["hi"] is None  # no band for n = 1
+    assert "band: 95% confidence interval on a log scale" in spec["title"]["subtitle"]
+    assert spec["title"]["subtitle"].startswith("model prediction")  # the default kind, said
+
+
+def test_throughput_band_never_crosses_zero_and_says_what_it_is() -> None:
+    df = pl.DataFrame({"cpus": [1, 1, 1], "ops_per_s": [1.0, 50.0, 1000.0], "policy": "a"})
+    spec = plots.throughput_vs_cpus(df).to_dict()
+    (row,) = rows(spec)
+    assert row["lo"] > 0  # a t interval on these values would reach far below zero
+    counts = pl.DataFrame({"cpus": [1, 1], "ops_per_s": [0.0, 4.0], "policy": "a"})
+    sub = plots.throughput_vs_cpus(counts).to_dict()["title"]["subtitle"]
+    assert "lowest to highest seed" in sub
+    one = plots.throughput_vs_cpus(counts.head(1)).to_dict()
+    assert "one run per point: no interval" in one["title"]["subtitle"]
+    assert layer_marks(one) == ["line", "point"]  # no band layer at all
+
+
+def test_throughput_kinds_are_drawn_apart() -> None:
+    df = pl.DataFrame(
+        {"cpus": [2, 2, 64], "ops_per_s": [4.5e5, 4.4e5, 5e4], "policy": "lock-free",
+         "kind": ["measured", "fitted", "predicted"]}
+    )  # fmt: skip
+    spec = plots.throughput_vs_cpus(df, kind="kind").to_dict()
+    line = next(lay for lay in spec["layer"] if lay["mark"]["type"] == "line")
+    assert line["encoding"]["strokeDash"]["scale"]["domain"] == ["fitted", "predicted"]
+    assert line["encoding"]["strokeDash"]["scale"]["range"] == [[1, 0], [6, 3]]
+    measured = spec["layer"][-1]
+    assert measured["mark"]["filled"] is False and "kind == 'measured'" in measured["transform"][0]["filter"]
+    assert "measured: large hollow markers" in spec["title"]["subtitle"]
+    with pytest.raises(FrameError, match="not one of measured"):
+        plots.throughput_vs_cpus(df.with_columns(kind=pl.lit("guess")), kind="kind")
+
+
+def test_throughput_refuses_more_series_than_colours_and_splits_panels() -> None:
+    df = pl.DataFrame({"cpus": [1] * 10, "ops_per_s": [1.0] * 10, "policy": [f"p{i}" for i in range(10)]})
+    with pytest.raises(FrameError, match="10 series in one panel exceed 8"):
+        plots.throughput_vs_cpus(df)
+    spec = plots.throughput_vs_cpus(df.with_columns(half=pl.col("policy") < "p5"), panel="half").to_dict()
+    assert len(spec["hconcat"]) == 2
 
 
 def test_throughput_custom_columns_clashing_names_and_log_axis() -> None:
@@ -72,6 +111,7 @@ def test_throughput_custom_columns_clashing_names_and_log_axis() -> None:
     x = spec["layer"][1]["encoding"]["x"]
     assert x["scale"] == {"type": "log", "nice": False} and x["title"] == "n" and x["field"] == "n_"
     assert not {"color", "stroke", "fill"} & {*spec["layer"][1]["encoding"], *spec["layer"][0]["encoding"]}
+    assert spec["layer"][1]["encoding"]["y"]["title"] == "iops"
     assert {(r["n_"], r["n"], r["mean"]) for r in rows(spec)} == {(1, 2, 1.5), (16, 2, 4.0)}
 
 
@@ -118,18 +158,17 @@ def test_latency_percentiles_draws_no_rule_without_an_interval() -> None:
     rule = spec["layer"][0]
     assert rule["mark"]["type"] == "rule"
     ruled = spec["datasets"][rule["data"]["name"]]
-    assert {r["policy"] for r in ruled} == {"b"} and all(r["ci_lo"] is not None for r in ruled)
+    assert {r["policy"] for r in ruled} == {"b"} and all(r["lo"] is not None for r in ruled)
 
 
-def test_latency_percentiles_log_axis_only_for_positive_intervals() -> None:
-    """Two replicates far apart: the t interval reaches below zero, so no automatic log axis, and on
-    a forced log axis that rule is left out (Vega would draw it from NaN)."""
+def test_latency_percentile_intervals_never_reach_zero() -> None:
+    """Two replicates far apart: a t interval would reach below zero; on a log scale it does not,
+    so the log axis and the rule both stay."""
     df = pl.DataFrame({"latency_ns": [1.0] * 50 + [1000.0] * 50, "policy": "a", "seed": [0] * 50 + [1] * 50})
     spec = plots.latency_percentiles(df, replicate="seed", q=(0.5,)).to_dict()
-    assert spec["layer"][1]["encoding"]["y"].get("scale", {}).get("type") != "log"
-    forced = plots.latency_percentiles(df, replicate="seed", q=(0.5,), log_y=True).to_dict()
-    assert forced["layer"][1]["encoding"]["y"]["scale"]["type"] == "log"
-    assert forced["datasets"][forced["layer"][0]["data"]["name"]] == []
+    assert spec["layer"][1]["encoding"]["y"]["scale"]["type"] == "log"
+    (rule_row,) = spec["datasets"][spec["layer"][0]["data"]["name"]]
+    assert rule_row["lo"] > 0
 
 
 def test_latency_percentiles_zero_values_disable_log_axis() -> None:
@@ -154,7 +193,7 @@ def test_latency_cdf_is_bounded_and_exact_at_the_ends() -> None:
         assert pts[0]["latency_ns"] == vals.min() and pts[-1]["latency_ns"] == vals.max()
         # the tail is kept: some points beyond p99.9
         assert sum(r["cdf"] > 0.999 for r in pts) >= 10
-    assert spec["mark"] == {"type": "line", "interpolate": "step-after"}
+    assert spec["mark"] == {"type": "line", "interpolate": "step-after", "strokeDash": [6, 3]}
     assert spec["encoding"]["y"]["field"] == "cdf"
 
 
@@ -256,17 +295,17 @@ def sweep(queues: tuple[int, ...] = (1, 2, 4, 8)) -> pl.DataFrame:
     )
 
 
-def test_explorer_slider_over_positions_for_uneven_values() -> None:
+def test_explorer_radio_buttons_for_uneven_values() -> None:
+    """Uneven values get radio buttons showing the values, never a slider over positions."""
     spec = plots.explorer(sweep(), "cpus", "ops_per_s", "policy", "queues").to_dict()
     (param,) = spec["params"]
-    assert param["bind"] == {"input": "range", "min": 0, "max": 3, "step": 1, "name": "queues (position)"}
-    assert param["value"] == 0
+    assert param["bind"] == {"input": "radio", "options": [1, 2, 4, 8], "name": "queues"}
+    assert param["value"] == 1
     (filt,) = spec["transform"]
-    assert param["name"] in filt["filter"] and "__slider" in filt["filter"]
+    assert filt["filter"] == f"(datum['queues'] === {param['name']})"
     data = rows(spec)
     assert len(data) == 24  # the whole sweep is embedded; the filter picks a slice in the browser
-    assert {(r["queues"], r["__slider"]) for r in data} == {(1, 0), (2, 1), (4, 2), (8, 3)}
-    assert "[1, 2, 4, 8][" + param["name"] + "]" in spec["title"]["text"]["expr"]
+    assert spec["title"]["text"]["expr"].endswith('queues = " + ' + param["name"])
     # fixed domains: moving the slider does not rescale the axes
     assert layer_marks(spec) == ["line", "point"]
     for layer in spec["layer"]:
@@ -276,16 +315,22 @@ def test_explorer_slider_over_positions_for_uneven_values() -> None:
 def test_explorer_slider_over_values_for_even_integers() -> None:
     spec = plots.explorer(sweep((2, 4, 6)), "cpus", "ops_per_s", None, "queues", initial=4).to_dict()
     (param,) = spec["params"]
-    assert param["bind"] == {"input": "range", "min": 2, "max": 6, "step": 2, "name": "queues"}
+    assert param["bind"] == {
+        "input": "range",
+        "min": 2,
+        "max": 6,
+        "step": 2,
+        "name": "queues",
+    }  # values, not positions
     assert param["value"] == 4
     assert spec["transform"][0]["filter"] == f"(datum['queues'] === {param['name']})"
     assert "__slider" not in rows(spec)[0]
 
 
 def test_explorer_dropdown_for_strings() -> None:
-    spec = plots.explorer(sweep(), "cpus", "ops_per_s", "queues", "policy").to_dict()
+    spec = plots.explorer(sweep(), "cpus", "ops_per_s", "queues", "policy", control="select").to_dict()
     (param,) = spec["params"]
-    assert param["bind"] == {"input": "select", "options": ["a", "b"], "name": "policy"}
+    assert param["bind"] == {"input": "select", "options": ["a", "b"], "name": "routing policy"}
     assert param["value"] == "a"
 
 
@@ -293,8 +338,9 @@ def test_explorer_dropdown_for_strings() -> None:
     ("kwargs", "match"),
     [
         ({"max_rows": 10}, "exceed max_rows=10"),
-        ({"kind": "range", "slider_field": "policy"}, "needs a numeric"),
-        ({"kind": "knob"}, "kind='knob'"),
+        ({"control": "range", "slider_field": "policy"}, "evenly spaced integer"),
+        ({"control": "knob"}, "control='knob'"),
+        ({"kind": "guess"}, "kind 'guess' is not one of"),
         ({"initial": 3}, "initial=3"),
         ({"mark": "area"}, "mark='area'"),
     ],
@@ -330,9 +376,10 @@ def test_chart_bundle_is_valid_nbformat_and_renders_svg() -> None:
     assert list(bundle) == [VEGALITE_MIME, "image/svg+xml", "text/plain"]
     assert bundle[VEGALITE_MIME]["$schema"].endswith(f"/{alt.SCHEMA_VERSION}.json")
     assert (
-        bundle["image/svg+xml"].lstrip().startswith("<svg") and "ops_per_s vs cpus" in bundle["image/svg+xml"]
+        bundle["image/svg+xml"].lstrip().startswith("<svg")
+        and "ops/s (all CPUs) vs CPUs" in bundle["image/svg+xml"]
     )
-    assert "ops_per_s vs cpus" in bundle["text/plain"]
+    assert "ops/s (all CPUs) vs CPUs" in bundle["text/plain"]
     nb = nbformat.v4.new_notebook()
     nb.cells.append(
         nbformat.v4.new_code_cell("x", outputs=[nbformat.v4.new_output("display_data", data=bundle)])

@@ -30,7 +30,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.skip(NO_CHROMIUM)
     root = tmp_path_factory.mktemp("lab")
     sweep = pl.DataFrame(
-        [{"queues": q, "cpus": c, "ops_per_s": float(q * c)} for q in (1, 2, 4) for c in (1, 2, 4, 8)]
+        [{"queues": q, "cpus": c, "ops_per_s": float(q * c)} for q in (1, 2, 3) for c in (1, 2, 4, 8)]
     )
     charts = [
         plots.explorer(sweep, "cpus", "ops_per_s", None, "queues"),

@@ -16,7 +16,7 @@ from cmdqv_lab.errors import ReportError
 from cmdqv_lab.report.site import MARKER, build, remote_references
 
 FIXTURE = Path(__file__).parent / "data" / "fixture_notebook.py"
-FIXTURE_CHARTS = 7  # charts the fixture notebook draws (one of them an explorer with a slider)
+FIXTURE_CHARTS = 8  # charts the fixture notebook draws (an explorer with a slider, one with radio buttons)
 
 TINY = """# %% [markdown]
 # # Tiny
@@ -125,11 +125,17 @@ def test_every_chart_is_exported_as_svg_and_png(site: Path) -> None:
 def test_page_shows_answers_tables_and_provenance(site: Path) -> None:
     page = (site / "01-fixture.html").read_text()
     assert '<div class="answer" id="answer-Q2">' in page
+    assert '<section class="short-answer">' in page  # the short answers, near the top
+    assert page.index("short-answer") < page.index('class="cmdqv-chart"')
     assert "<caption>Fixture parameters</caption>" in page and 'class="prov-assumption"' in page
+    assert '<details class="params">' in page  # the one parameter table is folded away
     assert "parameters injected by the report build" in page and "smoke" in page
-    assert "Environment" in page and sys.version.split()[0] in page
-    assert "data/results/run1/manifest.json" in page and "spec_hash=abc123" in page
-    assert "data/traces/sample.json" in page and "not valid JSON" in page
+    assert 'href="provenance.html"' in page and "Content-Security-Policy" in page
+    prov = (site / "provenance.html").read_text()
+    assert sys.version.split()[0] in prov
+    assert "data/results/run1/manifest.json" in prov and "spec_hash=abc123" in prov
+    assert "data/traces/sample.json" in prov and "not valid JSON" in prov
+    assert "data/results/run1" not in page  # manifests once per site, not on every page
     assert "Interactive widget omitted" not in page
 
 
@@ -189,8 +195,10 @@ def test_failure_names_notebook_and_cell_and_keeps_previous_site(tmp_path: Path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notebooks", "site", "site.failed"]
 
     (nbdir / "02-broken.py").unlink()
-    build(nbdir, out)  # a good build replaces the site and clears the failed copy
-    assert not kept.parent.exists()
+    said: list[str] = []
+    build(nbdir, out, log=said.append)  # a good build replaces the site; the failed copy is kept, and named
+    assert kept.is_file()
+    assert any(str(kept.parent) in m and "keeping" in m for m in said), said
 
 
 def test_kernel_is_this_python_and_sees_smoke_env(tmp_path: Path) -> None:
@@ -262,7 +270,59 @@ def test_cli_builds_a_site(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     write(tmp_path / "nb", "01-tiny.py", TINY)
     main(["report", "--notebooks", str(tmp_path / "nb"), "--out", str(tmp_path / "out"), "--timeout", "120"])
     cap = capsys.readouterr()
-    assert "report: 01-tiny.py: ok in" in cap.err and "wrote" in cap.out
+    assert "report: [1/1] 01-tiny.py: ok in" in cap.err and "wrote" in cap.out
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["environment"]["command"].startswith("cmdqv-lab report --out ")
     assert manifest["environment"]["smoke"] is False
+
+
+SLEEPY = """# %% tags=["parameters"]
+smoke = False
+
+# %%
+import time
+time.sleep(300)
+"""
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_build_promptly_and_leaves_nothing(tmp_path: Path) -> None:
+    """SIGTERM (what a CI timeout or `kill` sends): exit 130 within seconds, the build directory
+    removed, the worker processes and their kernels gone, the previous site untouched."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    for i in (1, 2, 3):
+        write(tmp_path / "nb", f"0{i}-sleepy.py", SLEEPY)
+    cmd = [sys.executable, "-m", "cmdqv_lab.cli", "report", "--notebooks", str(tmp_path / "nb"),
+           "--out", str(tmp_path / "out"), "--jobs", "2"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    building = tmp_path / f".out.building-{proc.pid}"
+    kernels: list[int] = []
+    while time.monotonic() < deadline and not kernels:
+        out = subprocess.run(["ps", "-eo", "pid,ppid,cmd"], capture_output=True, text=True).stdout
+        workers = [int(ln.split()[0]) for ln in out.splitlines()[1:] if ln.split()[1] == str(proc.pid)]
+        kernels = [int(ln.split()[0]) for ln in out.splitlines()[1:]
+                   if int(ln.split()[1]) in workers and "ipykernel" in ln]  # fmt: skip
+        time.sleep(0.5)
+    assert building.is_dir() and kernels, "the build never started its kernels"
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert time.monotonic() - t0 < 30
+    assert "stopped by SIGTERM" in err and "Traceback" not in err
+    assert not building.exists() and not (tmp_path / "out").exists()
+    time.sleep(3)
+    for pid in [*workers, *kernels]:
+        try:
+            os.kill(pid, 0)
+            alive = subprocess.run(
+                ["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True
+            ).stdout
+            assert alive.strip().startswith("Z") or not alive.strip(), f"process {pid} outlived the build"
+        except ProcessLookupError:
+            pass

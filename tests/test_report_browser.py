@@ -40,7 +40,7 @@ FLAGS = [
     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
 ]
 FIXTURE = Path(__file__).parent / "data" / "fixture_notebook.py"
-FIXTURE_CHARTS = 7
+FIXTURE_CHARTS = 8
 LOCAL_SCHEMES = ("data:", "blob:", "about:")
 
 
@@ -49,13 +49,17 @@ class _Quiet(SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("browser-report")
+def build_one(root: Path, notebook: Path, name: str) -> Path:
+    """A smoke site built from one notebook (copied in as ``name``) under ``root``."""
     (root / "notebooks").mkdir()
-    shutil.copy(FIXTURE, root / "notebooks" / "01-fixture.py")
+    shutil.copy(notebook, root / "notebooks" / name)
     build(root / "notebooks", root / "site", smoke=True, repo=root)
     return root / "site"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_one(tmp_path_factory.mktemp("browser-report"), FIXTURE, "01-fixture.py")
 
 
 @pytest.fixture(scope="module")
@@ -171,11 +175,11 @@ def test_slider_changes_the_drawn_data(browser: tuple[Browser, str]) -> None:
     slider.focus()
     slider.press("End")  # as a reader would: keyboard on the focused slider
     page.wait_for_function(
-        "el => el.textContent.endsWith('queues = 8')", arg=title.element_handle(), timeout=10_000
+        "el => el.textContent.endsWith('queues = 4')", arg=title.element_handle(), timeout=10_000
     )
     after = drawing()
     assert before and after and before != after
-    assert slider.input_value() == "3"  # last position of 1, 2, 4, 8
+    assert slider.input_value() == "4"  # the slider moves over the values themselves
     b.assert_clean()
 
 
@@ -196,4 +200,10 @@ def test_the_network_really_is_unavailable(browser: tuple[Browser, str]) -> None
     page = b.open(base + "index.html")
     ok = page.evaluate("() => fetch('https://example.com/x.js').then(() => true, () => false)")
     assert ok is False
-    assert b.blocked == ["https://example.com/x.js"]
+    # the page's Content-Security-Policy (connect-src 'none') stops it before the network guard sees it
+    assert "https://example.com/x.js" not in b.requests and b.blocked == []
+    assert any("Content Security Policy" in e for e in b.errors), b.errors
+    fresh = b.context.new_page()  # without the page's CSP, the guard itself blocks and records it
+    fresh.goto("about:blank")
+    assert fresh.evaluate("() => fetch('https://example.com/y.js').then(() => true, () => false)") is False
+    assert b.blocked == ["https://example.com/y.js"]

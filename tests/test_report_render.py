@@ -141,7 +141,7 @@ def test_answer_and_table_records_are_collected() -> None:
     )
     nbformat.validate(nb)
     page = render_notebook(nb)
-    assert page.answers == [{"qid": "Q3", "text": "Costs **2%**."}]
+    assert page.answers == [{"qid": "Q3", "text": "Costs **2%**.", "numbers": []}]
     assert page.tables == ["Demo params"]
     assert (
         '<div class="answer" id="answer-Q3"><span class="qid">Q3</span> Costs <strong>2%</strong>.</div>'

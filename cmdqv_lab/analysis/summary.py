@@ -335,3 +335,78 @@ def summarize_sweep(
         out = summarize_replicates(df, by=keys or None, value=m, confidence=confidence)
         parts.append(out.select(*keys, pl.lit(m).alias("metric"), *SUMMARY_COLUMNS))
     return pl.concat(parts)
+
+
+# ----------------------------------------------------------------------------------- chart bands
+#: Output columns of :func:`replicate_band` after the group columns.
+BAND_COLUMNS: tuple[str, ...] = ("mean", "n", "lo", "hi")
+
+
+def replicate_band(
+    df: pl.DataFrame,
+    by: str | Sequence[str] | None,
+    value: str,
+    confidence: float = 0.95,
+) -> tuple[pl.DataFrame, str]:
+    """Mean per group and a band across replicates that never misleads, with what the band is.
+
+    - no group has two replicates: no band (``lo``/``hi`` null), "one run per point: no interval";
+    - every value positive (latencies, rates): a Student-t interval computed on the logarithm of
+      the values and mapped back, so it never reaches zero or below;
+    - every value non-negative (counts with zeros): the lowest to the highest replicate;
+    - otherwise: the Student-t interval of the mean.
+
+    Returns the group columns, ``mean``, ``n``, ``lo``, ``hi`` (``lo``/``hi`` null where ``n < 2``)
+    and a sentence describing the line and the band.
+
+    Examples
+    --------
+    >>> df = pl.DataFrame({"g": ["a"] * 3, "lat": [1.0, 10.0, 100.0]})
+    >>> band, how = replicate_band(df, "g", "lat")
+    >>> band["lo"][0] > 0, how
+    (True, 'line: mean of 3 seeds; band: 95% confidence interval on a log scale')
+    >>> replicate_band(pl.DataFrame({"g": ["a"], "lat": [5.0]}), "g", "lat")[1]
+    'one run per point: no interval'
+    """
+    keys = _as_list(by)
+    require_columns(df, [*keys, value], "replicate_band")
+    s = summarize_replicates(df, keys or None, value, confidence)
+    v = df[value].cast(pl.Float64).fill_nan(None).drop_nulls()
+    n_max = int(s["n"].max() or 0)  # type: ignore[arg-type]
+    n_min = int(s["n"].min() or 0)  # type: ignore[arg-type]
+    seeds = f"{n_max} seeds" if n_min == n_max else f"{n_min}-{n_max} seeds"
+    pct = f"{confidence * 100:g}%"
+    if n_max < 2:
+        out = s.with_columns(pl.lit(None, pl.Float64).alias("lo"), pl.lit(None, pl.Float64).alias("hi"))
+        how = "one run per point: no interval"
+    elif v.len() and bool((v > 0).all()):
+        logs = df.select(*keys, pl.col(value).cast(pl.Float64).fill_nan(None).log().alias("__log"))
+        ls = summarize_replicates(logs, keys or None, "__log", confidence)
+        band = ls.select(*keys, pl.col("ci_lo").exp().alias("lo"), pl.col("ci_hi").exp().alias("hi"))
+        out = (
+            s.join(band, on=keys, how="left", nulls_equal=True)
+            if keys
+            else pl.concat([s, band], how="horizontal")
+        )
+        how = f"line: mean of {seeds}; band: {pct} confidence interval on a log scale"
+    elif v.len() and bool((v >= 0).all()):
+        rng = df.group_by(keys).agg(
+            pl.col(value).cast(pl.Float64).min().alias("lo"), pl.col(value).cast(pl.Float64).max().alias("hi")
+        ) if keys else df.select(pl.col(value).cast(pl.Float64).min().alias("lo"),
+                                 pl.col(value).cast(pl.Float64).max().alias("hi"))  # fmt: skip
+        out = (
+            s.join(rng, on=keys, how="left", nulls_equal=True)
+            if keys
+            else pl.concat([s, rng], how="horizontal")
+        )
+        how = f"line: mean of {seeds}; band: lowest to highest seed"
+    else:
+        out = s.rename({"ci_lo": "lo", "ci_hi": "hi"})
+        how = f"line: mean of {seeds}; band: {pct} confidence interval (Student t)"
+    out = out.with_columns(
+        pl.when(pl.col("n") >= 2).then(pl.col("lo")).otherwise(None).alias("lo"),
+        pl.when(pl.col("n") >= 2).then(pl.col("hi")).otherwise(None).alias("hi"),
+    )
+    return out.select(*keys, *BAND_COLUMNS).sort(keys, nulls_last=True) if keys else out.select(
+        *BAND_COLUMNS
+    ), how

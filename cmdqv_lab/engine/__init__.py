@@ -44,6 +44,32 @@ def _engine_cache_dir() -> str:
     return _os.path.join(base, "engine-" + h.hexdigest()[:16])
 
 
+_ANNOUNCED = False
+
+
+def announce_compile() -> bool:
+    """Say once per process, on stderr, that the engine is compiling when its on-disk cache is cold.
+
+    Called before the first run of the compiled loop; a fresh environment otherwise goes silent
+    for about a minute. Returns whether it said so.
+    """
+    global _ANNOUNCED
+    if _ANNOUNCED:
+        return False
+    _ANNOUNCED = True
+    d = _Path(_engine_cache_dir())
+    if d.is_dir() and any(d.rglob("*run_loop*.nbi")):
+        return False
+    import sys
+
+    print(
+        f"cmdqv-lab: compiling the timing engine for this version (once; about a minute), cached in {d}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return True
+
+
 def _configure_numba_cache() -> None:
     import numba
 

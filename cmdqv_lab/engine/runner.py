@@ -351,6 +351,10 @@ def run_engine(
         rings.fill(c)
         _sched_py(mem, cfg.n_procs + c, 0)
     ev_limit = event_limit if event_limit is not None else np.iinfo(np.int64).max
+    if not getattr(run_loop, "signatures", ()):
+        from cmdqv_lab.engine import announce_compile
+
+        announce_compile()
     while True:
         status = run_loop(mem.M, L.MAX_TIME_PS, ev_limit - int(mem.g[L.G_EVENTS]))
         if status == L.ST_NEED_INPUT:

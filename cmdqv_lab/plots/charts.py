@@ -26,17 +26,19 @@ import altair as alt
 import polars as pl
 
 from cmdqv_lab.analysis.summary import (
+    BAND_COLUMNS,
     DEFAULT_QUANTILES,
     PERCENTILE_COLUMNS,
     SUMMARY_COLUMNS,
     percentile_label,
     percentiles,
+    replicate_band,
     require_columns,
-    summarize_percentiles,
-    summarize_replicates,
 )
 from cmdqv_lab.errors import FrameError
 from cmdqv_lab.plots.explorer import explorer
+from cmdqv_lab.plots.kinds import DASH, KINDS, check_kind, kind_text
+from cmdqv_lab.plots.labels import label
 from cmdqv_lab.plots.marks import marked_lines
 
 __all__ = [
@@ -89,6 +91,26 @@ def _log_ok(s: pl.Series) -> bool:
     return s.len() > 0 and bool((s > 0).all())
 
 
+def _series_check(df: pl.DataFrame, color: str | None, max_series: int, where: str) -> None:
+    if color and df[color].n_unique() > max_series:
+        raise FrameError(
+            f"{where}: {df[color].n_unique()} series in one panel exceed {max_series}; "
+            "split them into panels (panel=...) or select with an explorer"
+        )
+
+
+def _kind_of(df: pl.DataFrame, kind: str, where: str) -> tuple[str | None, str | None]:
+    """(constant kind, kind column): ``kind`` is a kind name or the name of a column of kinds."""
+    if kind in df.columns:
+        bad = set(df[kind].unique().to_list()) - set(KINDS)
+        if bad:
+            raise FrameError(
+                f"{where}: column {kind!r} holds {sorted(map(str, bad))[0]!r}, not one of {', '.join(KINDS)}"
+            )
+        return None, kind
+    return check_kind(kind, where), None
+
+
 def throughput_vs_cpus(
     df: pl.DataFrame,
     x: str = "cpus",
@@ -97,17 +119,37 @@ def throughput_vs_cpus(
     *,
     confidence: float = 0.95,
     log_x: bool = False,
+    log_y: bool = False,
     title: str | None = None,
-) -> alt.LayerChart:
-    """Mean of ``y`` against ``x`` per ``color`` group, with a confidence band across replicates.
+    subtitle: str | None = None,
+    kind: str = "predicted",
+    x_title: str | None = None,
+    y_title: str | None = None,
+    color_title: str | None = None,
+    panel: str | None = None,
+    max_series: int = 8,
+) -> alt.LayerChart | alt.HConcatChart:
+    """Mean of ``y`` against ``x`` per ``color`` group, with a band across replicates when there are any.
 
     Parameters
     ----------
     df
         One row per replicate (seed): columns ``x``, ``y`` and ``color``.
     confidence
-        Level of the Student-t interval of :func:`~cmdqv_lab.analysis.summary.summarize_replicates`.
-        A point with a single replicate has no band (its interval is null).
+        Level of the interval of :func:`~cmdqv_lab.analysis.summary.replicate_band`: on a log scale
+        for positive data (never below zero), lowest-to-highest seed for non-negative data; no band
+        where a point has a single replicate. The subtitle says which.
+    kind
+        What the values are (:mod:`cmdqv_lab.plots.kinds`): a kind name for the whole chart, or
+        the name of a column holding one per row. Predictions are drawn dashed, measurements as
+        diamonds without a line.
+    x_title, y_title, color_title
+        Axis and legend titles (default: :func:`~cmdqv_lab.plots.labels.label` of the column).
+    panel
+        A column whose values split the chart into side-by-side panels (each its own legend, one
+        y scale), for more series than one panel can show apart.
+    max_series
+        Most series one panel may hold (colours stay distinct up to the palette's 8).
 
     Examples
     --------
@@ -115,33 +157,123 @@ def throughput_vs_cpus(
     >>> spec = throughput_vs_cpus(df).to_dict()
     >>> spec["layer"][1]["encoding"]["y"]["field"], len(next(iter(spec["datasets"].values())))
     ('mean', 2)
+    >>> spec["title"]["subtitle"]
+    'model prediction (timing model outside its calibration rows); line: mean of 2 seeds; band: 95% confidence interval on a log scale'
     """
+    where = "throughput_vs_cpus"
+    const_kind, kind_col = _kind_of(df, kind, where)
+    if panel:
+        require_columns(df, [panel], where)
+        parts = [
+            throughput_vs_cpus(
+                df.filter(pl.col(panel) == v), x, y, color, confidence=confidence, log_x=log_x, log_y=log_y,
+                title=str(v), subtitle="", kind=kind, x_title=x_title, y_title=y_title,
+                color_title=color_title, max_series=max_series,
+            ).properties(width=330)
+            for v in df[panel].unique(maintain_order=True).to_list()
+        ]  # fmt: skip
+        sub0 = _band_subtitle(df, x, y, color, panel, kind, confidence)
+        return (
+            alt.hconcat(*parts)
+            .resolve_scale(y="shared", color="independent", shape="independent", stroke="independent",
+                           fill="independent", strokeDash="independent")
+            .properties(title=_title(title or f"{label(y)} vs {label(x)}", subtitle or sub0))
+            .configure_legend(orient="bottom", direction="vertical", columns=1)
+        )  # fmt: skip
     keys = [x] if color is None else [color, x]
-    require_columns(df, [*keys, y], "throughput_vs_cpus")
+    if kind_col:
+        keys.append(kind_col)
+    require_columns(df, [*keys, y], where)
     if y in keys:
         raise FrameError(f"throughput_vs_cpus: {y!r} cannot be both the measure and a grouping column")
-    # group columns that clash with the summary's own columns (e.g. x="n") get a trailing "_"
-    fx, fc = _safe(x, SUMMARY_COLUMNS), _safe(color, SUMMARY_COLUMNS) if color else None
-    d = df.select(pl.col(x).alias(fx), *([pl.col(color).alias(fc)] if color and fc else []), pl.col(y))
-    s = summarize_replicates(d, by=[k for k in (fc, fx) if k], value=y, confidence=confidence)
-    xenc = _q(fx, title=x, scale={"type": "log", "nice": False} if log_x else {"zero": False})
+    if color:
+        _series_check(df, color, max_series, where)
+    # group columns that clash with the band's own columns (e.g. x="n") get a trailing "_"
+    fx = _safe(x, (*SUMMARY_COLUMNS, *BAND_COLUMNS))
+    fc = _safe(color, (*SUMMARY_COLUMNS, *BAND_COLUMNS)) if color else None
+    d = df.select(
+        pl.col(x).alias(fx),
+        *([pl.col(color).alias(fc)] if color and fc else []),
+        *([pl.col(kind_col).alias("kind")] if kind_col else []),
+        pl.col(y),
+    )
+    s, how = replicate_band(d, by=[k for k in (fc, fx, "kind" if kind_col else None) if k], value=y,
+                            confidence=confidence)  # fmt: skip
+    xt, yt, ct = x_title or label(x), y_title or label(y), color_title or (label(color) if color else None)
+    xenc = _q(fx, title=xt, scale={"type": "log", "nice": False} if log_x else {"zero": False})
+    yscale: dict[str, Any] = {"type": "log"} if log_y else {}
     base = alt.Chart(s).encode(x=xenc)
-    band = base.mark_area(opacity=0.2).encode(y=alt.Y("ci_lo:Q"), y2=alt.Y2("ci_hi:Q"))
-    if color and fc:  # coloured through `fill`, without a legend: see marked_lines
-        band = band.encode(fill=alt.Fill(field=fc, type="nominal", legend=None))
-    tooltip = [alt.Tooltip(field=fx, type="quantitative", title=x)]
+    layers: list[Any] = []
+    if s["lo"].drop_nulls().len():
+        band = (
+            base.transform_filter("isValid(datum.lo)")
+            .mark_area(opacity=0.2)
+            .encode(y=alt.Y("lo:Q", scale=yscale), y2=alt.Y2("hi:Q"))
+        )
+        if color and fc:  # coloured through `fill`, without a legend: see marked_lines
+            band = band.encode(fill=alt.Fill(field=fc, type="nominal", legend=None))
+        layers.append(band)
+    tooltip = [alt.Tooltip(field=fx, type="quantitative", title=xt)]
     if color and fc:
-        tooltip.insert(0, alt.Tooltip(field=fc, type="nominal", title=color))
-    tooltip += [alt.Tooltip(field=f, type="quantitative", format=",.4~g") for f in ("mean", "ci_lo", "ci_hi")]
+        tooltip.insert(0, alt.Tooltip(field=fc, type="nominal", title=ct))
+    tooltip += [alt.Tooltip(field="mean", type="quantitative", format=",.4~g", title=yt)]
+    tooltip += [
+        alt.Tooltip(field=f, type="quantitative", format=",.4~g", title=f"band {f}") for f in ("lo", "hi")
+    ]
     tooltip.append(alt.Tooltip(field="n", type="quantitative", title="seeds"))
-    lines = marked_lines(
-        base, _q("mean", title=f"{y} (mean over seeds)"), fc if color else None, color, tooltip
-    )
-    pct = f"{confidence * 100:g}"
+    yenc = _q("mean", title=yt, scale=yscale)
+    if kind_col:
+        tooltip.append(alt.Tooltip(field="kind", type="nominal", title="what it is"))
+        present = set(s["kind"].to_list())
+        lined = [k for k in KINDS if k in present and k != "measured"]
+        modelled = base.transform_filter("datum.kind != 'measured'")
+        layers += marked_lines(modelled, yenc, fc if color else None, ct, tooltip, dash=("kind", lined))
+        if "measured" in present:
+            # measured values: large hollow markers without a line, in the series' colour and shape
+            measured = (
+                base.transform_filter("datum.kind == 'measured'")
+                .mark_point(filled=False, size=170, strokeWidth=2.5, opacity=1)
+                .encode(y=yenc, tooltip=tooltip)
+            )
+            if color and fc:
+                measured = measured.encode(
+                    color={"field": fc, "type": "nominal", "title": ct},
+                    shape={"field": fc, "type": "nominal", "title": ct},
+                )
+            layers.append(measured)
+        what = _kinds_words([k for k in KINDS if k in present])
+    else:
+        layers += marked_lines(
+            base, yenc, fc if color else None, ct, tooltip, dash=DASH[const_kind or "predicted"]
+        )
+        what = kind_text(const_kind or "predicted")
+    head = title or f"{yt} vs {xt}"
     return alt.LayerChart(
-        layer=[band, *lines],
-        title=_title(title or f"{y} vs {x}", f"mean and {pct}% confidence interval across seeds"),
+        layer=layers, title=_title(head, f"{what}; {how}" if subtitle is None else subtitle)
     )
+
+
+def _kinds_words(kinds: list[str]) -> str:
+    return "; ".join(
+        "measured: large hollow markers"
+        if k == "measured"
+        else kind_text(k) + (" (dashed)" if k == "predicted" else "")
+        for k in kinds
+    )
+
+
+def _band_subtitle(
+    df: pl.DataFrame, x: str, y: str, color: str | None, panel: str, kind: str, confidence: float
+) -> str:
+    """The subtitle a whole panelled chart gets (kinds present; how the band is made)."""
+    keys = list(dict.fromkeys(k for k in (color, panel, x, kind if kind in df.columns else None) if k))
+    _, how = replicate_band(df.select(*keys, y), keys, y, confidence)
+    what = (
+        _kinds_words([k for k in KINDS if k in set(df[kind].to_list())])
+        if kind in df.columns
+        else kind_text(kind)
+    )
+    return f"{what}; {how}"
 
 
 def latency_percentiles(
@@ -153,6 +285,9 @@ def latency_percentiles(
     replicate: str | None = None,
     log_y: bool | None = None,
     title: str | None = None,
+    kind: str = "predicted",
+    y_title: str | None = None,
+    color_title: str | None = None,
 ) -> alt.Chart | alt.LayerChart:
     """Latency percentiles (p50, p90, ...) per group; one line per group across percentiles.
 
@@ -162,10 +297,10 @@ def latency_percentiles(
         One row per operation: columns ``value`` and ``by`` (and ``replicate`` if given).
     replicate
         If given (e.g. ``"seed"``), each percentile is computed per replicate and drawn as the
-        mean with a 95% confidence interval across replicates.
+        mean across replicates with the band of :func:`~cmdqv_lab.analysis.summary.replicate_band`
+        (on a log scale: it never reaches zero).
     log_y
-        Logarithmic y axis; by default when every percentile (and every confidence bound) is
-        positive. On a log axis an interval reaching zero or below is not drawn.
+        Logarithmic y axis; by default when every percentile is positive.
 
     Examples
     --------
@@ -176,51 +311,46 @@ def latency_percentiles(
     """
     cols = [value, by] + ([replicate] if replicate else [])
     require_columns(df, cols, "latency_percentiles")
+    check_kind(kind, "latency_percentiles")
     labels = [percentile_label(x) for x in q]
-    reserved = (*PERCENTILE_COLUMNS, *SUMMARY_COLUMNS, value)
+    reserved = (*PERCENTILE_COLUMNS, *SUMMARY_COLUMNS, *BAND_COLUMNS, value)
     fb = _safe(by, reserved)
+    how = "one run per group: no interval"
     if replicate:
         fr = _safe(replicate, (*reserved, fb))
         d = df.select(pl.col(value), pl.col(by).alias(fb), pl.col(replicate).alias(fr))
-        p = summarize_percentiles(d, value, by=fb, replicate=fr, q=q).rename({"mean": "value"})
+        per_rep = percentiles(d, value, by=[fb, fr], q=q)
+        p, how = replicate_band(per_rep, by=[fb, "q", "percentile"], value="value")
+        p = p.rename({"mean": "value"})
+        how = how.replace("line:", "percentile per seed, line:")
     else:
         p = percentiles(df.select(pl.col(value), pl.col(by).alias(fb)), value, by=fb, q=q)
-    # A percentile seen in one replicate has no interval, and an interval reaching 0 or below has
-    # no place on a log axis: neither gets a rule (a rule with a null or non-positive end on a log
-    # scale makes Vega log "y2: Expected length, NaN" and draw nothing). The log axis is chosen
-    # automatically only when every value and every interval is positive.
-    known = p.fill_nan(None).drop_nulls(["ci_lo", "ci_hi"]) if replicate else p
     if log_y is None:
-        log_y = _log_ok(p["value"]) and (not replicate or _log_ok(known["ci_lo"]))
-    if log_y and replicate:
-        known = known.filter(pl.col("ci_lo") > 0)
+        log_y = _log_ok(p["value"])
     yscale = {"type": "log"} if log_y else {}
+    yt, ct = y_title or label(value), color_title or label(by)
     base = alt.Chart(p).encode(
         x=alt.X("percentile:O", sort=labels, title="percentile", axis={"labelAngle": 0}),
     )
     tip = [
-        alt.Tooltip(field=fb, type="nominal", title=by),
+        alt.Tooltip(field=fb, type="nominal", title=ct),
         alt.Tooltip(field="percentile", type="nominal"),
-        alt.Tooltip(field="value", type="quantitative", title=value, format=",.4~g"),
+        alt.Tooltip(field="value", type="quantitative", title=yt, format=",.4~g"),
     ]
-    lines = marked_lines(base, _q("value", title=value, scale=yscale), fb, by, tip)
-    head = title or f"{value} percentiles by {by}"
+    lines = marked_lines(base, _q("value", title=yt, scale=yscale), fb, ct, tip, dash=DASH[kind])
+    head = title or f"{yt}: percentiles by {ct}"
     width = max(240, 70 * len(labels))
-    if not replicate:
-        return alt.LayerChart(layer=lines, title=_title(head), width=width)
+    if not replicate or not p["lo"].drop_nulls().len():
+        return alt.LayerChart(layer=lines, title=_title(head, f"{kind_text(kind)}; {how}"), width=width)
     bars = (
-        alt.Chart(known)
+        alt.Chart(p.drop_nulls(["lo", "hi"]))
         .encode(
             x=alt.X("percentile:O", sort=labels), stroke=alt.Stroke(field=fb, type="nominal", legend=None)
         )
         .mark_rule()
-        .encode(y=alt.Y("ci_lo:Q"), y2=alt.Y2("ci_hi:Q"))
+        .encode(y=alt.Y("lo:Q", scale=yscale), y2=alt.Y2("hi:Q"))
     )
-    return alt.LayerChart(
-        layer=[bars, *lines],
-        title=_title(head, f"mean and 95% confidence interval across {replicate}s"),
-        width=width,
-    )
+    return alt.LayerChart(layer=[bars, *lines], title=_title(head, f"{kind_text(kind)}; {how}"), width=width)
 
 
 def ecdf_points(df: pl.DataFrame, value: str, by: str | None, max_points: int = 300) -> pl.DataFrame:
@@ -270,6 +400,7 @@ def latency_cdf(
     complementary: bool = False,
     log_x: bool = False,
     title: str | None = None,
+    kind: str = "predicted",
 ) -> alt.Chart:
     """Empirical CDF of ``value`` per group (or, with ``complementary``, the tail ``P(X >= x)``).
 
@@ -285,9 +416,10 @@ def latency_cdf(
     """
     pts = ecdf_points(df, value, by, max_points=max_points)
     ycol = "ccdf" if complementary else "cdf"
-    ytitle = f"fraction with {value} ≥ x" if complementary else f"fraction with {value} ≤ x"
+    vt = label(value)
+    ytitle = "fraction of ops at or above x" if complementary else "fraction of ops at or below x"
     enc: dict[str, Any] = {
-        "x": _q(value, title=value, scale={"type": "log"} if log_x else {}),
+        "x": _q(value, title=vt, scale={"type": "log"} if log_x else {}),
         "y": _q(ycol, title=ytitle, scale={"type": "log"} if complementary else {"domain": [0, 1]}),
         "tooltip": [
             alt.Tooltip(field=value, type="quantitative", format=",.4~g"),
@@ -295,11 +427,16 @@ def latency_cdf(
         ],
     }
     if by:
-        enc["color"] = _n(by, title=by)
+        enc["color"] = _n(by, title=label(by))
         enc["tooltip"].insert(0, alt.Tooltip(field=by, type="nominal"))
     interp: Literal["step-before", "step-after"] = "step-before" if complementary else "step-after"
-    head = title or (f"Tail of {value}" if complementary else f"Distribution of {value}")
-    return alt.Chart(pts).mark_line(interpolate=interp).encode(**enc).properties(title=_title(head))
+    head = title or (f"Tail of {vt}" if complementary else f"Distribution of {vt}")
+    return (
+        alt.Chart(pts)
+        .mark_line(interpolate=interp, strokeDash=DASH[check_kind(kind, "latency_cdf")])
+        .encode(**enc)
+        .properties(title=_title(head, f"{kind_text(kind)}; empirical distribution of every op"))
+    )
 
 
 def occupancy_over_time(
@@ -352,8 +489,8 @@ def occupancy_over_time(
         )
         subtitle = f"downsampled: maximum {y} per time bin ({max_points} bins per {by or 'series'})"
     enc: dict[str, Any] = {
-        "x": _q(t, title=t),
-        "y": _q(y, title=y),
+        "x": _q(t, title=label(t)),
+        "y": _q(y, title=label(y)),
         "tooltip": [
             *(alt.Tooltip(field=k, type="nominal") for k in keys),
             alt.Tooltip(field=t, type="quantitative"),
@@ -361,7 +498,7 @@ def occupancy_over_time(
         ],
     }
     if by:
-        enc["color"] = _n(by, title=by)
+        enc["color"] = _n(by, title=label(by))
     return (
         alt.Chart(d)
         .mark_line(interpolate="step-after")
@@ -422,15 +559,15 @@ def batch_timeline(
     )
     present = d["phase"].unique(maintain_order=True).to_list()
     domain = [p for p in PHASES if p in present] + sorted(p for p in present if p not in PHASES)
-    xtitle = f"time (ns{' since first ' + start if relative else ''})"
+    xtitle = "time since the first op starts (ns)" if relative else "time (ns)"
     return (
         alt.Chart(d)
         .mark_bar(height={"band": 0.7})
         .encode(
             x=_q("start", title=xtitle),
             x2=alt.X2("end:Q"),
-            y=alt.Y("cpu:O", title=cpu),
-            color=_n("phase", title=phase, scale={"domain": domain}, sort=domain),
+            y=alt.Y("cpu:O", title=label(cpu)),
+            color=_n("phase", title=label(phase), scale={"domain": domain}, sort=domain),
             detail=alt.Detail("op_id:N"),
             tooltip=["cpu:O", "op_id:N", "phase:N", "start:Q", "end:Q", "duration:Q"],
         )
@@ -441,10 +578,12 @@ def batch_timeline(
 def hazard_counts(
     df: pl.DataFrame,
     policy: str = "policy",
-    kind: str = "hazard",
+    kind_col: str = "hazard",
     count: str = "count",
     *,
     title: str | None = None,
+    subtitle: str | None = None,
+    kind: str = "computed",
 ) -> alt.LayerChart:
     """Grouped bars: number of hazards of each kind per routing policy, zeros shown as ``0``.
 
@@ -458,26 +597,31 @@ def hazard_counts(
     >>> sorted((r["policy"], r["hazard"], r["count"]) for r in rows)[-1]
     ('split', 'sync_cross_queue', 0)
     """
-    require_columns(df, [policy, kind, count], "hazard_counts")
-    sums = df.group_by(policy, kind).agg(pl.col(count).sum().alias("count"))
+    require_columns(df, [policy, kind_col, count], "hazard_counts")
+    sums = df.group_by(policy, kind_col).agg(pl.col(count).sum().alias("count"))
     grid = (
         sums.select(policy)
         .unique()
-        .join(sums.select(kind).unique(), how="cross")
-        .join(sums, on=[policy, kind], how="left")
+        .join(sums.select(kind_col).unique(), how="cross")
+        .join(sums, on=[policy, kind_col], how="left")
         .with_columns(pl.col("count").fill_null(0))
-        .rename({policy: "policy", kind: "hazard"})
+        .rename({policy: "policy", kind_col: "hazard"})
         .sort("policy", "hazard")
     )
+    pt, kt = label(policy), label(kind_col)
     base = alt.Chart(grid).encode(
-        x=alt.X("policy:N", title=policy, axis={"labelAngle": 0}),
+        x=alt.X("policy:N", title=pt, axis={"labelAngle": 0, "labelLimit": 0}),
         xOffset=alt.XOffset("hazard:N"),
-        y=_q("count", title=f"{count} (sum)"),
+        y=_q("count", title=label(count)),
     )
-    bars = base.mark_bar().encode(color=_n("hazard", title=kind), tooltip=["policy:N", "hazard:N", "count:Q"])
+    bars = base.mark_bar().encode(color=_n("hazard", title=kt), tooltip=["policy:N", "hazard:N", "count:Q"])
     labels = base.mark_text(dy=-6).encode(text="count:Q")
     n_pol, n_kind = grid["policy"].n_unique(), grid["hazard"].n_unique()
     width = min(900, max(240, n_pol * (n_kind * 28 + 36)))
     return alt.LayerChart(
-        layer=[bars, labels], title=_title(title or f"{kind} count per {policy}"), width=width
+        layer=[bars, labels],
+        title=_title(
+            title or f"{label(count)} per {pt}", subtitle or kind_text(check_kind(kind, "hazard_counts"))
+        ),
+        width=width,
     )

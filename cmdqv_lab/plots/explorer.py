@@ -9,8 +9,8 @@ sweep in the chart and lets a Vega-Lite parameter, bound to an HTML ``<input typ
 >>> df = pl.DataFrame({"cpus": [1, 2] * 3, "ops_per_s": [1.0, 2.0, 1.5, 2.5, 1.7, 3.0],
 ...                    "queues": [1, 1, 2, 2, 8, 8]})
 >>> spec = explorer(df, "cpus", "ops_per_s", None, "queues").to_dict()
->>> spec["params"][0]["bind"]["name"], spec["params"][0]["bind"]["max"]
-('queues (position)', 2)
+>>> spec["params"][0]["bind"]["input"], spec["params"][0]["bind"]["options"]
+('radio', [1, 2, 8])
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ import polars as pl
 
 from cmdqv_lab.analysis.summary import require_columns
 from cmdqv_lab.errors import FrameError
+from cmdqv_lab.plots.kinds import DASH, check_kind, kind_text
+from cmdqv_lab.plots.labels import label
 from cmdqv_lab.plots.marks import marked_lines
 
 #: Largest number of distinct slider positions :func:`explorer` accepts.
@@ -63,13 +65,19 @@ def explorer(
     color: str | None,
     slider_field: str,
     *,
-    kind: str = "auto",
+    control: str = "auto",
     mark: str = "line",
     log_x: bool = False,
     log_y: bool = False,
     initial: Any = None,
     max_rows: int = 5000,
     title: str | None = None,
+    kind: str = "predicted",
+    x_title: str | None = None,
+    y_title: str | None = None,
+    color_title: str | None = None,
+    slider_title: str | None = None,
+    max_series: int = 8,
 ) -> alt.Chart | alt.LayerChart:
     """A chart over precomputed sweep data with a slider (or drop-down) choosing one slice.
 
@@ -83,10 +91,12 @@ def explorer(
     df
         Sweep results (already aggregated, at most ``max_rows`` rows): ``x``, ``y``, ``color``
         and ``slider_field`` columns.
+    control
+        ``"range"`` (slider), ``"radio"``, ``"select"`` (drop-down) or ``"auto"``. A slider is used
+        only over evenly spaced integers, so its label is the value the chart shows; other values
+        get radio buttons (up to 8) or a drop-down, which show the values themselves.
     kind
-        ``"range"`` (slider), ``"select"`` (drop-down) or ``"auto"`` (slider for numbers, drop-down
-        otherwise). A numeric slider over evenly spaced integers moves over the values
-        themselves; otherwise it moves over the positions of the sorted distinct values.
+        What the values are (:mod:`cmdqv_lab.plots.kinds`); predictions are drawn dashed.
     mark
         ``"line"`` (lines with points), ``"point"`` or ``"bar"``.
     initial
@@ -99,6 +109,10 @@ def explorer(
     >>> spec = explorer(df, "cpus", "ops_per_s", "policy", "queues").to_dict()
     >>> spec["params"][0]["bind"]["input"], spec["params"][0]["bind"]["step"]
     ('range', 3)
+    >>> explorer(df.with_columns(queues=pl.col("queues") * 0.5), "cpus", "ops_per_s", "policy", "queues"
+    ...          ).to_dict()["params"][0]["bind"]["input"]
+    'radio'
+
     """
     cols = [x, y, slider_field] + ([color] if color else [])
     require_columns(df, cols, "explorer")
@@ -116,65 +130,68 @@ def explorer(
             f"explorer: {len(values)} distinct {slider_field} values exceed {MAX_SLIDER_POSITIONS} slider positions"
         )
     numeric = df[slider_field].dtype.is_numeric()
-    if kind == "auto":
-        kind = "range" if numeric else "select"
-    if kind not in ("range", "select"):
-        raise FrameError(f"explorer: kind={kind!r} is not allowed: one of auto, range, select")
-    if kind == "range" and not numeric:
-        raise FrameError(f"explorer: a range slider needs a numeric {slider_field!r}; use kind='select'")
+    check_kind(kind, "explorer")
+    if color:
+        most = int(df.group_by(slider_field).agg(pl.col(color).n_unique().alias("n"))["n"].max() or 0)  # type: ignore[arg-type]
+        if most > max_series:
+            raise FrameError(
+                f"explorer: {most} series in one view exceed {max_series}; put some on the control instead"
+            )
+    ints = all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+    steps = {b - a for a, b in itertools.pairwise(values)} if ints else set()
+    even = ints and len(steps) <= 1
+    if control == "auto":
+        control = (
+            "range" if numeric and even and len(values) > 1 else ("radio" if len(values) <= 8 else "select")
+        )
+    if control not in ("range", "radio", "select"):
+        raise FrameError(f"explorer: control={control!r} is not allowed: one of auto, range, radio, select")
+    if control == "range" and not even:
+        raise FrameError(
+            f"explorer: a slider needs evenly spaced integer {slider_field!r} values; use control='radio' or 'select'"
+        )
     if initial is not None and initial not in values:
         raise FrameError(f"explorer: initial={initial!r} is not a value of {slider_field!r}")
     start = values[0] if initial is None else initial
     name = _param_name(slider_field)
     data = df.select(*dict.fromkeys(cols))
-    label_expr: str
-    if kind == "select":
-        param = alt.param(name=name, value=start, bind=alt.binding_select(options=values, name=slider_field))
-        filt = alt.datum[slider_field] == param
-        label_expr = name
+    st = slider_title or label(slider_field)
+    bind: Any
+    if control == "select":
+        bind = alt.binding_select(options=values, name=st)
+    elif control == "radio":
+        bind = alt.binding_radio(options=values, name=st)
     else:
-        steps = {b - a for a, b in itertools.pairwise(values)}
-        ints = all(isinstance(v, int) and not isinstance(v, bool) for v in values)
-        if ints and len(steps) <= 1:
-            step = steps.pop() if steps else 1
-            param = alt.param(
-                name=name,
-                value=start,
-                bind=alt.binding_range(min=values[0], max=values[-1], step=step, name=slider_field),
-            )
-            filt = alt.datum[slider_field] == param
-            label_expr = name
-        else:
-            pos = pl.DataFrame({slider_field: values, "__slider": list(range(len(values)))}).cast(
-                {slider_field: df[slider_field].dtype}
-            )
-            data = data.join(pos, on=slider_field, how="left")
-            param = alt.param(
-                name=name,
-                value=values.index(start),
-                bind=alt.binding_range(min=0, max=len(values) - 1, step=1, name=f"{slider_field} (position)"),
-            )
-            filt = alt.datum["__slider"] == param
-            label_expr = f"{json.dumps(values)}[{name}]"
+        step = steps.pop() if steps else 1
+        bind = alt.binding_range(min=values[0], max=values[-1], step=step, name=st)
+    param = alt.param(name=name, value=start, bind=bind)
+    filt = alt.datum[slider_field] == param
+    label_expr = name
     xd = [data[x].min(), data[x].max()]
     yd = [data[y].min(), data[y].max()] if log_y else [min(0, data[y].min()), data[y].max()]  # type: ignore[type-var]
+    xt, yt = x_title or label(x), y_title or label(y)
+    ct = color_title or (label(color) if color else None)
+    titles = {x: xt, y: yt, slider_field: st, **({color: ct} if color and ct else {})}
     enc: dict[str, Any] = {
-        "x": _q(x, title=x, scale={"domain": xd, **({"type": "log"} if log_x else {})}),
-        "y": _q(y, title=y, scale={"domain": yd, **({"type": "log"} if log_y else {})}),
-        "tooltip": [alt.Tooltip(field=c, type=_kind(data[c])) for c in dict.fromkeys(cols)],
-    }
+        "x": _q(x, title=xt, scale={"domain": xd, **({"type": "log"} if log_x else {})}),
+        "y": _q(y, title=yt, scale={"domain": yd, **({"type": "log"} if log_y else {})}),
+        "tooltip": [alt.Tooltip(field=c, type=_kind(data[c]), title=titles.get(c, label(c)))
+                    for c in dict.fromkeys(cols)],
+    }  # fmt: skip
     chart: alt.Chart | alt.LayerChart
     if mark == "line":  # one legend with colour and shape: see marked_lines
         base = alt.Chart(data).encode(x=enc["x"])
-        chart = alt.LayerChart(layer=marked_lines(base, enc["y"], color, color, enc["tooltip"]))
+        chart = alt.LayerChart(layer=marked_lines(base, enc["y"], color, ct, enc["tooltip"], dash=DASH[kind]))
     else:
         if color:
-            enc["color"] = _n(color, title=color)
+            enc["color"] = _n(color, title=ct)
         chart = alt.Chart(data).encode(**enc)
         chart = chart.mark_point(filled=True) if mark == "point" else chart.mark_bar()
-    head = json.dumps(f"{title or f'{y} vs {x}'} — {slider_field} = ", ensure_ascii=False)
+    head = json.dumps(f"{title or f'{yt} vs {xt}'} — {st} = ", ensure_ascii=False)
     return (
         chart.add_params(param)
         .transform_filter(filt)
-        .properties(title=alt.TitleParams(text=alt.ExprRef(expr=f"{head} + {label_expr}")))
+        .properties(
+            title=alt.TitleParams(text=alt.ExprRef(expr=f"{head} + {label_expr}"), subtitle=kind_text(kind))
+        )
     )

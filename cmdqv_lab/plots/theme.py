@@ -95,6 +95,8 @@ def config() -> dict[str, Any]:
                 "subtitleColor": MUTED,
                 "anchor": "start",
                 "offset": 10,
+                "limit": 0,
+                "subtitleLineHeight": 15,
             },
             "axis": axis,
             "legend": {
@@ -105,7 +107,8 @@ def config() -> dict[str, Any]:
                 "labelColor": TEXT,
                 "titleColor": TEXT,
                 "symbolStrokeWidth": 2,
-                "labelLimit": 240,
+                "labelLimit": 0,  # 0: never truncate a legend label ("model, PREDICTI...")
+                "titleLimit": 0,
             },
             "header": {"labelFont": FONT, "titleFont": FONT, "labelFontSize": 12, "titleFontSize": 13},
             "range": {"category": list(PALETTE), "symbol": list(SHAPES)},

@@ -5,6 +5,7 @@ charts); ``cmdqv-lab report`` executes every ``notebooks/NN-topic.py`` with pape
 static site that needs no network (:mod:`cmdqv_lab.report.site`).
 """
 
-from cmdqv_lab.report.notebook import ANSWER_MIME, TABLE_MIME, answer, param_table
+from cmdqv_lab.report.notebook import ANSWER_MIME, TABLE_MIME, answer, param_table, result_table
+from cmdqv_lab.report.sources import cite
 
-__all__ = ["ANSWER_MIME", "TABLE_MIME", "answer", "param_table"]
+__all__ = ["ANSWER_MIME", "TABLE_MIME", "answer", "cite", "param_table", "result_table"]

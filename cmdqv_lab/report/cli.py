@@ -72,17 +72,18 @@ def report(
     """
     from cmdqv_lab.progress import bar
     from cmdqv_lab.report.execute import discover
-    from cmdqv_lab.report.site import build
+    from cmdqv_lab.report.site import BuildInterrupted, build
 
     t0 = time.perf_counter()
     args = ["cmdqv-lab", "report", *(["--smoke"] if smoke else []), "--out", str(out)]
     args += ["--notebooks", str(notebooks_dir)] + (["--data", str(data_dir)] if data_dir else [])
     args += ["--timeout", f"{timeout:g}"] if timeout else []
-    # one bar step and one line (on stderr) per executed notebook; --quiet: neither
+    # one bar step per executed notebook ("[n/N] ..." lines), every message on stderr; --quiet: neither
     progress = bar(len(discover(notebooks_dir)), "report", unit=" notebook", enabled=False if quiet else None)
 
     def log(message: str) -> None:
-        progress.update(1)
+        if message.startswith("["):
+            progress.update(1)
         if not quiet:
             progress.write(f"report: {message}", file=sys.stderr)
 
@@ -98,6 +99,11 @@ def report(
             log=log,
             jobs=jobs or min(4, os.cpu_count() or 1),
         )
+    except BuildInterrupted as e:
+        progress.close()
+        click.echo(f"report: {e}; {out} is unchanged", err=True)
+        sys.exit(130)
     finally:
         progress.close()
-    click.echo(f"report: wrote {index} in {time.perf_counter() - t0:.1f} s" + (" (smoke)" if smoke else ""))
+    click.echo(f"report: wrote {index} and {index.with_name('summary.txt')} in {time.perf_counter() - t0:.1f} s"
+               + (" (smoke)" if smoke else ""))  # fmt: skip

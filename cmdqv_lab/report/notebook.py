@@ -5,9 +5,10 @@ a custom JSON mime type. JupyterLab ignores the custom type; the report builder 
 executed notebook to build the index of answers and to render tables. Custom types end in
 ``+json`` so nbformat stores them as JSON (see :mod:`cmdqv_lab.plots.display`).
 
->>> b = answer_bundle("Q2", "A SYNC on queue B does not cover TLBIs on queue A.")
->>> b[ANSWER_MIME]
-{'qid': 'Q2', 'text': 'A SYNC on queue B does not cover TLBIs on queue A.'}
+>>> b = answer_bundle("Q2", "A SYNC on queue B does not cover TLBIs on queue A.",
+...                   [("unmaps at risk per 10^4", "63", "computed")])
+>>> b[ANSWER_MIME]["numbers"]
+[{'label': 'unmaps at risk per 10^4', 'value': '63', 'kind': 'computed'}]
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import html
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cmdqv_lab.errors import ReportError
@@ -29,7 +30,27 @@ MAX_TABLE_ROWS = 1000
 _QID = re.compile(r"^Q\d{1,2}[a-z]?$")
 
 
-def answer_bundle(qid: str, text: str) -> dict[str, Any]:
+#: What a key number is (see :mod:`cmdqv_lab.plots.kinds`).
+NUMBER_KINDS = ("measured", "fitted", "predicted", "computed")
+
+
+def _numbers(qid: str, numbers: Sequence[Sequence[Any]] | None) -> list[dict[str, str]]:
+    out = []
+    for i, n in enumerate(numbers or (), start=1):
+        if len(n) != 3:
+            raise ReportError(f"answer {qid}: key number {i} is not (label, value, kind)")
+        lab, val, kind = (str(x) for x in n)
+        if kind not in NUMBER_KINDS:
+            raise ReportError(
+                f"answer {qid}: key number {lab!r} has kind {kind!r}, not one of {', '.join(NUMBER_KINDS)}"
+            )
+        if not lab.strip() or not val.strip():
+            raise ReportError(f"answer {qid}: key number {i} has an empty label or value")
+        out.append({"label": lab.strip(), "value": val.strip(), "kind": kind})
+    return out
+
+
+def answer_bundle(qid: str, text: str, numbers: Sequence[Sequence[Any]] | None = None) -> dict[str, Any]:
     """The mime bundle :func:`answer` displays (validated)."""
     if not isinstance(qid, str) or not _QID.match(qid):
         raise ReportError(f"answer: question id {qid!r} is not like 'Q1' .. 'Q10' (optionally 'Q6a')")
@@ -38,14 +59,17 @@ def answer_bundle(qid: str, text: str) -> dict[str, Any]:
     text = text.strip()
     if "\n" in text:
         raise ReportError(f"answer {qid}: the answer must be one line (put details in a Markdown cell)")
-    return {
-        "text/markdown": f"**{qid}.** {text}",
-        "text/plain": f"{qid}: {text}",
-        ANSWER_MIME: {"qid": qid, "text": text},
-    }
+    nums = _numbers(qid, numbers)
+    rec: dict[str, Any] = {"qid": qid, "text": text}
+    if nums:
+        rec["numbers"] = nums
+    md = f"**{qid}.** {text}"
+    if nums:
+        md += "\n\n" + "\n".join(f"- {n['label']}: **{n['value']}** ({n['kind']})" for n in nums)
+    return {"text/markdown": md, "text/plain": f"{qid}: {text}", ANSWER_MIME: rec}
 
 
-def answer(qid: str, text: str) -> None:
+def answer(qid: str, text: str, numbers: Sequence[Sequence[Any]] | None = None) -> None:
     """Show a question's one-line answer and record it for the report's index.
 
     Parameters
@@ -54,10 +78,13 @@ def answer(qid: str, text: str) -> None:
         The question, ``"Q1"`` .. ``"Q10"`` as in the domain brief (a letter may follow: ``"Q6a"``).
     text
         One line, Markdown allowed, with the numbers that answer it.
+    numbers
+        The key numbers as ``(label, value, kind)``, kind one of :data:`NUMBER_KINDS`: the index
+        and ``summary.txt`` list them apart (measured / fitted / predicted / computed).
     """
     from IPython.display import display
 
-    display(answer_bundle(qid, text), raw=True)
+    display(answer_bundle(qid, text, numbers), raw=True)
 
 
 def _cell(v: Any) -> Any:
@@ -66,6 +93,23 @@ def _cell(v: Any) -> Any:
     if isinstance(v, float):
         return v if math.isfinite(v) else str(v)
     return str(v)
+
+
+def fmt_number(v: Any) -> Any:
+    """A float as a reader wants it: 4 significant digits, thousands separated.
+
+    >>> fmt_number(157234.567), fmt_number(0.012345), fmt_number(3.0), fmt_number("x")
+    ('157,235', '0.01235', '3', 'x')
+    """
+    if isinstance(v, bool) or not isinstance(v, float):
+        return v
+    if not math.isfinite(v):
+        return str(v)
+    if v == 0:
+        return "0"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    return f"{v:.4g}"
 
 
 def table_record(obj: Any, title: str) -> dict[str, Any]:
@@ -118,7 +162,7 @@ def table_html(record: Mapping[str, Any]) -> str:
     for row in record["rows"]:
         cells = []
         for c, v in zip(cols, row):
-            text = "" if v is None else str(v)
+            text = "" if v is None else str(fmt_number(v))
             cls = f' class="prov-{html.escape(text)}"' if c == "provenance" and text.isidentifier() else ""
             cells.append(f"<td{cls}>{html.escape(text)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
@@ -128,14 +172,15 @@ def table_html(record: Mapping[str, Any]) -> str:
     )
 
 
-def table_bundle(obj: Any, title: str) -> dict[str, Any]:
-    """The mime bundle :func:`param_table` displays."""
+def table_bundle(obj: Any, title: str, role: str = "parameters") -> dict[str, Any]:
+    """The mime bundle :func:`param_table` (role ``parameters``) or :func:`result_table` displays."""
     rec = table_record(obj, title)
+    rec["role"] = role
     widths = [
         max([len(str(c))] + [len(str(r[i])) for r in rec["rows"]]) for i, c in enumerate(rec["columns"])
     ]
     lines = [rec["title"], "  ".join(str(c).ljust(w) for c, w in zip(rec["columns"], widths))]
-    lines += ["  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip() for r in rec["rows"]]
+    lines += ["  ".join(str(fmt_number(v)).ljust(w) for v, w in zip(r, widths)).rstrip() for r in rec["rows"]]
     return {"text/html": table_html(rec), "text/plain": "\n".join(lines), TABLE_MIME: rec}
 
 
@@ -152,3 +197,32 @@ def param_table(obj: Any, title: str) -> None:
     from IPython.display import display
 
     display(table_bundle(obj, title), raw=True)
+
+
+#: Most rows :func:`result_table` shows before folding the rest away.
+RESULT_ROWS = 12
+
+
+def result_table(obj: Any, title: str, *, labels: Mapping[str, str] | None = None) -> None:
+    """Show a table of results: columns in words (:func:`~cmdqv_lab.plots.labels.label`), numbers
+    to 4 significant digits; the report shows it small and folds rows past :data:`RESULT_ROWS`.
+
+    Parameters
+    ----------
+    obj
+        A polars DataFrame or a mapping ``{name: value}``.
+    title
+        Caption.
+    labels
+        Column titles overriding the automatic ones.
+    """
+    import polars as pl
+    from IPython.display import display
+
+    from cmdqv_lab.plots.labels import label
+
+    if isinstance(obj, pl.DataFrame):
+        names = {c: (labels or {}).get(c, label(c)) for c in obj.columns}
+        if len(set(names.values())) == len(names):
+            obj = obj.rename(names)
+    display(table_bundle(obj, title, role="results"), raw=True)

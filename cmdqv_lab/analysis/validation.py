@@ -1,0 +1,257 @@
+"""How far the timing model can be trusted: fits, queueing theory, predictions, sensitivity.
+
+Notebook 09's logic: :func:`fit_table` puts a preset's stored fit and predictions beside a fresh
+evaluation; :func:`queue_theory` and :func:`mva_table` compare sweeps with M/D/1, M/M/1 and
+exact mean-value analysis; :data:`RANGES` states the plausible range of every *assumption*
+parameter and :func:`sensitivity` recomputes three headline conclusions at the ends of each.
+
+>>> cpus_of("v5.9-rc1 lock-free, 16 CPUs"), granule_of("VCMDQ 64 KiB, 1 thread")
+(16, 64)
+>>> round(rms_log_error([0.1, -0.1]), 4)
+0.1005
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import polars as pl
+
+from cmdqv_lab.analysis.theory import md1_wait, mm1_wait, mva_closed
+
+#: Plausible (low, high, why) of every Platform field whose provenance is *assumption*.
+RANGES: dict[str, tuple[float, float, str]] = {
+    "line_local_ns": (1, 20, "an atomic on a line in the core's own L1 or L2"),
+    "cmd_write_ns": (1, 10, "a 16-byte store into a cached queue line"),
+    "mmio_write_ns": (20, 500, "posted PROD write plus barrier, until the SMMU sees it"),
+    "mmio_read_ns": (100, 1500, "uncached SMMU register read across the interconnect"),
+    "spin_ns": (1, 50, "one cpu_relax() iteration"),
+    "msi_ns": (30, 500, "coherent MSI write reaching the spinning core"),
+    "sev_ns": (30, 500, "SEV to WFE wake-up"),
+    "fetch_line_cmds": (1, 8, "commands per SMMU fetch burst (16 B to 128 B)"),
+    "sync_service_ns": (10, 300, "CMD_SYNC execution (the d06 fit's bounds)"),
+    "cfgi_service_ns": (50, 2000, "CFGI execution (config cache invalidation)"),
+    "atc_inv_service_ns": (100, 10_000, "ATC invalidation round trip (C4: VT-d 0.1-10 us)"),
+    "other_service_ns": (10, 300, "any other command"),
+    "smmu_parallel": (1, 128, "queues consumed concurrently: implementation defined"),
+    "clk_batch_ns": (64, 1024, "CLK_BATCH=256 cycles at 0.25-4 GHz"),
+    "hw_sync_ns": (10, 300, "a hardware-inserted SYNC, like a CMD_SYNC"),
+    "vcmdq_log2size": (8, 19, "VCMDQ size: Linux needs > 64 entries, 2^19 max"),
+    "ecmdq_log2size": (8, 19, "ECMDQ size, same bounds"),
+    "think_ns": (500, 4000, "host CPU work per map+unmap (the d06 fit's bounds)"),
+    "vmm_trap_ns": (2000, 50_000, "VMM work per trapped PROD write (the grace fit lies inside)"),
+    "vmm_per_cmd_ns": (200, 5000, "VMM parse + invalidation ioctl per command"),
+    "vmm_lock": (0, 1, "VMM emulates under one lock per VM (False / True)"),
+    "guest_unmap_ns": (500, 20_000, "guest dma_unmap CPU work (the grace fit's bounds)"),
+    "guest_map_ns": (500, 10_000, "guest dma_map CPU work between unmaps"),
+    "irq_latency_ns": (1000, 50_000, "CMDQV IRQ until its threaded handler runs"),
+    "irq_handler_ns": (500, 10_000, "reading the error maps and the faulting entry"),
+    "irq_ack_ns": (100, 2000, "rewriting the entry and writing GERRORN"),
+    "guest_error_ns": (5000, 100_000, "forwarding a VCMDQ error to the guest and its recovery"),
+}
+
+#: The three headline conclusions the sensitivity analysis recomputes.
+CONCLUSIONS: dict[str, str] = {
+    "q9": "Q9: exclusive / lock-free ops/s, 16 CPUs",
+    "q6": "Q6: trapped / VCMDQ latency, 4 KiB",
+    "fix": "Q6/Q7: fix-up latency (us)",
+}
+
+
+def cpus_of(label: str) -> int:
+    """The CPU count in a C1 row label (``"..., 16 CPUs"``)."""
+    return int(label.split(", ")[1].split(" ")[0])
+
+
+def granule_of(label: str) -> int:
+    """The granule in KiB of a C2 row label (``"VCMDQ 64 KiB, 1 thread"``)."""
+    return int(label.split(" ")[1])
+
+
+def fit_table(name: str, count: int | None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Stored fit rows and predictions of a preset, beside a fresh evaluation at ``count`` ops."""
+    from cmdqv_lab.analysis.calibrate import CalibrationSpec, evaluate, predict
+    from cmdqv_lab.platform import read_preset
+
+    spec = CalibrationSpec.load(name)
+    pre = read_preset(name)
+    values = {k: pre.values[k] for k in spec.params}
+    stored = {r["label"]: r for r in pre.meta["fit_row"]}
+    fit = pl.DataFrame(
+        [
+            {
+                "row": r["label"],
+                "measured": r["measured"],
+                "model (stored fit)": stored[r["label"]]["model"],
+                "model (now)": round(r["model"], 1),
+                "rel. error (now)": round(r["rel_error"], 4),
+            }
+            for r in evaluate(spec, values, count)
+        ]
+    )
+    spred = {r["label"]: r for r in pre.meta["prediction"]}
+    pred = pl.DataFrame(
+        [
+            {
+                "configuration (PREDICTION, not fitted)": r["label"],
+                "metric": r["metric"],
+                "model (stored)": spred[r["label"]]["model"],
+                "model (now)": round(r["model"], 4 if r["model"] < 1 else 1),
+            }
+            for r in predict(spec, values, count)
+        ]
+    )
+    return fit, pred
+
+
+def worst_row(fit: pl.DataFrame, col: str = "rel. error (now)") -> tuple[str, float]:
+    """The fit row with the largest absolute relative error, and that error."""
+    r = fit.with_columns(pl.col(col).abs().alias("_a")).sort("_a", descending=True).row(0, named=True)
+    return r["row"], r[col]
+
+
+def rms_log_error(rel_errors: Iterable[float]) -> float:
+    """Root mean square of ``log(1 + e)`` (the calibration objective's scale)."""
+    errs = list(rel_errors)
+    return math.sqrt(sum(math.log(1 + e) ** 2 for e in errs) / len(errs))
+
+
+def queue_theory(summary: pl.DataFrame) -> pl.DataFrame:
+    """Open-queue sweep means beside M/D/1 or M/M/1 (``summarize_sweep`` of mean wait and busy)."""
+    return (
+        summary.pivot(on="metric", index=["service_dist", "rate_mcmd_s", "service_ns"], values="mean")
+        .with_columns((pl.col("rate_mcmd_s") * pl.col("service_ns") / 1000).alias("utilisation"))
+        .with_columns(
+            pl.struct("service_dist", "rate_mcmd_s", "service_ns")
+            .map_elements(
+                lambda r: (md1_wait if r["service_dist"] == "deterministic" else mm1_wait)(
+                    r["rate_mcmd_s"] / 1000, r["service_ns"]
+                ),
+                return_dtype=pl.Float64,
+            )
+            .alias("theory_wait_ns")
+        )
+        .with_columns((pl.col("queue_wait_ns_mean") / pl.col("theory_wait_ns") - 1).alias("rel_error"))
+        .sort("service_dist", "utilisation")
+    )
+
+
+def mva_table(summary: pl.DataFrame, think: float, service: float) -> pl.DataFrame:
+    """Closed-loop sweep means beside exact MVA for a delay ``think`` and one FCFS server ``service``."""
+    return (
+        summary.pivot(on="metric", index=["submit", "cpus"], values="mean")
+        .with_columns(
+            pl.col("cpus")
+            .map_elements(lambda n: mva_closed(n, think, service)[0] * 1e9, return_dtype=pl.Float64)
+            .alias("mva_ops_per_s"),
+            pl.col("cpus")
+            .map_elements(lambda n: mva_closed(n, think, service)[1], return_dtype=pl.Float64)
+            .alias("mva_response_ns"),
+        )
+        .with_columns(
+            (pl.col("ops_per_s") / pl.col("mva_ops_per_s") - 1).round(4).alias("throughput rel. error"),
+            (pl.col("op_latency_ns_mean") / pl.col("mva_response_ns") - 1)
+            .round(4)
+            .alias("response rel. error"),
+        )
+        .sort("submit", "cpus")
+    )
+
+
+def assumed_parameters() -> list[str]:
+    """Platform fields whose provenance is *assumption*; refuses a list :data:`RANGES` does not cover."""
+    from cmdqv_lab.platform import Platform
+
+    infos = Platform.field_infos()
+    assumed = [k for k, (_, info) in infos.items() if info.provenance == "assumption"]
+    missing = sorted(set(assumed) - set(RANGES))
+    extra = sorted(set(RANGES) - set(assumed))
+    if missing or extra:
+        raise RuntimeError(f"assumption list changed: no range for {missing}, stale ranges {extra}")
+    return assumed
+
+
+def range_points(name: str, smoke: bool) -> list[Any]:
+    """The values a parameter is set to: its range's ends (and two geometric points between them)."""
+    from cmdqv_lab.platform import Platform
+
+    lo, hi, _ = RANGES[name]
+    default = Platform.field_infos()[name][0]
+    if isinstance(default, bool):
+        return [False, True]
+    pts = [lo, hi] if smoke else [lo * (hi / lo) ** f for f in (0, 1 / 3, 2 / 3, 1)]
+    if isinstance(default, int):
+        pts = sorted({round(p) for p in pts})
+    return pts
+
+
+def conclusions(over: Mapping[str, Any], *, host_ops: int, guest_ops: int, seed: int = 1) -> dict[str, float]:
+    """The three headline conclusions of :data:`CONCLUSIONS` with the platform fields ``over``."""
+    from cmdqv_lab.scenarios import simulate
+
+    h = {"platform": "d06", "cpus": 16, **over}
+    lf = simulate(
+        "host-map-unmap", {**h, "queues": "main", "submit": "linux-lockfree"}, seed=seed, count=host_ops
+    )
+    ex = simulate(
+        "host-map-unmap", {**h, "queues": "ecmdq", "submit": "exclusive"}, seed=seed, count=host_ops
+    )
+    gst = {"platform": "grace", "granule_kib": 4, "threads": 1, **over}
+    trap = simulate("guest-trap", gst, seed=seed, count=guest_ops)
+    vq = simulate("guest-vcmdq", gst, seed=seed, count=guest_ops)
+    fix = simulate("guest-fixup", {**gst, "unsupported_fraction": 0.05}, seed=seed, count=guest_ops)
+    return {
+        "q9": ex.metrics["ops_per_s_per_cpu"] / lf.metrics["ops_per_s_per_cpu"],
+        "q6": trap.metrics["op_latency_ns"]["mean"] / vq.metrics["op_latency_ns"]["mean"],
+        "fix": fix.metrics["fixup_latency_ns"]["mean"] / 1e3,
+    }
+
+
+def sensitivity(
+    assumed: Iterable[str],
+    base: Mapping[str, float],
+    run: Callable[[dict[str, Any]], dict[str, float]],
+    points: Callable[[str], list[Any]],
+) -> tuple[pl.DataFrame, list[str]]:
+    """Every assumed parameter at each of its points: the change of each conclusion vs ``base``.
+
+    Returns the long table (parameter, value, position, end, conclusion, result, baseline,
+    change_pct) and the settings the model refused (one line each).
+    """
+    from cmdqv_lab.errors import CmdqvError
+
+    rows, errors = [], []
+    for name in assumed:
+        pts = points(name)
+        for i, v in enumerate(pts):
+            try:
+                c = run({name: v})
+            except CmdqvError as e:
+                errors.append(f"{name}={v}: {e}")
+                continue
+            for key, val in c.items():
+                rows.append(
+                    {
+                        "parameter": name,
+                        "value": float(v),
+                        "position": i / (len(pts) - 1),
+                        "end": "low" if i == 0 else ("high" if i == len(pts) - 1 else "between"),
+                        "conclusion": CONCLUSIONS[key],
+                        "result": val,
+                        "baseline": base[key],
+                        "change_pct": (val / base[key] - 1) * 100,
+                    }
+                )
+    return pl.DataFrame(rows), errors
+
+
+def by_effect(ends: pl.DataFrame) -> list[str]:
+    """Parameters sorted by their largest absolute effect on any conclusion."""
+    return (
+        ends.group_by("parameter", maintain_order=True)
+        .agg(pl.col("change_pct").abs().max().alias("max_abs"))
+        .sort("max_abs", descending=True)["parameter"]
+        .to_list()
+    )
