@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
@@ -88,30 +89,70 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
+#: Integers on the command line and in strings: plain ASCII decimal (no ``0x10``, ``1_6``, ``4.0``,
+#: full-width ``４``), at most 40 digits (a longer one is out of every range).
+_INT = re.compile(r"[+-]?[0-9]{1,40}", re.ASCII)
+#: Numbers: ASCII decimal with an optional fraction and exponent (no underscores, no ``inf``/``nan``).
+_FLOAT = re.compile(r"[+-]?(?:[0-9]{1,40}(?:\.[0-9]{0,40})?|\.[0-9]{1,40})(?:[eE][+-]?[0-9]{1,4})?", re.ASCII)
+
+
 def _parse(name: str, text: str, kind: type, info: ParamInfo) -> Any:
+    """Parse the string form of a parameter (``--set name=text``) to the field's type.
+
+    >>> info = ParamInfo("CPUs", 1, 4096, "choice", "", "", None)
+    >>> _parse("cpus", " 16 ", int, info)
+    16
+    >>> for bad in ("４", "0x10", "1_6", "4.0", "1e3"):
+    ...     try:
+    ...         _parse("cpus", bad, int, info)
+    ...     except ParamError as e:
+    ...         print(e)
+    cpus='４' is not an integer (plain decimal digits 0-9): allowed 1 .. 4096 CPUs
+    cpus='0x10' is not an integer (plain decimal digits 0-9; write 16): allowed 1 .. 4096 CPUs
+    cpus='1_6' is not an integer (plain decimal digits 0-9; write 16): allowed 1 .. 4096 CPUs
+    cpus='4.0' is not an integer (plain decimal digits 0-9; write 4): allowed 1 .. 4096 CPUs
+    cpus='1e3' is not an integer (plain decimal digits 0-9; write 1000): allowed 1 .. 4096 CPUs
+    """
     text = text.strip()
-    try:
-        if kind is bool:
-            low = text.lower()
-            if low in _TRUE:
-                return True
-            if low in _FALSE:
-                return False
-            raise ValueError
-        if kind is int:
-            try:
-                return int(text, 0)
-            except ValueError:
-                f = float(text)
-                if not f.is_integer():
-                    raise
-                return int(f)
-        if kind is float:
+    shown = text if len(text) <= 40 else text[:37] + "..."
+    if kind is bool:
+        low = text.lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+    elif kind is int:
+        if _INT.fullmatch(text):
+            return int(text)
+        hint = ""
+        hint_value = _lenient_int(text)
+        if hint_value is not None:
+            hint = f"; write {hint_value}"
+        raise ParamError(
+            f"{name}={shown!r} is not an integer (plain decimal digits 0-9{hint}): allowed {info.allowed()}"
+        )
+    elif kind is float:
+        if _FLOAT.fullmatch(text):
             return float(text)
+    else:
         return text
+    what = {bool: "true/false", float: "a number"}[kind]
+    raise ParamError(f"{name}={shown!r} is not {what}: allowed {info.allowed()}")
+
+
+def _lenient_int(text: str) -> int | None:
+    """What a sloppier parser would have made of ``text`` (for the hint in the message), if ASCII."""
+    if not text.isascii() or len(text) > 40:
+        return None
+    try:
+        return int(text, 0)
     except ValueError:
-        what = {bool: "true/false", int: "an integer", float: "a number"}.get(kind, "a string")
-        raise ParamError(f"{name}={text!r} is not {what}: allowed {info.allowed()}") from None
+        pass
+    try:
+        f = float(text)
+    except ValueError:
+        return None
+    return int(f) if f.is_integer() else None
 
 
 class Params:
