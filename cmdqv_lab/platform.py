@@ -28,9 +28,11 @@ from cmdqv_lab.device.commands import CFGI_OPCODES, TLBI_OPCODES, Opcode
 from cmdqv_lab.engine.runner import Costs
 from cmdqv_lab.errors import ParamError
 from cmdqv_lab.params import ParamInfo, Params, param
+from cmdqv_lab.project import builtin_data
 from cmdqv_lab.units import ns
 
-PARAMS_DIR = Path(__file__).resolve().parents[1] / "data" / "params"
+#: Built-in presets: ``data/params`` of the checkout, or the copy a wheel ships (cmdqv_lab.project).
+PARAMS_DIR = builtin_data("params")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -306,10 +308,14 @@ def _read_preset(path: Path, mtime: float) -> Preset:
 
 
 def read_preset(name: str) -> Preset:
-    """Load ``data/params/<name>.toml``."""
-    path = PARAMS_DIR / f"{name}.toml"
-    if not path.is_file():
+    """Load built-in preset ``name`` (``data/params/<name>.toml``).
+
+    A name is a preset's bare name, never a path looked up relative to the presets directory:
+    ``platform=../calibration/d06`` is refused, not read as a preset.
+    """
+    if name not in preset_names():  # also refuses "../x", "d06.toml", "/abs", "" ...
         raise ParamError(f"platform={name!r} is not allowed: one of {', '.join(preset_names())}")
+    path = PARAMS_DIR / f"{name}.toml"
     return _read_preset(path, path.stat().st_mtime)
 
 
