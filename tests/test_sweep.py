@@ -13,7 +13,6 @@ import pytest
 
 from cmdqv_lab.analysis.summary import load_sweep, summarize_sweep, sweep_grid_keys
 from cmdqv_lab.experiments.cache import (
-    META_KEY,
     PointStore,
     ResultError,
     content_sha256,
@@ -116,10 +115,19 @@ def test_rerun_skips_everything_and_changes_nothing(serial_dir: Path, tmp_path: 
 
 
 def _tamper_value(path: Path) -> None:
-    """Rewrite a point file with a changed metric but the old metadata (stale checksum)."""
-    meta = pl.read_parquet_metadata(path)[META_KEY]
+    """Rewrite a point file with a changed metric (its index still holds the old checksums)."""
     df = pl.read_parquet(path).with_columns(pl.col("ops_per_s") * 1.0000001)
-    path.write_bytes(parquet_bytes(df, {META_KEY: meta}))
+    path.write_bytes(parquet_bytes(df, small=True))
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited."""
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
 
 
 def test_corrupt_truncated_and_tampered_files_are_detected_and_recomputed(
@@ -132,13 +140,18 @@ def test_corrupt_truncated_and_tampered_files_are_detected_and_recomputed(
     files[0].write_bytes(data[: len(data) // 2])  # truncated
     files[1].write_bytes(b"\x00" * len(files[1].read_bytes()))  # garbage
     _tamper_value(files[2])  # parses, wrong content
-    (out / "points" / f".{files[3].name}.123.deadbeef.tmp").write_bytes(b"partial")  # left by a kill
-    with pytest.raises(ResultError, match=r"unreadable|checksum"):
+    files[3].with_suffix(".json").write_text("{")  # a damaged index
+    files[4].with_suffix(".json").unlink()  # no index
+    dead, alive = dead_pid(), os.getpid()
+    (out / "points" / f".{files[5].name}.{dead}.deadbeef.tmp").write_bytes(b"partial")  # left by a kill
+    (out / "points" / f".{files[5].name}.{alive}.deadbeef.tmp").write_bytes(b"busy")  # a live writer's
+    with pytest.raises(ResultError, match=r"checksum|index|JSON|no such"):
         load_sweep(out)
     report = run_sweep(spec(), out, workers=1, progress=False)
-    assert report.computed == 3 and report.cached == 5 and len(report.corrupt) == 3
-    assert any("unreadable" in r for r in report.corrupt) and any("checksum" in r for r in report.corrupt)
-    assert not list((out / "points").glob(".*.tmp"))
+    assert report.computed == 5 and report.cached == 3 and len(report.corrupt) == 5
+    assert sum("bytes do not match their checksum" in r for r in report.corrupt) == 3
+    assert all(r.startswith("point ") and "\n" not in r for r in report.corrupt)
+    assert [p.name for p in (out / "points").glob(".*.tmp")] == [f".{files[5].name}.{alive}.deadbeef.tmp"]
     assert load_sweep(out).equals(load_sweep(serial_dir))
 
 
