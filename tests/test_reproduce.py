@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -142,7 +141,14 @@ def test_full_reproduce_of_a_fresh_sweep_is_identical_everywhere(tmp_path: Path)
     text = 'scenario = "open-queue"\ncount = 3000\nreplicates = 2\n[grid]\nburst = [1.0, 4.0]\nrate_mcmd_s = [2.0, 9.0]\n'
     run_sweep(parse_spec(text, "oq.toml"), tmp_path / "oq", workers=1, progress=False)
     (chk,) = reproduce([tmp_path / "oq"], workers=1, progress=False)
-    assert (chk.points, chk.verified, chk.checked, chk.identical, chk.different, chk.missing) == (8, 8, 8, 8, 0, 0)
+    assert (chk.points, chk.verified, chk.checked, chk.identical, chk.different, chk.missing) == (
+        8,
+        8,
+        8,
+        8,
+        0,
+        0,
+    )
     assert chk.ok
 
 
@@ -166,7 +172,10 @@ def test_without_arguments_it_uses_the_project_it_runs_from(tmp_path: Path) -> N
     import sys
 
     r = subprocess.run(
-        [sys.executable, "-m", "cmdqv_lab.cli", "reproduce", "--quick"], capture_output=True, text=True, cwd=tmp_path
+        [sys.executable, "-m", "cmdqv_lab.cli", "reproduce", "--quick"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
     )
     assert r.returncode == 2 and "not inside a cmdqv-lab checkout" in r.stderr
     assert r.stderr.count("\n") == 1
