@@ -16,10 +16,15 @@ from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).resolve().parent
 #: data/<kind>/* file suffixes shipped (cmdqv_lab.project.BUILTIN_KINDS).
-SHIPPED = {"params": (".toml",), "calibration": (".toml",), "specs": (".toml", ".md"), "traces": (".gz", ".json")}
+SHIPPED = {
+    "params": (".toml",),
+    "calibration": (".toml",),
+    "specs": (".toml", ".md"),
+    "traces": (".gz", ".json"),
+}
 
 
-class build_py_with_data(build_py):  # noqa: N801 - setuptools command naming
+class BuildPyWithData(build_py):
     def run(self) -> None:
         super().run()
         if getattr(self, "editable_mode", False):
@@ -32,4 +37,4 @@ class build_py_with_data(build_py):  # noqa: N801 - setuptools command naming
                     shutil.copy2(f, dest)
 
 
-setup(cmdclass={"build_py": build_py_with_data})
+setup(cmdclass={"build_py": BuildPyWithData})
