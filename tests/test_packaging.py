@@ -36,7 +36,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     src = tmp_path_factory.mktemp("src")
     for name in ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md"):
         shutil.copy2(ROOT / name, src / name)
-    shutil.copytree(ROOT / "cmdqv_lab", src / "cmdqv_lab", ignore=shutil.ignore_patterns("__pycache__", "_data"))
+    shutil.copytree(
+        ROOT / "cmdqv_lab", src / "cmdqv_lab", ignore=shutil.ignore_patterns("__pycache__", "_data")
+    )
     for kind in ("params", "calibration", "specs", "traces"):
         shutil.copytree(ROOT / "data" / kind, src / "data" / kind)
     dist = tmp_path_factory.mktemp("dist")
@@ -77,14 +79,23 @@ def test_the_installed_package_finds_its_own_data(installed: Path, tmp_path: Pat
         "print(cmdqv_lab.__file__); print(p.source_checkout()); print(pl.PARAMS_DIR); print(r.TRACES_DIR)"
     )
     out = subprocess.run(
-        [str(installed / "python"), "-c", probe], capture_output=True, text=True, cwd=tmp_path, env=_env(), check=True
+        [str(installed / "python"), "-c", probe],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=_env(),
+        check=True,
     ).stdout.split("\n")
     site = str(VENV)
     assert out[0].startswith(site) and out[1] == "None", out
     assert out[2].startswith(site) and out[2].endswith("cmdqv_lab/_data/params"), out
     assert out[3].endswith("cmdqv_lab/_data/traces"), out
     r = run(installed, tmp_path, "params")
-    assert r.returncode == 0 and [line.split()[0] for line in r.stdout.splitlines()] == ["d06", "generic", "grace"]
+    assert r.returncode == 0 and [line.split()[0] for line in r.stdout.splitlines()] == [
+        "d06",
+        "generic",
+        "grace",
+    ]
     r = run(installed, tmp_path, "params", "d06")
     assert r.returncode == 0 and "fitted to calibration.md C1" in r.stdout, r.stderr
     r = run(installed, tmp_path, "simulate", "-s", "host-map-unmap", "--set", "platform=../calibration/d06")
@@ -96,7 +107,18 @@ def test_the_installed_package_finds_its_own_data(installed: Path, tmp_path: Pat
 @pytest.mark.slow
 def test_simulate_with_a_preset_from_the_installed_wheel(installed: Path, tmp_path: Path) -> None:
     """Same preset, same code, same numbers as in the checkout (the first run compiles the engine)."""
-    args = ("simulate", "-s", "host-map-unmap", "--set", "platform=d06", "--set", "cpus=4", "--ops", "3000", "--json")
+    args = (
+        "simulate",
+        "-s",
+        "host-map-unmap",
+        "--set",
+        "platform=d06",
+        "--set",
+        "cpus=4",
+        "--ops",
+        "3000",
+        "--json",
+    )
     r = run(installed, tmp_path, *args)
     assert r.returncode == 0, r.stderr
     wheel = json.loads(r.stdout)
