@@ -107,11 +107,11 @@ def _parse(name: str, text: str, kind: type, info: ParamInfo) -> Any:
     ...         _parse("cpus", bad, int, info)
     ...     except ParamError as e:
     ...         print(e)
-    cpus='４' is not an integer (plain decimal digits 0-9): allowed 1 .. 4096 CPUs
-    cpus='0x10' is not an integer (plain decimal digits 0-9; write 16): allowed 1 .. 4096 CPUs
-    cpus='1_6' is not an integer (plain decimal digits 0-9; write 16): allowed 1 .. 4096 CPUs
-    cpus='4.0' is not an integer (plain decimal digits 0-9; write 4): allowed 1 .. 4096 CPUs
-    cpus='1e3' is not an integer (plain decimal digits 0-9; write 1000): allowed 1 .. 4096 CPUs
+    cpus='４' is not an integer: allowed 1 .. 4096 CPUs (plain decimal digits 0-9)
+    cpus='0x10' is not an integer: allowed 1 .. 4096 CPUs (plain decimal digits 0-9; write 16)
+    cpus='1_6' is not an integer: allowed 1 .. 4096 CPUs (plain decimal digits 0-9; write 16)
+    cpus='4.0' is not an integer: allowed 1 .. 4096 CPUs (plain decimal digits 0-9; write 4)
+    cpus='1e3' is not an integer: allowed 1 .. 4096 CPUs (plain decimal digits 0-9; write 1000)
     """
     text = text.strip()
     shown = text if len(text) <= 40 else text[:37] + "..."
@@ -124,13 +124,10 @@ def _parse(name: str, text: str, kind: type, info: ParamInfo) -> Any:
     elif kind is int:
         if _INT.fullmatch(text):
             return int(text)
-        hint = ""
         hint_value = _lenient_int(text)
-        if hint_value is not None:
-            hint = f"; write {hint_value}"
-        raise ParamError(
-            f"{name}={shown!r} is not an integer (plain decimal digits 0-9{hint}): allowed {info.allowed()}"
-        )
+        hint = f"; write {hint_value}" if hint_value is not None else ""
+        digits = " (plain decimal digits 0-9" + hint + ")" if hint or any(c.isdigit() for c in text) else ""
+        raise ParamError(f"{name}={shown!r} is not an integer: allowed {info.allowed()}{digits}")
     elif kind is float:
         if _FLOAT.fullmatch(text):
             return float(text)

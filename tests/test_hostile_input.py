@@ -41,7 +41,9 @@ def one_line(r: subprocess.CompletedProcess[str], status: int, fragment: str) ->
 def test_integers_are_plain_ascii_decimal(value: str, hint: str) -> None:
     r = cli("simulate", "-s", "host-map-unmap", "--set", f"cpus={value}", "--ops", "100")
     shown = value if len(value) <= 40 else value[:37] + "..."
-    one_line(r, 2, f"cpus={shown!r} is not an integer (plain decimal digits 0-9{hint})")
+    one_line(
+        r, 2, f"cpus={shown!r} is not an integer: allowed 1 .. 4000 CPUs (plain decimal digits 0-9{hint})"
+    )
 
 
 def test_platform_names_are_preset_names_not_paths_into_the_package() -> None:
