@@ -308,3 +308,49 @@ def test_summary_helpers_refuse_what_they_cannot_know(serial_dir: Path, tmp_path
         summarize_sweep(serial_dir, "nope")
     with pytest.raises(ResultError, match="has not finished"):
         load_sweep(tmp_path)
+
+
+def test_publish_packs_one_file_that_loads_the_same(serial_dir: Path, tmp_path: Path) -> None:
+    from cmdqv_lab.experiments.manifest import publish
+    from cmdqv_lab.experiments.packed import RESULTS_FILE
+
+    pub = tmp_path / "pub"
+    m = publish(serial_dir, pub)
+    assert sorted(p.name for p in pub.iterdir()) == ["manifest.json", RESULTS_FILE]
+    assert m["combined_sha256"] == read_manifest(serial_dir)["combined_sha256"]
+    assert [e["content_sha256"] for e in m["points"]] == [
+        e["content_sha256"] for e in read_manifest(serial_dir)["points"]
+    ]
+    assert load_sweep(pub).equals(load_sweep(serial_dir))
+    assert load_sweep(pub, params="grid").equals(load_sweep(serial_dir, params="grid"))
+    assert summarize_sweep(pub, "ops_per_s").equals(summarize_sweep(serial_dir, "ops_per_s"))
+    data = bytearray((pub / RESULTS_FILE).read_bytes())
+    data[len(data) // 3] ^= 1
+    (pub / RESULTS_FILE).write_bytes(bytes(data))
+    with pytest.raises(ResultError, match=r"results.parquet: bytes do not match their checksum"):
+        load_sweep(pub)
+    with pytest.raises(SweepError, match=r"holds a published \(packed\) sweep; run into a cache directory"):
+        run_sweep(spec(), pub, workers=1, progress=False)
+
+
+def test_published_records_are_packed_and_verified(tmp_path: Path) -> None:
+    text = SPEC.replace("replicates = 2", "replicates = 1\nrecord = true").replace(
+        "count = 3000", "count = 200"
+    )
+    report = run_sweep(spec(text), tmp_path / "run", workers=1, progress=False, publish=tmp_path / "pub")
+    assert report.published == tmp_path / "pub"
+    pub = tmp_path / "pub"
+    assert sorted(p.name for p in pub.iterdir()) == [
+        "commands.parquet",
+        "manifest.json",
+        "ops.parquet",
+        "results.parquet",
+    ]
+    for kind in ("ops", "commands"):
+        assert load_records(pub, 2, kind).equals(load_records(tmp_path / "run", 2, kind))
+    ops = pl.read_parquet(pub / "ops.parquet")
+    ops.with_columns(pl.col("seed") + 1).write_parquet(pub / "ops.parquet")  # a changed record file
+    with pytest.raises(ResultError, match=r"ops.parquet: bytes do not match their checksum"):
+        load_records(pub, 2, "ops")
+    with pytest.raises(ResultError, match=r"ops.parquet: bytes do not match"):
+        load_sweep(pub)
