@@ -68,11 +68,12 @@ bench: venv
 	$(BIN)/python benchmarks/bench_sweep.py
 
 # Regenerate every published sweep in data/results from its spec (commit code changes first:
-# each manifest records the git commit it was made from).
+# each manifest records the git commit it was made from). Points are computed (and cached) in
+# .cache/sweeps/NAME; data/results/NAME gets the packed result: results.parquet + manifest.json.
 results: venv
 	@for spec in data/specs/*.toml; do \
 	  name=$$(basename $$spec .toml); \
-	  $(BIN)/cmdqv-lab sweep $$spec --out data/results/$$name --prune || exit 1; \
+	  $(BIN)/cmdqv-lab sweep $$spec --publish data/results/$$name --prune || exit 1; \
 	done
 
 reproduce: venv

@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from cmdqv_lab import __version__
-from cmdqv_lab.errors import CmdqvError
+from cmdqv_lab.errors import CmdqvError, environment_error
 
 #: name -> (module:attribute, one-line help). A subcommand whose module is absent is not listed.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -107,6 +107,12 @@ def main(argv: list[str] | None = None) -> Any:
         sys.exit(e.exit_code)
     except BrokenPipeError:  # pragma: no cover - e.g. piping into head
         sys.exit(0)
+    except (OSError, MemoryError) as e:  # a full disk, a read-only directory, out of memory: not bugs
+        env = environment_error(e)
+        if env is None:
+            raise
+        click.echo(f"cmdqv-lab: error: {str(env).splitlines()[0]}", err=True)
+        sys.exit(env.exit_code)
 
 
 if __name__ == "__main__":  # pragma: no cover

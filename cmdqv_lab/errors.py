@@ -104,3 +104,83 @@ def suggest(name: str, choices: Iterable[str], *, see: str = "", limit: int = 12
         )
         return f"{head} ({listing})" if listing else head
     return listing or f"none of the {len(names)} valid names is close"
+
+
+# ------------------------------------------------------------------------------ the environment
+# Failures of the machine rather than of the input. Each has its own exit status (README, "The
+# command line"), so a script or CI job can tell a full disk from a bad parameter.
+
+
+class WorkerDiedError(CmdqvError, RuntimeError):
+    """A worker process died twice running the same point (killed, e.g. by the OOM killer)."""
+
+    exit_code = 3
+
+
+class DiskFullError(CmdqvError, OSError):
+    """No space left on the device (ENOSPC, EDQUOT)."""
+
+    exit_code = 4
+
+
+class ReadOnlyError(CmdqvError, OSError):
+    """An output location cannot be written (read-only file system, permission denied)."""
+
+    exit_code = 5
+
+
+class OutOfMemoryError(CmdqvError, MemoryError):
+    """The process ran out of memory."""
+
+    exit_code = 6
+
+
+class NestingError(CmdqvError, ValueError):
+    """An input file is nested too deeply to parse (e.g. a TOML array inside 10,000 arrays)."""
+
+    exit_code = 7
+
+
+class InputTooLargeError(CmdqvError, ValueError):
+    """An input exceeds a size limit (file, decompressed trace, line, grid, simulated entities)."""
+
+    exit_code = 8
+
+
+#: errno values that mean "the disk is full" and "this place cannot be written".
+_DISK_FULL = {"ENOSPC", "EDQUOT", "EFBIG"}
+_READ_ONLY = {"EROFS", "EACCES", "EPERM"}
+
+
+def environment_error(exc: BaseException, doing: str = "") -> CmdqvError | None:
+    """The user-facing error for an expected failure of the environment, or None (a bug: re-raise).
+
+    ``doing`` says what was being done (``"writing the sweep results"``). OSErrors other than a full
+    disk or a write refused by the file system, and exceptions other than MemoryError, are not
+    translated.
+
+    >>> import errno
+    >>> e = environment_error(OSError(errno.ENOSPC, "No space left on device", "/x/y.tmp"), "writing y")
+    >>> type(e).__name__, e.exit_code, str(e)
+    ('DiskFullError', 4, '/x/y.tmp: no space left on the device (writing y); free space or choose another directory')
+    >>> environment_error(OSError(errno.ENOENT, "No such file")) is None
+    True
+    """
+    import errno as _errno
+
+    if isinstance(exc, CmdqvError):
+        return exc
+    what = f" ({doing})" if doing else ""
+    if isinstance(exc, MemoryError):
+        return OutOfMemoryError(f"out of memory{what}; give the process more memory or a smaller input")
+    if isinstance(exc, OSError) and exc.errno is not None:
+        name = _errno.errorcode.get(exc.errno, "")
+        where = exc.filename if exc.filename is not None else "output"
+        if name in _DISK_FULL:
+            return DiskFullError(
+                f"{where}: no space left on the device{what}; free space or choose another directory"
+            )
+        if name in _READ_ONLY:
+            reason = "read-only file system" if name == "EROFS" else "permission denied"
+            return ReadOnlyError(f"{where}: cannot write ({reason}){what}; choose a writable directory")
+    return None

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
@@ -94,32 +95,67 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
+#: Integers on the command line and in strings: plain ASCII decimal (no ``0x10``, ``1_6``, ``4.0``,
+#: full-width ``４``), at most 40 digits (a longer one is out of every range).
+_INT = re.compile(r"[+-]?[0-9]{1,40}", re.ASCII)
+#: Numbers: ASCII decimal with an optional fraction and exponent (no underscores, no ``inf``/``nan``).
+_FLOAT = re.compile(r"[+-]?(?:[0-9]{1,40}(?:\.[0-9]{0,40})?|\.[0-9]{1,40})(?:[eE][+-]?[0-9]{1,4})?", re.ASCII)
+
+
 def _parse(name: str, text: str, kind: type, info: ParamInfo) -> Any:
+    """Parse the string form of a parameter (``--set name=text``) to the field's type.
+
+    >>> info = ParamInfo("CPUs", 1, 4096, "choice", "", "", None)
+    >>> _parse("cpus", " 16 ", int, info)
+    16
+    >>> for bad in ("４", "0x10", "1_6", "4.0", "1e3"):
+    ...     try:
+    ...         _parse("cpus", bad, int, info)
+    ...     except ParamError as e:
+    ...         print(e)
+    cpus='４' is not an integer: allowed 1 .. 4096 CPUs (plain decimal digits 0-9)
+    cpus='0x10' is not an integer: allowed 1 .. 4096 CPUs (plain decimal digits 0-9; write 16)
+    cpus='1_6' is not an integer: allowed 1 .. 4096 CPUs (plain decimal digits 0-9; write 16)
+    cpus='4.0' is not an integer: allowed 1 .. 4096 CPUs (plain decimal digits 0-9; write 4)
+    cpus='1e3' is not an integer: allowed 1 .. 4096 CPUs (plain decimal digits 0-9; write 1000)
+    """
     text = text.strip()
-    try:
-        if kind is bool:
-            low = text.lower()
-            if low in _TRUE:
-                return True
-            if low in _FALSE:
-                return False
-            raise ValueError
-        if kind is int:
-            try:
-                return int(text, 0)
-            except ValueError:
-                f = float(text)
-                if not f.is_integer():
-                    raise
-                return int(f)
-        if kind is float:
+    shown = text if len(text) <= 40 else text[:37] + "..."
+    if kind is bool:
+        low = text.lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+    elif kind is int:
+        if _INT.fullmatch(text):
+            return int(text)
+        hint_value = _lenient_int(text)
+        hint = f"; write {hint_value}" if hint_value is not None else ""
+        digits = " (plain decimal digits 0-9" + hint + ")" if hint or any(c.isdigit() for c in text) else ""
+        raise ParamError(f"{name}={shown!r} is not an integer: allowed {info.allowed()}{digits}")
+    elif kind is float:
+        if _FLOAT.fullmatch(text):
             return float(text)
+    else:
         return text
+    what = {bool: "true/false", float: "a number"}[kind]
+    raise ParamError(f"{name}={shown!r} is not {what}: allowed {info.allowed()}")
+
+
+def _lenient_int(text: str) -> int | None:
+    """What a sloppier parser would have made of ``text`` (for the hint in the message), if ASCII."""
+    if not text.isascii() or len(text) > 40:
+        return None
+    try:
+        return int(text, 0)
     except ValueError:
-        if kind is bool:
-            raise ParamError(f"{name}={text!r} is not true/false") from None
-        what = {int: "an integer", float: "a number"}.get(kind, "a string")
-        raise ParamError(f"{name}={text!r} is not {what}: allowed {info.allowed()}") from None
+        pass
+    try:
+        f = float(text)
+    except ValueError:
+        return None
+    return int(f) if f.is_integer() else None
 
 
 class Params:

@@ -29,8 +29,10 @@ from cmdqv_lab.device.commands import CFGI_OPCODES, TLBI_OPCODES, Opcode
 from cmdqv_lab.engine.costs import Costs, to_engine
 from cmdqv_lab.errors import ParamError, suggest
 from cmdqv_lab.params import PROVENANCES, ParamInfo, Params, param
+from cmdqv_lab.project import builtin_data
 
-PARAMS_DIR = Path(__file__).resolve().parents[1] / "data" / "params"
+#: Built-in presets: ``data/params`` of the checkout, or the copy a wheel ships (cmdqv_lab.project).
+PARAMS_DIR = builtin_data("params")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -317,22 +319,27 @@ def _read_preset(path: Path, mtime: float, label: str) -> Preset:
 
 
 def read_preset(name: str) -> Preset:
-    """Load preset ``name`` (``data/params/<name>.toml``) or, if ``name`` ends in ``.toml`` or has a
-    path separator, the preset file at that path (relative to the current directory).
+    """Load preset ``name`` (built-in: ``data/params/<name>.toml``) or, if ``name`` ends in ``.toml``
+    or has a path separator, the preset file at that path (relative to the current directory).
 
-    A preset file has the format of ``data/params/*.toml``: ``[preset]`` (name, description),
-    ``[values]`` (platform parameters; the others keep their defaults), optional ``[provenance]``
-    and ``[sources]`` per parameter. Mistakes name the file and the key.
+    A built-in name is a preset's bare name, never a path looked up relative to the presets
+    directory: ``platform=../calibration/d06`` is a file path, refused unless that file exists and
+    ends in ``.toml``. A preset file has the format of ``data/params/*.toml``: ``[preset]`` (name,
+    description), ``[values]`` (platform parameters; the others keep their defaults), optional
+    ``[provenance]`` and ``[sources]`` per parameter. Mistakes name the file and the key.
     """
     if is_preset_file(name):
         path = Path(name)
+        if path.suffix != ".toml":
+            raise ParamError(f"platform={name!r}: a preset file must end in .toml (built-in presets: "
+                             f"{', '.join(preset_names())})")  # fmt: skip
         if not path.is_file():
             raise ParamError(f"platform={name!r}: no such preset file")
     else:
-        path = PARAMS_DIR / f"{name}.toml"
-        if not path.is_file():
+        if name not in preset_names():
             hint = suggest(name, preset_names())
             raise ParamError(f"platform={name!r} is not allowed: {hint}, or a preset file (.toml)")
+        path = PARAMS_DIR / f"{name}.toml"
     label = name if is_preset_file(name) else str(path)
     path = path.resolve()
     return _read_preset(path, path.stat().st_mtime, label)

@@ -48,15 +48,12 @@ def _spec_name(path: Path) -> str:
 def candidates(name: str) -> list[Path]:
     """Where the results of sweep ``name`` may be, in order (published, then computed)."""
     from cmdqv_lab.experiments.cli import DEFAULT_OUT
-    from cmdqv_lab.experiments.published import CACHE, RESULTS
+    from cmdqv_lab.project import find_project
 
-    dirs = [
-        RESULTS / name,
-        DEFAULT_OUT / name,
-        DEFAULT_OUT / f"{name}-quick",
-        CACHE / name,
-        CACHE / f"{name}-quick",
-    ]
+    root = find_project()  # published results and the sweep cache of the project run from
+    project = [root / "data" / "results" / name] if root else []
+    cache = [root / ".cache" / "sweeps" / name, root / ".cache" / "sweeps" / f"{name}-quick"] if root else []
+    dirs = [*project, DEFAULT_OUT / name, DEFAULT_OUT / f"{name}-quick", *cache]
     out: list[Path] = []
     for d in dirs:
         if d.resolve() not in [o.resolve() for o in out]:

@@ -13,7 +13,6 @@ import pytest
 
 from cmdqv_lab.analysis.summary import load_sweep, summarize_sweep, sweep_grid_keys
 from cmdqv_lab.experiments.cache import (
-    META_KEY,
     PointStore,
     ResultError,
     content_sha256,
@@ -116,10 +115,19 @@ def test_rerun_skips_everything_and_changes_nothing(serial_dir: Path, tmp_path: 
 
 
 def _tamper_value(path: Path) -> None:
-    """Rewrite a point file with a changed metric but the old metadata (stale checksum)."""
-    meta = pl.read_parquet_metadata(path)[META_KEY]
+    """Rewrite a point file with a changed metric (its index still holds the old checksums)."""
     df = pl.read_parquet(path).with_columns(pl.col("ops_per_s") * 1.0000001)
-    path.write_bytes(parquet_bytes(df, {META_KEY: meta}))
+    path.write_bytes(parquet_bytes(df, small=True))
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited."""
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
 
 
 def test_corrupt_truncated_and_tampered_files_are_detected_and_recomputed(
@@ -132,13 +140,18 @@ def test_corrupt_truncated_and_tampered_files_are_detected_and_recomputed(
     files[0].write_bytes(data[: len(data) // 2])  # truncated
     files[1].write_bytes(b"\x00" * len(files[1].read_bytes()))  # garbage
     _tamper_value(files[2])  # parses, wrong content
-    (out / "points" / f".{files[3].name}.123.deadbeef.tmp").write_bytes(b"partial")  # left by a kill
-    with pytest.raises(ResultError, match=r"unreadable|checksum"):
+    files[3].with_suffix(".json").write_text("{")  # a damaged index
+    files[4].with_suffix(".json").unlink()  # no index
+    dead, alive = dead_pid(), os.getpid()
+    (out / "points" / f".{files[5].name}.{dead}.deadbeef.tmp").write_bytes(b"partial")  # left by a kill
+    (out / "points" / f".{files[5].name}.{alive}.deadbeef.tmp").write_bytes(b"busy")  # a live writer's
+    with pytest.raises(ResultError, match=r"checksum|index|JSON|no such"):
         load_sweep(out)
     report = run_sweep(spec(), out, workers=1, progress=False)
-    assert report.computed == 3 and report.cached == 5 and len(report.corrupt) == 3
-    assert any("unreadable" in r for r in report.corrupt) and any("checksum" in r for r in report.corrupt)
-    assert not list((out / "points").glob(".*.tmp"))
+    assert report.computed == 5 and report.cached == 3 and len(report.corrupt) == 5
+    assert sum("bytes do not match their checksum" in r for r in report.corrupt) == 3
+    assert all(r.startswith("point ") and "\n" not in r for r in report.corrupt)
+    assert [p.name for p in (out / "points").glob(".*.tmp")] == [f".{files[5].name}.{alive}.deadbeef.tmp"]
     assert load_sweep(out).equals(load_sweep(serial_dir))
 
 
@@ -295,3 +308,49 @@ def test_summary_helpers_refuse_what_they_cannot_know(serial_dir: Path, tmp_path
         summarize_sweep(serial_dir, "nope")
     with pytest.raises(ResultError, match="has not finished"):
         load_sweep(tmp_path)
+
+
+def test_publish_packs_one_file_that_loads_the_same(serial_dir: Path, tmp_path: Path) -> None:
+    from cmdqv_lab.experiments.manifest import publish
+    from cmdqv_lab.experiments.packed import RESULTS_FILE
+
+    pub = tmp_path / "pub"
+    m = publish(serial_dir, pub)
+    assert sorted(p.name for p in pub.iterdir()) == ["manifest.json", RESULTS_FILE]
+    assert m["combined_sha256"] == read_manifest(serial_dir)["combined_sha256"]
+    assert [e["content_sha256"] for e in m["points"]] == [
+        e["content_sha256"] for e in read_manifest(serial_dir)["points"]
+    ]
+    assert load_sweep(pub).equals(load_sweep(serial_dir))
+    assert load_sweep(pub, params="grid").equals(load_sweep(serial_dir, params="grid"))
+    assert summarize_sweep(pub, "ops_per_s").equals(summarize_sweep(serial_dir, "ops_per_s"))
+    data = bytearray((pub / RESULTS_FILE).read_bytes())
+    data[len(data) // 3] ^= 1
+    (pub / RESULTS_FILE).write_bytes(bytes(data))
+    with pytest.raises(ResultError, match=r"results.parquet: bytes do not match their checksum"):
+        load_sweep(pub)
+    with pytest.raises(SweepError, match=r"holds a published \(packed\) sweep; run into a cache directory"):
+        run_sweep(spec(), pub, workers=1, progress=False)
+
+
+def test_published_records_are_packed_and_verified(tmp_path: Path) -> None:
+    text = SPEC.replace("replicates = 2", "replicates = 1\nrecord = true").replace(
+        "count = 3000", "count = 200"
+    )
+    report = run_sweep(spec(text), tmp_path / "run", workers=1, progress=False, publish=tmp_path / "pub")
+    assert report.published == tmp_path / "pub"
+    pub = tmp_path / "pub"
+    assert sorted(p.name for p in pub.iterdir()) == [
+        "commands.parquet",
+        "manifest.json",
+        "ops.parquet",
+        "results.parquet",
+    ]
+    for kind in ("ops", "commands"):
+        assert load_records(pub, 2, kind).equals(load_records(tmp_path / "run", 2, kind))
+    ops = pl.read_parquet(pub / "ops.parquet")
+    ops.with_columns(pl.col("seed") + 1).write_parquet(pub / "ops.parquet")  # a changed record file
+    with pytest.raises(ResultError, match=r"ops.parquet: bytes do not match their checksum"):
+        load_records(pub, 2, "ops")
+    with pytest.raises(ResultError, match=r"ops.parquet: bytes do not match"):
+        load_sweep(pub)

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from fault_helpers import alive, children
 
 from cmdqv_lab.analysis.summary import load_sweep
 from cmdqv_lab.experiments.manifest import read_manifest
@@ -25,22 +26,6 @@ cpus = [1, 2, 3, 4, 5, 6, 7, 8]
 submit = ["linux-lockfree", "spinlock"]
 """
 N_POINTS = 8 * 2 * 4
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(x) for x in text.split()]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
 
 
 def _point_files(out: Path) -> list[Path]:
@@ -64,23 +49,23 @@ def test_sigkill_midway_then_resume(tmp_path: Path) -> None:
         while len(_point_files(out)) < 3:
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "the sweep produced no points in time"
-            workers = _children(proc.pid) or workers
+            workers = children(proc.pid) or workers
             time.sleep(0.01)
-        workers = _children(proc.pid) or workers
+        workers = children(proc.pid) or workers
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
         assert proc.returncode == -signal.SIGKILL
         # pool workers notice their parent is gone and exit by themselves
         deadline = time.monotonic() + 30
-        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        while any(alive(w) for w in workers) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not any(_alive(w) for w in workers), "orphaned workers kept running"
+        assert not any(alive(w) for w in workers), "orphaned workers kept running"
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
         for w in workers:
-            if _alive(w):
+            if alive(w):
                 os.kill(w, signal.SIGKILL)
         assert proc.stdout is not None and proc.stderr is not None
         proc.stdout.close()

@@ -112,26 +112,47 @@ def test_other_events_and_text_are_skipped_and_counted() -> None:
     assert t.meta.duration_s == pytest.approx(0.999999)  # skipped events' timestamps count
 
 
-def test_empty_input_is_an_empty_trace(tmp_path: Path) -> None:
+@pytest.mark.parametrize("lenient", [False, True])
+def test_a_trace_without_commands_is_an_error(tmp_path: Path, lenient: bool) -> None:
+    """An empty file is not a clean trace (issue 17): nothing to check is an error, in both modes."""
     p = tmp_path / "empty.log"
     p.write_text("")
-    t = parse_trace(p)
-    assert t.commands.height == 0 and t.doorbells.height == 0 and t.batches.height == 0
-    assert t.summary()["commands"] == 0 and t.meta.duration_s is None
+    with pytest.raises(TraceFormatError, match=r"empty.log: empty trace \(no lines\)"):
+        parse_trace(p, lenient=lenient)
+    with pytest.raises(TraceFormatError, match=r"^/dev/null: empty trace"):
+        parse_trace("/dev/null", lenient=lenient)
+    p.write_text(
+        "\n  \nsmmuv3_translate_success 0000:00:01.0 sid=0x8 iova=0x1000 translated=0x2000 perm=0x1\n"
+    )
+    with pytest.raises(TraceFormatError, match=r"empty.log: no SMMUv3 commands in 3 lines"):
+        parse_trace(p, lenient=lenient)
+    p.write_text(out(0, 0) + "\n")  # a pass that read nothing (a CR0 write): still no command
+    with pytest.raises(TraceFormatError, match=r"no SMMUv3 commands in 1 lines"):
+        parse_trace(p, lenient=lenient)
 
 
 # ----------------------------------------------------------------------------- malformed lines
 
 #: (name, lines, line number in the message, message fragment, lenient kind)
 CASES = [
-    ("bad consume args", [consume(2, 0).replace("prod=2", "prod=x")], 1, "expected prod=N cons=N", "bad_arguments"),
-    ("wrap out of range", [consume(2, 0).replace("prod.wrap=0", "prod.wrap=2")], 1, "prod.wrap=2 out of range 0 .. 1",
+    ("bad consume args", [consume(2, 0).replace("prod=2", "prod=x"), *GOOD], 1, "expected prod=N cons=N",
      "bad_arguments"),
-    ("index out of range", [consume(99999999, 0)], 1, "prod=99999999 out of range", "bad_arguments"),
+    ("wrap out of range", [consume(2, 0).replace("prod.wrap=0", "prod.wrap=2"), *GOOD], 1,
+     "prod.wrap=2 out of range 0 .. 1", "bad_arguments"),
+    ("index out of range", [consume(99999999, 0), *GOOD], 1, "prod=99999999 out of range", "bad_arguments"),
+    ("huge number", [consume(2, 0).replace("prod=2", "prod=" + "9" * 4000), *GOOD], 1,
+     "prod=99999999...(4000 digits) out of range 0 .. 1048575",
+     "bad_arguments"),
     ("bad consume_out", [*GOOD[:-1], "smmuv3_cmdq_consume_out prod:2 cons:2"], 6, "expected prod:N, cons:N",
      "bad_arguments"),
-    ("unknown command name", [consume(1, 0), op("FOO"), out(1, 1)], 2, "unknown command name 'SMMU_CMD_FOO'",
+    ("unknown command name", [consume(1, 0), op("FOO"), out(1, 1), *GOOD], 2, "unknown command name 'SMMU_CMD_FOO'",
      "bad_arguments"),
+    ("lost detail line", [consume(2, 0), op("TLBI_NH_VA"), consume(2, 1), op("SYNC"), out(2, 2)], 2,
+     "CMD_TLBI_NH_VA is not followed by its smmuv3_range_inval or smmuv3_s1_range_inval line", "missing_detail"),
+    ("lost detail line before consume_out", [*GOOD, consume(3, 2), op("TLBI_NH_ASID"), out(3, 3)], 8,
+     "CMD_TLBI_NH_ASID is not followed by its smmuv3_cmdq_tlbi_nh_asid line", "missing_detail"),
+    ("lost detail line at the end", [*GOOD, consume(3, 2), op("CFGI_STE_RANGE")], 8,
+     "CMD_CFGI_STE_RANGE is not followed by its smmuv3_cmdq_cfgi_ste_range line", "missing_detail"),
     ("opcode first", [op("SYNC"), *GOOD], 1, "no preceding smmuv3_cmdq_consume", "sequence"),
     ("two opcodes, one consume", [consume(1, 0), op("SYNC"), op("SYNC"), out(1, 1)], 3,
      "no preceding smmuv3_cmdq_consume", "sequence"),
@@ -165,6 +186,9 @@ CASES = [
     ("truncated event name", [*GOOD, "smmuv3_cmdq_cons"], 7, "truncated event name 'smmuv3_cmdq_cons'", "truncated"),
     ("ends inside a pass", [*GOOD, consume(3, 2), op("SYNC")], 8, "trace ends inside the consume pass opened at line 7",
      "unterminated"),
+    ("failed command needs no detail", [consume(1, 0), op("TLBI_NH_VA"),
+                                        "smmuv3_cmdq_consume_error Error on SMMU_CMD_TLBI_NH_VA command execution: 1",
+                                        out(1, 0), "%%"], 5, "not a QEMU trace event line", "garbage"),
     ("punctuation", [*GOOD, "%%%% garbage"], 7, "not a QEMU trace event line", "garbage"),
     ("number", ["12345", *GOOD], 1, "not a QEMU trace event line", "garbage"),
     ("control characters", [*GOOD[:3], "\x01\x02\x03", *GOOD[3:]], 4, "not a QEMU trace event line", "garbage"),
@@ -250,6 +274,45 @@ def test_cut_short_gzip_strict_fails_lenient_reads_what_is_there(tmp_path: Path)
     t = parse_trace(cut, lenient=True)
     assert 0 < t.commands.height < 4000
     assert parse_bytes(gzip.compress(text.encode())).commands.height == 2
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_a_last_line_without_newline_is_reported(tmp_path: Path, gz: bool) -> None:
+    """QEMU ends every line: a file that does not was cut short, even if what is left parses."""
+    text = "\n".join([*GOOD, consume(3, 2), op("TLBI_NH_ASID"), "smmuv3_cmdq_tlbi_nh_asid asid=1", out(3, 3)])
+    raw = text.encode()  # no final newline: "...cons_wrap:0 " parses, but was it "cons_wrap:0 " or more?
+    path = tmp_path / ("t.log.gz" if gz else "t.log")
+    path.write_bytes(gzip.compress(raw) if gz else raw)
+    with pytest.raises(
+        TraceFormatError, match=r"t.log(.gz)?:10: last line '.*' has no newline \(file cut short\?\)"
+    ):
+        parse_trace(path)
+    t = parse_trace(path, lenient=True)
+    assert t.meta.malformed == {"truncated": 1, "unterminated": 1} and t.meta.n_lines == 10
+    assert t.commands.height == 3  # the pass the cut line would have closed is kept, flagged unterminated
+    path.write_bytes(gzip.compress(raw + b"\n") if gz else raw + b"\n")
+    assert parse_trace(path).commands.height == 3
+
+
+def test_overlong_lines_are_refused_without_reading_them_whole(tmp_path: Path) -> None:
+    p = tmp_path / "long.log"
+    body = "\n".join(GOOD) + "\n"
+    p.write_text(body + "smmuv3_cmdq_consume prod=" + "9" * 5000 + " cons=0 prod.wrap=0 cons.wrap=0\n" + body)
+    with pytest.raises(TraceFormatError, match=r"long.log:7: line longer than 4096 bytes"):
+        parse_trace(p)
+    t = parse_trace(p, lenient=True)
+    assert t.meta.malformed == {"garbage": 1} and t.commands.height == 4 and t.meta.n_lines == 13
+
+
+def test_gzip_bomb_and_endless_input_are_refused(tmp_path: Path) -> None:
+    from cmdqv_lab.errors import InputTooLargeError
+
+    bomb = tmp_path / "bomb.log.gz"
+    bomb.write_bytes(gzip.compress(b"\n" * (64 << 20), compresslevel=9))  # 64 MiB of newlines in ~64 KiB
+    with pytest.raises(InputTooLargeError, match=r"bomb.log.gz: gzip data inflating more than 100 times"):
+        parse_trace(bomb, lenient=True)
+    with pytest.raises(TraceFormatError, match=r"/dev/zero: binary file"):
+        parse_trace("/dev/zero", lenient=True)
 
 
 def test_invalid_utf8_and_nul_after_the_first_block_name_the_line() -> None:

@@ -255,10 +255,13 @@ def summarize_percentiles(
 def load_sweep(directory: str | Path, *, params: str = "all") -> pl.DataFrame:
     """The results of a finished sweep (``cmdqv-lab sweep``), one row per point, files verified.
 
-    Columns: ``point``, ``scenario``, ``seed``, ``count``, the parameters (``params="all"``: every
-    resolved parameter; ``"grid"``: only the varied ones), then the flattened metrics
+    ``directory`` is a sweep's output directory (``points/`` + ``manifest.json``) or a published,
+    packed one (``data/results/<name>``: ``results.parquet`` + ``manifest.json``). Columns:
+    ``point``, ``scenario``, ``seed``, ``count``, the parameters (``params="all"``: every resolved
+    parameter; ``"grid"``: only the varied ones), then the flattened metrics
     (``op_latency_ns.p99`` -> ``op_latency_ns_p99``). Rows are in point order (the seed varies
-    fastest). A missing or corrupt file raises :class:`~cmdqv_lab.experiments.cache.ResultError`.
+    fastest). A missing or corrupt file (bytes, content or combined hash not those recorded) raises
+    :class:`~cmdqv_lab.experiments.cache.ResultError`.
 
     Examples
     --------

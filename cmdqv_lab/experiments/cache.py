@@ -7,26 +7,32 @@ change to any source file therefore invalidates every cached point (joblib.Memor
 changes in functions the cached one calls); a change to a default or a platform preset changes
 the resolved parameters and so the key.
 
-**File.** ``points/<key>.parquet`` holds one row (scenario, seed, count, resolved parameters,
-flattened metrics) and, in the Parquet key-value metadata under :data:`META_KEY`, a JSON object
-with the key, the SHA-256 of the row's canonical content (:func:`content_sha256`), the wall time
-and the versions. Records, when a spec asks for them, go to ``points/<key>.ops.parquet`` and
-``points/<key>.commands.parquet``, their content hashes being in the main file's metadata.
+**Files.** ``points/<key>.parquet`` holds one row (scenario, seed, count, resolved parameters,
+flattened metrics). Records, when a spec asks for them, go to ``points/<key>.ops.parquet`` and
+``points/<key>.commands.parquet``. ``points/<key>.json`` (the *index* of the point) holds the key,
+the SHA-256 of the row's canonical content (:func:`content_sha256`), the records' content hashes,
+the wall time, the versions and, per file, the SHA-256 and length of its **bytes**.
 
-**Atomicity.** Files are written to a temporary name in the same directory, flushed, fsynced and
-renamed over the final name (then the directory is fsynced); the main file is written last, so a
-point exists only when all its files are complete. A process killed at any instant leaves either
-no file or a complete one, plus possibly a ``*.tmp`` that the next sweep removes.
+**Atomicity.** Files are written to a temporary name in the same directory (``.NAME.PID.HEX.tmp``:
+the writer's pid is in the name), flushed, fsynced and renamed over the final name (then the
+directory is fsynced). Records first, then the index, then the row file: a point exists when its
+row file does, and then everything it refers to is complete. A process killed at any instant leaves
+either no row file or a complete point, plus possibly a temporary file that the next sweep removes
+once its writer is dead (:func:`remove_stale_temporaries`).
 
-**Verification.** Reading a point checks that the file parses, that its metadata names its key and
-that the content hash matches (and the records' hashes). Anything else is *corrupt*: the sweep
-deletes it and computes the point again.
+**Verification.** Reading a point reads its index (size-capped, JSON), then each file's bytes, and
+compares their length and SHA-256 with the index *before any parser sees them*: a damaged file
+never reaches polars (a flipped bit in a Parquet footer can make its reader panic, or abort the
+whole process trying to allocate 2^61 bytes). Parsing is isolated as well (:func:`parse_parquet`
+turns anything the reader raises, including polars' ``PanicException``, a ``BaseException``, into
+corruption of that file), and the parsed row must match its content hash. Anything else is
+*corrupt*: the sweep deletes the point and computes it again, with one line saying so.
 
 Results are Parquet and JSON only: nothing is pickled or evaluated when reading.
 
 >>> import polars as pl
 >>> df = pl.DataFrame({"a": [1], "b": [0.1]})
->>> content_sha256(df) == content_sha256(pl.read_parquet(io.BytesIO(parquet_bytes(df, {"x": "y"}))))
+>>> content_sha256(df) == content_sha256(parse_parquet(parquet_bytes(df, {"x": "y"}), "t")[0])
 True
 >>> content_sha256(df) == content_sha256(df.with_columns(pl.col("a").cast(pl.Int32)))
 False
@@ -40,6 +46,7 @@ import io
 import json
 import math
 import os
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -50,12 +57,16 @@ import polars as pl
 
 from cmdqv_lab.errors import CmdqvError
 
-#: Parquet key-value metadata key holding a point's JSON metadata.
+#: Parquet key-value metadata key holding a packed result's JSON metadata.
 META_KEY = "cmdqv_lab.sweep"
-#: Version of the on-disk layout (part of every key).
-FORMAT = 1
+#: Version of the on-disk layout (part of every key). 2: byte checksums in a JSON index per point.
+FORMAT = 2
 #: Record frames a point may carry, by file suffix.
 RECORD_KINDS = ("ops", "commands")
+#: Largest point index file read (bytes).
+MAX_INDEX_BYTES = 1 << 20
+#: A temporary file: ``.NAME.PID.HEX.tmp``.
+TMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>[0-9]+)\.(?P<tag>[0-9a-f]+)\.tmp$")
 
 
 class ResultError(CmdqvError, RuntimeError):
@@ -168,9 +179,14 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def temp_name(path: Path) -> Path:
+    """The temporary file a writer of ``path`` uses: ``.NAME.PID.HEX.tmp`` beside it."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically: temp file in the same directory, fsync, rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp = temp_name(path)
     try:
         with open(tmp, "wb") as f:
             f.write(data)
@@ -181,6 +197,49 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         if tmp.exists():
             tmp.unlink()
     _fsync_dir(path.parent)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (a zombie counts as dead).
+
+    >>> pid_alive(os.getpid()), pid_alive(2**22 + 1)
+    (True, False)
+    """
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc: trust kill()
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def is_temporary(name: str) -> bool:
+    """Whether ``name`` is a temporary file of :func:`atomic_write_bytes`."""
+    return TMP_NAME.match(name) is not None
+
+
+def remove_stale_temporaries(directory: Path) -> list[str]:
+    """Delete the temporary files in ``directory`` whose writer process is dead; return their names.
+
+    A writer killed between creating its temporary file and renaming it (SIGKILL, power loss, a
+    full disk) leaves ``.NAME.PID.HEX.tmp`` behind; the pid in the name tells whether the writer
+    may still be running (then the file is left alone).
+    """
+    removed = []
+    if directory.is_dir():
+        for p in directory.iterdir():
+            m = TMP_NAME.match(p.name)
+            if m is not None and not pid_alive(int(m.group("pid"))):
+                p.unlink(missing_ok=True)
+                removed.append(p.name)
+    return sorted(removed)
 
 
 def parquet_bytes(
@@ -195,6 +254,71 @@ def parquet_bytes(
     else:
         df.write_parquet(buf, metadata=dict(metadata) if metadata else None)
     return buf.getvalue()
+
+
+# ------------------------------------------------------------------------------- verified reading
+def file_digest(data: bytes) -> dict[str, Any]:
+    """What an index stores about a file's bytes: ``{"sha256", "bytes"}``."""
+    return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+
+
+def read_verified(path: Path, digest: Any) -> bytes:
+    """The bytes of ``path`` if their length and SHA-256 are those of ``digest``, else ResultError.
+
+    At most ``digest["bytes"] + 1`` bytes are read, so a damaged index cannot make this read a
+    huge file, and no parser sees bytes that are not exactly the ones written.
+    """
+    if not (
+        isinstance(digest, dict)
+        and isinstance(digest.get("sha256"), str)
+        and isinstance(digest.get("bytes"), int)
+        and 0 <= digest["bytes"] < 1 << 40
+    ):
+        raise ResultError(f"{path}: no valid checksum recorded for it")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(digest["bytes"] + 1)
+    except FileNotFoundError:
+        raise ResultError(f"{path}: missing") from None
+    except OSError as e:
+        raise ResultError(f"{path}: cannot read ({e.strerror or e})") from None
+    if len(data) != digest["bytes"] or hashlib.sha256(data).hexdigest() != digest["sha256"]:
+        raise ResultError(f"{path}: bytes do not match their checksum (damaged file)")
+    return data
+
+
+def parse_parquet(data: bytes, where: str | Path) -> tuple[pl.DataFrame, dict[str, str]]:
+    """Parse Parquet bytes into ``(frame, key-value metadata)``; any failure is a ResultError.
+
+    The reader is isolated: whatever it raises, ``BaseException`` subclasses such as polars'
+    ``PanicException`` included (only KeyboardInterrupt, SystemExit and GeneratorExit pass),
+    means the file is corrupt. Call it on bytes verified by :func:`read_verified`: a reader that
+    aborts the process cannot be caught.
+    """
+    try:
+        kv = pl.read_parquet_metadata(io.BytesIO(data))
+        df = pl.read_parquet(io.BytesIO(data))
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except BaseException as e:  # PanicException derives from BaseException
+        raise ResultError(f"{where}: unreadable ({type(e).__name__})") from None
+    return df, dict(kv or {})
+
+
+def read_index(path: Path, what: str = "index") -> dict[str, Any]:
+    """A small JSON object file (size-capped); ResultError if absent, too large, damaged or not an object."""
+    from cmdqv_lab.inputs import loads_json, read_bytes_capped
+
+    try:
+        raw = read_bytes_capped(path, MAX_INDEX_BYTES, ResultError, what)
+        obj = loads_json(raw, str(path), ResultError)
+    except ResultError:
+        raise
+    except CmdqvError as e:  # too large, nested too deeply: damaged all the same
+        raise ResultError(str(e)) from None
+    if not isinstance(obj, dict):
+        raise ResultError(f"{path}: not a JSON object")
+    return obj
 
 
 # ------------------------------------------------------------------------------- the store
@@ -217,70 +341,91 @@ class PointStore:
     def path(self, key: str, kind: str = "") -> Path:
         return self.dir / (f"{key}.{kind}.parquet" if kind else f"{key}.parquet")
 
+    def index_path(self, key: str) -> Path:
+        return self.dir / f"{key}.json"
+
+    def _files(self, key: str) -> list[Path]:
+        return [self.path(key), self.index_path(key), *(self.path(key, k) for k in RECORD_KINDS)]
+
     def point_keys(self) -> list[str]:
-        """Keys of every main point file present (verified or not)."""
+        """Keys of every point with a file present (complete, partial or corrupt)."""
         if not self.dir.is_dir():
             return []
-        return sorted(p.name.split(".")[0] for p in self.dir.glob("*.parquet") if p.name.count(".") == 1)
+        return sorted(
+            {p.name.split(".")[0] for p in self.dir.iterdir() if p.suffix in (".parquet", ".json")} - {""}
+        )
+
+    def exists(self, key: str) -> bool:
+        """Whether the point's row file is there (it is renamed into place last)."""
+        return self.path(key).exists()
 
     def remove_temporaries(self) -> int:
-        """Delete ``*.tmp`` files left by an interrupted writer; return how many."""
-        n = 0
-        if self.dir.is_dir():
-            for p in self.dir.glob(".*.tmp"):
-                p.unlink(missing_ok=True)
-                n += 1
-        return n
+        """Delete temporary files left by dead writers; return how many."""
+        return len(remove_stale_temporaries(self.dir))
 
     def delete(self, key: str) -> None:
-        self.path(key).unlink(missing_ok=True)
-        for kind in RECORD_KINDS:
-            self.path(key, kind).unlink(missing_ok=True)
+        for p in self._files(key):  # the row file first: the point stops existing at once
+            p.unlink(missing_ok=True)
 
     def write(
         self, key: str, row: pl.DataFrame, meta: Mapping[str, Any], records: Mapping[str, pl.DataFrame]
     ) -> str:
-        """Store a point (records first, main file last); return the row's content hash."""
+        """Store a point (records, index, then the row file); return the row's content hash."""
         self.dir.mkdir(parents=True, exist_ok=True)
         rec_hashes = {}
+        files = {}
         for kind, frame in records.items():
             if kind not in RECORD_KINDS:
                 raise ValueError(f"unknown record kind {kind!r}")
             rec_hashes[kind] = content_sha256(frame)
-            atomic_write_bytes(self.path(key, kind), parquet_bytes(frame))
+            data = parquet_bytes(frame)
+            files[self.path(key, kind).name] = file_digest(data)
+            atomic_write_bytes(self.path(key, kind), data)
         sha = content_sha256(row)
-        full = {**meta, "format": FORMAT, "key": key, "content_sha256": sha, "records": rec_hashes}
-        atomic_write_bytes(
-            self.path(key), parquet_bytes(row, {META_KEY: json.dumps(full, sort_keys=True)}, small=True)
-        )
+        data = parquet_bytes(row, small=True)
+        files[self.path(key).name] = file_digest(data)
+        full = {
+            **meta,
+            "format": FORMAT,
+            "key": key,
+            "content_sha256": sha,
+            "records": rec_hashes,
+            "files": files,
+        }
+        atomic_write_bytes(self.index_path(key), json.dumps(full, sort_keys=True, indent=1).encode())
+        atomic_write_bytes(self.path(key), data)
         return sha
 
     def read(self, key: str, *, with_records: bool = False) -> StoredPoint:
-        """Read and verify a point; raise :class:`ResultError` saying why if it is absent or corrupt."""
+        """Read and verify a point; raise :class:`ResultError` saying why if it is absent or corrupt.
+
+        Record files are checked byte for byte; they are parsed (and their content hashes checked)
+        only with ``with_records``.
+        """
         path = self.path(key)
         if not path.is_file():
             raise ResultError(f"{path}: missing")
-        try:
-            kv = pl.read_parquet_metadata(path)
-            meta = json.loads(kv[META_KEY])
-            row = pl.read_parquet(path)
-        except Exception as e:  # any failure to parse is corruption (truncation, garbage, ...)
-            raise ResultError(f"{path}: unreadable ({type(e).__name__})") from None
-        if not isinstance(meta, dict) or meta.get("key") != key:
-            raise ResultError(f"{path}: metadata does not name key {key}")
+        meta = read_index(self.index_path(key), "point index")
+        files = meta.get("files")
+        if meta.get("key") != key or meta.get("format") != FORMAT or not isinstance(files, dict):
+            raise ResultError(f"{self.index_path(key)}: not the index of point {key}")
+        row, _ = parse_parquet(read_verified(path, files.get(path.name)), path)
         if content_sha256(row) != meta.get("content_sha256"):
             raise ResultError(f"{path}: content does not match its checksum")
         records: dict[str, pl.DataFrame] = {}
-        for kind, sha in dict(meta.get("records") or {}).items():
-            rpath = self.path(key, str(kind))
-            try:
-                frame = pl.read_parquet(rpath)
-            except Exception as e:
-                raise ResultError(f"{rpath}: unreadable ({type(e).__name__})") from None
-            if content_sha256(frame) != sha:
-                raise ResultError(f"{rpath}: content does not match its checksum")
+        rec = meta.get("records")
+        if not isinstance(rec, dict):
+            raise ResultError(f"{self.index_path(key)}: not the index of point {key}")
+        for kind, sha in rec.items():
+            if kind not in RECORD_KINDS:
+                raise ResultError(f"{self.index_path(key)}: unknown record kind {kind!r}")
+            rpath = self.path(key, kind)
+            data = read_verified(rpath, files.get(rpath.name))
             if with_records:
-                records[str(kind)] = frame
+                frame, _ = parse_parquet(data, rpath)
+                if content_sha256(frame) != sha:
+                    raise ResultError(f"{rpath}: content does not match its checksum")
+                records[kind] = frame
         return StoredPoint(key, row, meta, records)
 
     def verify(self, key: str) -> str | None:

@@ -1,11 +1,13 @@
 """``cmdqv-lab sweep`` and ``cmdqv-lab reproduce``.
 
 ``sweep SPEC`` runs a spec (:mod:`.spec`), given as a file or by the name of one in ``data/specs``,
-with :func:`~.sweep.run_sweep` and prints a one-line summary; ``reproduce [DIR ...]`` re-runs
-published sweeps (:mod:`.reproduce`), prints a table, notes and one verdict line, and exits with
-status 1 if any point differs or is missing. Both show a progress bar on a terminal or in Jupyter
-(``--quiet``: none). Mistakes (a bad spec, an unreachable scheduler, a directory holding another
-sweep) print one line and exit with status 2.
+with :func:`~.sweep.run_sweep` and prints a one-line summary (after one line on stderr per point it
+recomputed or retried); ``--publish DIR`` also packs the result into DIR (:mod:`.packed`).
+``reproduce [DIR ...]`` re-runs published sweeps (:mod:`.reproduce`), prints a table, notes and one
+verdict line, and exits with status 1 if any point differs or is missing. Both show a progress bar
+on a terminal or in Jupyter (``--quiet``: none). Mistakes (a bad spec, an unreachable scheduler, a
+directory holding another sweep) print one line and exit with status 2; failures of the machine
+have their own status (:mod:`cmdqv_lab.errors`).
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ DEFAULT_OUT = Path(".cache") / "sweeps"
 
 def spec_names() -> list[str]:
     """The sweep specs in ``data/specs`` (by name)."""
-    from cmdqv_lab.experiments.published import SPECS
+    from cmdqv_lab.project import builtin_data
 
-    return sorted(p.stem for p in SPECS.glob("*.toml"))
+    return sorted(p.stem for p in builtin_data("specs").glob("*.toml"))
 
 
 def resolve_spec(arg: str) -> Path:
@@ -37,7 +39,9 @@ def resolve_spec(arg: str) -> Path:
     'q9-host-cpus-submit.toml'
     """
     from cmdqv_lab.errors import SpecError, suggest
-    from cmdqv_lab.experiments.published import SPECS
+    from cmdqv_lab.project import builtin_data
+
+    SPECS = builtin_data("specs")
 
     path = Path(arg)
     if path.is_file():
@@ -74,6 +78,12 @@ def _progress(progress: bool | None, quiet: bool) -> bool | None:
 @click.option("--quick", is_flag=True, help="Run the spec's [quick] variant (seconds).")
 @click.option("--prune", is_flag=True, help="Delete point files of --out that are not points of this sweep.")
 @click.option(
+    "--publish",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Also write the packed result (one Parquet file + manifest.json) to this directory.",
+)
+@click.option(
     "--progress/--no-progress", default=None, help="Progress bar (default: on a terminal or in Jupyter)."
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
@@ -84,6 +94,7 @@ def sweep(
     scheduler: str | None,
     quick: bool,
     prune: bool,
+    publish: str | None,
     progress: bool | None,
     quiet: bool,
 ) -> None:
@@ -91,8 +102,10 @@ def sweep(
     if interrupted.
 
     One Parquet file per point is stored under OUT/points, keyed by the point and the code
-    version; finished points are skipped, corrupt ones recomputed; OUT/manifest.json is written
-    when all points are done. Look at the results with: cmdqv-lab results show OUT.
+    version; finished points are skipped, damaged ones recomputed (one line each on stderr);
+    OUT/manifest.json is written when all points are done. --publish DIR then packs the sweep
+    into DIR (how data/results/NAME is made: `make results`). Look at the results with:
+    cmdqv-lab results show OUT.
     """
     from cmdqv_lab.experiments.spec import load_spec
     from cmdqv_lab.experiments.sweep import run_sweep
@@ -100,6 +113,8 @@ def sweep(
     spec = load_spec(resolve_spec(spec_file), quick=quick)
     target = Path(out) if out else DEFAULT_OUT / (spec.name + ("-quick" if quick else ""))
     command = ["cmdqv-lab", "sweep", spec_file, *(["--quick"] if quick else []), "--out", str(target)]
+    if publish:
+        command += ["--publish", publish]
     report = run_sweep(
         spec,
         target,
@@ -108,7 +123,10 @@ def sweep(
         progress=_progress(progress, quiet),
         prune=prune,
         command=command,
+        publish=publish,
     )
+    for note in report.notes():
+        click.echo(f"cmdqv-lab sweep: {note}", err=True)
     click.echo(report.summary())
 
 
@@ -174,17 +192,21 @@ def reproduce(
 ) -> None:
     """Re-run the sweeps behind published results and compare them exactly with the stored ones.
 
-    DIR defaults to every data/results/*/ with a manifest.json. Ends with a verdict line; exits
-    with status 1 if any point differs or is missing.
+    Every stored checksum is verified (all points, also with --quick); --quick re-simulates 4
+    points per dataset. DIR defaults to every data/results/*/ with a manifest.json of the cmdqv-lab
+    project the command is run from (the directory or a parent holding its pyproject.toml). Ends
+    with a verdict line; exits with status 1 if any point differs or is missing.
     """
+    from cmdqv_lab.experiments.reproduce import default_dirs
     from cmdqv_lab.experiments.reproduce import reproduce as run
 
+    paths: list[str | Path] = list(dirs)
+    if not paths:
+        results, found = default_dirs()
+        paths = list(found)
+        click.echo(f"reproduce: {len(paths)} published sweeps in {results}", err=True)
     checks = run(
-        list(dirs) or None,
-        quick=quick,
-        workers=workers,
-        scheduler=scheduler,
-        progress=_progress(progress, quiet),
+        paths, quick=quick, workers=workers, scheduler=scheduler, progress=_progress(progress, quiet)
     )
     click.echo(reproduce_report(checks))
     if not all(c.ok for c in checks):

@@ -23,6 +23,13 @@ the caller, so the combined result does not depend on the executor or on complet
 Submission is windowed (at most ``2 x workers`` tasks in flight), so a sweep of many points keeps
 little state in the parent and results are written continuously.
 
+**A worker that dies** (SIGKILL, the OOM killer, a crash in native code) breaks a process pool: every
+task in flight fails with ``BrokenProcessPool``, and nothing says which one killed it. The pool is
+restarted and each of those tasks is retried once, *alone*, so a task that kills its worker again is
+known to be the culprit: it stops the run with :class:`~cmdqv_lab.errors.WorkerDiedError` naming it
+(exit status 3), and the tasks that merely shared the pool with it go on. Retries are listed in
+``executor.retried``.
+
 >>> with SerialExecutor() as ex:
 ...     sorted(ex.imap_unordered(abs, [-2, 1, -3]))
 [1, 2, 3]
@@ -34,10 +41,20 @@ import concurrent.futures as cf
 import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures.process import BrokenProcessPool
 from types import TracebackType
 from typing import Any
 
-from cmdqv_lab.errors import CmdqvError
+from cmdqv_lab.errors import CmdqvError, WorkerDiedError
+
+
+def describe_task(task: Any) -> str:
+    """``point 3 (cpus=4, seed=1)`` for a sweep task, else the task's repr (shortened)."""
+    if isinstance(task, dict) and "index" in task:
+        label = task.get("label")
+        return f"point {task['index']}" + (f" ({label})" if label else "")
+    text = repr(task)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 class ExecutorError(CmdqvError, RuntimeError):
@@ -49,6 +66,9 @@ class SerialExecutor:
 
     n_workers = 1
     description = "this process (serial)"
+
+    def __init__(self) -> None:
+        self.retried: list[str] = []
 
     def __enter__(self) -> SerialExecutor:
         return self
@@ -89,12 +109,18 @@ class ProcessExecutor:
         self.n_workers = workers
         self.description = f"local process pool ({workers} workers, spawn)"
         self._pool: cf.ProcessPoolExecutor | None = None
+        #: ``"point 3 (...): worker died (...); retried"`` for every task retried after a worker death.
+        self.retried: list[str] = []
 
-    def __enter__(self) -> ProcessExecutor:
+    def _start(self) -> cf.ProcessPoolExecutor:
         ctx = multiprocessing.get_context("spawn")
         self._pool = cf.ProcessPoolExecutor(
             max_workers=self.n_workers, mp_context=ctx, initializer=_exit_with_parent, initargs=(os.getpid(),)
         )
+        return self._pool
+
+    def __enter__(self) -> ProcessExecutor:
+        self._start()
         return self
 
     def __exit__(
@@ -104,23 +130,70 @@ class ProcessExecutor:
             self._pool.shutdown(wait=exc_type is None, cancel_futures=True)
             self._pool = None
 
+    def _exit_codes(self) -> str:
+        """Exit codes of the pool's dead processes, best effort (``"exit code -9"``)."""
+        procs = getattr(self._pool, "_processes", None) or {}
+        codes = sorted({p.exitcode for p in list(procs.values()) if p.exitcode not in (None, 0)})
+        return ", ".join(f"exit code {c}" for c in codes) or "no exit status"
+
     def imap_unordered(self, fn: Callable[[Any], Any], tasks: Iterable[Any]) -> Iterator[Any]:
         assert self._pool is not None, "use the executor as a context manager"
-        pool = self._pool
         it = iter(tasks)
         window = 2 * self.n_workers
-        pending: set[cf.Future[Any]] = set()
+        pending: dict[cf.Future[Any], Any] = {}
+        retry: list[Any] = []  # tasks in flight when a worker died: each runs again, alone
+        solo = False  # a retried task is running alone
         while True:
-            while len(pending) < window:
+            if not pending:
+                solo = bool(retry)
+                if retry:
+                    t = retry.pop(0)
+                    pending[self._submit(fn, t)] = t
+            while not solo and len(pending) < window:
                 t = next(it, _END)
                 if t is _END:
                     break
-                pending.add(pool.submit(fn, t))
+                pending[self._submit(fn, t)] = t
             if not pending:
                 return
-            done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+            done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+            broken: list[Any] = []
             for f in done:
-                yield f.result()
+                t = pending.pop(f)
+                try:
+                    res = f.result()
+                except BrokenProcessPool:
+                    broken.append(t)
+                    continue
+                yield res
+            if not broken:
+                continue
+            codes = self._exit_codes()
+            if solo:  # it ran alone: it is what kills its worker
+                raise WorkerDiedError(
+                    f"{describe_task(broken[0])}: its worker process died twice ({codes}; killed, e.g. "
+                    "out of memory?); finished points are kept"
+                )
+            for f, t in list(pending.items()):  # the rest of the pool's tasks fail the same way
+                try:
+                    yield f.result()
+                except BrokenProcessPool:
+                    broken.append(t)
+            pending.clear()
+            assert self._pool is not None
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._start()
+            for t in broken:
+                self.retried.append(f"{describe_task(t)}: worker process died ({codes}); retried")
+            retry.extend(broken)
+
+    def _submit(self, fn: Callable[[Any], Any], task: Any) -> cf.Future[Any]:
+        assert self._pool is not None
+        try:
+            return self._pool.submit(fn, task)
+        except BrokenProcessPool:  # broke between two submissions: start afresh
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            return self._start().submit(fn, task)
 
 
 class DaskExecutor:
@@ -132,6 +205,7 @@ class DaskExecutor:
         self.client: Any = None
         self.n_workers = 0
         self.description = f"dask.distributed at {address}"
+        self.retried: list[str] = []
 
     def __enter__(self) -> DaskExecutor:
         try:
@@ -175,7 +249,12 @@ class DaskExecutor:
         while in_flight:
             fut = next(ac)
             in_flight -= 1
-            res = fut.result()
+            try:
+                res = fut.result()
+            except Exception as e:
+                if type(e).__name__ == "KilledWorker":  # distributed.KilledWorker: it killed workers
+                    raise WorkerDiedError(f"dask: {str(e).splitlines()[0]}") from None
+                raise
             fut.release()
             submit_more()
             yield res

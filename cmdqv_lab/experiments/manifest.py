@@ -9,11 +9,15 @@ done, ``manifest.json`` with:
 - the code version (hash of the package sources), cmdqv-lab and dependency versions, Python,
   platform and machine, the git commit (and whether code was uncommitted), the executor, the wall
   time of the run that completed the sweep and the command that regenerates it;
-- ``points``: per point its index, grid values, seed, key, file, and the SHA-256 of the file's
-  *content* (:func:`.cache.content_sha256`; Parquet bytes differ between polars versions), and
-  ``combined_sha256``, the content hash of the combined frame :func:`load_sweep` returns.
+- ``points``: per point its index, grid values, seed, key, file, the SHA-256 of its row's
+  *content* (:func:`.cache.content_sha256`; Parquet bytes differ between polars versions) and of its
+  records' content (``record = true``), and ``combined_sha256``, the content hash of the combined
+  frame :func:`load_sweep` returns.
 
-:func:`load_sweep` reads a directory into one frame (one row per point, in point order, with a
+A published sweep (``data/results/<name>``) is the same manifest with a ``packed`` section and one
+Parquet file instead of ``points/`` (:mod:`.packed`); :func:`publish` writes it from a finished sweep.
+
+:func:`load_sweep` reads either form into one frame (one row per point, in point order, with a
 ``point`` column), verifying every file against its own checksum and the manifest.
 """
 
@@ -31,6 +35,7 @@ from typing import Any
 
 import polars as pl
 
+from cmdqv_lab.errors import CmdqvError
 from cmdqv_lab.experiments.cache import (
     PointStore,
     ResultError,
@@ -40,6 +45,7 @@ from cmdqv_lab.experiments.cache import (
     package_version,
 )
 from cmdqv_lab.experiments.spec import Spec
+from cmdqv_lab.inputs import MAX_MANIFEST_BYTES, loads_json, read_bytes_capped
 
 MANIFEST = "manifest.json"
 POINTS_DIR = "points"
@@ -47,9 +53,11 @@ POINTS_DIR = "points"
 MANIFEST_FORMAT = 1
 
 
-def point_entry(task: dict[str, Any], content_sha: str, wall_s: float | None) -> dict[str, Any]:
-    """The manifest entry of one stored point."""
-    return {
+def point_entry(
+    task: dict[str, Any], content_sha: str, wall_s: float | None, records: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The manifest entry of one stored point (``records``: content hashes of its record frames)."""
+    entry = {
         "index": task["index"],
         "values": task["values"],
         "seed": task["seed"],
@@ -58,6 +66,9 @@ def point_entry(task: dict[str, Any], content_sha: str, wall_s: float | None) ->
         "content_sha256": content_sha,
         "wall_s": wall_s,
     }
+    if records:
+        entry["records"] = dict(records)
+    return entry
 
 
 def _repo_root() -> Path:
@@ -142,12 +153,38 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
             f"{path}: no manifest (the sweep has not finished: rerun `cmdqv-lab sweep` to complete it)"
         )
     try:
-        m = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ResultError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(m, dict) or m.get("format") != MANIFEST_FORMAT or not isinstance(m.get("points"), list):
+        m = loads_json(
+            read_bytes_capped(path, MAX_MANIFEST_BYTES, ResultError, "manifest"), str(path), ResultError
+        )
+    except ResultError:
+        raise
+    except CmdqvError as e:  # too large, nested too deeply
+        raise ResultError(str(e)) from None
+    if not isinstance(m, dict) or m.get("format") != MANIFEST_FORMAT or not _valid_points(m.get("points")):
         raise ResultError(f"{path}: not a sweep manifest of format {MANIFEST_FORMAT}")
     return m
+
+
+def _valid_points(points: Any) -> bool:
+    """Whether ``points`` is a list of entries with the fields readers use, in point order."""
+    if not isinstance(points, list):
+        return False
+    for i, e in enumerate(points):
+        if not (
+            isinstance(e, dict)
+            and e.get("index") == i
+            and isinstance(e.get("key"), str)
+            and isinstance(e.get("content_sha256"), str)
+            and isinstance(e.get("values"), dict)
+            and isinstance(e.get("seed"), int)
+        ):
+            return False
+    return True
+
+
+def is_packed(m: dict[str, Any]) -> bool:
+    """Whether a manifest is that of a packed (published) sweep."""
+    return "packed" in m
 
 
 def _column_groups(df: pl.DataFrame) -> tuple[list[str], list[str], list[str]]:
@@ -180,11 +217,19 @@ def _combine(out: Path, entries: Sequence[dict[str, Any]]) -> pl.DataFrame:
 def load_sweep(directory: str | Path, *, params: str = "all") -> pl.DataFrame:
     """The results of a finished sweep: one row per point, in point order, every file verified.
 
-    Columns: ``point``, ``scenario``, ``seed``, ``count``, the parameters (``params="all"``: every
-    resolved parameter; ``"grid"``: only the varied ones), then the flattened metrics.
+    ``directory`` is a sweep's output directory (``points/``) or a packed published one. Columns:
+    ``point``, ``scenario``, ``seed``, ``count``, the parameters (``params="all"``: every resolved
+    parameter; ``"grid"``: only the varied ones), then the flattened metrics.
     """
+    from cmdqv_lab.experiments.packed import read_packed
+
     m = read_manifest(directory)
-    df = _combine(Path(directory), m["points"])
+    if is_packed(m):
+        df = read_packed(directory, m).frame
+    else:
+        df = _combine(Path(directory), m["points"])
+        if content_sha256(df) != m.get("combined_sha256"):
+            raise ResultError(f"{directory}: the points do not combine to the manifest's combined_sha256")
     if params == "grid":
         keep = set(m["resolved"]["grid_keys"])
         drop = [c for c in m["columns"]["params"] if c not in keep]
@@ -196,11 +241,45 @@ def load_sweep(directory: str | Path, *, params: str = "all") -> pl.DataFrame:
 
 def load_records(directory: str | Path, point: int, kind: str = "ops") -> pl.DataFrame:
     """The per-op (``kind="ops"``) or per-command records of one point of a ``record = true`` sweep."""
+    from cmdqv_lab.experiments.packed import read_packed_records
+
     m = read_manifest(directory)
     entries = [e for e in m["points"] if e["index"] == point]
     if not entries:
         raise ResultError(f"{directory}: no point {point} (the sweep has {len(m['points'])} points)")
+    if is_packed(m):
+        return read_packed_records(directory, m, point, kind)
     sp = PointStore(Path(directory) / POINTS_DIR).read(entries[0]["key"], with_records=True)
     if kind not in sp.records:
         raise ResultError(f"{directory}: point {point} has no {kind} records (the spec needs record = true)")
     return sp.records[kind]
+
+
+def publish(out: str | Path, dest: str | Path, *, note: str | None = None) -> dict[str, Any]:
+    """Pack the finished sweep in ``out`` (``points/`` + manifest) into ``dest``; return its manifest.
+
+    Every point file is verified on the way; ``dest`` gets ``results.parquet`` (and record files)
+    and ``manifest.json`` (:mod:`.packed`). ``note`` is recorded in the manifest's ``packed``
+    section (e.g. how the directory was converted).
+    """
+    from cmdqv_lab.experiments.packed import pack
+
+    m = read_manifest(out)
+    if is_packed(m):
+        raise ResultError(f"{out}: already packed")
+    store = PointStore(Path(out) / POINTS_DIR)
+    rows: list[pl.DataFrame] = []
+    kinds = sorted({k for e in m["points"] for k in (e.get("records") or {})})
+    records: dict[str, list[pl.DataFrame]] = {k: [] for k in kinds}
+    entries = []
+    for e in m["points"]:
+        sp = store.read(e["key"], with_records=bool(kinds))
+        if sp.meta["content_sha256"] != e["content_sha256"]:
+            raise ResultError(f"{store.path(e['key'])}: content differs from the manifest's checksum")
+        rows.append(sp.row)
+        for k in kinds:
+            if k not in sp.records:
+                raise ResultError(f"{store.path(e['key'])}: no {k} records")
+            records[k].append(sp.records[k])
+        entries.append({**e, "records": sp.meta.get("records")} if kinds else e)
+    return pack(Path(dest), {**m, "points": entries}, rows, records, note=note)

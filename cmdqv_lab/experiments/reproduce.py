@@ -1,16 +1,19 @@
 """Re-run published sweeps and compare them with the stored results, exactly.
 
-For each sweep directory (default: every ``data/results/*/manifest.json``) :func:`reproduce`
-re-runs the points listed in the manifest from the manifest's own record of the spec (scenario,
+For each sweep directory (default: every ``data/results/*/manifest.json`` of the project the
+command runs from, :func:`default_dirs`) :func:`reproduce` first verifies *every* stored checksum:
+the bytes of the packed file (or of each point file), every point's content hash and the combined
+hash, against the manifest; a point whose stored data is absent or damaged counts as *missing*,
+wherever it is. It then re-runs points from the manifest's own record of the spec (scenario,
 fixed values, the point's grid values, seed, count) with the code installed now, and compares the
 new row with the stored one column by column, bit for bit: the resolved parameters (so a changed
 default or platform preset shows up) and every metric. Engine metrics are deterministic given the
-seed; wall-clock columns (:data:`NONDETERMINISTIC`) are left out of the comparison. Stored files
-are verified first (their own checksum and the manifest's); an absent or corrupt one counts as
-*missing*. Nothing is written: new results stay in memory.
+seed; wall-clock columns (:data:`NONDETERMINISTIC`) are left out of the comparison. Nothing is
+written: new results stay in memory.
 
-With ``quick`` only :func:`quick_selection` of each sweep's points is checked: four evenly spaced
-points, always including the first and the last (all points of a sweep with four or fewer).
+With ``quick`` only :func:`quick_selection` of each sweep's points is re-run (the checksums of all
+are still verified): four evenly spaced points, always including the first and the last (all
+points of a sweep with four or fewer).
 
 >>> quick_selection(54), quick_selection(3), quick_selection(1)
 ([0, 18, 35, 53], [0, 1, 2], [0])
@@ -28,11 +31,12 @@ import polars as pl
 
 from cmdqv_lab.experiments.cache import PointStore, ResultError, code_version, content_sha256
 from cmdqv_lab.experiments.executors import make_executor
-from cmdqv_lab.experiments.manifest import POINTS_DIR, read_manifest
+from cmdqv_lab.experiments.manifest import POINTS_DIR, is_packed, read_manifest
 from cmdqv_lab.experiments.sweep import row_frame, run_point
+from cmdqv_lab.project import ProjectError, find_project
 
-#: Published results: ``data/results/<name>/manifest.json`` in the source tree.
-RESULTS_DIR = Path(__file__).resolve().parents[2] / "data" / "results"
+#: Published results of a project: ``<project>/data/results/<name>/manifest.json``.
+RESULTS_SUBDIR = Path("data") / "results"
 #: Columns that measure the host, not the model: never compared.
 NONDETERMINISTIC: tuple[str, ...] = ("wall_s",)
 
@@ -49,20 +53,50 @@ class DatasetCheck:
     name: str
     directory: Path
     points: int = 0
+    verified: int = 0  # points whose stored checksums all hold
     checked: int = 0
     identical: int = 0
     different: int = 0
     missing: int = 0
     notes: list[str] = field(default_factory=list)
 
+    intact: bool = True  # no damage found outside single points (file, combined hash)
+
     @property
     def ok(self) -> bool:
-        return self.checked > 0 and self.identical == self.checked
+        return (
+            self.intact
+            and self.points > 0
+            and self.verified == self.points
+            and self.checked > 0
+            and self.identical == self.checked
+        )
 
 
-def published_dirs(results_dir: Path = RESULTS_DIR) -> list[Path]:
-    """Every directory under ``results_dir`` with a ``manifest.json``, sorted."""
-    return sorted(p.parent for p in results_dir.glob("*/manifest.json"))
+def results_dir(start: Path | None = None) -> Path:
+    """``data/results`` of the project the command runs from (:class:`ProjectError` outside one)."""
+    root = find_project(start)
+    if root is None:
+        raise ProjectError(
+            f"{(start or Path.cwd()).resolve()}: not inside a cmdqv-lab checkout (no pyproject.toml naming "
+            "cmdqv-lab here or above): run reproduce from the checkout or give the result directories"
+        )
+    return root / RESULTS_SUBDIR
+
+
+def published_dirs(results: Path | None = None) -> list[Path]:
+    """Every directory under ``results`` (default: :func:`results_dir`) with a manifest, sorted."""
+    base = results_dir() if results is None else results
+    return sorted(p.parent for p in base.glob("*/manifest.json"))
+
+
+def default_dirs(start: Path | None = None) -> tuple[Path, list[Path]]:
+    """``(results directory, its published sweeps)`` of the current project; ResultError if none."""
+    base = results_dir(start)
+    dirs = published_dirs(base)
+    if not dirs:
+        raise ResultError(f"no published results under {base} (no */manifest.json)")
+    return base, dirs
 
 
 def _fmt(v: Any) -> str:
@@ -102,9 +136,7 @@ def reproduce(
     """Check each sweep directory (see the module docstring); one :class:`DatasetCheck` each."""
     from cmdqv_lab.progress import bar as progress_bar
 
-    paths = [Path(d) for d in dirs] if dirs else published_dirs()
-    if not paths:
-        raise ResultError(f"no published results under {RESULTS_DIR} (no */manifest.json)")
+    paths = [Path(d) for d in dirs] if dirs else default_dirs()[1]
     checks: list[DatasetCheck] = []
     tasks: list[dict[str, Any]] = []
     stored: dict[int, tuple[DatasetCheck, pl.DataFrame, dict[str, Any]]] = {}
@@ -115,29 +147,25 @@ def reproduce(
             m = read_manifest(d)
         except ResultError as e:
             chk.notes.append(str(e))
+            chk.intact = False
             continue
         chk.name = str(m.get("name", d.name))
         if m.get("code_version") != code_version():
             chk.notes.append(f"stored with code version {m.get('code_version')}, checking {code_version()}")
         entries = m["points"]
         chk.points = len(entries)
+        rows = _verified_rows(d, m, chk)
+        chk.verified = sum(r is not None for r in rows)
+        chk.missing = chk.points - chk.verified
         selected = quick_selection(len(entries)) if quick else list(range(len(entries)))
         res = m["resolved"]
-        store = PointStore(d / POINTS_DIR)
         for i in selected:
             entry = entries[i]
-            chk.checked += 1
             label = ", ".join([*(f"{k}={v}" for k, v in entry["values"].items()), f"seed={entry['seed']}"])
-            try:
-                sp = store.read(entry["key"])
-                if sp.meta["content_sha256"] != entry["content_sha256"]:
-                    raise ResultError(
-                        f"{store.path(entry['key'])}: content differs from the manifest's checksum"
-                    )
-            except ResultError as err:
-                chk.missing += 1
-                chk.notes.append(f"point {entry['index']} ({label}): {err}")
+            row = rows[i]
+            if row is None:
                 continue
+            chk.checked += 1
             uid = len(tasks)
             tasks.append(
                 {
@@ -154,8 +182,8 @@ def reproduce(
             )
             stored[uid] = (
                 chk,
-                sp.row,
-                {"point": entry["index"], "label": label, "records": sp.meta.get("records")},
+                row,
+                {"point": entry["index"], "label": label, "records": entry.get("records")},
             )
     if tasks:
         with make_executor(workers, scheduler) as ex:
@@ -180,6 +208,31 @@ def reproduce(
     return checks
 
 
+def _verified_rows(d: Path, m: dict[str, Any], chk: DatasetCheck) -> list[pl.DataFrame | None]:
+    """Every point's stored row if all its checksums hold, else None (with a note saying why)."""
+    from cmdqv_lab.experiments.packed import verify_packed
+
+    if is_packed(m):
+        rows, frame, problems = verify_packed(d, m)
+        chk.notes.extend(problems)
+        chk.intact = frame is not None and not (problems and all(r is not None for r in rows))
+        return rows
+    store = PointStore(d / POINTS_DIR)
+    out: list[pl.DataFrame | None] = []
+    for entry in m["points"]:
+        try:
+            sp = store.read(entry["key"])
+            if sp.meta["content_sha256"] != entry["content_sha256"]:
+                raise ResultError(f"{store.path(entry['key'])}: content differs from the manifest's checksum")
+            if (sp.meta.get("records") or None) != (entry.get("records") or None):
+                raise ResultError(f"{store.path(entry['key'])}: records differ from the manifest's checksums")
+            out.append(sp.row)
+        except ResultError as err:
+            chk.notes.append(f"point {entry['index']}: {err}")
+            out.append(None)
+    return out
+
+
 def _note_order(note: str) -> tuple[int, str]:
     if note.startswith("point "):
         head = note.split(" ", 2)[1]
@@ -188,10 +241,23 @@ def _note_order(note: str) -> tuple[int, str]:
 
 
 def format_table(checks: Sequence[DatasetCheck]) -> str:
-    """One line per dataset, then the notes (differences, missing files, version changes)."""
-    head = ("dataset", "points", "checked", "identical", "different", "missing", "result")
+    """One line per dataset, then the notes (differences, damaged files, version changes).
+
+    ``verified``: points whose stored checksums hold; ``checked``: points re-simulated;
+    ``missing``: points whose stored data is absent or damaged.
+    """
+    head = ("dataset", "points", "verified", "checked", "identical", "different", "missing", "result")
     rows = [
-        (c.name, c.points, c.checked, c.identical, c.different, c.missing, "ok" if c.ok else "FAIL")
+        (
+            c.name,
+            c.points,
+            c.verified,
+            c.checked,
+            c.identical,
+            c.different,
+            c.missing,
+            "ok" if c.ok else "FAIL",
+        )
         for c in checks
     ]
     w0 = max(len(head[0]), *(len(str(r[0])) for r in rows))

@@ -58,13 +58,13 @@ from __future__ import annotations
 
 import itertools
 import re
-import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cmdqv_lab.errors import CmdqvError, ParamError, SpecError
+from cmdqv_lab.errors import CmdqvError, InputTooLargeError, ParamError, SpecError
+from cmdqv_lab.inputs import MAX_SPEC_BYTES, loads_toml, read_text_capped
 
 #: Keys allowed at the top level of a spec.
 SPEC_KEYS = (
@@ -232,12 +232,7 @@ def load_spec(path: str | Path, *, quick: bool = False) -> Spec:
     """Read and validate the spec file ``path`` (with its ``[quick]`` variant applied if ``quick``)."""
     source = str(path)
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(f"{source}: no such spec file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise SpecError(f"{source}: cannot read: {e}") from None
+    text = read_text_capped(p, MAX_SPEC_BYTES, SpecError, "spec file")  # /dev/zero, a bomb: refused
     return parse_spec(text, source, quick=quick, default_name=p.stem)
 
 
@@ -246,10 +241,9 @@ def parse_spec(text: str, source: str = "<spec>", *, quick: bool = False, defaul
     from cmdqv_lab.scenarios.base import get_scenario
 
     ck = _Check(source)
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise SpecError(f"{source}: invalid TOML: {str(e).splitlines()[0]}") from None
+    if len(text) > MAX_SPEC_BYTES:
+        raise InputTooLargeError(f"{source}: larger than the {MAX_SPEC_BYTES >> 20} MiB limit for a spec")
+    data = loads_toml(text, source, SpecError)
     ck.table(data, "", SPEC_KEYS)
 
     name = data.get("name", default_name or Path(source).stem)
@@ -303,7 +297,7 @@ def parse_spec(text: str, source: str = "<spec>", *, quick: bool = False, defaul
             fixed_where[k] = f"{prefix}.{k}"
 
     where: dict[str, str] = {}  # grid parameter -> key path, for messages
-    axes = _axes(ck, scn, types, data, q, where)
+    axes = _axes(ck, scn, types, data, q, where, len(seeds))
     for k, path in where.items():
         if k in fixed:
             raise ck.fail(path, f"also set in {fixed_where[k]}: give it once")
@@ -380,7 +374,9 @@ def _axes(
     data: Mapping[str, Any],
     q: Mapping[str, Any],
     where: dict[str, str],
+    n_seeds: int = 1,
 ) -> list[Axis]:
+    """The grid's axes; sizes, types and duplicates checked in time linear in the spec's length."""
     grid = ck.table(data.get("grid", {}), "grid")
     qgrid = ck.table(q.get("grid", {}), "quick.grid")
     product: dict[str, list[Any]] = {}
@@ -397,11 +393,12 @@ def _axes(
             raise ck.fail(f"quick.grid.{k}", "not a product key of [grid]: quick may only narrow the grid")
         product[k] = _values(ck, types, k, v, f"quick.grid.{k}")
         where[k] = f"quick.grid.{k}"
+    _check_size(ck, [len(vs) for vs in product.values()], n_seeds, "grid")
     axes = []
     for k, vs in product.items():
-        for i, v in enumerate(vs):
-            if any(_same(v, w) for w in vs[:i]):
-                raise ck.fail(where[k], f"value {v!r} appears twice")
+        i = _first_duplicate([(v,) for v in vs])
+        if i is not None:
+            raise ck.fail(where[k], f"value {vs[i]!r} appears twice")
         axes.append(Axis((k,), tuple((v,) for v in vs)))
 
     zprefix, zips = ("quick.grid.zip", qgrid["zip"]) if "zip" in qgrid else ("grid.zip", grid.get("zip", []))
@@ -428,34 +425,65 @@ def _axes(
                     f"has {len(vs)} values but {gpath}.{first} has {len(cols[first])}: zip lists need equal lengths",
                 )
         rows = list(zip(*cols.values()))
-        for i, r in enumerate(rows):
-            if any(all(_same(a, b) for a, b in zip(r, s)) for s in rows[:i]):
-                raise ck.fail(gpath, f"row {i} {dict(zip(cols, r))} appears twice")
+        _check_size(ck, [len(a.rows) for a in axes] + [len(rows)], n_seeds, gpath)
+        i = _first_duplicate(rows)
+        if i is not None:
+            raise ck.fail(gpath, f"row {i} {dict(zip(cols, rows[i]))} appears twice")
         axes.append(Axis(tuple(cols), tuple(rows)))
     if not axes:
         raise ck.fail("grid", "empty grid: give at least one parameter with a list of values")
     return axes
 
 
-def _same(a: Any, b: Any) -> bool:
-    return type(a) is type(b) and a == b
+def _first_duplicate(rows: list[tuple[Any, ...]]) -> int | None:
+    """Index of the first row equal (same types and values) to an earlier one, in linear time.
+
+    >>> _first_duplicate([(1,), (1.0,), (True,), (2,)]), _first_duplicate([(1, "a"), (2, "b"), (1, "a")])
+    (None, 2)
+    """
+    seen: set[tuple[Any, ...]] = set()
+    for i, r in enumerate(rows):
+        key = tuple((type(v).__name__, v) for v in r)
+        if key in seen:
+            return i
+        seen.add(key)
+    return None
+
+
+def _check_size(ck: _Check, lengths: list[int], n_seeds: int, path: str) -> None:
+    """Refuse a grid of more than MAX_POINTS points before anything is expanded."""
+    n = n_seeds
+    for k in lengths:
+        n *= k
+        if n > MAX_POINTS:
+            raise ck.fail(path, f"more than {MAX_POINTS} points (the limit): make the grid smaller")
 
 
 def _check_combinations(ck: _Check, scn: Any, spec: Spec, where: Mapping[str, str]) -> None:
-    """Resolve and build (no simulation) every distinct combination; name the key on failure."""
+    """Resolve and build (no simulation) every distinct combination; name the key on failure.
+
+    Entity counts and the engine's memory are checked as :func:`~cmdqv_lab.scenarios.base.simulate`
+    checks them, the entities before anything is built.
+    """
+    from cmdqv_lab.limits import check_entities, check_memory
     from cmdqv_lab.scenarios.base import resolve
 
     for combo in spec.combinations():
         overrides = {**dict(spec.fixed), **dict(combo)}
         try:
             params, platform = resolve(scn, overrides)
-            scn.build(params, scn.run_platform(params, platform), spec.seeds[0], spec.count)
+            check_entities(scn.name, params, platform)
+            cfg, _ = scn.build(params, scn.run_platform(params, platform), spec.seeds[0], spec.count)
+            check_memory(scn.name, cfg)
         except CmdqvError as e:
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
             key = _blamed_key(msg, overrides)
             if len(combo) > 1:
                 msg += " [in combination " + ", ".join(f"{k}={v}" for k, v in combo) + "]"
-            raise ck.fail(where.get(key or "", "grid"), msg) from None
+            err = ck.fail(where.get(key or "", "grid"), msg)
+            if e.exit_code != err.exit_code:  # too large for the engine or the machine: keep its class
+                raise type(e)(str(err)) from None
+            raise err from None
 
 
 def _blamed_key(msg: str, overrides: Mapping[str, Any]) -> str | None:

@@ -11,6 +11,12 @@ truncated ones are recomputed, nothing is duplicated. One sweep at a time may wr
 Runs keep no per-command records unless the spec says ``record = true``, so a worker's memory is
 the engine's fixed-size state plus one result row.
 
+``publish=DIR`` packs the finished sweep into ``DIR`` (one Parquet file and a manifest,
+:mod:`.packed`): that is how ``data/results`` is written, while the per-point files stay in the
+cache directory. Failures of the machine (a full disk, a read-only directory, a worker killed
+twice on the same point, out of memory) stop the sweep with a one-line error of their own class
+(:mod:`cmdqv_lab.errors`); the points stored so far are kept.
+
 >>> from cmdqv_lab.experiments.spec import parse_spec
 >>> spec = parse_spec('scenario="open-queue"\\ncount=500\\nseeds=[3]\\n[grid]\\nburst=[1.0]', "d.toml")
 >>> out = run_point(make_tasks(spec)[0])
@@ -31,13 +37,15 @@ from typing import Any
 
 import polars as pl
 
-from cmdqv_lab.errors import CmdqvError
+from cmdqv_lab.errors import CmdqvError, environment_error
 from cmdqv_lab.experiments.cache import (
     PointStore,
     ResultError,
     code_version,
+    is_temporary,
     package_version,
     point_key,
+    remove_stale_temporaries,
 )
 from cmdqv_lab.experiments.executors import ExecutorError, make_executor
 from cmdqv_lab.experiments.spec import Spec
@@ -176,13 +184,19 @@ class SweepReport:
     points: int
     cached: int = 0
     computed: int = 0
-    corrupt: list[str] = field(default_factory=list)
+    corrupt: list[str] = field(default_factory=list)  # "point N (label): reason", one per recomputed point
+    retried: list[str] = field(default_factory=list)  # points whose worker died and were run again
     wall_s: float = 0.0
     executor: str = ""
     workers: int = 0
     peak_rss_kb: dict[int, int] = field(default_factory=dict)  # worker pid -> peak RSS
     stale: int = 0
     pruned: int = 0
+    published: Path | None = None
+
+    def notes(self) -> list[str]:
+        """One line per point that was recomputed (damaged) or retried (its worker died)."""
+        return [f"recomputed {c}" for c in self.corrupt] + list(self.retried)
 
     def summary(self) -> str:
         corrupt = f", {len(self.corrupt)} corrupt recomputed" if self.corrupt else ""
@@ -192,9 +206,10 @@ class SweepReport:
             else ""
         )
         pruned = f"; pruned {self.pruned} stale point files" if self.pruned else ""
+        published = f"; published (packed) in {self.published}" if self.published else ""
         return (
             f"{self.name}: {self.points} points ({self.cached} cached, {self.computed} computed{corrupt}) "
-            f"in {self.wall_s:.1f} s on {self.executor}; results in {self.out}{stale}{pruned}"
+            f"in {self.wall_s:.1f} s on {self.executor}; results in {self.out}{stale}{pruned}{published}"
         )
 
 
@@ -233,6 +248,7 @@ def run_sweep(
     prune: bool = False,
     command: Sequence[str] = (),
     wait_s: float = 0.0,
+    publish: str | Path | None = None,
 ) -> SweepReport:
     """Run every point of ``spec`` not already in ``out`` and write ``out/manifest.json``.
 
@@ -241,13 +257,40 @@ def run_sweep(
     ``prune`` deletes point files of ``out`` that are not points of this sweep (e.g. from older
     code versions); ``command`` is recorded in the manifest. If another process is writing ``out``,
     wait up to ``wait_s`` seconds for it (then the points it stored are reused), else fail.
+    ``publish``: also pack the finished sweep into that directory (see the module docstring).
     """
+    out = Path(out)
+    report = SweepReport(spec.name, out, 0)
+    try:
+        return _run_sweep(spec, out, report, workers, scheduler, progress, prune, command, wait_s, publish)
+    except (OSError, MemoryError) as e:
+        env = environment_error(e, f"sweep {spec.name} into {out}")
+        if env is None:
+            raise
+        done = report.cached + report.computed
+        kept = f"; {done} of {report.points} points are stored and kept" if report.points else ""
+        raise type(env)(f"{env}{kept}") from None
+
+
+def _run_sweep(
+    spec: Spec,
+    out: Path,
+    report: SweepReport,
+    workers: int | None,
+    scheduler: str | None,
+    progress: bool | None,
+    prune: bool,
+    command: Sequence[str],
+    wait_s: float,
+    publish: str | Path | None,
+) -> SweepReport:
     from cmdqv_lab.experiments import manifest as mf
     from cmdqv_lab.progress import bar as progress_bar
 
     t0 = time.perf_counter()
-    out = Path(out)
     executor = make_executor(workers, scheduler)
+    if publish is not None and Path(publish).resolve() == out.resolve():
+        raise SweepError(f"--publish {publish}: must differ from the sweep directory {out}")
     if out.exists():
         _check_sweep_dir(out)  # before the lock file is created in it
     out.mkdir(parents=True, exist_ok=True)
@@ -256,19 +299,21 @@ def run_sweep(
         store = PointStore(out / mf.POINTS_DIR)
         store.remove_temporaries()
         tasks = make_tasks(spec)
-        report = SweepReport(spec.name, out, len(tasks))
+        report.points = len(tasks)
         entries: dict[int, dict[str, Any]] = {}
         pending = []
         for t in tasks:
             try:
                 sp = store.read(t["key"])
             except ResultError as e:
-                if store.path(t["key"]).exists():
-                    report.corrupt.append(str(e))
-                    store.delete(t["key"])
+                if store.exists(t["key"]):
+                    report.corrupt.append(f"point {t['index']} ({t['label']}): {e}")
+                store.delete(t["key"])
                 pending.append(t)
                 continue
-            entries[t["index"]] = mf.point_entry(t, sp.meta["content_sha256"], sp.meta.get("wall_s"))
+            entries[t["index"]] = mf.point_entry(
+                t, sp.meta["content_sha256"], sp.meta.get("wall_s"), sp.meta.get("records")
+            )
             report.cached += 1
         by_index = {t["index"]: t for t in tasks}
         # Longest first, so a slow point does not finish alone at the end; results do not depend
@@ -286,15 +331,20 @@ def run_sweep(
                         "cmdqv_lab": package_version(),
                     }
                     sha = store.write(t["key"], row_frame(res["row"]), meta, res["records"])
-                    entries[t["index"]] = mf.point_entry(t, sha, res["wall_s"])
+                    rec = store.read(t["key"]).meta.get("records") if res["records"] else None
+                    entries[t["index"]] = mf.point_entry(t, sha, res["wall_s"], rec)
                     report.computed += 1
                     pid = int(res["pid"])
                     report.peak_rss_kb[pid] = max(report.peak_rss_kb.get(pid, 0), int(res["peak_rss_kb"]))
                     bar.update(1)
             except CmdqvError as e:
+                report.retried = list(ex.retried)
+                if e.exit_code != 2:  # the machine, not the input: keep its class and exit status
+                    raise
                 raise SweepError(_point_failure(spec, e, report)) from None
             finally:
                 bar.close()
+            report.retried = list(ex.retried)
         report.wall_s = time.perf_counter() - t0
         manifest = mf.build_manifest(
             spec, out, [entries[i] for i in range(len(tasks))], report, list(command)
@@ -308,6 +358,9 @@ def run_sweep(
             report.pruned = len(stale)
         else:
             report.stale = len(stale)
+        if publish is not None:
+            mf.publish(out, publish)
+            report.published = Path(publish)
     return report
 
 
@@ -324,11 +377,17 @@ def _point_failure(spec: Spec, e: CmdqvError, report: SweepReport) -> str:
 
 def _check_sweep_dir(out: Path) -> None:
     from cmdqv_lab.experiments import manifest as mf
+    from cmdqv_lab.experiments.packed import RESULTS_FILE
 
     if not out.is_dir():
         raise SweepError(f"{out}: not a directory; choose another --out")
+    remove_stale_temporaries(out)  # e.g. a manifest write killed before its rename
     allowed = {mf.POINTS_DIR, mf.MANIFEST, ".sweep.lock", ".gitignore"}
-    others = sorted(p.name for p in out.iterdir() if p.name not in allowed)
+    others = sorted(p.name for p in out.iterdir() if p.name not in allowed and not is_temporary(p.name))
+    if RESULTS_FILE in others:
+        raise SweepError(
+            f"{out}: holds a published (packed) sweep; run into a cache directory and use --publish {out}"
+        )
     if others:
         raise SweepError(f"{out}: not a sweep directory (it holds {others[0]!r}); choose another --out")
 

@@ -26,6 +26,7 @@ import polars as pl
 from cmdqv_lab.engine.runner import EngineConfig, EngineResult, run_engine
 from cmdqv_lab.engine.stream import CpuStream
 from cmdqv_lab.errors import ParamError, suggest
+from cmdqv_lab.limits import check_entities, check_memory
 from cmdqv_lab.params import Params
 from cmdqv_lab.platform import Platform, load_platform
 from cmdqv_lab.programs.compile import Routing, compile_streams
@@ -245,7 +246,9 @@ def simulate(
     n = scn.default_count if count is None else count
     if not isinstance(n, int) or isinstance(n, bool) or (n < 1 and count is not None):
         raise ParamError(f"{scn.count}={n!r} must be a positive integer")
+    check_entities(scn.name, params, platform)  # before any stream is built
     cfg, streams = scn.build(params, scn.run_platform(params, platform), seed, n)
+    check_memory(scn.name, cfg)  # before the engine allocates its state
     if record:
         cfg = EngineConfig(**{**cfg.__dict__, "record": True, "record_limit": record_limit})
     res = run_engine(cfg, streams)

@@ -135,6 +135,23 @@ DETAIL_OPCODES: dict[str, frozenset[str] | None] = {
     "smmuv3_unhandled_cmd": None,
 }
 
+#: Opcode -> the detail events one of which QEMU (7.2 and 10.0) always prints after it, unless the
+#: command fails (then ``smmuv3_cmdq_consume_error`` follows instead): a record without one has lost
+#: a line. CMD_CFGI_STE and CMD_CFGI_CD are not here: QEMU prints their event only if a device has the
+#: SID (``smmu_iommu_mr``); unhandled commands differ between versions.
+_NH_ALL = frozenset({"smmuv3_cmdq_tlbi_nh", "smmuv3_cmdq_tlbi_nsnh"})
+_VA = frozenset({"smmuv3_s1_range_inval", "smmuv3_range_inval"})
+_STE_RANGE = frozenset({"smmuv3_cmdq_cfgi_ste_range"})
+REQUIRED_DETAILS: dict[str, frozenset[str]] = {
+    "CMD_TLBI_NH_ASID": frozenset({"smmuv3_cmdq_tlbi_nh_asid"}),
+    "CMD_TLBI_NH_ALL": _NH_ALL,
+    "CMD_TLBI_NSNH_ALL": _NH_ALL,
+    "CMD_TLBI_NH_VA": _VA,
+    "CMD_TLBI_NH_VAA": _VA,
+    "CMD_CFGI_STE_RANGE": _STE_RANGE,
+    "CMD_CFGI_ALL": _STE_RANGE,
+}
+
 #: Events that only one QEMU generation prints (``smmuv3_cmdq_tlbi_nh`` is decided by its arguments).
 VARIANT = {
     "smmuv3_s1_range_inval": "qemu-7/8",

@@ -4,24 +4,35 @@
 which pass (doorbell) read which slot, which command was there, and the detail events QEMU printed
 while executing it. It checks the sequence as it goes (an opcode needs a consume line before it,
 CONS advances one slot per command and wraps at the queue size, PROD is constant in a pass, detail
-events follow the opcode they describe) and reports the first violation with ``file:line``, or,
-lenient, counts it and carries on. A fast path handles the four frequent events with one regular
-expression; everything else goes through the per-event grammar of :mod:`qemu_events`.
+events follow the opcode they describe, a command QEMU always describes has its detail event, the
+last line ends with a newline) and reports the first violation with ``file:line``, or, lenient,
+counts it and carries on. A trace with no command at all is an error either way: an empty file is
+not a clean trace. A fast path handles the four frequent events with one regular expression;
+everything else goes through the per-event grammar of :mod:`qemu_events`. Lines arrive in blocks
+(:class:`~cmdqv_lab.workloads.trace_io.TraceReader`), so a trace is never held in memory as text.
 
 >>> p = Parser("t.log", lenient=True, gz=False)
->>> t = p.run(["smmuv3_cmdq_opcode <--- SMMU_CMD_SYNC", "smmuv3_cmdq_consume_out prod:0, cons:0, prod_wrap:0, cons_wrap:0 "])
+>>> t = p.run(["smmuv3_cmdq_opcode <--- SMMU_CMD_SYNC", "smmuv3_cmdq_consume_out prod:0, cons:0, prod_wrap:0, cons_wrap:0 ",
+...            "smmuv3_cmdq_consume prod=1 cons=0 prod.wrap=0 cons.wrap=0", "smmuv3_cmdq_opcode <--- SMMU_CMD_TLBI_NH_ASID",
+...            "smmuv3_cmdq_consume_out prod:1, cons:1, prod_wrap:0, cons_wrap:0 "])
 >>> t.meta.malformed, t.meta.empty_passes, t.commands.height
-({'sequence': 1}, 1, 0)
+({'sequence': 1, 'missing_detail': 1}, 1, 1)
+>>> Parser("t.log", lenient=True, gz=False).run(["smmuv3_translate_success sid=0x8"])
+Traceback (most recent call last):
+...
+cmdqv_lab.errors.TraceFormatError: t.log: no SMMUv3 commands in 1 lines (no smmuv3_cmdq_opcode event: not a command-queue trace?)
 """
 
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterable
 from typing import Any
 
 from cmdqv_lab.errors import TraceFormatError
 from cmdqv_lab.workloads import qemu_events as ev
 from cmdqv_lab.workloads.trace_frames import DETAIL_FIELDS, Trace, TraceMeta, build_trace
+from cmdqv_lab.workloads.trace_io import TraceReader
 
 __all__ = ["Parser"]
 
@@ -50,6 +61,7 @@ class Parser:
         self.slot_used = False  # a command was read at that slot
         self.cmd: int | None = None  # the command row detail events may still attach to
         self.cmd_details: set[str] = set()
+        self.need: frozenset[str] | None = None  # detail events one of which the open command still needs
         self.last_out: tuple[int, int] | None = None  # (prod, wrap) at the end of the previous pass
         self.prev_stopped = False
         self.n_lines = 0
@@ -63,16 +75,42 @@ class Parser:
     def _check(self, name: str, lineno: int, *checks: tuple[str, int, tuple[int, int]]) -> bool:
         for what, v, (lo, hi) in checks:
             if not lo <= v <= hi:
-                self._fail("bad_arguments", lineno, f"{name}: {what}={v} out of range {lo} .. {hi}")
+                digits = str(abs(v))
+                shown = (
+                    str(v)
+                    if len(digits) <= 20
+                    else f"{'-' if v < 0 else ''}{digits[:8]}...({len(digits)} digits)"
+                )
+                self._fail("bad_arguments", lineno, f"{name}: {what}={shown} out of range {lo} .. {hi}")
                 return False
         return True
 
     def run(self, lines: list[str]) -> Trace:
-        """Parse ``lines`` (without their newlines; the list may be modified) into a :class:`Trace`."""
+        """Parse ``lines`` (without their newlines; the list may be modified) into a :class:`Trace`.
+
+        A last element ``""`` is the end of a text that ended with a newline and is dropped.
+        """
+        if lines and lines[-1] == "":
+            lines.pop()  # the newline that ends the last line
+        return self.run_blocks([lines])
+
+    def run_blocks(self, blocks: Iterable[list[str]], reader: TraceReader | None = None) -> Trace:
+        """Parse blocks of lines (``reader``'s, if given: its partial last line is reported)."""
         gc_was_enabled = gc.isenabled()
         gc.disable()  # millions of small tuples: the cyclic GC would rescan them again and again
         try:
-            self._run(lines)
+            self._run(blocks, reader)
+            if reader is not None:
+                self.gz = reader.gz
+            if not self.rows:
+                what = (
+                    f"no SMMUv3 commands in {self.n_lines} lines"
+                    if self.n_lines
+                    else "empty trace (no lines)"
+                )
+                raise TraceFormatError(
+                    f"{self.source}: {what} (no smmuv3_cmdq_opcode event: not a command-queue trace?)"
+                )
             return build_trace(self.rows, self.details, self.errors, self.drows, self._meta())
         finally:
             if gc_was_enabled:
@@ -90,15 +128,56 @@ class Parser:
             unterminated_passes=self.unterminated, queue_log2size=self.log2size, gzip=self.gz,
         )  # fmt: skip
 
-    def _run(self, lines: list[str]) -> None:
-        if lines and lines[-1] == "":
-            lines.pop()  # the newline that ends the last line
-        n = self.n_lines = len(lines)
+    def _run(self, blocks: Iterable[list[str]], reader: TraceReader | None) -> None:
+        it = iter(blocks)
+        block = next(it, None)
+        base = 0
+        while block is not None:
+            nxt = next(it, None)
+            # the number of the file's last line, once it is in this block (none if it has no newline)
+            n = base + len(block) if nxt is None and (reader is None or reader.partial is None) else -1
+            self._run_block(block, base, n)
+            base += len(block)
+            block = nxt
+        self.n_lines = base
+        partial = reader.partial if reader is not None else None
+        if partial is not None:
+            self.n_lines += 1
+            shown = repr(partial if len(partial) <= 100 else partial[:100] + "...")
+            self._fail(
+                "truncated",
+                self.n_lines,
+                f"last line {shown} has no newline (file cut short?); --lenient drops it",
+            )
+        self._close_command()
+        if self.pass_ is not None:
+            self._fail(
+                "unterminated",
+                self.n_lines,
+                f"trace ends inside the consume pass opened at line {self.pass_[0]}"
+                " (expected smmuv3_cmdq_consume_out; file cut short?)",
+            )
+            self.unterminated += 1
+            self._close_pass(None, None, None, None)
+
+    def _close_command(self) -> None:
+        """The open command is complete: it must have had a detail event QEMU always prints."""
+        need, self.need = self.need, None
+        if need is not None and self.cmd is not None:
+            line, op = self.rows[self.cmd][0], self.rows[self.cmd][6]
+            self._fail(
+                "missing_detail",
+                line,
+                f"{op} is not followed by its {' or '.join(sorted(need))} line (a line lost?)",
+            )
+
+    def _run_block(self, lines: list[str], base: int, n: int) -> None:
         hot, generic, known = ev.HOT.match, ev.LINE.match, ev.KNOWN
         rows, opnames, max_index = self.rows, ev.OPCODE_NAMES, ev.MAX_INDEX
+        required = ev.REQUIRED_DETAILS
         t: int | None
         pid: int | None
-        for lineno, line in enumerate(lines, 1):
+        for lineno, line in enumerate(lines, base + 1):
             m = hot(line)
             if m is None:  # a rarer event, another event, or not an event
                 m = generic(line)
@@ -138,6 +217,7 @@ class Parser:
                         and slot is not None
                         and self.slot_used
                         and p[9] is None
+                        and self.need is None
                         and prod == p[3]
                         and pw == p[4]
                         and cons == slot[0] + 1
@@ -162,6 +242,7 @@ class Parser:
                         p[8] += 1
                         self.slot_used = True
                         self.cmd_details = set()
+                        self.need = required.get(spec[0])
                         ok = True
                     else:
                         ok = self._opcode(g[7], lineno, t, pid)
@@ -175,15 +256,6 @@ class Parser:
                     if self.t0 is None:
                         self.t0 = t
                     self.t_last = t
-        if self.pass_ is not None:
-            self._fail(
-                "unterminated",
-                n,
-                f"trace ends inside the consume pass opened at line {self.pass_[0]}"
-                " (expected smmuv3_cmdq_consume_out; file cut short?)",
-            )
-            self.unterminated += 1
-            self._close_pass(None, None, None, None)
 
     def _slow(self, name: str, args: str, lineno: int, t: int | None, pid: int | None, last: bool) -> bool:
         """A known event the fast path did not match: parse it with its own grammar."""
@@ -239,6 +311,7 @@ class Parser:
     ) -> bool:
         if not self._queue("smmuv3_cmdq_consume", prod, cons, pw, cw, lineno):
             return False
+        self._close_command()
         p, prev = self.pass_, self.slot
         if p is not None and prev is not None:
             lost = None
@@ -296,6 +369,7 @@ class Parser:
         p[8] += 1
         self.slot_used = True
         self.cmd_details = set()
+        self.need = ev.REQUIRED_DETAILS.get(spec[0])
         return True
 
     def _consume_error(self, code: int, lineno: int) -> bool:
@@ -318,12 +392,14 @@ class Parser:
         p[9] = error = ev.CERROR[code]
         if self.slot_used and self.cmd is not None:
             self.errors[self.cmd] = error
+        self.need = None  # a failed command is not executed: QEMU describes nothing
         self.cmd = None
         return True
 
     def _consume_out(self, prod: int, cons: int, pw: int, cw: int, lineno: int, t: int | None) -> bool:
         if not self._queue("smmuv3_cmdq_consume_out", prod, cons, pw, cw, lineno):
             return False
+        self._close_command()
         p, slot = self.pass_, self.slot
         if p is None:
             self.empty += 1
@@ -409,6 +485,8 @@ class Parser:
             self._fail("sequence", lineno, f"second {name} for the command at line {line}")
             return None
         self.cmd_details.add(name)
+        if self.need is not None and name in self.need:
+            self.need = None
         return r
 
     def _range_inval(self, g: tuple[str, ...], lineno: int, name: str | None = None) -> bool:

@@ -18,9 +18,12 @@ Speed: about 0.4 million lines per second on one core (1.8 M lines, plain or gzi
 
 Other events and text lines are skipped and counted (``meta.skipped``). A malformed line (a known
 event with unparsable or out-of-range arguments, a truncated line, an opcode with no preceding
-consume, a detail event after the wrong opcode, queue indices that do not follow, garbage) raises
+consume, a detail event after the wrong opcode, a command without the detail event QEMU always
+prints for it, queue indices that do not follow, garbage, a last line without its newline) raises
 :class:`~cmdqv_lab.errors.TraceFormatError` naming ``file:line`` and what was expected; with
-``lenient=True`` it is skipped and counted in ``meta.malformed``.
+``lenient=True`` it is skipped and counted in ``meta.malformed``. A trace without a single command
+(an empty file, ``/dev/null``, another log) is an error in both modes. Files are read as a stream
+with limits on line length and size (:mod:`~cmdqv_lab.workloads.trace_io`).
 
 >>> log = '''1@5.000000:smmuv3_cmdq_consume prod=2 cons=0 prod.wrap=0 cons.wrap=0
 ... 1@5.000010:smmuv3_cmdq_opcode <--- SMMU_CMD_TLBI_NH_ASID
@@ -53,7 +56,7 @@ from cmdqv_lab.workloads.trace_frames import (
     Trace,
     TraceMeta,
 )
-from cmdqv_lab.workloads.trace_io import read_trace_text
+from cmdqv_lab.workloads.trace_io import TraceReader
 
 __all__ = [
     "BATCH_SCHEMA",
@@ -80,16 +83,19 @@ def parse_trace(path: str | Path, *, lenient: bool = False) -> Trace:
     Raises
     ------
     TraceFormatError
-        The file is missing, a directory, binary, or (unless ``lenient``) has a malformed line.
+        The file is missing, a directory, binary, holds no command, or (unless ``lenient``) has a
+        malformed line.
+    InputTooLargeError
+        More text than :data:`~cmdqv_lab.workloads.trace_io.MAX_TRACE_BYTES` (e.g. a gzip bomb).
     """
-    text, gz = read_trace_text(path, lenient=lenient)
-    return Parser(str(path), lenient, gz).run(_lines(text))
+    reader = TraceReader(path, lenient=lenient)
+    return Parser(str(path), lenient, False).run_blocks(reader.blocks(), reader)
 
 
 def parse_bytes(raw: bytes, *, source: str = "<bytes>", lenient: bool = False) -> Trace:
     """Parse the bytes of a trace file (gzip recognised by its magic number)."""
-    text, gz = read_trace_text(raw, lenient=lenient, source=source)
-    return Parser(source, lenient, gz).run(_lines(text))
+    reader = TraceReader(raw, lenient=lenient, source=source)
+    return Parser(source, lenient, False).run_blocks(reader.blocks(), reader)
 
 
 def parse_text(text: str | Iterable[str], *, source: str = "<text>", lenient: bool = False) -> Trace:

@@ -27,10 +27,11 @@ import numpy as np
 import polars as pl
 
 from cmdqv_lab.errors import ParamError
+from cmdqv_lab.project import builtin_data
 from cmdqv_lab.rng import stream as rng_stream
 from cmdqv_lab.workloads.stream import WORKLOAD_SCHEMA
 
-TRACES_DIR = Path(__file__).resolve().parents[2] / "data" / "traces"
+TRACES_DIR = builtin_data("traces")  # the checkout's data/traces, or the copy a wheel ships
 PACINGS = ("recorded", "scaled", "closed")
 
 
