@@ -330,9 +330,9 @@ def read_preset(name: str) -> Preset:
     """
     if is_preset_file(name):
         path = Path(name)
-        if path.suffix != ".toml":
-            raise ParamError(f"platform={name!r}: a preset file must end in .toml (built-in presets: "
-                             f"{', '.join(preset_names())})")  # fmt: skip
+        if path.suffix != ".toml":  # not a preset name, and not a preset file: never a lookup in data/
+            raise ParamError(f"platform={name!r} is not allowed: one of {', '.join(preset_names())}, "
+                             "or a preset file FILE.toml")  # fmt: skip
         if not path.is_file():
             raise ParamError(f"platform={name!r}: no such preset file")
     else:

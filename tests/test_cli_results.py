@@ -133,23 +133,27 @@ def test_reproduce_ends_with_one_verdict_line(tmp_path: Path, capsys: pytest.Cap
     assert code == 0
     assert out.splitlines()[-1] == "verdict: 2 of 2 datasets reproduce exactly (8 of 8 points identical)"
     # tamper with one stored point: its dataset differs, and the verdict says which point
-    from cmdqv_lab.experiments.cache import META_KEY, content_sha256, parquet_bytes
+    from cmdqv_lab.experiments.cache import content_sha256, file_digest, parquet_bytes
     from cmdqv_lab.experiments.manifest import dumps_manifest, read_manifest
 
     m = read_manifest(tmp_path / "b")
     entry = m["points"][2]
     path = tmp_path / "b" / entry["file"]
-    meta = json.loads(pl.read_parquet_metadata(path)[META_KEY])
     df = pl.read_parquet(path).with_columns(pl.col("ops_per_s") * 1.001)
-    meta["content_sha256"] = entry["content_sha256"] = content_sha256(df)
-    path.write_bytes(parquet_bytes(df, {META_KEY: json.dumps(meta)}))
+    data = parquet_bytes(df, small=True)
+    index_path = path.with_suffix(".json")
+    index = json.loads(index_path.read_text())  # a careful forger updates every checksum
+    index["content_sha256"] = entry["content_sha256"] = content_sha256(df)
+    index["files"][path.name] = file_digest(data)
+    index_path.write_text(json.dumps(index, sort_keys=True, indent=1))
+    path.write_bytes(data)
     (tmp_path / "b" / "manifest.json").write_text(dumps_manifest(m))
     shutil.rmtree(tmp_path / "a" / "points")
     code, out, _ = cli(capsys, "reproduce", str(tmp_path / "a"), str(tmp_path / "b"), "--workers", "1", "-q")
     assert code == 1
     assert out.splitlines()[-1] == (
-        "verdict: 0 of 2 datasets reproduce exactly (3 of 8 points identical); 1 point differs (b points 2); "
-        "4 missing (a)"
+        "verdict: 0 of 2 datasets reproduce exactly (3 of 4 points identical); 1 point differs (b points 2); "
+        "4 missing (a); 1 unreadable (a)"
     )
 
 
@@ -158,7 +162,10 @@ def test_notes_every_dataset_shares_are_said_once() -> None:
     from cmdqv_lab.experiments.reproduce import DatasetCheck
 
     note = "stored with code version 1111, checking 2222"
-    checks = [DatasetCheck(f"d{i}", Path(f"d{i}"), 4, 4, 4, 0, 0, [note]) for i in range(27)]
+    checks = [
+        DatasetCheck(f"d{i}", Path(f"d{i}"), points=4, verified=4, checked=4, identical=4, notes=[note])
+        for i in range(27)
+    ]
     text = reproduce_report(checks)
     assert text.count("code version") == 1 and f"  all 27 datasets: {note}" in text
     assert (

@@ -88,7 +88,12 @@ def test_missing_preset_file_and_lookalike_names(tmp_path: Path, monkeypatch: py
         read_preset("mine.toml")
     # a value with a path separator is a file, relative to the current directory, never a lookup
     # elsewhere in the package
-    with pytest.raises(ParamError, match=re.escape("platform='../calibration/d06': no such preset file")):
+    with pytest.raises(
+        ParamError,
+        match=re.escape(
+            "platform='../calibration/d06' is not allowed: one of d06, generic, grace, or a preset file"
+        ),
+    ):
         read_preset("../calibration/d06")
 
 
