@@ -117,8 +117,12 @@ def main() -> None:
     lin_w = lindley_mean_wait(arr_l, s_ps)
     lin_rate = n_lin / (time.perf_counter() - t)
     print(f"references on the same open-queue arrivals (M/D/1, {RATE_MCMD_S} Mcmd/s, {SERVICE_NS} ns):")
-    print(f"  SimPy M/D/1       {n_ref:>11,} cmds {simpy_rate / 1e3:>10.1f} kcmd/s  mean wait {simpy_w / 1e3:.2f} ns")
-    print(f"  numba Lindley     {n_lin:>11,} cmds {lin_rate / 1e6:>10.1f} Mcmd/s  mean wait {lin_w / 1e3:.2f} ns")
+    print(
+        f"  SimPy M/D/1       {n_ref:>11,} cmds {simpy_rate / 1e3:>10.1f} kcmd/s  mean wait {simpy_w / 1e3:.2f} ns"
+    )
+    print(
+        f"  numba Lindley     {n_lin:>11,} cmds {lin_rate / 1e6:>10.1f} Mcmd/s  mean wait {lin_w / 1e3:.2f} ns"
+    )
     hdr = (f"{'scenario':<15} {'cpus':>4} {'commands':>11} {'end-to-end Mcmd/s':>18} {'(process)':>10} "
            f"{'engine-only':>12} {'e2e/SimPy':>10} {'e2e/Lindley':>12}")  # fmt: skip
     print(hdr)
@@ -128,7 +132,7 @@ def main() -> None:
         cmds, wall_s, proc = cli_run(scenario, sets, n)
         e2e, e2e_proc = cmds / wall_s, cmds / proc
         over = {k: v for k, v in sets.items() if k != "platform"}
-        eng = bench_case(scenario, over, n if scenario == "open-queue" else n, 2_000, repeats=1)["engine_wall_rate"]
+        eng = bench_case(scenario, over, n, 2_000, repeats=1)["engine_wall_rate"]
         cpus = int(sets.get("cpus", 1))  # type: ignore[call-overload]
         rel_simpy = f"{e2e / simpy_rate:>9.0f}x"
         rel_lin = f"{e2e / lin_rate:>11.0%}" if scenario == "open-queue" else f"{'':>12}"

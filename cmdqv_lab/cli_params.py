@@ -42,6 +42,8 @@ def params(preset: str | None, sources: bool, as_json: bool) -> None:
                     if key == "fit_row"
                     else ""
                 )
+                if key == "prediction" and "low" in r:
+                    extra = f"prediction, range [{r['low']:,.4g} .. {r['high']:,.4g}] (moved most by {r['moved_most_by']})"
                 click.echo(f"  {r['label']:<55} model {r['model']:>11,.4g}  {extra}")
 
 
@@ -53,13 +55,33 @@ def params(preset: str | None, sources: bool, as_json: bool) -> None:
     "--count", type=click.IntRange(1000, 10_000_000), default=None, help="Ops per row (default: the spec's)."
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def calibrate(name: str, write: bool, maxiter: int, count: int | None, quiet: bool) -> None:
+@click.option(
+    "--intervals/--no-intervals",
+    default=True,
+    show_default=True,
+    help="Also profile each assumption at both ends of its range (refits) and print prediction ranges.",
+)
+@click.option(
+    "--profile-maxiter", type=click.IntRange(1, 10_000), default=40, show_default=True,
+    help="Iterations of each profile refit.",
+)  # fmt: skip
+def calibrate(
+    name: str,
+    write: bool,
+    maxiter: int,
+    count: int | None,
+    quiet: bool,
+    intervals: bool,
+    profile_maxiter: int,
+) -> None:
     """Refit preset NAME to its calibration rows (data/calibration/NAME.toml) and print predictions.
 
     A progress bar counts the model evaluations of the fit (each simulates every calibration
-    row) and shows the best error so far; --quiet hides it.
+    row) and shows the best error so far; --quiet hides it. Then (unless --no-intervals) it says
+    which fitted parameters the rows constrain (Jacobian) and refits with each assumption at each
+    end of its range, giving every prediction a range over the assumptions.
     """
-    from cmdqv_lab.analysis.calibrate import CalibrationSpec, fit, write_preset
+    from cmdqv_lab.analysis.calibrate import CalibrationSpec, analyse, fit, write_preset
     from cmdqv_lab.platform import read_preset
     from cmdqv_lab.progress import bar
 
@@ -89,9 +111,34 @@ def calibrate(name: str, write: bool, maxiter: int, count: int | None, quiet: bo
         click.echo(
             f"  {r['label']:<45} measured {r['measured']:>9,.0f}  model {r['model']:>9,.0f}  {r['rel_error']:+.1%}"
         )
-    click.echo("\npredictions (not fitted):")
+    for c in result.checks:
+        measured = f"; measured {c['measured']:g}" if c["measured"] is not None else ""
+        click.echo(f"  check: {c['label']} = {c['value']:.3f} (allowed {c['lo']:g} .. {c['hi']:g}{measured}): "
+                   f"{'ok' if c['ok'] else 'OUTSIDE'}")  # fmt: skip
+    if intervals and (spec.assumptions or spec.params):
+        t1 = time.time()
+
+        def say(msg: str) -> None:
+            if not quiet:
+                click.echo(f"  profiling: {msg}", err=True)
+
+        analyse(spec, result, maxiter=profile_maxiter, count=count, progress=say)
+        click.echo(f"\nidentifiability (Jacobian of log rows w.r.t. log parameters; {time.time() - t1:.0f} s "
+                   f"with the profiles):")  # fmt: skip
+        for r in result.identifiability:
+            what = (
+                "constrained" if r["constrained"] else ("at a bound" if r["at_bound"] else "NOT constrained")
+            )
+            click.echo(f"  {r['parameter']:<22} {r['value']:>9g}  1-sigma {r['rel_sigma']:>7.1%}  {what}")
+        for pr in result.profiles:
+            click.echo(f"  profile {pr['assumption']}={pr['value']:g} ({pr['end']}): worst row "
+                       f"{pr['max_rel_error']:+.1%}, refitted {pr['fitted']}")  # fmt: skip
+    ranges = {r["label"]: r for r in result.ranges}
+    click.echo("\npredictions (not fitted; range over the assumptions, not a confidence interval):")
     for p in result.predictions:
-        click.echo(f"  {p['label']:<55} {p['metric']:<20} {p['model']:,.4g}")
+        rg = ranges.get(p["label"])
+        span = f"  [{rg['low']:,.4g} .. {rg['high']:,.4g}] moved most by {rg['moved_most_by']}" if rg else ""
+        click.echo(f"  {p['label']:<55} {p['metric']:<20} {p['model']:,.4g}{span}")
     if write:
         desc = (
             read_preset(name).description

@@ -7,6 +7,12 @@ log error of the targets with Nelder-Mead on the bounded parameters (common rand
 evaluation uses the same seed); :func:`write_preset` stores the fitted values, the rows they were
 fitted to, the residuals and the predictions in ``data/params/<preset>.toml``.
 
+Assumptions (``[fit.assumptions]``: parameters with no public number, held at their nominal value
+from ``base`` during the fit, with a plausible range) and checks (``[[check]]``: a ratio of two rows
+or predictions with an allowed range) feed :mod:`cmdqv_lab.analysis.uncertainty`: which fitted
+parameters the rows constrain, and each prediction's range over the assumptions (profiled: the free
+parameters are refitted at each end of each assumption).
+
 ``cmdqv-lab calibrate d06`` refits and prints; ``--write`` updates the preset.
 """
 
@@ -23,6 +29,13 @@ from typing import Any
 import numpy as np
 
 from cmdqv_lab import __version__
+from cmdqv_lab.analysis.uncertainty import (
+    Check,
+    evaluate_checks,
+    identifiability,
+    model_values,
+    prediction_ranges,
+)
 from cmdqv_lab.errors import ParamError
 from cmdqv_lab.platform import PARAMS_DIR
 
@@ -53,6 +66,8 @@ class CalibrationSpec:
     path: Path
     sources: dict[str, str] = field(default_factory=dict)  # where fixed base values come from
     rows: str = "calibration.md"  # which published rows the targets are
+    assumptions: dict[str, tuple[float, float]] = field(default_factory=dict)  # name -> (low, high)
+    checks: tuple[Check, ...] = ()
 
     @classmethod
     def load(cls, name: str) -> CalibrationSpec:
@@ -72,10 +87,29 @@ class CalibrationSpec:
             Row(p["label"], dict(p["set"]), None, p.get("metric", fit["metric"]), "", p.get("scenario", ""))
             for p in data["prediction"]
         )
+        base = dict(fit.get("base", {}))
+        assumptions = {k: (float(v[0]), float(v[1])) for k, v in fit.get("assumptions", {}).items()}
+        for k, (a_lo, a_hi) in assumptions.items():
+            if k not in base:
+                raise ParamError(f"{path}: assumption {k!r} needs its nominal value in [fit] base")
+            if not a_lo <= float(base[k]) <= a_hi:
+                raise ParamError(
+                    f"{path}: assumption {k}={base[k]} is outside its range [{a_lo:g}, {a_hi:g}]"
+                )
+        labels = {r.label for r in (*targets, *preds)}
+        checks = []
+        for c in data.get("check", []):
+            for part in ("numerator", "denominator"):
+                if c[part] not in labels:
+                    raise ParamError(
+                        f"{path}: check {c['label']!r}: {part} {c[part]!r} is not a row or prediction label"
+                    )
+            checks.append(Check(c["label"], c["numerator"], c["denominator"], float(c["range"][0]),
+                                float(c["range"][1]), c.get("measured"), c.get("source", "")))  # fmt: skip
         return cls(
             fit["preset"], fit["scenario"], fit["metric"], int(fit["count"]), int(fit["seed"]),
-            dict(fit.get("base", {})), params, targets, preds, path, dict(fit.get("sources", {})),
-            fit.get("rows", "calibration.md"),
+            base, params, targets, preds, path, dict(fit.get("sources", {})),
+            fit.get("rows", "calibration.md"), assumptions, tuple(checks),
         )  # fmt: skip
 
 
@@ -87,6 +121,10 @@ class FitResult:
     evaluations: int
     loss: float
     history: list[float] = field(default_factory=list)
+    identifiability: list[dict[str, Any]] = field(default_factory=list)
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    ranges: list[dict[str, Any]] = field(default_factory=list)  # per prediction: low, high, moved_most_by
+    profiles: list[dict[str, Any]] = field(default_factory=list)  # per (assumption, end)
 
     @property
     def max_rel_error(self) -> float:
@@ -136,14 +174,17 @@ def fit(
     maxiter: int = 120,
     count: int | None = None,
     progress: Callable[[int, float], None] | None = None,
+    start: Mapping[str, float] | None = None,
 ) -> FitResult:
-    """Fit ``spec.params`` to ``spec.targets`` (Nelder-Mead on [0, 1]-scaled bounded parameters)."""
+    """Fit ``spec.params`` to ``spec.targets`` (Nelder-Mead on [0, 1]-scaled bounded parameters),
+    from the spec's start values or ``start``."""
     from scipy.optimize import minimize
 
     names = list(spec.params)
     lo = np.array([spec.params[k][0] for k in names])
     hi = np.array([spec.params[k][1] for k in names])
-    x0 = (np.array([spec.params[k][2] for k in names]) - lo) / (hi - lo)
+    s0 = {k: spec.params[k][2] for k in names} if start is None else {k: float(start[k]) for k in names}
+    x0 = np.clip((np.array([s0[k] for k in names]) - lo) / (hi - lo), 0, 1)
     history: list[float] = []
 
     def values_of(x: np.ndarray) -> dict[str, float]:
@@ -163,9 +204,35 @@ def fit(
     values = {k: round(v, 1) for k, v in values_of(res.x).items()}
     rows = evaluate(spec, values, count)
     errs = [math.log(r["model"] / r["measured"]) for r in rows]
-    return FitResult(
+    result = FitResult(
         values, rows, predict(spec, values, count), len(history), float(np.mean(np.square(errs))), history
     )
+    result.checks = evaluate_checks(spec.checks, model_values(result))
+    return result
+
+
+def analyse(
+    spec: CalibrationSpec,
+    result: FitResult,
+    *,
+    maxiter: int = 40,
+    count: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> FitResult:
+    """Add identifiability and the predictions' ranges over the assumptions to ``result``.
+
+    Each profile refits from the nominal fit with at most ``maxiter`` iterations.
+    """
+    if progress:
+        progress("identifiability (Jacobian of the fitted rows)")
+    errs = [math.log(r["model"] / r["measured"]) for r in result.rows]
+    result.identifiability = identifiability(spec, result.values, errs, count=count)
+
+    def refit(moved: CalibrationSpec, start: Mapping[str, float]) -> FitResult:
+        return fit(moved, maxiter=maxiter, count=count, start=start)
+
+    result.ranges, result.profiles = prediction_ranges(spec, result, refit=refit, progress=progress)
+    return result
 
 
 def _toml_value(v: Any) -> str:
@@ -207,6 +274,7 @@ def render_preset(spec: CalibrationSpec, result: FitResult, description: str) ->
     lines += [f"{k} = {_toml_value(v)}" for k, v in {**fixed, **result.values}.items()]
     lines += ["", "[provenance]"]
     lines += [f'{k} = "fitted"' for k in result.values]
+    lines += [f'{k} = "assumption"' for k in spec.assumptions if k in platform_fields]
     lines += ["", "[sources]"]
     for k, src in spec.sources.items():
         lines.append(f"{k} = {_toml_value(src)}")
@@ -221,9 +289,32 @@ def render_preset(spec: CalibrationSpec, result: FitResult, description: str) ->
             f"model = {row['model']:.0f}",
             f"rel_error = {row['rel_error']:.4f}",
         ]
+    ranges = {r["label"]: r for r in result.ranges}
     for p in result.predictions:
         lines += ["", "[[prediction]]", f"label = {_toml_value(p['label'])}", f"metric = {_toml_value(p['metric'])}",
                   f"model = {p['model']:.6g}"]  # fmt: skip
+        r = ranges.get(p["label"])
+        if r is not None:
+            lines += [f"low = {r['low']:.6g}", f"high = {r['high']:.6g}",
+                      f"moved_most_by = {_toml_value(r['moved_most_by'])}", f"moved_most_rel = {r['moved_most_rel']:.4f}"]  # fmt: skip
+    for k, (lo, hi) in spec.assumptions.items():
+        lines += ["", "[[assumption]]", f"parameter = {_toml_value(k)}", f"nominal = {_toml_value(spec.base[k])}",
+                  f"low = {lo:g}", f"high = {hi:g}"]  # fmt: skip
+        if k in spec.sources:
+            lines.append(f"source = {_toml_value(spec.sources[k])}")
+    for c in result.checks:
+        lines += ["", "[[check]]", f"label = {_toml_value(c['label'])}", f"model = {c['value']:.4f}",
+                  f"lo = {c['lo']:g}", f"hi = {c['hi']:g}", f"ok = {_toml_value(c['ok'])}"]  # fmt: skip
+        if c["measured"] is not None:
+            lines.append(f"measured = {c['measured']:g}")
+    for row in result.identifiability:
+        lines += ["", "[[identifiability]]", f"parameter = {_toml_value(row['parameter'])}",
+                  f"rel_sigma = {row['rel_sigma']:.4f}", f"constrained = {_toml_value(row['constrained'])}",
+                  f"at_bound = {_toml_value(row['at_bound'])}"]  # fmt: skip
+    for pr in result.profiles:
+        lines += ["", "[[profile]]", f"assumption = {_toml_value(pr['assumption'])}", f"end = {_toml_value(pr['end'])}",
+                  f"value = {pr['value']:g}", f"max_rel_error = {pr['max_rel_error']:.4f}",
+                  f"fitted = {_toml_value(pr['fitted'])}"]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
