@@ -22,7 +22,7 @@ help:
 	@echo "make report   executes the notebooks and writes the offline report to report/"
 	@echo "make lab      JupyterLab on notebooks/ (double-click opens a notebook with the cmdqv-lab kernel)"
 	@echo "make test     ruff + mypy + the test suite (includes slow, browser and QEMU-capture tests)"
-	@echo "make bench    engine and sweep benchmarks (engine vs SimPy reference, 1 vs 2 workers)"
+	@echo "make bench    engine, end-to-end (vs SimPy and a Lindley M/D/1), widget and sweep benchmarks"
 	@echo "make results  regenerate the published sweeps in data/results (then: make reproduce)"
 
 $(STAMP): pyproject.toml
@@ -65,6 +65,8 @@ lab: venv
 
 bench: venv
 	$(BIN)/python benchmarks/bench_engine.py --startup
+	$(BIN)/python benchmarks/bench_end_to_end.py
+	$(BIN)/python benchmarks/bench_widgets.py
 	$(BIN)/python benchmarks/bench_sweep.py
 
 # Regenerate every published sweep in data/results from its spec (commit code changes first:

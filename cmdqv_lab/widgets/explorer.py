@@ -147,7 +147,7 @@ class Explorer:
         summary: Sequence[str] = SUMMARY_METRICS,
         notes: Callable[[RunSet], str] | None = None,
         run_on_change: bool = True,
-        debounce_s: float = 0.25,
+        debounce_s: float = 0.05,
         progress_after_s: float = 1.0,
         max_sims: int = 400,
         svg: bool = False,
