@@ -99,11 +99,55 @@ def fit_table(name: str, count: int | None) -> tuple[pl.DataFrame, pl.DataFrame]
                 "metric": r["metric"],
                 "model (stored)": spred[r["label"]]["model"],
                 "model (now)": round(r["model"], 4 if r["model"] < 1 else 1),
+                # range over the calibration's assumptions (profiled refits), stored with the preset
+                "low (assumptions)": spred[r["label"]].get("low"),
+                "high (assumptions)": spred[r["label"]].get("high"),
+                "moved most by": spred[r["label"]].get("moved_most_by", ""),
             }
             for r in predict(spec, values, count)
-        ]
+        ],
+        schema_overrides={"low (assumptions)": pl.Float64, "high (assumptions)": pl.Float64},
     )
     return fit, pred
+
+
+def identifiability_table(name: str) -> pl.DataFrame:
+    """Which fitted parameters of a preset its rows constrain (stored by ``calibrate --write``)."""
+    from cmdqv_lab.platform import read_preset
+
+    rows = read_preset(name).meta.get("identifiability", [])
+    schema = {
+        "parameter": pl.String,
+        "rel_sigma": pl.Float64,
+        "constrained": pl.Boolean,
+        "at_bound": pl.Boolean,
+    }
+    return pl.DataFrame(rows, schema=schema).rename({"rel_sigma": "1-sigma (relative)"})
+
+
+def assumptions_table(name: str) -> pl.DataFrame:
+    """A preset's assumptions: nominal value and the range its predictions were profiled over."""
+    from cmdqv_lab.platform import read_preset
+
+    rows = read_preset(name).meta.get("assumption", [])
+    schema = {
+        "parameter": pl.String,
+        "nominal": pl.Float64,
+        "low": pl.Float64,
+        "high": pl.Float64,
+        "source": pl.String,
+    }
+    return pl.DataFrame([{k: r.get(k) for k in schema} for r in rows], schema=schema)
+
+
+def checks_table(name: str) -> pl.DataFrame:
+    """A preset's stored checks (ratios with an allowed range) at the fit."""
+    from cmdqv_lab.platform import read_preset
+
+    rows = read_preset(name).meta.get("check", [])
+    schema = {"label": pl.String, "model": pl.Float64, "lo": pl.Float64, "hi": pl.Float64, "ok": pl.Boolean,
+              "measured": pl.Float64}  # fmt: skip
+    return pl.DataFrame([{k: r.get(k) for k in schema} for r in rows], schema=schema)
 
 
 def worst_row(fit: pl.DataFrame, col: str = "rel. error (now)") -> tuple[str, float]:
