@@ -56,8 +56,12 @@ def test_geometry_is_checked() -> None:
 def test_traffic_of_two_unmaps_by_hand() -> None:
     """One CPU, two unmaps of 2 pages, no long-lived traffic: the events and their costs."""
     ops = pl.DataFrame(
-        {"cpu": [0, 0], "ready_ps": [3_000, 10_000], "complete_ps": [4_000, 12_000],
-         "sync_complete_ps": [3_900, 11_500]}  # fmt: skip
+        {
+            "cpu": [0, 0],
+            "ready_ps": [3_000, 10_000],
+            "complete_ps": [4_000, 12_000],
+            "sync_complete_ps": [3_900, 11_500],
+        }
     )
     u = Unmaps(pages=2, whole=False, devices=1, asid_base=1, buffer_page=np.array([100]))
     ev = build_events(ops, u, footprint=0, rate_mps=0.0, seed=0, name="t")
