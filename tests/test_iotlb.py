@@ -187,3 +187,32 @@ def test_host_iotlb_is_deterministic_and_checks_its_input() -> None:
     assert c["iotlb_misses"] != a["iotlb_misses"] or c["op_latency_ns"] != a["op_latency_ns"]
     with pytest.raises(ParamError, match="iotlb_ways=3 must divide iotlb_entries=512"):
         simulate("host-iotlb", {"iotlb_ways": 3}, count=10)
+
+
+# ----------------------------------------------------------------------------- the Q11 analysis
+
+
+def test_threshold_analysis_on_made_up_costs() -> None:
+    from cmdqv_lab.analysis import threshold as th
+
+    rows = []
+    for cpus, slope in ((4, 1.0), (16, 4.0)):  # range cost grows with contention, flush does not
+        for pages in (1, 16, 256):
+            for flush in (True, False):
+                cost = 100.0 + (50.0 if flush else slope * pages * 10.0)
+                rows.append({**th.BASE, "cpus": cpus, "unmap_pages": pages, "asid_flush": flush,
+                             "cmdq_ns_per_unmap": cost, "walk_ns_per_unmap": 0.0})  # fmt: skip
+    runs = th.label_cases(pl.DataFrame(rows), th.BASE)
+    assert sorted(set(runs["case"])) == ["base", "cpus = 16"]
+    c = th.costs(runs)
+    be = {r["case"]: r for r in th.break_even(c).iter_rows(named=True)}
+    # base: range 110 vs flush 150 at 1 page, 260 vs 150 at 16; cpus=16: 140 vs 150, 740 vs 150
+    assert be["base"]["best_threshold"] == 16 and be["cpus = 16"]["best_threshold"] == 16
+    assert 1 < be["cpus = 16"]["crossing"] < be["base"]["crossing"] < 16
+    lo = th.loss(c, 512).filter(pl.col("case") == "base").row(0, named=True)
+    # 512 keeps range at 16 (260 vs 150) and 256 (2660 vs 150): (0 + 110/150 + 2510/150) / 3
+    assert lo["mean_loss_pct"] == pytest.approx((110 / 150 + 2510 / 150) / 3 * 100)
+    sens = th.sensitivity(th.by_quantity(th.break_even(c), th.BASE))
+    assert sens["quantity"].to_list() == ["cpus"] and sens["spread"].item() > 1
+    with pytest.raises(ValueError, match="base configuration"):
+        th.label_cases(pl.DataFrame(rows).filter(pl.col("cpus") == 16), th.BASE)

@@ -8,7 +8,9 @@ Linux's invalidation path on the host queue (:func:`~cmdqv_lab.workloads.synthet
 one CMD_TLBI_NH_VA per page in batches of 64, the last with CMD_SYNC, or one CMD_TLBI_NH_ASID +
 CMD_SYNC once ``unmap_pages >= max_tlbi_ops``: ``CMDQ_MAX_TLBI_OPS``, 512 with 4 KiB pages, as in
 the SVA path ``arm_smmu_mm_arch_invalidate_secondary_tlbs``; with ``ril`` range TLBIs and no
-fall-back). The command queue side is the timing engine as in every host scenario (the
+fall-back; the Linux 7.0 DMA path ``__arm_smmu_tlb_inv_range``, arm-smmu-v3.c lines 2348-2417, has
+no such limit and ``arm_smmu_tlb_inv_context``, lines 2325-2346, is the whole-ASID flush). The
+command queue side is the timing engine as in every host scenario (the
 ``unmap_workload`` generator on ``host_topology``); the engine's per-op records then drive the
 IOTLB model (:mod:`cmdqv_lab.iotlb.traffic`): the devices' DMA fills it, the invalidations empty it
 when their CMD_SYNC completes, and every miss costs a walk.
