@@ -214,11 +214,16 @@ widgets.explore(
 #
 # * The cost of per-page TLBIs is queueing: each page is a command on a queue the SMMU serves one
 #   TLBI at a time, so with several CPUs unmapping the SMMU saturates and each unmap waits for the
-#   others' commands. A whole-ASID flush is one command; its price is paid later by the device in
-#   walks, bounded by the long-lived entries it throws away.
-# * The break-even size therefore falls as contending CPUs and the TLBI service time grow and rises
-#   with the walk cost and the long-lived footprint: no constant fits all, as Robin Murphy said.
-# * Every number is a model prediction; the table above says which assumption moves it most.
+#   others' commands. A whole-ASID flush is one command; its price is paid later by the devices in
+#   walks, bounded by the long-lived entries it throws away and by how often the devices use them.
+# * So the break-even size moves with the contending CPUs and the TLBI service time on one side and
+#   with the walk time and the devices' use of long-lived mappings on the other: no constant fits
+#   all, as Robin Murphy said. With many CPUs on the lock-free path the model's cmpxchg contention
+#   (notebook 07) makes even one-page unmaps expensive whichever command is sent, which blurs the
+#   trend at the largest CPU counts; a queue that never fills (every case here but the smallest)
+#   does not move the break-even at all.
+# * The per-case table and the spread table are computed from the sweep; every number is a model
+#   prediction, and the spread table says which assumption moves it most.
 
 # %% [markdown]
 # ## Conclusion
@@ -237,7 +242,8 @@ cross_txt = {
 loss_lo, loss_hi = float(table["mean_loss_pct"].min()), float(table["mean_loss_pct"].max())
 most = sens.row(0, named=True) if sens.height else None
 robin = sens.filter(pl.col("quantity").is_in(th.ROBIN))
-rmost = robin.row(0, named=True) if robin.height else None
+assumed = sens.filter(~pl.col("quantity").is_in(th.ROBIN))
+spread_txt = {q: f"{m.removeprefix('IOTLB assumption: ')} (x{x:.1f} over {lo:g}-{hi:g})" for q, m, x, lo, hi in sens.select("quantity", "meaning", "spread", "from", "to").iter_rows()}  # fmt: skip
 print("Q11 summary (D06 preset, host-iotlb)")
 for case, x in cross_txt.items():
     r = row[case]
@@ -257,13 +263,17 @@ answer(
     + f". A fixed 512 costs {b['mean_loss_pct']:.0f}% more per unmap than the best threshold at the base "
     f"(mean over sizes 1-{top} pages, {b['max_loss_pct']:.0f}% at worst; {loss_lo:.0f}-{loss_hi:.0f}% over "
     f"every case swept). "
-    + (f"Of Robin Murphy's quantities the break-even moves most with {rmost['meaning']} "
-       f"(x{rmost['spread']:.1f} over its range); " if rmost else "")
-    + (f"of everything swept, with {most['meaning']} (x{most['spread']:.1f})." if most else ""),
+    + "Of Robin Murphy's quantities the break-even moves most with "
+    + "; then ".join(spread_txt[q] for q in robin["quantity"].to_list()[:2])
+    + "; of the model's assumptions with "
+    + "; then ".join(spread_txt[q] for q in assumed["quantity"].to_list()[:2])
+    + ".",
     numbers=[
         ("break-even unmap size, base case", cross_txt["base"], "predicted"),
         ("fixed 512: extra cost per unmap over the best threshold, base (mean over sizes)",
          f"{b['mean_loss_pct']:.0f}%", "predicted"),
         ("fixed 512: extra cost, range over all cases", f"{loss_lo:.0f}-{loss_hi:.0f}%", "predicted"),
+        ("break-even size, lowest to highest over all cases",
+         f"{float(be['crossing'].min()):.1f}-{float(be['crossing'].max()):.0f} pages", "predicted"),
     ],
 )  # fmt: skip

@@ -33,7 +33,7 @@ import polars as pl
 
 #: Swept quantity -> what it stands for (Robin Murphy's list, then the IOTLB assumptions).
 QUANTITIES: dict[str, str] = {
-    "cpus": "contending CPUs (and so how busy the SMMU is)",
+    "cpus": "contending CPUs, and so how busy the SMMU is",
     "tlbi_service_ns": "SMMU speed: service time of one TLBI",
     "think_ns": "CPU speed: CPU work per map+unmap",
     "cmdq_log2size": "command queue size (log2 entries)",
