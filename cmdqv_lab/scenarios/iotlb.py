@@ -81,11 +81,6 @@ class HostIotlbParams(IotlbParams):
         doc="DMA rate of a device while it is not stalled on a walk",
     )  # fmt: skip
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.ril and self.unmap_pages > 31 << 20:  # pragma: no cover - bounded by hi
-            raise ParamError("unmap_pages too large for range invalidation")
-
 
 def _dma(p: HostIotlbParams, n: int) -> DmaMapParams:
     return DmaMapParams(threads=p.cpus, ops=max(n, 1), max_tlbi_ops=p.max_tlbi_ops, ril=p.ril,
