@@ -194,6 +194,28 @@ result_table(
 )
 
 # %% [markdown]
+# ### How much a ns of device stall is worth
+#
+# The cost adds the devices' walk time to the CPU time at par. A device whose DMA overlaps walks
+# with other work loses less than a walk (weight below 1); one on the critical path of an I/O
+# may lose more. The base case's break-even with the walk time weighed 1/4 to 4 times:
+
+# %%
+weights = [0.25, 0.5, 1.0, 2.0, 4.0]
+by_weight = pl.concat(
+    th.break_even(th.costs(runs.filter(pl.col("case") == "base"), device_weight=w)).with_columns(
+        pl.lit(w).alias("device_weight")
+    )
+    for w in weights
+).select("device_weight", "best_threshold", pl.col("crossing").round(1))
+result_table(
+    by_weight,
+    "Base case: break-even size against the weight of a ns of device stall (model prediction)",
+    labels={"device_weight": "weight of device stall", "best_threshold": "best threshold on the grid (pages)",
+            "crossing": "break-even size (pages)"},
+)  # fmt: skip
+
+# %% [markdown]
 # ## Live exploration (Jupyter only)
 #
 # Cost per unmap against unmap size for two thresholds (16 and Linux's 512), with contending CPUs,
@@ -267,7 +289,8 @@ answer(
     + "; then ".join(spread_txt[q] for q in robin["quantity"].to_list()[:2])
     + "; of the model's assumptions with "
     + "; then ".join(spread_txt[q] for q in assumed["quantity"].to_list()[:2])
-    + ".",
+    + f"; weighing device stall x{weights[0]:g}-x{weights[-1]:g} against CPU time moves the base break-even "
+    f"to {float(by_weight['crossing'].min()):.1f}-{float(by_weight['crossing'].max()):.1f} pages.",
     numbers=[
         ("break-even unmap size, base case", cross_txt["base"], "predicted"),
         ("fixed 512: extra cost per unmap over the best threshold, base (mean over sizes)",
