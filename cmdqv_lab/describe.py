@@ -60,6 +60,20 @@ METRICS: dict[str, tuple[str, str]] = {
     "fixup_latency_ns": ("ns", "an ILL until its queue resumed (fix-up path)"),
     "events": ("events", "engine events (a measure of work, not of the model)"),
     "offered_load": ("Erlang", "arrival rate x mean service time"),
+    "iotlb_accesses": ("translations", "DMA translations looked up in the IOTLB (one per 4 KiB page access)"),
+    "iotlb_misses": ("translations", "IOTLB lookups that missed and walked the tables"),
+    "iotlb_hot_misses": ("translations", "misses on long-lived pages (what a whole-ASID flush costs)"),
+    "iotlb_buffer_misses": ("translations", "misses on the unmapped buffers (first touch of a new mapping)"),
+    "iotlb_miss_ratio": ("ratio", "misses / lookups"),
+    "iotlb_entries_invalidated": ("entries", "IOTLB entries the invalidations removed"),
+    "walk_time_ns": ("ns", "table-walk time of all misses (devices stalled)"),
+    "walk_ns_per_unmap": ("ns", "walk time per unmap"),
+    "dma_stall_fraction": ("fraction", "devices' busy time spent waiting for walks"),
+    "dma_throughput_gbps": ("GB/s", "DMA throughput of the devices while busy (sum over devices)"),
+    "cmdq_ns_per_unmap": ("ns", "mean CPU time of an unmap's invalidation (op latency)"),
+    "inval_cost_ns_per_unmap": ("ns", "cmdq time + walk time per unmap (Q11's cost)"),
+    "tlbis_per_unmap": ("commands", "TLBI commands per unmap (1: one CMD_TLBI_NH_ASID or one range)"),
+    "asid_flush": ("", "unmaps flush the whole ASID (unmap_pages >= max_tlbi_ops, no RIL)"),
 }
 
 
