@@ -92,8 +92,12 @@ def _routing(mode: str):
 def _topology(mode: str):
     def topo(p: GuestParams, plat: Platform, w: Workload) -> Topology:
         vq = 0 if mode == "trap" else p.vcmdqs_per_vm
+        # an unmap's batch: its TLBIs (at most CMDQ_MAX_TLBI_OPS before a full flush), an injected
+        # CFGI_CD and the CMD_SYNC
+        largest = min(p.granule_kib // 4, 512) + 2
         return guest_topology([vm for vm, _ in w.cpus], [c for _, c in w.cpus], vcmdqs_per_vm=vq,
-                              submit=p.vcmdq_submit, err=_ERR[mode], plat=plat)  # fmt: skip
+                              submit=p.vcmdq_submit, err=_ERR[mode], plat=plat, trapped=mode != "fixup",
+                              max_batch=largest)  # fmt: skip
 
     return topo
 
