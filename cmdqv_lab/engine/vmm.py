@@ -167,7 +167,12 @@ def _emit_prod(M, c, q, now):
     t = cget(M, c, C_VMM)
     start = qget(M, q, Q_HW_CONS)  # == the owner's first slot: earlier owners returned already
     end = cget(M, c, C_END)
-    if 2 * (end - start) + 8 > M[H_RB_N] or 2 * (end - start) > M[H_RCM_N]:
+    r = end - start
+    if kget(M, K_VMM_BATCHED) == 0:
+        steps, cmds = 2 * r + 8, 2 * r
+    else:
+        steps, cmds = r // kget(M, K_VMM_CHUNK) + 9, r + r // kget(M, K_VMM_CHUNK) + 1
+    if steps > M[H_RB_N] or cmds > M[H_RCM_N]:
         raise ValueError("a trapped PROD range exceeds the VMM thread's rings (guest_topology max_batch)")
     st = cget(M, t, C_BTAIL)
     ct = cget(M, t, C_CTAIL)

@@ -180,8 +180,12 @@ def guest_topology(
         for vm, v in zip(vm_of, vcpu_of)
     )  # fmt: skip
     irq = vq > 0 and err != "none"
-    # a VMM thread's one op: per forwarded command a delay and a 2-entry batch, plus 6 steps
-    ring = 1 << max(13, (2 * in_flight + 8).bit_length())
+    # a VMM thread's rings hold its one op: per forwarded command a delay and a 2-entry batch
+    # (per-command), or one delay and a batch per vmm_batch commands (batched), plus 6 steps
+    if plat.vmm_forward == "batched":
+        steps, cmds = in_flight // plat.vmm_batch + 9, in_flight + in_flight // plat.vmm_batch + 1
+    else:
+        steps, cmds = 2 * in_flight + 8, 2 * in_flight
     return Topology(
         queues,
         routes,
@@ -190,5 +194,8 @@ def guest_topology(
         irq_thread=irq,
         fixup_queue=0,
         vmm_threads=trapped,
-        rings={"ring_batches": ring, "ring_cmds": max(32768, ring)},
+        rings={
+            "ring_batches": 1 << max(13, steps.bit_length()),
+            "ring_cmds": 1 << max(15, cmds.bit_length()),
+        },
     )

@@ -38,6 +38,7 @@ from cmdqv_lab.programs.topology import Topology, guest_topology
 from cmdqv_lab.scenarios.base import Scenario, register
 from cmdqv_lab.workloads.stream import Workload
 from cmdqv_lab.workloads.synthetic.common import think_ps, vm_sids
+from cmdqv_lab.workloads.synthetic.inval import BATCH_ENTRIES
 from cmdqv_lab.workloads.synthetic.io import DmaMapParams, unmap_workload
 from cmdqv_lab.workloads.transforms import inject
 
@@ -99,9 +100,9 @@ def _routing(mode: str):
 def _topology(mode: str):
     def topo(p: GuestParams, plat: Platform, w: Workload) -> Topology:
         vq = 0 if mode == "trap" else p.vcmdqs_per_vm
-        # an unmap's batch: its TLBIs (at most CMDQ_MAX_TLBI_OPS before a full flush), an injected
+        # a driver batch: at most CMDQ_BATCH_ENTRIES TLBIs (inval.BATCH_ENTRIES), an injected
         # CFGI_CD and the CMD_SYNC
-        largest = min(p.granule_kib // 4, 512) + 2
+        largest = min(p.granule_kib // 4, BATCH_ENTRIES) + 2
         return guest_topology([vm for vm, _ in w.cpus], [c for _, c in w.cpus], vcmdqs_per_vm=vq,
                               submit=p.vcmdq_submit, err=_ERR[mode], plat=plat, trapped=mode != "fixup",
                               max_batch=largest)  # fmt: skip
