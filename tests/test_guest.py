@@ -83,6 +83,9 @@ def test_vcmdq_error_forwarded_to_guest() -> None:
     ("scenario", "over"),
     [
         ("guest-trap", {"threads": 2, "vms": 2, "granule_kib": 8}),
+        ("guest-trap", {"threads": 3, "granule_kib": 16, "vmm_forward": "batched", "vmm_batch": 2}),
+        ("guest-trap", {"threads": 3, "granule_kib": 8, "guest_poll": "irq", "futex_wake_ns": 20000}),
+        ("guest-trap", {"threads": 3, "granule_kib": 4, "vmm_lock": False, "vmm_read_ns": 3000}),
         (
             "guest-vcmdq",
             {"threads": 3, "vcmdqs_per_vm": 2, "unsupported_fraction": 0.3, "policy": "first-opcode"},
