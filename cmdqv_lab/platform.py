@@ -190,7 +190,7 @@ class Platform(Params):
     )  # fmt: skip
     vmm_read_ns: float = param(
         200.0, engine="vmm_read", unit="ns", lo=0, hi=1e5, provenance="assumption",
-        source="no public number; C3's user-space MMIO round trip already includes a trivial handler",
+        source="no public number (0-2 us): C3's user-space MMIO round trip already includes a trivial handler",
         doc="VMM emulation of a vSMMU register read (smmu_readl of CONS) under the BQL, beyond the trap itself",
     )  # fmt: skip
     vmm_per_cmd_ns: float = param(
