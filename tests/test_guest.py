@@ -55,6 +55,19 @@ def test_vcmdq_timeline_by_hand() -> None:
     assert got["metrics"]["exits"] == 0
 
 
+def test_guest_vcmdq_sync_wait_is_queue_poll() -> None:
+    # 4 TLBIs + SYNC on the VCMDQ: unmap 3000, write 50, doorbell 100 -> lands at 3150; the SMMU
+    # completes the SYNC at 3150 + 4 x 320 + 60 = 4490. guest_sync_wait=poll with poll_spins=1 (every
+    # queue_poll a udelay): udelay 1000 + CONS read 200 -> 4350 (not yet), udelay 2000 + 200 -> 6550.
+    got = one_op("guest-vcmdq", granule_kib=16, guest_sync_wait="poll", poll_spins=1)
+    assert got["latency_ns"] == pytest.approx(6550)
+    # back-to-back CONS reads ("busy") from 3150 observe it at the 7th read, 4550
+    assert one_op("guest-vcmdq", granule_kib=16, guest_sync_wait="busy")["latency_ns"] == pytest.approx(4550)
+    # the host's vcmdq_sync_wait does not apply to a guest's VCMDQ
+    same = one_op("guest-vcmdq", granule_kib=16, guest_sync_wait="poll", poll_spins=1, vcmdq_sync_wait="msi")
+    assert same["latency_ns"] == pytest.approx(6550)
+
+
 def test_fixup_timeline_by_hand() -> None:
     # the unmap carries a CFGI_CD (unsupported): TLBI, CFGI_CD, SYNC on the VCMDQ.
     # doorbell lands at 3000+30+100 = 3130; TLBI done at 3450; CFGI_CD raises ILL at 3450.
