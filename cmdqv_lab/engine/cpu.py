@@ -23,6 +23,9 @@ open-loop ops start at their arrival or when the CPU frees up. The algorithm is 
 ``direct``
     entries appear in the queue at arrival with no cost and nobody waits (open-queue scenario); the
     op completes when the SMMU completes its last entry.
+
+On a queue emulated by a VMM (``Q_VMM``: a trapped guest's vSMMU CMDQ) the same algorithm runs, but
+the PROD write and the CONS reads of the SYNC wait exit to the VMM (:mod:`.vmm`).
 """
 
 from __future__ import annotations
