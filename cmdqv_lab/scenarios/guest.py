@@ -115,7 +115,7 @@ def _unmap_prefix(_p: GuestParams, plat: Platform) -> float:
 
 
 for _mode, _doc in (
-    ("trap", "guest-trap: trap-and-emulate vSMMU, every PROD write and CONS poll exits to the VMM"),
+    ("trap", "guest-trap: trap-and-emulate vSMMU; PROD writes and CONS reads exit to the VMM under its BQL"),
     ("vcmdq", "guest-vcmdq: pass-through VCMDQs; a routing policy sends what they reject the trapped way"),
     ("fixup", "guest-fixup: the vSMMU main queue is a VCMDQ; ILL is fixed up by the host IRQ thread (Q6)"),
 ):
