@@ -86,3 +86,25 @@ def test_an_assumption_needs_a_nominal_value_inside_its_range(tmp_path: Path, mo
     monkeypatch.setattr(cal, "CALIBRATION_DIR", tmp_path)
     with pytest.raises(ParamError, match=r"not_in_base.*nominal value"):
         CalibrationSpec.load("bad")
+
+
+def test_an_assumption_end_the_rows_cannot_fit_is_excluded_from_the_range() -> None:
+    # the row (measured at the assumed rate) needs service_ns = 500 / rate: 111 at the nominal 4.5,
+    # 125 at 4, but 83 at 6, below the parameter's bound of 100: that end leaves the row 20 % off
+    spec = _spec(
+        base={"rate_mcmd_s": 4.5, "log2size": 10},
+        params={"service_ns": (100.0, 200.0, 120.0)},
+        targets=(Row("assumed rate", {}, 0.5),),
+        predictions=(Row("rate 2", {"rate_mcmd_s": 2.0}, None, "offered_load"),),
+        assumptions={"rate_mcmd_s": (4.0, 6.0)},
+        checks=(),
+    )
+    res = analyse(spec, fit(spec, maxiter=60), maxiter=40)
+    ends = {p["end"]: p for p in res.profiles}
+    assert ends["low"]["consistent"] and not ends["high"]["consistent"]
+    assert ends["high"]["max_rel_error"] == pytest.approx(0.2, abs=0.01)
+    (r,) = res.ranges
+    assert r["profiles_used"] == 1
+    assert r["low"] == pytest.approx(2 * 500 / 4.5 / 1000, rel=5e-3) and r["high"] == pytest.approx(
+        0.25, rel=5e-3
+    )

@@ -314,7 +314,7 @@ def render_preset(spec: CalibrationSpec, result: FitResult, description: str) ->
     for pr in result.profiles:
         lines += ["", "[[profile]]", f"assumption = {_toml_value(pr['assumption'])}", f"end = {_toml_value(pr['end'])}",
                   f"value = {pr['value']:g}", f"max_rel_error = {pr['max_rel_error']:.4f}",
-                  f"fitted = {_toml_value(pr['fitted'])}"]  # fmt: skip
+                  f"consistent = {_toml_value(pr['consistent'])}", f"fitted = {_toml_value(pr['fitted'])}"]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

@@ -13,7 +13,9 @@ Two questions a reviewer asks of a fit (:mod:`cmdqv_lab.analysis.calibrate`):
   value during the fit, ``[fit.assumptions]`` in the calibration file) is moved to each end of its
   plausible range; the free parameters are refitted there (a profile: the rows still have to be
   reproduced) and every prediction is evaluated. A prediction's range is the envelope of those
-  values and the nominal one; the assumption whose two ends move it most is named. This is a range
+  values and the nominal one; the assumption whose two ends move it most is named. An end at which
+  the refit can no longer reproduce every row within ``tolerance`` (the acceptance criterion of the
+  fit) is *excluded by the data*: it is reported, and left out of the envelope. This is a range
   over assumptions, not a confidence interval: it says how much what we could not measure matters.
 
 Checks (``[[check]]``): ratios of two rows or predictions with an allowed range, e.g. calibration.md's
@@ -121,6 +123,7 @@ def prediction_ranges(
     *,
     refit: Callable[[CalibrationSpec, Mapping[str, float]], FitResult],
     progress: Callable[[str], None] | None = None,
+    tolerance: float = 0.15,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Profile every assumption at both ends of its range; return (ranges, profiles).
 
@@ -146,17 +149,19 @@ def prediction_ranges(
                 "value": value,
                 "fitted": dict(fit_there.values),
                 "max_rel_error": fit_there.max_rel_error,
+                "consistent": bool(fit_there.max_rel_error <= tolerance),
                 "predictions": {p["label"]: p["model"] for p in fit_there.predictions},
                 "checks": evaluate_checks(spec.checks, model_values(fit_there)),
             })  # fmt: skip
+    used = [pr for pr in profiles if pr["consistent"]]
     ranges = []
     for label, v0 in nominal.items():
-        vals = [v0] + [pr["predictions"][label] for pr in profiles]
+        vals = [v0] + [pr["predictions"][label] for pr in used]
         swing: dict[str, float] = {}
-        for pr in profiles:
+        for pr in used:
             swing.setdefault(pr["assumption"], 0.0)
         for name in swing:
-            ends = [v0, *(pr["predictions"][label] for pr in profiles if pr["assumption"] == name)]
+            ends = [v0, *(pr["predictions"][label] for pr in used if pr["assumption"] == name)]
             swing[name] = (max(ends) - min(ends)) / abs(v0) if v0 else float("nan")
         most = max(swing, key=lambda n: swing[n]) if swing else ""
         ranges.append({
@@ -166,5 +171,6 @@ def prediction_ranges(
             "high": float(max(vals)),
             "moved_most_by": most,
             "moved_most_rel": swing.get(most, 0.0),
+            "profiles_used": len(used),
         })  # fmt: skip
     return ranges, profiles
