@@ -88,9 +88,11 @@ def test_an_assumption_needs_a_nominal_value_inside_its_range(tmp_path: Path, mo
         CalibrationSpec.load("bad")
 
 
-def test_an_assumption_end_the_rows_cannot_fit_is_excluded_from_the_range() -> None:
+def test_an_assumption_end_the_rows_cannot_fit_is_excluded_and_its_data_limit_found() -> None:
     # the row (measured at the assumed rate) needs service_ns = 500 / rate: 111 at the nominal 4.5,
-    # 125 at 4, but 83 at 6, below the parameter's bound of 100: that end leaves the row 20 % off
+    # 125 at 4, but 83 at 6, below the parameter's bound of 100: that end leaves the row 20 % off.
+    # With service_ns at its bound the row is within 15 % up to rate 5.75; three bisections
+    # between 4.5 and 6 stop at 5.625.
     spec = _spec(
         base={"rate_mcmd_s": 4.5, "log2size": 10},
         params={"service_ns": (100.0, 200.0, 120.0)},
@@ -101,10 +103,15 @@ def test_an_assumption_end_the_rows_cannot_fit_is_excluded_from_the_range() -> N
     )
     res = analyse(spec, fit(spec, maxiter=60), maxiter=40)
     ends = {p["end"]: p for p in res.profiles}
-    assert ends["low"]["consistent"] and not ends["high"]["consistent"]
-    assert ends["high"]["max_rel_error"] == pytest.approx(0.2, abs=0.01)
-    (r,) = res.ranges
-    assert r["profiles_used"] == 1
-    assert r["low"] == pytest.approx(2 * 500 / 4.5 / 1000, rel=5e-3) and r["high"] == pytest.approx(
-        0.25, rel=5e-3
+    assert set(ends) == {"low", "high", "high (data limit)"}
+    assert (
+        ends["low"]["consistent"]
+        and not ends["high"]["consistent"]
+        and ends["high (data limit)"]["consistent"]
     )
+    assert ends["high"]["max_rel_error"] == pytest.approx(0.2, abs=0.01)
+    assert ends["high (data limit)"]["value"] == pytest.approx(5.625)
+    (r,) = res.ranges
+    assert r["profiles_used"] == 2
+    # service_ns: 125 at rate 4, 100 (its bound) at 5.625 -> offered load at rate 2: 0.25 and 0.2
+    assert r["low"] == pytest.approx(0.2, rel=5e-3) and r["high"] == pytest.approx(0.25, rel=5e-3)

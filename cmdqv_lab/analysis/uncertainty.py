@@ -124,6 +124,7 @@ def prediction_ranges(
     refit: Callable[[CalibrationSpec, Mapping[str, float]], FitResult],
     progress: Callable[[str], None] | None = None,
     tolerance: float = 0.15,
+    bisect_steps: int = 3,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Profile every assumption at both ends of its range; return (ranges, profiles).
 
@@ -131,28 +132,39 @@ def prediction_ranges(
     (``spec_at_end.base`` carries it) and returns the fit with its predictions. ``ranges`` has one
     row per prediction: nominal model value, low, high, the assumption that moves it most and by
     how much; ``profiles`` one row per (assumption, end): the refitted values, the worst row error
-    there and every prediction.
+    there and every prediction. An end the rows cannot fit within ``tolerance`` is kept as an
+    inconsistent profile, and ``bisect_steps`` bisections towards the nominal value find the
+    furthest value they allow (``end`` = "high (data limit)"), which joins the envelope instead.
     """
     import dataclasses
 
     nominal = {p["label"]: p["model"] for p in result.predictions}
     profiles: list[dict[str, Any]] = []
+
+    def at(name: str, value: float) -> FitResult:
+        if progress:
+            progress(f"{name} = {value:g}")
+        return refit(dataclasses.replace(spec, base={**spec.base, name: value}), result.values)
+
     for name, (lo, hi) in spec.assumptions.items():
         for end, value in (("low", lo), ("high", hi)):
-            if progress:
-                progress(f"{name} = {value:g} ({end} end)")
-            moved = dataclasses.replace(spec, base={**spec.base, name: value})
-            fit_there = refit(moved, result.values)
-            profiles.append({
-                "assumption": name,
-                "end": end,
-                "value": value,
-                "fitted": dict(fit_there.values),
-                "max_rel_error": fit_there.max_rel_error,
-                "consistent": bool(fit_there.max_rel_error <= tolerance),
-                "predictions": {p["label"]: p["model"] for p in fit_there.predictions},
-                "checks": evaluate_checks(spec.checks, model_values(fit_there)),
-            })  # fmt: skip
+            fit_there = at(name, value)
+            if fit_there.max_rel_error > tolerance:
+                # the data rule this end out: record it, then bisect towards the nominal value for
+                # the furthest value the rows still allow, and profile there instead
+                profiles.append(_profile(name, end, value, fit_there, spec, consistent=False))
+                ok_v, bad_v, ok_fit = float(spec.base[name]), value, None
+                for _ in range(bisect_steps):
+                    mid = (ok_v + bad_v) / 2
+                    f_mid = at(name, mid)
+                    if f_mid.max_rel_error <= tolerance:
+                        ok_v, ok_fit = mid, f_mid
+                    else:
+                        bad_v = mid
+                if ok_fit is None:
+                    continue
+                value, fit_there, end = ok_v, ok_fit, f"{end} (data limit)"
+            profiles.append(_profile(name, end, value, fit_there, spec, consistent=True))
     used = [pr for pr in profiles if pr["consistent"]]
     ranges = []
     for label, v0 in nominal.items():
@@ -174,3 +186,18 @@ def prediction_ranges(
             "profiles_used": len(used),
         })  # fmt: skip
     return ranges, profiles
+
+
+def _profile(
+    name: str, end: str, value: float, fit_there: FitResult, spec: CalibrationSpec, *, consistent: bool
+) -> dict[str, Any]:
+    return {
+        "assumption": name,
+        "end": end,
+        "value": value,
+        "fitted": dict(fit_there.values),
+        "max_rel_error": fit_there.max_rel_error,
+        "consistent": consistent,
+        "predictions": {p["label"]: p["model"] for p in fit_there.predictions},
+        "checks": evaluate_checks(spec.checks, model_values(fit_there)),
+    }
