@@ -60,6 +60,13 @@ METRICS: dict[str, tuple[str, str]] = {
     "fixup_latency_ns": ("ns", "an ILL until its queue resumed (fix-up path)"),
     "events": ("events", "engine events (a measure of work, not of the model)"),
     "offered_load": ("Erlang", "arrival rate x mean service time"),
+    # guest-noisy (Q12): per group, over the window until the first vCPU finished its quota
+    "victim_op_latency_ns": ("ns", "a victim VM's unmap from its start to its completion (victims only)"),
+    "victim_ops_per_s": ("ops/s", "unmaps of all victim VMs per second (window)"),
+    "victim_ops_measured": ("ops", "victim unmaps inside the window (the latency sample)"),
+    "aggressor_ops_per_s": ("ops/s", "unmaps of all aggressor VMs per second (window)"),
+    "aggressor_commands_per_s": ("commands/s", "aggressor commands completed per second (window)"),
+    "window_ns": ("ns", "the window: until the first issuing vCPU finished its quota"),
 }
 
 

@@ -105,6 +105,7 @@ _MODULES = {
     "guest-wl-config-churn": "cmdqv_lab.scenarios.guest_workload",
     "guest-wl-mixed": "cmdqv_lab.scenarios.guest_workload",
     "guest-mixed": "cmdqv_lab.scenarios.guest_mixed",
+    "guest-noisy": "cmdqv_lab.scenarios.guest_noisy",
 }
 SCENARIOS: dict[str, Scenario] = {}
 #: Where an error about a scenario name points the user.
