@@ -94,7 +94,9 @@ class NoisyParams(Params):
         source="Gunthorpe 2024 <20240523124806.GK20229@nvidia.com>; domain.md 5 and 7",
         doc="shared: every VM trapped into the host's one main CMDQ; private: a VCMDQ per VM in its own VINTF",
     )  # fmt: skip
-    victim_vms: int = param(1, unit="VMs", lo=1, hi=32, provenance="choice", doc="victim guests (one vCPU each)")
+    victim_vms: int = param(
+        1, unit="VMs", lo=1, hi=32, provenance="choice", doc="victim guests (one vCPU each)"
+    )
     aggressor_vms: int = param(
         1, unit="VMs", lo=0, hi=62, provenance="choice", doc="aggressor guests flooding invalidations"
     )
@@ -116,7 +118,12 @@ class NoisyParams(Params):
         doc="bytes per aggressor unmap (1024 KiB: 256 TLBIs + CMD_SYNC)",
     )  # fmt: skip
     aggressor_think_ns: float = param(
-        0.0, unit="ns", lo=0, hi=1e8, provenance="choice", doc="aggressor CPU time between unmaps (0: a flood)"
+        0.0,
+        unit="ns",
+        lo=0,
+        hi=1e8,
+        provenance="choice",
+        doc="aggressor CPU time between unmaps (0: a flood)",
     )
 
     def __post_init__(self) -> None:
@@ -204,7 +211,9 @@ def _workload(p: NoisyParams, plat: Platform, seed: int, n: int) -> Workload:
             f"guest-noisy: {total} ops (victims {n}, aggressors {total - n}) exceed the {MAX_RECORDED_OPS} "
             "whose records the metrics keep: use fewer ops, a shorter victim_think_ns or a larger aggressor_think_ns"
         )
-    return Workload("guest-noisy", tuple(cpus), tuple(chunks), False, {**vp.to_dict(), "vms": v + a}, tuple(ops))
+    return Workload(
+        "guest-noisy", tuple(cpus), tuple(chunks), False, {**vp.to_dict(), "vms": v + a}, tuple(ops)
+    )
 
 
 def _routing(p: NoisyParams, _plat: Platform, w: Workload) -> Routing:
@@ -234,7 +243,7 @@ def group_metrics(ops: pl.DataFrame, victim_cpus: int) -> dict[str, Any]:
     CPU comes after every issuing CPU and runs no workload ops here).
     """
     last = ops.group_by("cpu").agg(pl.col("complete_ps").max())
-    end = int(last["complete_ps"].min()) if last.height else 0
+    end = int(last["complete_ps"].to_numpy().min()) if last.height else 0
     win = ops.filter(pl.col("complete_ps") <= end)
     vic = win.filter(pl.col("cpu") < victim_cpus)
     agg = win.filter(pl.col("cpu") >= victim_cpus)
