@@ -1,0 +1,155 @@
+"""Q12 findings: how much an aggressor VM's invalidation flood hurts a victim VM, and what bounds it.
+
+Runs of ``guest-noisy`` (:mod:`cmdqv_lab.scenarios.guest_noisy`). :func:`hurt` pairs every run with
+aggressors with the run without aggressors on the same seed and the same other parameters (common
+random numbers) and gives the victim's extra latency, averaged over seeds with a Student-t interval.
+:func:`turn_ns`, :func:`private_bound_ns` and :func:`shared_bound_ns` are the queueing estimates of
+that extra latency from the engine's rules:
+
+* private (a VCMDQ per VM): the SMMU arbitrates round robin between queues with work
+  (:mod:`cmdqv_lab.engine.smmu`, ``step_proc``): a turn ends after a command completes once
+  ``cmd_batch`` commands ran or ``clk_batch_ns`` elapsed (CMDQV CONFIG CMD_BATCH / CLK_BATCH). A
+  victim batch published while the aggressors' queues are busy waits at most one turn of every
+  aggressor queue its processor serves, and the victim sees its CMD_SYNC by busy-polling CONS
+  (one ``mmio_read_ns`` read at most late);
+* shared (every VM trapped into the host's main CMDQ): each VMM forwards ``vmm_batch`` commands
+  per ioctl and waits for their CMD_SYNC before the next (under its VM's lock when ``vmm_lock``;
+  :mod:`cmdqv_lab.programs.compile`), so at most one chunk per aggressor VM (per aggressor vCPU
+  without the lock) is ahead of a victim's chunk in the FIFO queue. Host cache-line contention on
+  the queue's ``llq``/lock words comes on top and is not in the estimate.
+
+>>> round(turn_ns(cmd_batch=32, clk_batch_ns=256, tlbi_ns=184.3, fetch_ns=31, fetch_line=4), 1)
+430.6
+>>> turn_ns(cmd_batch=0, clk_batch_ns=0, tlbi_ns=184.3, fetch_ns=31, fetch_line=4)
+inf
+>>> round(shared_chunk_ns(vmm_batch=1, tlbi_ns=184.3, sync_ns=50, fetch_ns=31, fetch_line=4), 1)
+296.3
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import polars as pl
+
+from cmdqv_lab.analysis.summary import summarize_replicates
+
+#: The victim metric the answer is about (flattened ``victim_op_latency_ns.p99``).
+P99 = "victim_op_latency_ns_p99"
+
+
+def turn_ns(
+    *, cmd_batch: int, clk_batch_ns: float, tlbi_ns: float, fetch_ns: float, fetch_line: int
+) -> float:
+    """Longest arbitration turn of a queue full of TLBIs (ns); ``inf`` when neither limit is set.
+
+    ``k`` commands run: the fewest that reach ``cmd_batch`` or (each taking at least ``tlbi_ns``)
+    ``clk_batch_ns``; they cost their service plus one fetch per ``fetch_line`` commands and one
+    more for a turn that starts inside a burst.
+    """
+    limits = []
+    if cmd_batch > 0:
+        limits.append(cmd_batch)
+    if clk_batch_ns > 0:
+        limits.append(max(1, math.ceil(clk_batch_ns / tlbi_ns)) if tlbi_ns > 0 else 1)
+    if not limits:
+        return math.inf
+    k = min(limits)
+    return k * tlbi_ns + (math.ceil(k / fetch_line) + 1) * fetch_ns
+
+
+def shared_chunk_ns(
+    *, vmm_batch: int, tlbi_ns: float, sync_ns: float, fetch_ns: float, fetch_line: int
+) -> float:
+    """SMMU time of one forwarded chunk in the host main CMDQ: ``vmm_batch`` TLBIs and a CMD_SYNC."""
+    return vmm_batch * tlbi_ns + sync_ns + (math.ceil((vmm_batch + 1) / fetch_line) + 1) * fetch_ns
+
+
+def private_bound_ns(row: dict[str, Any]) -> float:
+    """Estimated extra victim latency per unmap, private queues (one victim batch; see module doc).
+
+    Queue ``q`` is served by processor ``q % smmu_parallel`` (queue 0 is the host's main CMDQ,
+    VM ``i`` has VCMDQ ``1 + i``); only aggressor queues on the victim's processor delay it.
+    """
+    procs = min(int(row["smmu_parallel"]), 1 + int(row["victim_vms"]) + int(row["aggressor_vms"]))
+    v = int(row["victim_vms"])
+    victim_proc = 1 % procs  # the first victim's VCMDQ
+    sharing = sum(1 for i in range(v, v + int(row["aggressor_vms"])) if (1 + i) % procs == victim_proc)
+    if sharing == 0:
+        return 0.0
+    t = turn_ns(cmd_batch=int(row["cmd_batch"]), clk_batch_ns=float(row["clk_batch_ns"]),
+                tlbi_ns=float(row["tlbi_service_ns"]), fetch_ns=float(row["fetch_ns"]),
+                fetch_line=int(row["fetch_line_cmds"]))  # fmt: skip
+    return sharing * t + float(row["mmio_read_ns"])
+
+
+def shared_bound_ns(row: dict[str, Any]) -> float:
+    """Estimated extra victim latency per unmap, shared main CMDQ (one forwarded chunk per victim unmap
+    of at most ``vmm_batch`` pages; per aggressor VM one chunk ahead, per aggressor vCPU without the
+    VMM lock)."""
+    ahead = int(row["aggressor_vms"]) * (1 if bool(row["vmm_lock"]) else int(row["aggressor_threads"]))
+    chunks = math.ceil(int(row["victim_granule_kib"]) // 4 / int(row["vmm_batch"]))
+    c = shared_chunk_ns(vmm_batch=int(row["vmm_batch"]), tlbi_ns=float(row["tlbi_service_ns"]),
+                        sync_ns=float(row["sync_service_ns"]), fetch_ns=float(row["fetch_ns"]),
+                        fetch_line=int(row["fetch_line_cmds"]))  # fmt: skip
+    return chunks * ahead * c
+
+
+def bound_ns(row: dict[str, Any]) -> float:
+    """The estimate of the row's arrangement."""
+    return private_bound_ns(row) if row["queue_sharing"] == "private" else shared_bound_ns(row)
+
+
+def hurt(df: pl.DataFrame, keys: Sequence[str], value: str = P99, carry: Sequence[str] = ()) -> pl.DataFrame:
+    """Victim ``value`` with aggressors against the same configuration without them, per seed.
+
+    ``keys`` are the configuration columns besides ``aggressor_vms`` and ``seed``; every key
+    combination needs its own ``aggressor_vms = 0`` rows (a product grid over ``aggressor_vms``
+    has them; settings that only matter with aggressors just repeat the baseline). Returns per key and
+    ``aggressor_vms > 0``: ``base`` and ``with`` (means over seeds), ``extra_ns`` and ``extra_pct``
+    (means of the per-seed differences), ``extra_lo``/``extra_hi`` (95 % Student-t interval of the
+    per-seed differences over replicates), and ``n`` seeds.
+    """
+    keys = list(keys)
+    base = df.filter(pl.col("aggressor_vms") == 0).select(*keys, "seed", pl.col(value).alias("_base"))
+    base = base.unique(subset=[*keys, "seed"], keep="first", maintain_order=True)
+    paired = (
+        df.filter(pl.col("aggressor_vms") > 0)
+        .join(base, on=[*keys, "seed"], how="inner")
+        .with_columns(
+            (pl.col(value) - pl.col("_base")).alias("_extra"),
+            ((pl.col(value) / pl.col("_base") - 1) * 100).alias("_pct"),
+        )
+    )
+    by = [*keys, "aggressor_vms"]
+    s = summarize_replicates(paired, by, "_extra")
+    means = paired.group_by(by).agg(
+        pl.col("_base").mean().alias("base"),
+        pl.col(value).mean().alias("with"),
+        pl.col("_pct").mean().alias("extra_pct"),
+        *[pl.col(c).first() for c in carry],
+    )
+    return (
+        s.join(means, on=by)
+        .select(
+            *by,
+            "base",
+            "with",
+            pl.col("mean").alias("extra_ns"),
+            "extra_pct",
+            pl.col("ci_lo").alias("extra_lo"),
+            pl.col("ci_hi").alias("extra_hi"),
+            "n",
+            *carry,
+        )
+        .sort(by)
+    )
+
+
+def with_bounds(df: pl.DataFrame) -> pl.DataFrame:
+    """``df`` (sweep rows or :func:`hurt` rows joined with their parameters) plus ``bound_ns``."""
+    return df.with_columns(
+        pl.Series("bound_ns", [bound_ns(r) for r in df.iter_rows(named=True)], dtype=pl.Float64)
+    )
