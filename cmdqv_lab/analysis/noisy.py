@@ -102,33 +102,42 @@ def bound_ns(row: dict[str, Any]) -> float:
     return private_bound_ns(row) if row["queue_sharing"] == "private" else shared_bound_ns(row)
 
 
-def hurt(df: pl.DataFrame, keys: Sequence[str], value: str = P99, carry: Sequence[str] = ()) -> pl.DataFrame:
-    """Victim ``value`` with aggressors against the same configuration without them, per seed.
+def paired(df: pl.DataFrame, keys: Sequence[str], value: str = P99) -> pl.DataFrame:
+    """Rows with aggressors, each beside the run without aggressors of the same ``keys`` and seed.
 
     ``keys`` are the configuration columns besides ``aggressor_vms`` and ``seed``; every key
     combination needs its own ``aggressor_vms = 0`` rows (a product grid over ``aggressor_vms``
-    has them; settings that only matter with aggressors just repeat the baseline). Returns per key and
-    ``aggressor_vms > 0``: ``base`` and ``with`` (means over seeds), ``extra_ns`` and ``extra_pct``
-    (means of the per-seed differences), ``extra_lo``/``extra_hi`` (95 % Student-t interval of the
-    per-seed differences over replicates), and ``n`` seeds.
+    has them; settings that only matter with aggressors just repeat the baseline). Adds ``base``
+    (the baseline's ``value``), ``extra_ns`` (``value - base``) and ``extra_pct``.
     """
     keys = list(keys)
-    base = df.filter(pl.col("aggressor_vms") == 0).select(*keys, "seed", pl.col(value).alias("_base"))
+    base = df.filter(pl.col("aggressor_vms") == 0).select(*keys, "seed", pl.col(value).alias("base"))
     base = base.unique(subset=[*keys, "seed"], keep="first", maintain_order=True)
-    paired = (
+    return (
         df.filter(pl.col("aggressor_vms") > 0)
         .join(base, on=[*keys, "seed"], how="inner")
         .with_columns(
-            (pl.col(value) - pl.col("_base")).alias("_extra"),
-            ((pl.col(value) / pl.col("_base") - 1) * 100).alias("_pct"),
+            (pl.col(value) - pl.col("base")).alias("extra_ns"),
+            ((pl.col(value) / pl.col("base") - 1) * 100).alias("extra_pct"),
         )
     )
+
+
+def hurt(df: pl.DataFrame, keys: Sequence[str], value: str = P99, carry: Sequence[str] = ()) -> pl.DataFrame:
+    """Victim ``value`` with aggressors against the same configuration without them (:func:`paired`).
+
+    Returns per key and ``aggressor_vms > 0``: ``base`` and ``with`` (means over seeds),
+    ``extra_ns`` and ``extra_pct`` (means of the per-seed differences), ``extra_lo``/``extra_hi``
+    (95 % Student-t interval of the per-seed differences over replicates), ``n`` seeds, and the
+    ``carry`` columns (constant per group, e.g. ``bound_ns`` of :func:`with_bounds`).
+    """
+    p = paired(df, keys, value)
     by = [*keys, "aggressor_vms"]
-    s = summarize_replicates(paired, by, "_extra")
-    means = paired.group_by(by).agg(
-        pl.col("_base").mean().alias("base"),
+    s = summarize_replicates(p, by, "extra_ns")
+    means = p.group_by(by).agg(
+        pl.col("base").mean(),
         pl.col(value).mean().alias("with"),
-        pl.col("_pct").mean().alias("extra_pct"),
+        pl.col("extra_pct").mean(),
         *[pl.col(c).first() for c in carry],
     )
     return (
@@ -153,3 +162,28 @@ def with_bounds(df: pl.DataFrame) -> pl.DataFrame:
     return df.with_columns(
         pl.Series("bound_ns", [bound_ns(r) for r in df.iter_rows(named=True)], dtype=pl.Float64)
     )
+
+
+#: ``queue_sharing`` in words, as charts and tables show it.
+ARRANGEMENT = {"shared": "shared main CMDQ (trapped)", "private": "private VCMDQ per VM"}
+#: The assumption axes of the Q12 sensitivity sweeps.
+ASSUMPTIONS = ("smmu_parallel", "cmd_batch", "clk_batch_ns", "vmm_batch", "vmm_lock", "aggressor_threads")
+
+
+def with_arrangement(df: pl.DataFrame) -> pl.DataFrame:
+    """``df`` with an ``arrangement`` column: ``queue_sharing`` in words."""
+    return df.with_columns(pl.col("queue_sharing").replace_strict(ARRANGEMENT).alias("arrangement"))
+
+
+def spread(frame: pl.DataFrame, axis: str, value: str = "extra_ns") -> float:
+    """Largest change of ``value`` along ``axis`` with the other assumption axes held fixed.
+
+    >>> df = pl.DataFrame({"cmd_batch": [8, 32, 8, 32], "clk_batch_ns": [0, 0, 256, 256], "extra_ns": [10.0, 40.0, 5.0, 7.0]})
+    >>> spread(df, "cmd_batch"), spread(df, "clk_batch_ns")
+    (30.0, 33.0)
+    """
+    others = [c for c in ASSUMPTIONS if c in frame.columns and c != axis]
+    if not others:
+        return float(frame[value].max() - frame[value].min())  # type: ignore[operator]
+    g = frame.group_by(others).agg((pl.col(value).max() - pl.col(value).min()).alias("d"))
+    return float(g["d"].to_numpy().max())

@@ -41,6 +41,7 @@ QUESTIONS: dict[str, str] = {
     "Q8": "Guests with several VCMDQs",
     "Q9": "Host scaling: shared cmdq, VCMDQs, per-CPU lightweight queues, ECMDQ",
     "Q10": "Is the command queue the bottleneck? Strict vs lazy invalidation",
+    "Q12": "Noisy neighbours: how much one VM's invalidation flood hurts another, shared vs private queues",
 }
 
 
