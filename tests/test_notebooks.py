@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from cmdqv_lab.report.pages import QUESTIONS as PAGE_QUESTIONS
+from cmdqv_lab.report.pages import qkey
 from cmdqv_lab.report.site import build
 from tests.test_report_browser import CHROMIUM, FLAGS, Browser, drawn_marks
 
@@ -22,7 +24,8 @@ pytestmark = [pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]-*.py"))
-QUESTIONS = [f"Q{i}" for i in range(1, 11)]
+#: Every question the report lists (its index rows); each needs a notebook answering it.
+QUESTIONS = sorted(PAGE_QUESTIONS, key=qkey)
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,8 @@
 Runs of ``guest-noisy`` (:mod:`cmdqv_lab.scenarios.guest_noisy`). :func:`hurt` pairs every run with
 aggressors with the run without aggressors on the same seed and the same other parameters (common
 random numbers) and gives the victim's extra latency, averaged over seeds with a Student-t interval.
-:func:`turn_ns`, :func:`private_bound_ns` and :func:`shared_bound_ns` are the queueing estimates of
-that extra latency from the engine's rules:
+:func:`turn_ns`, :func:`private_bound_ns` and :func:`shared_bound_ns` (defined with the scenario,
+whose run length uses them) are the queueing estimates of that extra latency from the engine's rules:
 
 * private (a VCMDQ per VM): the SMMU arbitrates round robin between queues with work
   (:mod:`cmdqv_lab.engine.smmu`, ``step_proc``): a turn ends after a command completes once
@@ -28,78 +28,35 @@ inf
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from typing import Any
 
 import polars as pl
 
 from cmdqv_lab.analysis.summary import summarize_replicates
+from cmdqv_lab.scenarios.guest_noisy import (
+    bound_ns,
+    private_bound_ns,
+    shared_bound_ns,
+    shared_chunk_ns,
+    turn_ns,
+)
+
+__all__ = [
+    "ARRANGEMENT",
+    "bound_ns",
+    "hurt",
+    "paired",
+    "private_bound_ns",
+    "shared_bound_ns",
+    "shared_chunk_ns",
+    "spread",
+    "turn_ns",
+    "with_arrangement",
+    "with_bounds",
+]
 
 #: The victim metric the answer is about (flattened ``victim_op_latency_ns.p99``).
 P99 = "victim_op_latency_ns_p99"
-
-
-def turn_ns(
-    *, cmd_batch: int, clk_batch_ns: float, tlbi_ns: float, fetch_ns: float, fetch_line: int
-) -> float:
-    """Longest arbitration turn of a queue full of TLBIs (ns); ``inf`` when neither limit is set.
-
-    ``k`` commands run: the fewest that reach ``cmd_batch`` or (each taking at least ``tlbi_ns``)
-    ``clk_batch_ns``; they cost their service plus one fetch per ``fetch_line`` commands and one
-    more for a turn that starts inside a burst.
-    """
-    limits = []
-    if cmd_batch > 0:
-        limits.append(cmd_batch)
-    if clk_batch_ns > 0:
-        limits.append(max(1, math.ceil(clk_batch_ns / tlbi_ns)) if tlbi_ns > 0 else 1)
-    if not limits:
-        return math.inf
-    k = min(limits)
-    return k * tlbi_ns + (math.ceil(k / fetch_line) + 1) * fetch_ns
-
-
-def shared_chunk_ns(
-    *, vmm_batch: int, tlbi_ns: float, sync_ns: float, fetch_ns: float, fetch_line: int
-) -> float:
-    """SMMU time of one forwarded chunk in the host main CMDQ: ``vmm_batch`` TLBIs and a CMD_SYNC."""
-    return vmm_batch * tlbi_ns + sync_ns + (math.ceil((vmm_batch + 1) / fetch_line) + 1) * fetch_ns
-
-
-def private_bound_ns(row: dict[str, Any]) -> float:
-    """Estimated extra victim latency per unmap, private queues (one victim batch; see module doc).
-
-    Queue ``q`` is served by processor ``q % smmu_parallel`` (queue 0 is the host's main CMDQ,
-    VM ``i`` has VCMDQ ``1 + i``); only aggressor queues on the victim's processor delay it.
-    """
-    procs = min(int(row["smmu_parallel"]), 1 + int(row["victim_vms"]) + int(row["aggressor_vms"]))
-    v = int(row["victim_vms"])
-    victim_proc = 1 % procs  # the first victim's VCMDQ
-    sharing = sum(1 for i in range(v, v + int(row["aggressor_vms"])) if (1 + i) % procs == victim_proc)
-    if sharing == 0:
-        return 0.0
-    t = turn_ns(cmd_batch=int(row["cmd_batch"]), clk_batch_ns=float(row["clk_batch_ns"]),
-                tlbi_ns=float(row["tlbi_service_ns"]), fetch_ns=float(row["fetch_ns"]),
-                fetch_line=int(row["fetch_line_cmds"]))  # fmt: skip
-    return sharing * t + float(row["mmio_read_ns"])
-
-
-def shared_bound_ns(row: dict[str, Any]) -> float:
-    """Estimated extra victim latency per unmap, shared main CMDQ (one forwarded chunk per victim unmap
-    of at most ``vmm_batch`` pages; per aggressor VM one chunk ahead, per aggressor vCPU without the
-    VMM lock)."""
-    ahead = int(row["aggressor_vms"]) * (1 if bool(row["vmm_lock"]) else int(row["aggressor_threads"]))
-    chunks = math.ceil(int(row["victim_granule_kib"]) // 4 / int(row["vmm_batch"]))
-    c = shared_chunk_ns(vmm_batch=int(row["vmm_batch"]), tlbi_ns=float(row["tlbi_service_ns"]),
-                        sync_ns=float(row["sync_service_ns"]), fetch_ns=float(row["fetch_ns"]),
-                        fetch_line=int(row["fetch_line_cmds"]))  # fmt: skip
-    return chunks * ahead * c
-
-
-def bound_ns(row: dict[str, Any]) -> float:
-    """The estimate of the row's arrangement."""
-    return private_bound_ns(row) if row["queue_sharing"] == "private" else shared_bound_ns(row)
 
 
 def paired(df: pl.DataFrame, keys: Sequence[str], value: str = P99) -> pl.DataFrame:
@@ -184,6 +141,7 @@ def spread(frame: pl.DataFrame, axis: str, value: str = "extra_ns") -> float:
     """
     others = [c for c in ASSUMPTIONS if c in frame.columns and c != axis]
     if not others:
-        return float(frame[value].max() - frame[value].min())  # type: ignore[operator]
+        v = frame[value].to_numpy()
+        return float(v.max() - v.min())
     g = frame.group_by(others).agg((pl.col(value).max() - pl.col(value).min()).alias("d"))
     return float(g["d"].to_numpy().max())

@@ -168,18 +168,87 @@ def aggressor_quota(p: NoisyParams, plat: Platform, victim_ops: int) -> int:
     """Unmaps per aggressor vCPU: enough to outlast the victims' ``victim_ops`` each (see module doc).
 
     Nominal times, with the aggressors' SMMU work shared by their vCPUs (the SMMU processors
-    serving them) and, trapped under the VMM lock, a VM's vCPUs forwarding one at a time.
+    serving them) and, trapped under the VMM lock, a VM's vCPUs forwarding one at a time; the
+    victim's unmap lengthened by the queueing estimate :func:`bound_ns` (at most every aggressor
+    vCPU's unmap when no arbitration limit bounds it).
     """
     private = _private(p)
     v_pages, a_pages = p.victim_granule_kib // 4, p.aggressor_granule_kib // 4
     t_v, _ = nominal_op_ns(private, v_pages, victim_think_ns(p, plat), plat)
     t_a, smmu_a = nominal_op_ns(private, a_pages, p.aggressor_think_ns, plat)
     streams = p.aggressor_vms * p.aggressor_threads
+    t_v += min(bound_ns({**plat.to_dict(), **p.to_dict()}), streams * smmu_a)
     procs = min(plat.smmu_parallel, p.aggressor_vms) if private else 1
     t_a = max(t_a, streams * smmu_a / procs)
     if not private and plat.vmm_lock:
         t_a = max(t_a, p.aggressor_threads * (t_a - plat.guest_unmap_ns - p.aggressor_think_ns))
     return max(1, math.ceil(AGGRESSOR_MARGIN * victim_ops * t_v / t_a))
+
+
+# ----------------------------------------------------------------------------- queueing estimates
+# (see cmdqv_lab.analysis.noisy for their derivation from the engine's rules)
+
+
+def turn_ns(
+    *, cmd_batch: int, clk_batch_ns: float, tlbi_ns: float, fetch_ns: float, fetch_line: int
+) -> float:
+    """Longest arbitration turn of a queue full of TLBIs (ns); ``inf`` when neither limit is set.
+
+    ``k`` commands run: the fewest that reach ``cmd_batch`` or (each taking at least ``tlbi_ns``)
+    ``clk_batch_ns``; they cost their service plus one fetch per ``fetch_line`` commands and one
+    more for a turn that starts inside a burst.
+    """
+    limits = []
+    if cmd_batch > 0:
+        limits.append(cmd_batch)
+    if clk_batch_ns > 0:
+        limits.append(max(1, math.ceil(clk_batch_ns / tlbi_ns)) if tlbi_ns > 0 else 1)
+    if not limits:
+        return math.inf
+    k = min(limits)
+    return k * tlbi_ns + (math.ceil(k / fetch_line) + 1) * fetch_ns
+
+
+def shared_chunk_ns(
+    *, vmm_batch: int, tlbi_ns: float, sync_ns: float, fetch_ns: float, fetch_line: int
+) -> float:
+    """SMMU time of one forwarded chunk in the host main CMDQ: ``vmm_batch`` TLBIs and a CMD_SYNC."""
+    return vmm_batch * tlbi_ns + sync_ns + (math.ceil((vmm_batch + 1) / fetch_line) + 1) * fetch_ns
+
+
+def private_bound_ns(row: dict[str, Any]) -> float:
+    """Estimated extra victim latency per unmap, private queues (one victim batch; see module doc).
+
+    Queue ``q`` is served by processor ``q % smmu_parallel`` (queue 0 is the host's main CMDQ,
+    VM ``i`` has VCMDQ ``1 + i``); only aggressor queues on the victim's processor delay it.
+    """
+    procs = min(int(row["smmu_parallel"]), 1 + int(row["victim_vms"]) + int(row["aggressor_vms"]))
+    v = int(row["victim_vms"])
+    victim_proc = 1 % procs  # the first victim's VCMDQ
+    sharing = sum(1 for i in range(v, v + int(row["aggressor_vms"])) if (1 + i) % procs == victim_proc)
+    if sharing == 0:
+        return 0.0
+    t = turn_ns(cmd_batch=int(row["cmd_batch"]), clk_batch_ns=float(row["clk_batch_ns"]),
+                tlbi_ns=float(row["tlbi_service_ns"]), fetch_ns=float(row["fetch_ns"]),
+                fetch_line=int(row["fetch_line_cmds"]))  # fmt: skip
+    return sharing * t + float(row["mmio_read_ns"])
+
+
+def shared_bound_ns(row: dict[str, Any]) -> float:
+    """Estimated extra victim latency per unmap, shared main CMDQ (one forwarded chunk per victim unmap
+    of at most ``vmm_batch`` pages; per aggressor VM one chunk ahead, per aggressor vCPU without the
+    VMM lock)."""
+    ahead = int(row["aggressor_vms"]) * (1 if bool(row["vmm_lock"]) else int(row["aggressor_threads"]))
+    chunks = math.ceil(int(row["victim_granule_kib"]) // 4 / int(row["vmm_batch"]))
+    c = shared_chunk_ns(vmm_batch=int(row["vmm_batch"]), tlbi_ns=float(row["tlbi_service_ns"]),
+                        sync_ns=float(row["sync_service_ns"]), fetch_ns=float(row["fetch_ns"]),
+                        fetch_line=int(row["fetch_line_cmds"]))  # fmt: skip
+    return chunks * ahead * c
+
+
+def bound_ns(row: dict[str, Any]) -> float:
+    """The estimate of the row's arrangement."""
+    return private_bound_ns(row) if row["queue_sharing"] == "private" else shared_bound_ns(row)
 
 
 def _workload(p: NoisyParams, plat: Platform, seed: int, n: int) -> Workload:
