@@ -305,6 +305,7 @@ cb = sorted(serial["cmd_batch"].unique().to_list())
 ck = sorted(serial["clk_batch_ns"].unique().to_list())
 vb = sorted(shr1["vmm_batch"].unique().to_list())
 vt = sorted(shr1["aggressor_threads"].unique().to_list())
+cb_s, ck_s, vb_s, vt_s = (f"{v[0]:g}" if v[0] == v[-1] else f"{v[0]:g}-{v[-1]:g}" for v in (cb, ck, vb, vt))
 shr_lo, shr_hi = shr1["extra_ns"].min(), shr1["extra_ns"].max()
 shr_worst = shr1.sort("extra_ns").row(-1, named=True)
 
@@ -339,13 +340,13 @@ answer(
     f"private with one SMMU processor (worst: CMD_BATCH {prv_worst['cmd_batch']}, CLK_BATCH "
     f"{prv_worst['clk_batch_ns']:.0f} ns){isolated} and "
     f"{shr_lo:.0f}-{shr_hi:.0f} ns shared (worst: {shr_worst['vmm_batch']} commands per ioctl"
-    f"{'' if shr_worst['vmm_lock'] else ', no VMM lock'}, {shr_worst['aggressor_threads']} vCPUs); with neither CMD_BATCH nor CLK_BATCH nothing bounds a "
+    f"{'' if shr_worst['vmm_lock'] else ', no VMM lock'}, {shr_worst['aggressor_threads']} vCPU{'s' if shr_worst['aggressor_threads'] > 1 else ''}); with neither CMD_BATCH nor CLK_BATCH nothing bounds a "
     f"private aggressor. The answer depends most on {ranked[0][0]}, then {ranked[1][0]}.",
     numbers=[
         (f"extra victim p99, 1 aggressor, shared main CMDQ ({big} KiB flood)", f"{sh['extra_ns']:.0f} ns ({sh['extra_pct']:.1f} %)", "predicted"),
         (f"extra victim p99, 1 aggressor, private VCMDQs ({big} KiB flood)", f"{pr['extra_ns']:.0f} ns ({pr['extra_pct']:.1f} %)", "predicted"),
-        (f"private, 1 aggressor, over CMD_BATCH {cb[0]}-{cb[-1]} x CLK_BATCH {ck[0]:.0f}-{ck[-1]:.0f} ns (one SMMU processor)", f"{prv_lo:.0f}-{prv_hi:.0f} ns", "predicted"),
-        (f"shared, 1 aggressor VM of {vt[0]}-{vt[-1]} vCPUs, over {vb[0]}-{vb[-1]} commands per ioctl, with or without the VMM lock", f"{shr_lo:.0f}-{shr_hi:.0f} ns", "predicted"),
+        (f"private, 1 aggressor, over CMD_BATCH {cb_s} x CLK_BATCH {ck_s} ns (one SMMU processor)", f"{prv_lo:.0f}-{prv_hi:.0f} ns", "predicted"),
+        (f"shared, 1 aggressor VM of {vt_s} vCPUs, over {vb_s} commands per ioctl, with or without the VMM lock", f"{shr_lo:.0f}-{shr_hi:.0f} ns", "predicted"),
         ("CMDQV turn at CMD_BATCH 32, CLK_BATCH 256 ns (the private bound per aggressor)", f"{default_turn:.0f} ns", "computed"),
         ("assumption that moves the answer most", ranked[0][0], "computed"),
     ],
