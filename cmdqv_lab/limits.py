@@ -13,7 +13,7 @@ dominate) and refuses what the machine cannot hold, before it is allocated.
 >>> check_entities("guest-wl-fio", NS(vms=1024, threads=4096), NS(smmu_parallel=1))
 Traceback (most recent call last):
 ...
-cmdqv_lab.errors.InputTooLargeError: guest-wl-fio: vms=1024 x threads=4096 = 4194304 issuing CPUs (+ 1 host thread, 1 SMMU processor) exceed the engine's limit of 4096 entities
+cmdqv_lab.errors.InputTooLargeError: guest-wl-fio: vms=1024 x threads=4096 = 4194304 issuing CPUs (+ 4194304 VMM threads, 1 host thread, 1 SMMU processor) exceed the engine's limit of 4096 entities
 """
 
 from __future__ import annotations
@@ -43,13 +43,15 @@ def check_entities(scenario: str, params: Any, platform: Any) -> None:
 
     cpus = issuing_cpus(params)
     procs = int(getattr(platform, "smmu_parallel", 1) or 1)
-    if cpus + 1 + procs > MAX_ENTITIES:
+    # guests that can trap have a VMM thread per vCPU (cmdqv_lab.engine.vmm); guest-fixup never traps
+    vmm = cpus if getattr(params, "vms", None) is not None and scenario != "guest-fixup" else 0
+    if cpus + vmm + 1 + procs > MAX_ENTITIES:
         if getattr(params, "vms", None) and getattr(params, "threads", None):
             what = f"vms={params.vms} x threads={params.threads} = {cpus}"
         else:
             what = f"{cpus}"
         raise InputTooLargeError(
-            f"{scenario}: {what} issuing CPUs (+ 1 host thread, {procs} SMMU processor"
+            f"{scenario}: {what} issuing CPUs (+ {f'{vmm} VMM threads, ' if vmm else ''}1 host thread, {procs} SMMU processor"
             f"{'s' if procs != 1 else ''}) exceed the engine's limit of {MAX_ENTITIES} entities"
         )
 

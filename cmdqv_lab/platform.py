@@ -115,7 +115,8 @@ class Platform(Params):
     )  # fmt: skip
     smmu_parallel: int = param(
         1, unit="processors", lo=1, hi=256, provenance="assumption",
-        source="implementation defined (domain.md section 4)",
+        source="implementation defined (domain.md section 4); C2's 'up to 20 %' multi-VCMDQ gain fits serial "
+        "consumption of SMMU-bound unmaps, 4 parallel processors give 26-80 % (tests/test_guest_statements.py)",
         doc="queues the SMMU consumes concurrently (1: one command processor for all queues)",
     )  # fmt: skip
     cmd_batch: int = param(
@@ -165,7 +166,7 @@ class Platform(Params):
 
     # ---- virtualisation (calibration.md C3, Kunpeng 920; Phytium S2500 is about 3x slower)
     trap_user_ns: float = param(
-        2306.0, unit="ns", lo=0, hi=1e6, provenance="measured",
+        2306.0, engine="trap", unit="ns", lo=0, hi=1e6, provenance="measured",
         source="C3: MMIO trap to the user-space VMM and back, Kunpeng 920 (kvm-unit-tests micro-bench)",
         doc="a guest MMIO access handled by the VMM (PROD write or CONS read of the emulated vSMMU)",
     )  # fmt: skip
@@ -177,32 +178,63 @@ class Platform(Params):
         408.0, unit="ns", lo=0, hi=1e6, provenance="measured", source="C3: hypercall round trip"
     )
     virq_inject_ns: float = param(
-        2168.0, unit="ns", lo=0, hi=1e6, provenance="measured", source="C3: MSI (LPI) injected into the guest",
+        2168.0, engine="virq", unit="ns", lo=0, hi=1e6, provenance="measured", source="C3: MSI (LPI) injected into the guest",
         doc="delivering a virtual interrupt (MSI/LPI) to a guest",
     )  # fmt: skip
     virq_eoi_ns: float = param(
         26.0, unit="ns", lo=0, hi=1e5, provenance="measured", source="C3: virtual IRQ completion"
     )
     vmm_trap_ns: float = param(
-        5000.0, unit="ns", lo=0, hi=1e7, provenance="assumption",
-        doc="VMM work per trapped PROD write (walk the emulated queue, take the big lock, update CONS)",
+        5000.0, engine="vmm_trap", unit="ns", lo=0, hi=1e7, provenance="assumption",
+        doc="VMM work per trapped PROD write besides the forwarded commands (dispatch, walking the emulated queue)",
+    )  # fmt: skip
+    vmm_read_ns: float = param(
+        200.0, engine="vmm_read", unit="ns", lo=0, hi=1e5, provenance="assumption",
+        source="no public number (0-2 us): C3's user-space MMIO round trip already includes a trivial handler",
+        doc="VMM emulation of a vSMMU register read (smmu_readl of CONS) under the BQL, beyond the trap itself",
     )  # fmt: skip
     vmm_per_cmd_ns: float = param(
-        1500.0, unit="ns", lo=0, hi=1e7, provenance="assumption",
-        doc="VMM parsing and forwarding one command, including its invalidation ioctl to the host",
+        1500.0, engine="vmm_per_cmd", unit="ns", lo=0, hi=1e7, provenance="assumption",
+        doc="VMM parsing one forwarded command plus the host kernel converting it (arm_vsmmu_convert_user_cmd)",
+    )  # fmt: skip
+    vmm_ioctl_ns: float = param(
+        1000.0, engine="vmm_ioctl", unit="ns", lo=200, hi=20_000, provenance="assumption",
+        source="no public number: a syscall round trip, iommufd object lookup and array copy (range 0.2-20 us)",
+        doc="one IOMMU_HWPT_INVALIDATE ioctl from the VMM, besides the commands it carries and their host waits",
+    )  # fmt: skip
+    vmm_forward: str = param(
+        "per-command", choices=("per-command", "batched"), provenance="choice",
+        source="QEMU accel smmuv3_accel_issue_inv_cmd: entry_num = 1 (per-command); "
+        "iommufd_hwpt_invalidate / arm_vsmmu_cache_invalidate accept arrays (batched)",
+        doc="VMM invalidation forwarding: one ioctl per guest command, or one per consumed PROD range",
     )  # fmt: skip
     vmm_batch: int = param(
-        1, unit="commands", lo=1, hi=63, provenance="measured",
-        source="domain.md 5: QEMU's accelerated SMMUv3 forwards one command per ioctl; the kernel issues 63 + SYNC",
-        doc="commands the VMM forwards per host ioctl (each issued with a CMD_SYNC and waited for)",
+        63, engine="vmm_chunk", unit="commands", lo=1, hi=63, provenance="measured",
+        source="linux-7.0 arm_vsmmu_cache_invalidate: chunks of CMDQ_BATCH_ENTRIES - 1 = 63 + CMD_SYNC on the main cmdq",
+        doc="commands per host batch (each + a CMD_SYNC, waited for) when the host issues a forwarded array",
     )  # fmt: skip
     vmm_lock: bool = param(
-        True, provenance="assumption", doc="the VMM emulates under one lock per VM (QEMU's big lock)",
+        True, provenance="measured",
+        source="qemu-10.2.0 prepare_mmio_access takes the BQL for every MMIO access to a region without lockless_io "
+        "(the SMMUv3 is not one)",
+        doc="every exit to the vSMMU (PROD write with its ioctls, CONS read) holds the VM's big lock (QEMU's BQL)",
+    )  # fmt: skip
+    futex_wake_ns: float = param(
+        5000.0, engine="futex_wake", unit="ns", lo=500, hi=50_000, provenance="assumption",
+        source="no public number: futex wake-up of a sleeping thread on another core (glibc mutexes do not spin)",
+        doc="a contended VMM lock handed over: the waiter's futex sleep ends this long after the release",
     )  # fmt: skip
     guest_poll: str = param(
         "poll", choices=("poll", "irq"), provenance="choice",
-        source="domain.md 2: QEMU's vSMMU offers no MSI or SEV, so a Linux guest polls CONS (every poll traps)",
-        doc="how a trapped guest learns its CMD_SYNC completed: CONS poll (a trap) or a virtual interrupt",
+        source="qemu-10.2.0 smmuv3_init_regs sets neither IDR0.MSI nor IDR0.SEV: Linux's "
+        "__arm_smmu_cmdq_poll_until_consumed, queue_poll spins then udelays, every CONS read traps",
+        doc="how a trapped guest learns its CMD_SYNC completed: CONS polling (each read an exit) or a virtual interrupt",
+    )  # fmt: skip
+    guest_sync_wait: str = param(
+        "poll", choices=("msi", "sev", "poll", "busy"), provenance="choice",
+        source="tegra241-cmdqv.c + arm_smmu_cmdq_needs_busy_polling: CS=SIG_NONE on VCMDQs, so no MSI; the guest's "
+        "vSMMU (qemu smmuv3_init_regs) has no IDR0.SEV, so queue_poll spins then udelays",
+        doc="how a guest waits for a CMD_SYNC on its pass-through VCMDQ (CONS reads of the mapped page, no exit)",
     )  # fmt: skip
     guest_unmap_ns: float = param(
         2000.0, unit="ns", lo=0, hi=1e7, provenance="assumption",
@@ -229,13 +261,15 @@ class Platform(Params):
 
     # ------------------------------------------------------------------ derived
     def costs(self) -> Costs:
-        """The engine's cost vector: every field declared with ``engine=`` converted by its unit."""
+        """The engine's cost vector: every field declared with ``engine=`` converted by its unit
+        (and ``vmm_forward``, a choice, as the flag ``vmm_batched``)."""
         return Costs(
             **{
                 info.engine: to_engine(getattr(self, name), info.unit)
                 for name, (_, info) in self.field_infos().items()
                 if info.engine is not None
-            }
+            },
+            vmm_batched=int(self.vmm_forward == "batched"),
         )
 
     def service_ns(self, opcode: int) -> float:

@@ -20,8 +20,8 @@
 # review of the Tegra241 CMDQV patches, where Robin Murphy asked whether "replicating the full
 # heavyweight cmdq behaviour is the right way to go" and whether "we really are addressing the
 # right bottlenecks", and Nicolin Chen answered that "we'd have to provide some solid perf data".
-# The other notebooks each take one question (Q1-Q10, from the seed thread) and answer it with a
-# sweep and a number the run computes; notebook 09 shows how far the timing model can be trusted.
+# The other notebooks each take one question (Q1-Q10 from the seed thread, Q11 on from later
+# mails) and answer it with a sweep and a number the run computes; notebook 09 shows how far the timing model can be trusted.
 #
 # Sources: the [seed thread](../docs/sources.md#seed-thread), [C1 (Garry 2020)](../docs/sources.md#c1-garry-2020)
 # for the D06 calibration, the [captured Linux 6.1 traces](../docs/sources.md#traces-linux6.1); every source

@@ -89,7 +89,8 @@ load = partial(sweep, smoke=smoke)
 
 # %%
 guest_rows = [
-    "trap_user_ns", "vmm_trap_ns", "vmm_per_cmd_ns", "vmm_batch", "vmm_lock", "guest_poll", "guest_unmap_ns",
+    "trap_user_ns", "vmm_trap_ns", "vmm_read_ns", "vmm_per_cmd_ns", "vmm_ioctl_ns", "vmm_forward", "vmm_batch",
+    "vmm_lock", "futex_wake_ns", "guest_poll", "guest_sync_wait", "guest_unmap_ns",
     "guest_map_ns", "tlbi_service_ns", "cfgi_service_ns", "sync_service_ns", "fetch_ns", "mmio_read_ns",
     "vcmdq_sync_wait", "irq_latency_ns", "irq_handler_ns", "irq_ack_ns", "smmu_parallel",
 ]  # fmt: skip

@@ -60,11 +60,14 @@ from cmdqv_lab.analysis.validation import (
     CONCLUSIONS,
     RANGES,
     assumed_parameters,
+    assumptions_table,
     by_effect,
+    checks_table,
     conclusions,
     cpus_of,
     fit_table,
     granule_of,
+    identifiability_table,
     mva_table,
     queue_theory,
     range_points,
@@ -112,6 +115,27 @@ result_table(
     grace_fit, "grace vs C2 (1 thread): mean guest unmap latency (ns), measured vs model (fitted)"
 )
 
+# %% [markdown]
+# What the rows pin down. `cmdqv-lab calibrate NAME` takes the Jacobian of the log model values of
+# the fitted rows with respect to the log of each fitted parameter; the Gauss-Newton 1-sigma says how
+# tightly the rows hold each one (a parameter above 50 %, or at a bound, is *not constrained*: the
+# rows leave it free). The assumptions are the parameters with no public number: the fit held them at
+# their nominal value, and the predictions below were refitted at each end of each range. The checks
+# are ratios the fit must reproduce besides the rows themselves (C1's 16-CPU gap between the two
+# reservation algorithms).
+
+# %%
+for name in ("d06", "grace"):
+    ident, assumed, checks = identifiability_table(name), assumptions_table(name), checks_table(name)
+    if ident.height:
+        result_table(ident, f"{name}: fitted parameters, relative 1-sigma from the rows (Jacobian)")
+    if assumed.height:
+        result_table(assumed, f"{name}: assumptions (no public number), nominal value and profiled range")
+    if checks.height:
+        result_table(checks, f"{name}: checks at the fit (model ratio, allowed range, measured)")
+    if not (ident.height or assumed.height or checks.height):
+        print(f"{name}: stored without identifiability or assumption ranges (calibrate {name} --write adds them)")
+
 
 # %%
 d06_long = pl.concat(
@@ -132,8 +156,11 @@ d06_long = pl.concat(
             pl.col("model (now)").cast(pl.Float64).alias("ops_per_s_per_cpu"),
             pl.col("configuration (PREDICTION, not fitted)").str.split(",").list.first().alias("series"),
             pl.lit("predicted").alias("kind"),
+            pl.col("low (assumptions)").alias("low"),
+            pl.col("high (assumptions)").alias("high"),
         )
-    ]
+    ],
+    how="diagonal",
 )
 plots.show(
     plots.throughput_vs_cpus(
@@ -144,6 +171,7 @@ plots.show(
         log_x=True,
         y_title="map+unmap per CPU (ops/s)",
         color_title="reservation",
+        ranges=("low", "high"),
         title="D06 map+unmap per CPU: C1 measured, model fitted (2-16 CPUs), model predictions (32-96)",
     )
 )
@@ -169,12 +197,16 @@ grace_long = pl.concat(
                 "series"
             ),
             pl.lit("predicted").alias("kind"),
+            pl.col("low (assumptions)").alias("low"),
+            pl.col("high (assumptions)").alias("high"),
         )
-    ]
+    ],
+    how="diagonal",
 )
 plots.show(
     plots.throughput_vs_cpus(
         grace_long,
+        ranges=("low", "high"),
         x="granule_kib",
         y="latency_ns",
         color="series",

@@ -106,7 +106,7 @@ def test_a_positional_scenario_is_the_same_as_dash_s(capsys: pytest.CaptureFixtu
         (
             ["simulate", "-s", "host-map-unmap", "--set", "cpu=8"],
             "unknown parameter 'cpu' for scenario host-map-unmap: did you mean cpus? "
-            "(cmdqv-lab describe host-map-unmap lists all 54)",
+            "(cmdqv-lab describe host-map-unmap lists all 59)",
         ),
         (
             ["simulate", "host-map-unmapp"],
@@ -211,8 +211,18 @@ def test_virtualisation_costs_do_not_change_host_scenarios() -> None:
 
     virt = {r.name: r.values["generic"] for r in platform_rows(["generic"]) if r.group == GUEST_GROUP}
     assert "trap_user_ns" in virt and "irq_latency_ns" in virt
-    changed = {k: (not v if isinstance(v, bool) else ("irq" if k == "guest_poll" else (v * 3 + 1)))
-               for k, v in virt.items()}  # fmt: skip
+    from cmdqv_lab.platform import field_info
+
+    def other(k: str, v: object) -> object:  # another allowed value of parameter k
+        info = field_info(k)
+        if isinstance(v, bool):
+            return not v
+        if isinstance(v, str):
+            return next(c for c in info.choices or () if c != v)
+        assert isinstance(v, (int, float))
+        return v * 3 + 1 if info.hi is None or v * 3 + 1 <= info.hi else info.lo
+
+    changed = {k: other(k, v) for k, v in virt.items()}
     for scenario, extra in [
         ("host-map-unmap", {"cpus": 4}),
         ("host-mixed", {"threads": 2}),

@@ -19,8 +19,10 @@ SIMPLE = {
     "platform": "generic", "line_xfer_ns": 0, "line_local_ns": 0, "cmd_write_ns": 10, "mmio_write_ns": 100,
     "mmio_read_ns": 200, "spin_ns": 0, "msi_ns": 50, "fetch_ns": 20, "fetch_line_cmds": 1, "tlbi_service_ns": 300,
     "sync_service_ns": 40, "cfgi_service_ns": 500, "service_dist": "deterministic", "trap_user_ns": 2000,
-    "vmm_trap_ns": 5000, "vmm_per_cmd_ns": 1000, "vmm_batch": 1, "guest_poll": "poll", "guest_unmap_ns": 3000,
-    "guest_map_ns": 1000, "sync_wait": "msi", "vcmdq_sync_wait": "busy", "irq_latency_ns": 4000,
+    "vmm_trap_ns": 5000, "vmm_per_cmd_ns": 1000, "vmm_batch": 63, "guest_poll": "poll", "guest_unmap_ns": 3000,
+    "vmm_ioctl_ns": 700, "vmm_read_ns": 300, "futex_wake_ns": 4000, "vmm_forward": "per-command", "udelay_us": 1,
+    "poll_spins": 10, "think_dist": "deterministic",
+    "guest_map_ns": 1000, "sync_wait": "msi", "vcmdq_sync_wait": "busy", "guest_sync_wait": "busy", "irq_latency_ns": 4000,
     "irq_handler_ns": 1000, "irq_ack_ns": 500, "guest_error_ns": 7000, "smmu_parallel": 1,
 }  # fmt: skip
 
@@ -32,11 +34,13 @@ def one_op(scenario: str, **over: object) -> dict:  # type: ignore[type-arg]
 
 
 def test_trap_timeline_by_hand() -> None:
-    # guest unmap 3000; write 2 entries 20; PROD exit 1000; VMM 5000; forward the TLBI: parse 1000, host
-    # issue of TLBI+SYNC (write 20, doorbell 100, fetch+TLBI 320, fetch+SYNC 60, MSI 50); back 1000;
-    # CONS poll trap 2000
+    # guest unmap 3000; the guest driver writes 2 entries 20; its PROD write exits (half a trap, 1000);
+    # the VMM thread takes the BQL, emulates (5000), forwards the TLBI (ioctl 700 + per command 1000;
+    # host issue of TLBI+SYNC: write 20, doorbell 100, fetch+TLBI 320, fetch+SYNC 60, MSI 50), releases
+    # the BQL; back 1000. The guest then polls CONS: cpu_relax (0), the read exits 1000, smmu_readl
+    # 300 under the BQL, back 1000. (tests/test_guest_vmm.py has the multi-vCPU cases.)
     host = 20 + 100 + 320 + 60 + 50
-    want = 3000 + 20 + 1000 + 5000 + 1000 + host + 1000 + 2000
+    want = 3000 + 20 + 1000 + 5000 + 700 + 1000 + host + 1000 + 1000 + 300 + 1000
     got = one_op("guest-trap")
     assert got["latency_ns"] == pytest.approx(want)
     assert got["metrics"]["exits"] == 2 and got["metrics"]["illegal_commands"] == 0
@@ -49,6 +53,19 @@ def test_vcmdq_timeline_by_hand() -> None:
     got = one_op("guest-vcmdq")
     assert got["latency_ns"] == pytest.approx(3520)
     assert got["metrics"]["exits"] == 0
+
+
+def test_guest_vcmdq_sync_wait_is_queue_poll() -> None:
+    # 4 TLBIs + SYNC on the VCMDQ: unmap 3000, write 50, doorbell 100 -> lands at 3150; the SMMU
+    # completes the SYNC at 3150 + 4 x 320 + 60 = 4490. guest_sync_wait=poll with poll_spins=1 (every
+    # queue_poll a udelay): udelay 1000 + CONS read 200 -> 4350 (not yet), udelay 2000 + 200 -> 6550.
+    got = one_op("guest-vcmdq", granule_kib=16, guest_sync_wait="poll", poll_spins=1)
+    assert got["latency_ns"] == pytest.approx(6550)
+    # back-to-back CONS reads ("busy") from 3150 observe it at the 7th read, 4550
+    assert one_op("guest-vcmdq", granule_kib=16, guest_sync_wait="busy")["latency_ns"] == pytest.approx(4550)
+    # the host's vcmdq_sync_wait does not apply to a guest's VCMDQ
+    same = one_op("guest-vcmdq", granule_kib=16, guest_sync_wait="poll", poll_spins=1, vcmdq_sync_wait="msi")
+    assert same["latency_ns"] == pytest.approx(6550)
 
 
 def test_fixup_timeline_by_hand() -> None:
@@ -79,6 +96,9 @@ def test_vcmdq_error_forwarded_to_guest() -> None:
     ("scenario", "over"),
     [
         ("guest-trap", {"threads": 2, "vms": 2, "granule_kib": 8}),
+        ("guest-trap", {"threads": 3, "granule_kib": 16, "vmm_forward": "batched", "vmm_batch": 2}),
+        ("guest-trap", {"threads": 3, "granule_kib": 8, "guest_poll": "irq", "futex_wake_ns": 20000}),
+        ("guest-trap", {"threads": 3, "granule_kib": 4, "vmm_lock": False, "vmm_read_ns": 3000}),
         (
             "guest-vcmdq",
             {"threads": 3, "vcmdqs_per_vm": 2, "unsupported_fraction": 0.3, "policy": "first-opcode"},

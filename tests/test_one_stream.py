@@ -57,7 +57,7 @@ def _engine_records(routed: pl.DataFrame, vm_ids: list[int]) -> pl.DataFrame:
     plat = load_platform("generic", {"hw_sync_insert": "false"})
     streams = routed.select("vm", "cpu").unique(maintain_order=True).rows()
     topo = guest_topology([vm_ids.index(vm) for vm, _ in streams], [c for _, c in streams], vcmdqs_per_vm=1,
-                          submit="linux-lockfree", err="guest", plat=plat)  # fmt: skip
+                          submit="linux-lockfree", err="guest", plat=plat, trapped=False)  # fmt: skip
     blocks, rows_of = [], []
     for i, (vm, cpu) in enumerate(streams):
         part = routed.with_row_index("_row").filter((pl.col("vm") == vm) & (pl.col("cpu") == cpu))

@@ -424,3 +424,20 @@ def test_save_svg_and_png(tmp_path: Any) -> None:
     w1, w2 = int.from_bytes(head1[16:20], "big"), int.from_bytes(head2[16:20], "big")
     assert w2 == 2 * w1
     assert not list(tmp_path.glob(".*"))  # no temporary files left behind
+
+
+def test_prediction_ranges_are_drawn_only_where_given_and_named_in_the_subtitle() -> None:
+    from cmdqv_lab.plots.charts import throughput_vs_cpus
+
+    df = pl.DataFrame({"cpus": [2, 4, 32, 64], "v": [1.0, 2.0, 3.0, 4.0], "s": "a",
+                       "kind": ["measured", "fitted", "predicted", "predicted"],
+                       "lo": [None, None, 2.5, 3.0], "hi": [None, None, 3.5, 5.0]})  # fmt: skip
+    spec = throughput_vs_cpus(df, y="v", color="s", kind="kind", ranges=("lo", "hi")).to_dict()
+    rules = [ly for ly in spec["layer"] if ly["mark"]["type"] == "rule"]
+    assert len(rules) == 1
+    data = spec["datasets"][rules[0]["data"]["name"]]
+    assert [(d["cpus"], d["range_low"], d["range_high"]) for d in data] == [(32, 2.5, 3.5), (64, 3.0, 5.0)]
+    assert "not a confidence interval" in spec["title"]["subtitle"]
+    plain = throughput_vs_cpus(df, y="v", color="s", kind="kind").to_dict()
+    assert not [ly for ly in plain["layer"] if ly["mark"]["type"] == "rule"]
+    assert "assumptions" not in plain["title"]["subtitle"]

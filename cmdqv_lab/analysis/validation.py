@@ -42,8 +42,10 @@ RANGES: dict[str, tuple[float, float, str]] = {
     "ecmdq_log2size": (8, 19, "ECMDQ size, same bounds"),
     "think_ns": (500, 4000, "host CPU work per map+unmap (the d06 fit's bounds)"),
     "vmm_trap_ns": (2000, 50_000, "VMM work per trapped PROD write (the grace fit lies inside)"),
-    "vmm_per_cmd_ns": (200, 5000, "VMM parse + invalidation ioctl per command"),
-    "vmm_lock": (0, 1, "VMM emulates under one lock per VM (False / True)"),
+    "vmm_per_cmd_ns": (200, 5000, "VMM parse + host conversion per forwarded command"),
+    "vmm_ioctl_ns": (200, 20_000, "one IOMMU_HWPT_INVALIDATE ioctl round trip"),
+    "vmm_read_ns": (0, 2000, "VMM emulation of a vSMMU register read under the BQL"),
+    "futex_wake_ns": (500, 50_000, "futex wake-up of a vCPU thread sleeping on the BQL"),
     "guest_unmap_ns": (500, 20_000, "guest dma_unmap CPU work (the grace fit's bounds)"),
     "guest_map_ns": (500, 10_000, "guest dma_map CPU work between unmaps"),
     "irq_latency_ns": (1000, 50_000, "CMDQV IRQ until its threaded handler runs"),
@@ -99,11 +101,55 @@ def fit_table(name: str, count: int | None) -> tuple[pl.DataFrame, pl.DataFrame]
                 "metric": r["metric"],
                 "model (stored)": spred[r["label"]]["model"],
                 "model (now)": round(r["model"], 4 if r["model"] < 1 else 1),
+                # range over the calibration's assumptions (profiled refits), stored with the preset
+                "low (assumptions)": spred[r["label"]].get("low"),
+                "high (assumptions)": spred[r["label"]].get("high"),
+                "moved most by": spred[r["label"]].get("moved_most_by", ""),
             }
             for r in predict(spec, values, count)
-        ]
+        ],
+        schema_overrides={"low (assumptions)": pl.Float64, "high (assumptions)": pl.Float64},
     )
     return fit, pred
+
+
+def identifiability_table(name: str) -> pl.DataFrame:
+    """Which fitted parameters of a preset its rows constrain (stored by ``calibrate --write``)."""
+    from cmdqv_lab.platform import read_preset
+
+    rows = read_preset(name).meta.get("identifiability", [])
+    schema = {
+        "parameter": pl.String,
+        "rel_sigma": pl.Float64,
+        "constrained": pl.Boolean,
+        "at_bound": pl.Boolean,
+    }
+    return pl.DataFrame(rows, schema=schema).rename({"rel_sigma": "1-sigma (relative)"})
+
+
+def assumptions_table(name: str) -> pl.DataFrame:
+    """A preset's assumptions: nominal value and the range its predictions were profiled over."""
+    from cmdqv_lab.platform import read_preset
+
+    rows = read_preset(name).meta.get("assumption", [])
+    schema = {
+        "parameter": pl.String,
+        "nominal": pl.Float64,
+        "low": pl.Float64,
+        "high": pl.Float64,
+        "source": pl.String,
+    }
+    return pl.DataFrame([{k: r.get(k) for k in schema} for r in rows], schema=schema)
+
+
+def checks_table(name: str) -> pl.DataFrame:
+    """A preset's stored checks (ratios with an allowed range) at the fit."""
+    from cmdqv_lab.platform import read_preset
+
+    rows = read_preset(name).meta.get("check", [])
+    schema = {"label": pl.String, "model": pl.Float64, "lo": pl.Float64, "hi": pl.Float64, "ok": pl.Boolean,
+              "measured": pl.Float64}  # fmt: skip
+    return pl.DataFrame([{k: r.get(k) for k in schema} for r in rows], schema=schema)
 
 
 def worst_row(fit: pl.DataFrame, col: str = "rel. error (now)") -> tuple[str, float]:

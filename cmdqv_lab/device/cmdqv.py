@@ -293,6 +293,7 @@ class Cmdqv:
         """
         p = self.params
         n = len(self.vcmdqs)
+        en = VCMDQ_EN.mask
         total = 0
         progress = True
         while progress and (max_commands is None or total < max_commands):
@@ -300,7 +301,8 @@ class Cmdqv:
             start = self._rr_next
             for k in range(n):
                 vq = self.vcmdqs[(start + k) % n]
-                if not vq.can_consume():
+                # CONFIG.EN clear: not enabled (is_enabled's first test), skipped without the calls
+                if not vq.config & en or not vq.can_consume():
                     continue
                 budget = p.cmd_batch if max_commands is None else min(p.cmd_batch, max_commands - total)
                 got = vq.consume_all(limit=budget)

@@ -36,7 +36,7 @@ positions of ``arm-smmu-v3.h`` / ``tegra241-cmdqv.c`` as restated in that brief.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cmdqv_lab.errors import DeviceStateError
 
@@ -55,24 +55,21 @@ class RegField:
     name: str
     hi: int
     lo: int
+    #: bits in the field
+    width: int = field(init=False, repr=False, compare=False)
+    #: largest value the field holds
+    max: int = field(init=False, repr=False, compare=False)
+    #: ``GENMASK(hi, lo)``
+    mask: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not 0 <= self.lo <= self.hi < 128:
             raise ValueError(f"{self.name}: bad bit range [{self.hi}:{self.lo}]")
-
-    @property
-    def width(self) -> int:
-        return self.hi - self.lo + 1
-
-    @property
-    def max(self) -> int:
-        """Largest value the field holds."""
-        return (1 << self.width) - 1
-
-    @property
-    def mask(self) -> int:
-        """``GENMASK(hi, lo)``."""
-        return self.max << self.lo
+        # computed once: the functional model reads fields millions of times per checker run
+        width = self.hi - self.lo + 1
+        object.__setattr__(self, "width", width)
+        object.__setattr__(self, "max", (1 << width) - 1)
+        object.__setattr__(self, "mask", ((1 << width) - 1) << self.lo)
 
     def get(self, reg: int) -> int:
         """``FIELD_GET``: the field's value in register value ``reg``."""

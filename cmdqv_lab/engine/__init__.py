@@ -17,7 +17,8 @@ Semantics (shared, exactly, by the SimPy reference in ``tests/reference``):
   earlier command of its queue.
 
 Modules: :mod:`.layout` (array layout and codes), :mod:`.core` (the compiled steps and loop),
-:mod:`.stats` (streaming histograms), :mod:`.runner` (the Python driver and result frames).
+:mod:`.vmm` (a trapped guest's exits to the VMM), :mod:`.stats` (streaming histograms),
+:mod:`.runner` (the Python driver and result frames).
 """
 
 import hashlib as _hashlib

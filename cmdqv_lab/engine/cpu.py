@@ -23,12 +23,16 @@ open-loop ops start at their arrival or when the CPU frees up. The algorithm is 
 ``direct``
     entries appear in the queue at arrival with no cost and nobody waits (open-queue scenario); the
     op completes when the SMMU completes its last entry.
+
+On a queue emulated by a VMM (``Q_VMM``: a trapped guest's vSMMU CMDQ) the same algorithm runs, but
+the PROD write and the CONS reads of the SYNC wait exit to the VMM (:mod:`.vmm`).
 """
 
 from __future__ import annotations
 
 from numba import njit
 
+from cmdqv_lab.engine.flow import CONTINUE, NEED_INPUT, YIELD, block, go
 from cmdqv_lab.engine.layout import (
     ALG_ATOMIC_ADD,
     ALG_DIRECT,
@@ -72,6 +76,7 @@ from cmdqv_lab.engine.layout import (
     C_T_LAST_DONE,
     C_T_READY,
     C_T_RESERVED,
+    C_VMM,
     C_WAIT_T0,
     C_WAITING,
     CNT_EXITS,
@@ -84,6 +89,7 @@ from cmdqv_lab.engine.layout import (
     G_OPS_STARTED,
     H_NPROC,
     K_CMD_WRITE,
+    K_FUTEX_WAKE,
     K_MMIO_READ,
     K_MMIO_WRITE,
     L_HEAD,
@@ -128,6 +134,8 @@ from cmdqv_lab.engine.layout import (
     PC_SL_LAND,
     PC_SL_REL,
     PC_SL_WAIT,
+    PC_VX_PROD,
+    PC_VX_SYNC,
     Q_ALG,
     Q_CONS_SHADOW,
     Q_FIFO_HEAD,
@@ -143,13 +151,14 @@ from cmdqv_lab.engine.layout import (
     Q_VALID_UPTO,
     Q_VALID_WAITER,
     Q_VER,
+    Q_VMM,
     Q_WAIT,
     SL_VALID,
     STEP_BATCH,
     STEP_DELAY,
     STEP_LOCK,
     STEP_UNLOCK,
-    TIME_NEVER,
+    STEP_VMM_PROD,
     WAIT_MSI,
 )
 from cmdqv_lab.engine.mem import (
@@ -177,26 +186,9 @@ from cmdqv_lab.engine.mem import (
 from cmdqv_lab.engine.sched import line_access, sched, sync_observed
 from cmdqv_lab.engine.slots import record_fixup_done, record_op_done, slot_row, write_batch
 from cmdqv_lab.engine.smmu import publish, resume_queue
+from cmdqv_lab.engine.vmm import vmm_prod_exit, vmm_step, vmm_vcpu_step
 
-CONTINUE = 0  # keep stepping this CPU at the same time
-NEED_INPUT = 1  # the CPU's input ring is empty: return to the driver
-YIELD = 2  # the CPU scheduled its next step (or blocked)
-
-
-@njit(cache=True)
-def go(M, c, t, pc):
-    """Continue CPU ``c`` at time ``t`` with program counter ``pc``."""
-    cset(M, c, C_PC, pc)
-    sched(M, M[H_NPROC] + c, t)
-    return YIELD
-
-
-@njit(cache=True)
-def block(M, c, pc):
-    """Block CPU ``c`` (something else will schedule it); it resumes at ``pc``."""
-    cset(M, c, C_PC, pc)
-    sched(M, M[H_NPROC] + c, TIME_NEVER)
-    return YIELD
+__all__ = ["CONTINUE", "NEED_INPUT", "YIELD", "step_cpu"]
 
 
 @njit(cache=True)
@@ -223,6 +215,8 @@ def _op_end(M, c, now):
     q = cget(M, c, C_Q)
     if cget(M, c, C_IRQ) == 1:
         record_fixup_done(M, now - cget(M, c, C_T_READY))
+    elif cget(M, c, C_IRQ) == 2:  # a VMM thread's emulation: part of its vCPU's op
+        pass
     elif not (
         cget(M, c, C_OP_BATCHES) > 0 and cget(M, c, C_KIND) == STEP_BATCH and qget(M, q, Q_ALG) == ALG_DIRECT
     ):
@@ -246,7 +240,7 @@ def _step_common(M, c, now, pc):
             return block(M, c, PC_DONE)
         h = cget(M, c, C_OPHEAD)
         if h == cget(M, c, C_OPTAIL):
-            if cget(M, c, C_IRQ) == 1:  # the IRQ thread sleeps until an error appends work
+            if cget(M, c, C_IRQ) > 0:  # IRQ / VMM threads sleep until the engine appends work
                 cset(M, c, C_WAITING, 2)
                 return block(M, c, PC_NEXT_OP)
             if cget(M, c, C_MORE) == 1:
@@ -260,8 +254,11 @@ def _step_common(M, c, now, pc):
         cset(M, c, C_T_READY, now + t)
         return go(M, c, now + t, PC_OP_BEGIN)
     if pc == PC_OP_BEGIN:
-        cset(M, c, C_OPID, gget(M, G_OPS_STARTED))
-        gadd(M, G_OPS_STARTED, 1)
+        if cget(M, c, C_IRQ) == 2:  # a VMM thread works for its vCPU's current op
+            cset(M, c, C_OPID, cget(M, cget(M, c, C_VMM), C_OPID))
+        else:
+            cset(M, c, C_OPID, gget(M, G_OPS_STARTED))
+            gadd(M, G_OPS_STARTED, 1)
         cadd(M, c, C_STARTED, 1)
         cset(M, c, C_OP_CMDS, 0)
         cset(M, c, C_OP_BATCHES, 0)
@@ -278,7 +275,7 @@ def _step_common(M, c, now, pc):
         cset(M, c, C_KIND, kind)
         if kind != STEP_BATCH:
             cset(M, c, C_N, 0)
-            return _step_other(M, c, now, kind, ring_b(M, c, b, 1), ring_b(M, c, b, 2))
+            return _step_other(M, c, now, kind, ring_b(M, c, b, 1), ring_b(M, c, b, 2), ring_b(M, c, b, 3))
         q = ring_b(M, c, b, 3)
         cset(M, c, C_N, ring_b(M, c, b, 1))
         cset(M, c, C_SYNC, ring_b(M, c, b, 2))
@@ -313,8 +310,8 @@ def _step_common(M, c, now, pc):
 
 
 @njit(cache=True)
-def _step_other(M, c, now, kind, a, b):
-    """A step that is not a batch: delay, lock, unlock or resume."""
+def _step_other(M, c, now, kind, a, b, d):
+    """A step that is not a batch: delay, lock, unlock, resume, or a VMM thread's step."""
     if kind == STEP_DELAY:
         if b == CNT_EXITS:
             gadd(M, G_EXITS, 1)
@@ -336,11 +333,13 @@ def _step_other(M, c, now, kind, a, b):
             w = lfifo_get(M, a, head)
             lock_set(M, a, L_HEAD, head + 1)
             lock_set(M, a, L_HOLDER, w)
-            sched(M, M[H_NPROC] + w, now)
+            sched(M, M[H_NPROC] + w, now + kget(M, K_FUTEX_WAKE))  # the sleeping waiter's futex wake-up
         else:
             lock_set(M, a, L_HOLDER, -1)
         cset(M, c, C_PC, PC_BATCH_END)
         return CONTINUE
+    if kind >= STEP_VMM_PROD:
+        return vmm_step(M, c, now, kind, a, b, d)
     resume_queue(M, a, now)  # STEP_RESUME
     cset(M, c, C_PC, PC_BATCH_END)
     return CONTINUE
@@ -441,9 +440,12 @@ def _step_lockfree(M, c, now, pc):
         qset(M, q, Q_VALID_WAITER, c)
         return block(M, c, PC_LF_VALID_WAIT)
     if pc == PC_LF_DOORBELL:  # queue_write_prod
+        if qget(M, q, Q_VMM) == 1:  # an emulated queue: the write exits to the VMM (engine/vmm.py)
+            return vmm_prod_exit(M, c, now)
         return go(M, c, now + kget(M, K_MMIO_WRITE), PC_LF_DOORBELL_LAND)
     if pc == PC_LF_DOORBELL_LAND:
-        publish(M, q, cget(M, c, C_END), now)
+        if qget(M, q, Q_VMM) == 0:  # (an emulated queue's VMM published and consumed it)
+            publish(M, q, cget(M, c, C_END), now)
         end = line_access(M, q, LINE_OWNER, c, now)  # atomic_set_release(&cmdq->owner_prod, prod)
         qset(M, q, Q_OWNER_PROD, cget(M, c, C_END))
         w = qget(M, q, Q_OWNER_WAITER)
@@ -460,6 +462,9 @@ def _step_lockfree(M, c, now, pc):
     if pc == PC_LF_SYNC_WAIT:
         if cget(M, c, C_SEEN_CONS) > cget(M, c, C_SYNC_SLOT):
             cset(M, c, C_PC, PC_LF_UNLOCK)
+            return CONTINUE
+        if qget(M, q, Q_VMM) == 1:  # CONS reads of an emulated queue exit (engine/vmm.py)
+            cset(M, c, C_PC, PC_VX_SYNC)
             return CONTINUE
         return sync_wait_begin(M, c, q, now, PC_LF_UNLOCK)
     if pc == PC_LF_UNLOCK:  # arm_smmu_cmdq_shared_tryunlock: atomic_read(&cmdq->lock)
@@ -590,6 +595,8 @@ def step_cpu(M, c, now):
             r = _step_spinlock(M, c, now, pc)
         elif pc < 50:
             r = _step_exclusive(M, c, now, pc)
+        elif pc >= PC_VX_PROD:
+            r = vmm_vcpu_step(M, c, now, pc, cget(M, c, C_Q))
         else:
             r = _step_direct(M, c, now)
         if r != CONTINUE:

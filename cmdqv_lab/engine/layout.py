@@ -37,7 +37,8 @@ WAIT_MSI = 0  # CS=SIG_IRQ, MSI write to the SYNC's own slot; the waiter spins o
 WAIT_SEV = 1  # CS=SIG_SEV; WFE, woken by the SMMU's SEV, then a CONS read
 WAIT_POLL = 2  # CONS polling with Linux's back-off: 10 polls then udelay(1 us), doubling
 WAIT_BUSY = 3  # CS=SIG_NONE busy polling of CONS (Tegra241 VCMDQs)
-WAIT_NAMES = {"msi": WAIT_MSI, "sev": WAIT_SEV, "poll": WAIT_POLL, "busy": WAIT_BUSY}
+WAIT_VIRQ = 4  # a VMM-emulated queue whose completion is signalled by a virtual interrupt (engine/vmm.py)
+WAIT_NAMES = {"msi": WAIT_MSI, "sev": WAIT_SEV, "poll": WAIT_POLL, "busy": WAIT_BUSY, "virq": WAIT_VIRQ}
 
 # ----------------------------------------------------------------------------- CPU program counters
 PC_NEXT_OP = 0
@@ -75,6 +76,13 @@ PC_EX_LAND = 43
 PC_EX_WAIT = 44
 PC_DI_BEGIN = 50
 PC_LOCK_GOT = 60  # woken holding a lock
+# a vCPU on a VMM-emulated queue (engine/vmm.py): PROD write and CONS reads exit to the VMM
+PC_VX_PROD = 70  # trapped out of the PROD write: hand the emulation to the VMM thread
+PC_VX_SYNC = 71  # CMD_SYNC not yet seen consumed: poll_until_consumed (or the virtual IRQ)
+PC_VX_POLL = 72  # queue_poll: cpu_relax or udelay back-off
+PC_VX_READ_EXIT = 73  # readl(CONS) traps
+PC_VX_READ = 74  # trapped out of the CONS read: hand it to the VMM thread
+PC_VX_CHECK = 75  # back from the CONS read
 PC_STEP_END = PC_BATCH_END  # every step ends through the same bookkeeping
 
 # ----------------------------------------------------------------------------- op program steps
@@ -84,6 +92,11 @@ STEP_DELAY = 1  # a = duration (ps), b = counter to increment (CNT_*), c = unuse
 STEP_LOCK = 2  # a = lock id (FIFO mutex, e.g. a VM's QEMU big lock)
 STEP_UNLOCK = 3  # a = lock id
 STEP_RESUME = 4  # a = queue: its error is fixed (faulting entry becomes a CMD_SYNC); consumption resumes
+# steps the engine appends to a vCPU's VMM thread (engine/vmm.py); never in an input stream
+STEP_VMM_PROD = 5  # a = emulated queue, b = new PROD: the register write takes effect
+STEP_VMM_DONE = 6  # a = emulated queue, b = new CONS: everything below it was consumed
+STEP_VMM_READ = 7  # a = emulated queue, c = vCPU: the vCPU's CONS read returns the register
+STEP_WAKE = 8  # a = vCPU, b = delay (ps), c = its program counter: back to the guest
 CNT_NONE = 0
 CNT_EXITS = 1  # a guest exit to the VMM (trap)
 CNT_GUEST_IRQS = 2  # an interrupt injected into a guest
@@ -137,8 +150,12 @@ C_SYNC_SLOT = 38
 C_T_WRITTEN = 39
 C_OP_SYNC_T = 40  # SMMU completion time of the op's last waited CMD_SYNC
 C_KIND = 41  # kind of the current step
-C_IRQ = 42  # 1 for the host IRQ thread (its ops are appended by the engine)
-C_NF = 43
+C_IRQ = 42  # 1 for the host IRQ thread, 2 for a vCPU's VMM thread (their ops are appended by the engine)
+C_VMM = 43  # a vCPU: its VMM thread; a VMM thread: its vCPU (-1: none)
+C_POLL_CNT = 44  # queue_poll spin_cnt
+C_POLL_DELAY = 45  # queue_poll delay (ps)
+C_VAL = 46  # value returned by the last trapped register read
+C_NF = 47
 
 # ----------------------------------------------------------------------------- queue state columns
 Q_LOG2 = 0
@@ -167,7 +184,9 @@ Q_FETCHED = 22  # commands below this counter were read by the last burst
 Q_ERR = 23  # ERR_* mode: what an illegal command does
 Q_HALTED = 24  # 1 while stopped on an illegal command (CONS.ERR = ILL)
 Q_ERRORS = 25
-Q_NF = 26
+Q_VMM = 26  # 1: emulated by the VMM (consumed inside the trapped PROD write), not by the SMMU
+Q_BQL = 27  # the VMM lock every exit to this emulated queue takes (-1: none)
+Q_NF = 28
 
 # ----------------------------------------------------------------------------- processor state columns
 P_STATE = 0  # P_IDLE / P_BUSY / P_HWSYNC
@@ -219,7 +238,16 @@ K_GUEST_ERROR = 20  # forwarding an error to the guest (event to the VMM, vIRQ, 
 K_SYNC_SVC = 21  # service of the CMD_SYNC an illegal entry is rewritten to, and of emulation SYNCs
 K_HOST_QUEUE = 22  # queue the IRQ thread emulates commands on
 K_IRQ_CPU = 23  # CPU index of the IRQ thread (-1: none)
-K_NF = 24
+K_FUTEX_WAKE = 24  # a contended FIFO lock handed over: the sleeping waiter's futex wake-up
+K_TRAP = 25  # guest MMIO exit to the user-space VMM and back (half out, half back)
+K_VMM_TRAP = 26  # VMM emulation of a PROD write (outside the forwarded commands)
+K_VMM_READ = 27  # VMM emulation of a register read
+K_VMM_PER_CMD = 28  # VMM + host kernel work per forwarded command
+K_VMM_IOCTL = 29  # one IOMMU_HWPT_INVALIDATE ioctl round trip
+K_VMM_BATCHED = 30  # 0: one ioctl per command (QEMU accel); 1: one ioctl per consumed range
+K_VMM_CHUNK = 31  # commands per host batch (+ CMD_SYNC) of a forwarded array
+K_VIRQ = 32  # a virtual interrupt delivered to the guest
+K_NF = 33
 
 # ----------------------------------------------------------------------------- global counters
 G_OPS_STARTED = 0

@@ -72,6 +72,8 @@ class QueueSpec:
     wait: str = "msi"
     proc: int = 0
     err: str = "none"  # what an illegal entry does: none, fixup (host emulates), guest (forwarded)
+    vmm: bool = False  # emulated by a VMM (engine/vmm.py): consumed in the trapped PROD write, no processor
+    bql: int = -1  # the VMM lock (lock id) its exits take; -1: none
 
     def __post_init__(self) -> None:
         if self.err not in ERR_MODES:
@@ -102,6 +104,13 @@ class EngineConfig:
     n_locks: int = 0  # FIFO mutexes used by lock/unlock steps
     irq_cpu: int = -1  # the CPU that is the host's CMDQV IRQ thread (its stream must be empty)
     fixup_queue: int = 0  # the host queue the IRQ thread emulates commands on
+    #: (vCPU, its VMM thread) CPU pairs: the thread runs the emulation of the vCPU's exits (engine/vmm.py)
+    vmm_threads: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def n_issuing(self) -> int:
+        """CPUs that run workload ops (not the IRQ thread nor VMM threads)."""
+        return self.n_cpus - int(self.irq_cpu >= 0) - len(self.vmm_threads)
 
     def __post_init__(self) -> None:
         if self.irq_cpu >= self.n_cpus:
@@ -123,6 +132,18 @@ class EngineConfig:
         for q in self.queues:
             if not 0 <= q.proc < self.n_procs:
                 raise ParamError(f"queue processor {q.proc} is out of range: allowed 0 .. {self.n_procs - 1}")
+            if q.bql >= self.n_locks or (q.vmm and (q.alg not in ("linux-lockfree", "atomic-add")
+                                                    or q.wait not in ("poll", "virq") or q.err != "none")):  # fmt: skip
+                raise ParamError("an emulated queue needs a lock-free algorithm, wait=poll|virq, err=none "
+                                 "and a lock id below n_locks")  # fmt: skip
+        threads = [t for _, t in self.vmm_threads]
+        vcpus = [v for v, _ in self.vmm_threads]
+        cpus = set(range(self.n_cpus))
+        if (len(set(threads + vcpus)) != 2 * len(threads) or not set(threads + vcpus) <= cpus
+                or self.irq_cpu in threads + vcpus):  # fmt: skip
+            raise ParamError("vmm_threads must pair distinct CPUs other than the IRQ thread")
+        if any(q.vmm for q in self.queues) and not self.vmm_threads:
+            raise ParamError("emulated queues need VMM threads (vmm_threads)")
         for name in ("ring_ops", "ring_batches", "ring_cmds"):
             v = getattr(self, name)
             if v < 2 or v & (v - 1):
@@ -173,7 +194,7 @@ class EngineResult:
             "sim_time_ns": sim_ps / 1e3,
             "ops_per_s": ops_per_s,
             # per issuing CPU: the host's IRQ thread (a CPU of the engine) runs no workload ops
-            "ops_per_s_per_cpu": ops_per_s / (self.config.n_cpus - int(self.config.irq_cpu >= 0)),
+            "ops_per_s_per_cpu": ops_per_s / self.config.n_issuing,
             "commands_per_s": cmds / (sim_ps / 1e12) if sim_ps > 0 else 0.0,
             "op_latency_ns": lat,
             "queue_wait_ns": qw,
@@ -287,7 +308,8 @@ def build_memory(cfg: EngineConfig) -> Memory:
     C, P, Q = cfg.n_cpus, cfg.n_procs, len(cfg.queues)
     pq_lists: list[list[int]] = [[] for _ in range(P)]
     for i, qspec in enumerate(cfg.queues):
-        pq_lists[qspec.proc].append(i)
+        if not qspec.vmm:  # an emulated queue is consumed by its VMM, never by a processor
+            pq_lists[qspec.proc].append(i)
     mem = Memory.allocate(
         n_cpus=C,
         n_procs=P,
@@ -306,6 +328,7 @@ def build_memory(cfg: EngineConfig) -> Memory:
     cs[:, L.C_OPEN] = int(cfg.open_loop)
     cs[:, L.C_SPACE_Q] = -1
     cs[:, L.C_SYNC_DONE] = -1
+    cs[:, L.C_VMM] = -1
     base = 0
     for i, qspec in enumerate(cfg.queues):
         row = mem.qs[i]
@@ -318,6 +341,8 @@ def build_memory(cfg: EngineConfig) -> Memory:
         row[L.Q_OWNER_WAITER] = -1
         row[L.Q_VALID_WAITER] = -1
         row[L.Q_ERR] = ERR_MODES[qspec.err]
+        row[L.Q_VMM] = int(qspec.vmm)
+        row[L.Q_BQL] = qspec.bql
         base += 1 << qspec.log2size
     mem.sl[:] = -1
     mem.sl[:, L.SL_SVC] = 0
@@ -335,6 +360,11 @@ def build_memory(cfg: EngineConfig) -> Memory:
         cs[cfg.irq_cpu, L.C_IRQ] = 1
         cs[cfg.irq_cpu, L.C_OPEN] = 1  # its ops arrive when errors are raised
         cs[cfg.irq_cpu, L.C_QUOTA] = np.iinfo(np.int64).max
+    for v, t in cfg.vmm_threads:
+        cs[v, L.C_VMM], cs[t, L.C_VMM] = t, v
+        cs[t, L.C_IRQ] = 2
+        cs[t, L.C_OPEN] = 1  # its ops arrive when its vCPU exits
+        cs[t, L.C_QUOTA] = np.iinfo(np.int64).max
     return mem
 
 
@@ -391,7 +421,7 @@ def _check_progress(mem: Memory, cfg: EngineConfig) -> None:
         c
         for c in range(cfg.n_cpus)
         if mem.cs[c, L.C_PC] != L.PC_DONE
-        and not (c == cfg.irq_cpu and mem.cs[c, L.C_OPHEAD] == mem.cs[c, L.C_OPTAIL])
+        and not (mem.cs[c, L.C_IRQ] > 0 and mem.cs[c, L.C_OPHEAD] == mem.cs[c, L.C_OPTAIL])
     ]
     written, done = int(mem.g[L.G_CMDS]), int(mem.g[L.G_CMDS_DONE])
     if stuck or written != done:

@@ -128,6 +128,7 @@ def throughput_vs_cpus(
     color_title: str | None = None,
     panel: str | None = None,
     max_series: int = 8,
+    ranges: tuple[str, str] | None = None,
 ) -> alt.LayerChart | alt.HConcatChart:
     """Mean of ``y`` against ``x`` per ``color`` group, with a band across replicates when there are any.
 
@@ -150,6 +151,11 @@ def throughput_vs_cpus(
         y scale), for more series than one panel can show apart.
     max_series
         Most series one panel may hold (colours stay distinct up to the palette's 8).
+    ranges
+        Two columns ``(low, high)``: where both are set (predictions of a calibrated preset), a
+        vertical bar with end ticks shows the range of the value over the calibration's assumptions
+        (:mod:`cmdqv_lab.analysis.uncertainty`). It is not a confidence interval, and the subtitle
+        says so.
 
     Examples
     --------
@@ -204,6 +210,32 @@ def throughput_vs_cpus(
     yscale: dict[str, Any] = {"type": "log"} if log_y else {}
     base = alt.Chart(s).encode(x=xenc)
     layers: list[Any] = []
+    range_words = ""
+    if ranges:
+        require_columns(df, list(ranges), where)
+        r = df.filter(pl.col(ranges[0]).is_not_null() & pl.col(ranges[1]).is_not_null()).select(
+            pl.col(x).alias(fx),
+            *([pl.col(color).alias(fc)] if color and fc else []),
+            pl.col(ranges[0]).cast(pl.Float64).alias("range_low"),
+            pl.col(ranges[1]).cast(pl.Float64).alias("range_high"),
+        )
+        if r.height:
+            rb = alt.Chart(r).encode(x=_q(fx, title=x_title or label(x),
+                                          scale={"type": "log", "nice": False} if log_x else {"zero": False}))  # fmt: skip
+            rtip = [alt.Tooltip(field=f, type="quantitative", format=",.4~g", title=t)
+                    for f, t in (("range_low", "low end over assumptions"), ("range_high", "high end over assumptions"))]  # fmt: skip
+            rule = rb.mark_rule(strokeWidth=2, opacity=0.8).encode(
+                y=alt.Y("range_low:Q", scale={"type": "log"} if log_y else {}),
+                y2="range_high:Q",
+                tooltip=rtip,
+            )
+            ticks = [rb.mark_tick(thickness=2, size=12, opacity=0.8).encode(y=alt.Y(f"{f}:Q"), tooltip=rtip)
+                     for f in ("range_low", "range_high")]  # fmt: skip
+            if color and fc:
+                rule = rule.encode(color=alt.Color(field=fc, type="nominal", legend=None))
+                ticks = [t.encode(color=alt.Color(field=fc, type="nominal", legend=None)) for t in ticks]
+            layers += [rule, *ticks]
+            range_words = "; vertical bars: range of a prediction over the calibration's assumptions (not a confidence interval)"
     if s["lo"].drop_nulls().len():
         band = (
             base.transform_filter("isValid(datum.lo)")
@@ -249,7 +281,7 @@ def throughput_vs_cpus(
         what = kind_text(const_kind or "predicted")
     head = title or f"{yt} vs {xt}"
     return alt.LayerChart(
-        layer=layers, title=_title(head, f"{what}; {how}" if subtitle is None else subtitle)
+        layer=layers, title=_title(head, f"{what}; {how}{range_words}" if subtitle is None else subtitle)
     )
 
 

@@ -15,18 +15,15 @@ becomes, by its path:
     accept carry ``CMD_ILLEGAL``: the queue raises ILL and the host's CMDQV IRQ thread either fixes
     it up (guest-fixup) or forwards the error to the guest (guest-vcmdq).
 ``trap`` part (trap-and-emulate vSMMU)
-    the guest writes the entries into the emulated queue's memory, then its PROD write exits to the
-    VMM (half of ``trap_user_ns`` out, half back), which - under the VM's lock when ``vmm_lock`` -
-    walks the queue (``vmm_trap_ns``) and forwards the non-SYNC commands ``vmm_batch`` at a time,
-    each chunk costing ``vmm_per_cmd_ns`` per command and issued by the host kernel on the host
-    main CMDQ with a CMD_SYNC it waits for; the guest's own CMD_SYNC is emulated. The guest then
-    learns of completion by polling CONS (one more trap: QEMU completed the queue inside the PROD
-    write) or by a virtual interrupt (``guest_poll``).
+    one batch on the VM's emulated vSMMU CMDQ (the route's ``trap_queue``), written by the guest's
+    own driver (the same Linux algorithm); its PROD write and CONS reads exit to the VMM, which
+    forwards the commands to the host main CMDQ under the VM's lock: the engine does all of it
+    (:mod:`cmdqv_lab.engine.vmm`).
 
 Each command's service time is drawn from the platform (its opcode's mean and ``service_dist``):
 one draw per command in stream order from the CPU's own generator, so the engine and the SimPy
-reference see identical inputs and a CPU's draws do not depend on chunk sizes. Chunks without trap
-parts (every host run) are compiled with whole-array operations; trapped parts op by op.
+reference see identical inputs and a CPU's draws do not depend on chunk sizes. Chunks are compiled
+with whole-array operations.
 """
 
 from __future__ import annotations
@@ -41,19 +38,15 @@ from cmdqv_lab.device.commands import Opcode
 from cmdqv_lab.driver.routing import route_frame
 from cmdqv_lab.engine.layout import (
     CMD_ILLEGAL,
-    CNT_EXITS,
-    CNT_GUEST_IRQS,
     CNT_NONE,
     STEP_BATCH,
     STEP_DELAY,
-    STEP_LOCK,
-    STEP_UNLOCK,
 )
 from cmdqv_lab.engine.stream import CpuStream, OpBlock
+from cmdqv_lab.errors import ParamError
 from cmdqv_lab.platform import Platform
 from cmdqv_lab.programs.topology import Route, Topology
 from cmdqv_lab.rng import stream as rng_stream
-from cmdqv_lab.units import ns
 from cmdqv_lab.workloads.stream import Chunk, StreamChunk, Workload, as_frame
 
 SYNC = int(Opcode.CMD_SYNC)
@@ -118,118 +111,6 @@ class Columns:
         )
 
 
-class _Builder:
-    """Accumulates steps and commands of one block."""
-
-    def __init__(self) -> None:
-        self.t: list[int] = []
-        self.nb: list[int] = []
-        self.kind: list[int] = []
-        self.a: list[int] = []
-        self.b: list[int] = []
-        self.c: list[int] = []
-        self.opc: list[np.ndarray] = []
-        self.svc: list[np.ndarray] = []
-        self.flags: list[np.ndarray] = []
-        self._steps_before = 0
-
-    def begin_op(self, t: int) -> None:
-        self.t.append(t)
-        self._steps_before = len(self.kind)
-
-    def end_op(self) -> None:
-        self.nb.append(len(self.kind) - self._steps_before)
-
-    def delay(self, ps: int, counter: int = CNT_NONE) -> None:
-        self.kind.append(STEP_DELAY)
-        self.a.append(ps)
-        self.b.append(counter)
-        self.c.append(0)
-
-    def lock(self, lk: int, unlock: bool = False) -> None:
-        self.kind.append(STEP_UNLOCK if unlock else STEP_LOCK)
-        self.a.append(lk)
-        self.b.append(0)
-        self.c.append(0)
-
-    def batch(self, queue: int, opc: np.ndarray, svc: np.ndarray, flags: np.ndarray, wait: bool) -> None:
-        self.kind.append(STEP_BATCH)
-        self.a.append(int(opc.size))
-        self.b.append(int(wait))
-        self.c.append(queue)
-        self.opc.append(opc)
-        self.svc.append(svc)
-        self.flags.append(flags)
-
-    def forwards(
-        self, queue: int, opc: np.ndarray, svc: np.ndarray, chunk: int, per_cmd_ps: int, sync_svc: int
-    ) -> None:
-        """The VMM forwarding ``opc`` ``chunk`` commands at a time: per chunk a delay (``per_cmd_ps``
-        per command) and a host batch of the chunk plus a CMD_SYNC, waited for (vectorised)."""
-        f = int(opc.size)
-        if f == 0:
-            return
-        starts = np.arange(0, f, chunk)
-        ks = np.minimum(chunk, f - starts)
-        n = starts.size
-        kind = np.empty(2 * n, np.int64)
-        a = np.empty(2 * n, np.int64)
-        b = np.empty(2 * n, np.int64)
-        c = np.empty(2 * n, np.int64)
-        kind[0::2], kind[1::2] = STEP_DELAY, STEP_BATCH
-        a[0::2], a[1::2] = ks * per_cmd_ps, ks + 1
-        b[0::2], b[1::2] = CNT_NONE, 1
-        c[0::2], c[1::2] = 0, queue
-        self.kind.extend(kind.tolist())
-        self.a.extend(a.tolist())
-        self.b.extend(b.tolist())
-        self.c.extend(c.tolist())
-        ends = starts + ks
-        self.opc.append(np.insert(opc, ends, SYNC))
-        self.svc.append(np.insert(svc, ends, sync_svc))
-        self.flags.append(np.zeros(f + n, np.int64))
-
-    def block(self) -> OpBlock:
-        def cat(xs: list[np.ndarray]) -> np.ndarray:
-            return np.concatenate(xs).astype(np.int64) if xs else np.zeros(0, np.int64)
-
-        def i64(x: list[int]) -> np.ndarray:
-            return np.asarray(x, dtype=np.int64)
-
-        return OpBlock(
-            i64(self.t), i64(self.nb), i64(self.kind), i64(self.a), i64(self.b), i64(self.c),
-            cat(self.opc), cat(self.svc), cat(self.flags),
-        )  # fmt: skip
-
-
-def _trap_part(
-    b: _Builder, route: Route, plat: Platform, opc: np.ndarray, svc: np.ndarray, waited: bool
-) -> None:
-    b.delay(ns(plat.cmd_write_ns) * int(opc.size))  # the guest writes the emulated queue
-    half = ns(plat.trap_user_ns) // 2
-    b.delay(half, CNT_EXITS)  # PROD write exits to the VMM
-    if plat.vmm_lock and route.lock >= 0:
-        b.lock(route.lock)
-    b.delay(ns(plat.vmm_trap_ns))
-    fwd = opc != SYNC
-    b.forwards(
-        route.host_queue,
-        opc[fwd],
-        svc[fwd],
-        plat.vmm_batch,
-        ns(plat.vmm_per_cmd_ns),
-        ns(plat.sync_service_ns),
-    )
-    if plat.vmm_lock and route.lock >= 0:
-        b.lock(route.lock, unlock=True)
-    b.delay(ns(plat.trap_user_ns) - half)  # back to the guest
-    if waited:
-        if plat.guest_poll == "poll":
-            b.delay(ns(plat.trap_user_ns), CNT_EXITS)  # the CONS poll traps; the queue is already done
-        else:
-            b.delay(ns(plat.virq_inject_ns), CNT_GUEST_IRQS)
-
-
 def draw_service(rng: np.random.Generator, means_ns: np.ndarray, dist: str) -> np.ndarray:
     """One service time (ps) per entry of ``means_ns``, drawn in order (one draw each)."""
     if dist == "deterministic":
@@ -272,13 +153,13 @@ def compile_columns(
 ) -> OpBlock:
     """Routed columns as op programs."""
     svc = service_times(cols.opcode, plat, rng)
-    if (cols.path == PATH_TRAP).any():
-        return _compile_by_op(cols, svc, route, plat, prefix_ps)
+    if (cols.path == PATH_TRAP).any() and route.trap_queue < 0:
+        raise ParamError("a batch routed the trapped way on a topology without an emulated vSMMU queue")
     return _compile_vectorised(cols, svc, route, prefix_ps)
 
 
 def _compile_vectorised(cols: Columns, svc: np.ndarray, route: Route, prefix_ps: int) -> OpBlock:
-    """Host and pass-through parts: each part is one batch step (whole-array operations)."""
+    """Every part is one batch step (whole-array operations)."""
     n = cols.opcode.size
     if n == 0:
         return OpBlock.empty()
@@ -303,38 +184,13 @@ def _compile_vectorised(cols: Columns, svc: np.ndarray, route: Route, prefix_ps:
     kind[is_batch] = STEP_BATCH
     a[is_batch] = part_end - part_start
     b[is_batch] = (cols.wait[last] & (cols.opcode[last] == SYNC)).astype(np.int64)
-    c[is_batch] = np.where(path[part_start] == PATH_VCMDQ, route.vcmdq, route.host_queue)
+    pp = path[part_start]
+    c[is_batch] = np.where(
+        pp == PATH_VCMDQ, route.vcmdq, np.where(pp == PATH_TRAP, route.trap_queue, route.host_queue)
+    )
     flags = np.where((path == PATH_VCMDQ) & cols.illegal, CMD_ILLEGAL, 0).astype(np.int64)
     return OpBlock(cols.t[op_start].astype(np.int64), parts_per_op + pre, kind, a, b, c,
                    cols.opcode, svc.astype(np.int64), flags)  # fmt: skip
-
-
-def _compile_by_op(cols: Columns, svc: np.ndarray, route: Route, plat: Platform, prefix_ps: int) -> OpBlock:
-    """Chunks with trapped parts, op by op (a trapped part expands into the VMM's steps)."""
-    b = _Builder()
-    flags = np.where(cols.illegal, CMD_ILLEGAL, 0).astype(np.int64)
-    op, opcodes, part, path = cols.op, cols.opcode, cols.part, cols.path
-    op_start = np.flatnonzero(np.r_[True, op[1:] != op[:-1]])
-    op_end = np.r_[op_start[1:], op.size]
-    for s, e in zip(op_start, op_end):
-        b.begin_op(int(cols.t[s]))
-        if prefix_ps:
-            b.delay(prefix_ps)
-        pk = part[s:e]
-        p_start = s + np.flatnonzero(np.r_[True, (pk[1:] != pk[:-1]) | (path[s + 1 : e] != path[s : e - 1])])
-        p_end = np.r_[p_start[1:], e]
-        for ps_, pe in zip(p_start, p_end):
-            sl = slice(int(ps_), int(pe))
-            waited = bool(cols.wait[pe - 1]) and opcodes[pe - 1] == SYNC
-            where = path[ps_]
-            if where == PATH_VCMDQ:
-                b.batch(route.vcmdq, opcodes[sl], svc[sl], flags[sl], waited)
-            elif where == PATH_HOST:
-                b.batch(route.host_queue, opcodes[sl], svc[sl], np.zeros(pe - ps_, np.int64), waited)
-            else:
-                _trap_part(b, route, plat, opcodes[sl], svc[sl], waited)
-        b.end_op()
-    return b.block()
 
 
 def compile_streams(
@@ -347,7 +203,7 @@ def compile_streams(
     routing: Routing | None = None,
     prefix_ps: int = 0,
 ) -> list[CpuStream]:
-    """Every issuing CPU's op-program stream (lazy), plus the IRQ thread's empty one if it has one.
+    """Every issuing CPU's op-program stream (lazy), plus empty ones for the IRQ and VMM threads.
 
     CPU ``(vm, cpu)`` draws its service times from ``rng.stream(seed, name, "service", vm + 1, cpu)``.
     """
@@ -359,6 +215,6 @@ def compile_streams(
             yield compile_chunk(ch, topology.routes[i], plat, rng, routing=routing, prefix_ps=prefix_ps)
 
     streams: list[CpuStream] = [one(i, it) for i, it in enumerate(workload.chunks)]
-    if topology.irq_thread:
-        streams.append(iter(()))
+    # the IRQ thread and the VMM threads get their ops from the engine
+    streams.extend(iter(()) for _ in range(topology.n_cpus - len(streams)))
     return streams

@@ -9,10 +9,15 @@ Host topologies (:func:`host_topology`), as Linux builds them:
 ``ecmdq``  one ECMDQ per CPU.
 
 Guest topologies (:func:`guest_topology`): queue 0 is the host's main CMDQ (where the VMM forwards
-trapped commands and the host IRQ thread emulates fixed-up ones); each VM gets ``vcmdqs_per_vm``
-pass-through VCMDQs, vCPU ``v`` using ``v % vcmdqs_per_vm``; each VM has one VMM lock (QEMU's big
-lock) when the platform says so; an extra engine CPU is the host's CMDQV IRQ thread when the
-VCMDQs raise errors (``err``).
+trapped commands and the host IRQ thread emulates fixed-up ones); each VM has its vSMMU's emulated
+CMDQ (queues ``1..V``: the guest's driver writes it, the VMM consumes it inside the trapped PROD
+write, :mod:`cmdqv_lab.engine.vmm`) and ``vcmdqs_per_vm`` pass-through VCMDQs, vCPU ``v`` using
+``v % vcmdqs_per_vm`` (the guest's tegra241-cmdqv driver: ``lidx = raw_smp_processor_id() %
+num_lvcmdqs_per_vintf`` in ``tegra241_cmdqv_get_cmdq``, the VINTF having ``vcmdqs_per_vm``
+LVCMDQs). VCMDQs are consumed by ``min(smmu_parallel, queues)`` command processors, queue ``i`` by
+processor ``i % P``. Each VM has one VMM lock (QEMU's BQL) when the platform says so; each vCPU
+that can trap has a VMM thread (an engine CPU that runs its exits' emulation); an extra engine CPU
+is the host's CMDQV IRQ thread when the VCMDQs raise errors (``err``).
 
 >>> from cmdqv_lab.platform import load_platform
 >>> t = host_topology("vcmdq", cpus=4, vcmdqs=2, submit="linux-lockfree", plat=load_platform("d06"), max_batch=2)
@@ -41,9 +46,10 @@ UNBOUNDED = 1 << 62
 class Route:
     """Where one issuing CPU's parts go (queue indices of its topology; -1: none)."""
 
-    host_queue: int  # host path and trapped forwards
+    host_queue: int  # host path
     vcmdq: int = -1  # pass-through path
     lock: int = -1  # its VM's VMM lock
+    trap_queue: int = -1  # trapped path: its VM's emulated vSMMU CMDQ
 
 
 @dataclass(frozen=True)
@@ -56,12 +62,13 @@ class Topology:
     n_locks: int = 0
     irq_thread: bool = False  # an extra CPU: the host's CMDQV IRQ thread (handles ILL on VCMDQs)
     fixup_queue: int = 0  # the host queue the IRQ thread emulates commands on
+    vmm_threads: bool = False  # one extra CPU per issuing CPU: its VMM thread (engine/vmm.py)
     rings: dict[str, Any] = field(default_factory=dict)  # ring sizes (EngineConfig fields)
 
     @property
     def n_cpus(self) -> int:
-        """Engine CPUs: the issuing CPUs, plus the IRQ thread."""
-        return len(self.routes) + int(self.irq_thread)
+        """Engine CPUs: the issuing CPUs, plus the IRQ thread, plus the VMM threads."""
+        return len(self.routes) * (1 + int(self.vmm_threads)) + int(self.irq_thread)
 
     def engine_config(
         self, costs: Costs, quotas: Sequence[int] | None, *, open_loop: bool = False
@@ -71,10 +78,14 @@ class Topology:
         if len(q) != len(self.routes):
             raise ParamError(f"{len(q)} op quotas for {len(self.routes)} issuing CPUs")
         irq = [0] if self.irq_thread else []
+        n = len(self.routes)
+        first = n + int(self.irq_thread)  # VMM thread of issuing CPU i: CPU first + i
+        vmm = tuple((i, first + i) for i in range(n)) if self.vmm_threads else ()
         return EngineConfig(
             queues=self.queues,
             n_cpus=self.n_cpus,
-            quotas=tuple(q + irq),
+            quotas=tuple(q + irq + [0] * len(vmm)),
+            vmm_threads=vmm,
             costs=costs,
             n_procs=self.n_procs,
             open_loop=open_loop,
@@ -126,28 +137,55 @@ def guest_topology(
     submit: str,
     err: str,
     plat: Platform,
+    trapped: bool = True,
+    max_batch: int = 128,
 ) -> Topology:
     """A guest topology for issuing vCPUs ``(vm_of[i], vcpu_of[i])`` (VMs numbered 0..V-1).
 
     ``vcmdqs_per_vm = 0``: no pass-through queue (trap-and-emulate only). ``err``: what an illegal
     entry on a VCMDQ does (``guest``: forwarded to the guest; ``fixup``: the host emulates it).
+    ``trapped``: batches may take the trapped path (emulated queues and VMM threads exist).
+    ``max_batch``: the largest batch a vCPU issues (sizes the emulated queues and the VMM threads'
+    rings: one PROD emulation carries at most every vCPU's batch of its VM).
     """
     if submit not in SUBMITS:
         raise ParamError(f"vcmdq_submit={submit!r} is not allowed: one of {', '.join(SUBMITS)}")
     vms = max(vm_of, default=-1) + 1
     vq = vcmdqs_per_vm
+    nemu = vms if trapped else 0
     procs = min(plat.smmu_parallel, 1 + vms * vq)
     main = QueueSpec(plat.cmdq_log2size, "linux-lockfree", plat.sync_wait, 0)
+    per_vm = max((list(vm_of).count(vm) for vm in range(vms)), default=1)
+    in_flight = per_vm * max(1, max_batch)  # entries one PROD emulation can carry
+    # The emulated CMDQ: the guest sizes it from QEMU's IDR1.CMDQS (2^19, capped by Linux's
+    # CMDQ_MAX_SZ_SHIFT); the model uses cmdq_log2size, raised so that every vCPU's batch fits twice
+    # (llq.cons lags by the batches in flight, and a full emulated queue would need a trapped CONS read).
+    emu_log2 = max(plat.cmdq_log2size, (2 * in_flight - 1).bit_length())
+    if emu_log2 > 19:
+        raise ParamError(
+            f"{per_vm} vCPUs x {max_batch} entries per batch exceed an emulated CMDQ of 2^19 entries"
+        )
+    wait = "poll" if plat.guest_poll == "poll" else "virq"
+    emulated = tuple(QueueSpec(emu_log2, "linux-lockfree", wait, 0, vmm=True, bql=vm if plat.vmm_lock else -1)
+                     for vm in range(nemu))  # fmt: skip
+    first_vq = 1 + nemu
     vcmdqs = (
-        QueueSpec(plat.vcmdq_log2size, submit, plat.vcmdq_sync_wait, i % procs, err)
+        QueueSpec(plat.vcmdq_log2size, submit, plat.guest_sync_wait, i % procs, err)
         for i in range(1, 1 + vms * vq)
     )
-    queues = (main, *vcmdqs)
+    queues = (main, *emulated, *vcmdqs)
     routes = tuple(
-        Route(host_queue=0, vcmdq=1 + vm * vq + v % vq if vq else -1, lock=vm if plat.vmm_lock else -1)
+        Route(host_queue=0, vcmdq=first_vq + vm * vq + v % vq if vq else -1, lock=vm if plat.vmm_lock else -1,
+              trap_queue=1 + vm if trapped else -1)
         for vm, v in zip(vm_of, vcpu_of)
-    )
+    )  # fmt: skip
     irq = vq > 0 and err != "none"
+    # a VMM thread's rings hold its one op: per forwarded command a delay and a 2-entry batch
+    # (per-command), or one delay and a batch per vmm_batch commands (batched), plus 6 steps
+    if plat.vmm_forward == "batched":
+        steps, cmds = in_flight // plat.vmm_batch + 9, in_flight + in_flight // plat.vmm_batch + 1
+    else:
+        steps, cmds = 2 * in_flight + 8, 2 * in_flight
     return Topology(
         queues,
         routes,
@@ -155,5 +193,9 @@ def guest_topology(
         n_locks=vms if plat.vmm_lock else 0,
         irq_thread=irq,
         fixup_queue=0,
-        rings={"ring_batches": 8192, "ring_cmds": 32768},
+        vmm_threads=trapped,
+        rings={
+            "ring_batches": 1 << max(13, steps.bit_length()),
+            "ring_cmds": 1 << max(15, cmds.bit_length()),
+        },
     )

@@ -53,7 +53,7 @@ def _numbers(qid: str, numbers: Sequence[Sequence[Any]] | None) -> list[dict[str
 def answer_bundle(qid: str, text: str, numbers: Sequence[Sequence[Any]] | None = None) -> dict[str, Any]:
     """The mime bundle :func:`answer` displays (validated)."""
     if not isinstance(qid, str) or not _QID.match(qid):
-        raise ReportError(f"answer: question id {qid!r} is not like 'Q1' .. 'Q10' (optionally 'Q6a')")
+        raise ReportError(f"answer: question id {qid!r} is not like 'Q1' .. 'Q14' (optionally 'Q6a')")
     if not isinstance(text, str) or not text.strip():
         raise ReportError(f"answer {qid}: the answer text is empty")
     text = text.strip()
@@ -75,7 +75,7 @@ def answer(qid: str, text: str, numbers: Sequence[Sequence[Any]] | None = None) 
     Parameters
     ----------
     qid
-        The question, ``"Q1"`` .. ``"Q10"`` as in the domain brief (a letter may follow: ``"Q6a"``).
+        The question, ``"Q1"`` .. ``"Q14"`` as in the domain brief and issue 15 (a letter may follow: ``"Q6a"``).
     text
         One line, Markdown allowed, with the numbers that answer it.
     numbers

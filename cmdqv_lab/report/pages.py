@@ -41,7 +41,20 @@ QUESTIONS: dict[str, str] = {
     "Q8": "Guests with several VCMDQs",
     "Q9": "Host scaling: shared cmdq, VCMDQs, per-CPU lightweight queues, ECMDQ",
     "Q10": "Is the command queue the bottleneck? Strict vs lazy invalidation",
-    "Q12": "Noisy neighbours: how much one VM's invalidation flood hurts another, shared vs private queues",
+    # later questions from the lists (issue 15), each with the source that asked it
+    "Q11": "The invalidation threshold: per-page TLBIs or one ASID flush (CMDQ_MAX_TLBI_OPS)",
+    "Q12": "Noisy neighbours: one VM's invalidations against another's latency, shared vs private queues",
+    "Q13": "Batching the trapped guest's invalidations (one ioctl per guest command)",
+    "Q14": "ECMDQ and VCMDQ at scale: where per-CPU queues stop mattering",
+}
+#: The bibliography entry (``sources.toml`` id) that asked each question: the seed thread for the
+#: 2021 questions, the later mail (or code) for Q11 on. A question's page must cite it.
+QUESTION_SOURCES: dict[str, str] = {
+    **{f"Q{i}": "seed-thread" for i in range(1, 11)},
+    "Q11": "murphy-2023-threshold",
+    "Q12": "gunthorpe-2024-dos",
+    "Q13": "qemu-accel-cmdqv",
+    "Q14": "ecmdq-marvell-2024",
 }
 
 
@@ -226,8 +239,9 @@ def index_html(pages: list[NotebookPage], env: dict[str, Any]) -> str:
     body = (
         "<h1>SMMUv3 command queues, ECMDQ and Tegra241 CMDQV: answers</h1>"
         + smoke_banner(env, "every notebook")
-        + "<p>The ten design questions come from the review of the Tegra241 CMDQV v3 patches, the "
-        f"{source_link(seed)} ({esc(seed.date)}, {esc(seed.author)}). Each answer is computed by a "
+        + "<p>The ten design questions Q1-Q10 come from the review of the Tegra241 CMDQV v3 patches, the "
+        f"{source_link(seed)} ({esc(seed.date)}, {esc(seed.author)}); Q11 on are questions asked on the "
+        "lists since, each page citing the mail that asked it. Each answer is computed by a "
         "notebook from a functional model of the queues and a timing model calibrated to public "
         'measurements; every source is in <a href="sources.html">the bibliography</a>. Numbers are labelled '
         '<span class="badge kind-measured">measured</span> (public data), <span class="badge kind-fitted">'

@@ -2,7 +2,7 @@
 
 Layout of the output directory::
 
-    index.html            short answers to every question of pages.QUESTIONS; measured, fitted, predicted
+    index.html            short answers to Q1..Q10 and later questions (Q11..); what was measured, fitted, predicted
     NN-topic.html         one page per notebook: question, short answer, evidence, details
     sources.html          the bibliography (cmdqv_lab/report/sources.toml)
     provenance.html       environment and data manifests

@@ -66,7 +66,8 @@ def summary_text(
     seed = _sources.seed_thread()
     lines = ["cmdqv-lab: SMMUv3 command queues, ECMDQ and Tegra241 CMDQV", "=" * 58, ""]
     lines += _wrap(
-        f"Answers to the ten design questions of the Tegra241 CMDQV v3 review ({seed.author}, {seed.date}), "
+        f"Answers to the ten design questions of the Tegra241 CMDQV v3 review ({seed.author}, {seed.date}) "
+        "and to questions asked on the lists since (Q11 on), "
         "computed by a functional model of the queues and a timing model calibrated to public measurements. "
         "Key numbers say what they are: measured (public data), fitted (the model at the rows it was fitted "
         "to), PREDICTION (the model anywhere else; not a finding about hardware) or computed (exact "

@@ -51,7 +51,9 @@ class Scenario:
     ``workload(params, platform, seed, count)`` gives the streams; ``topology(params, platform,
     workload)`` and ``routing(...)`` say where they go; ``prefix_ns(params, platform)`` is CPU work
     at the start of every op. A scenario without a preset (``uses_platform=False``) makes its
-    platform from its own parameters with ``platform``.
+    platform from its own parameters with ``platform``. ``extra_metrics(params, platform, result,
+    seed)`` adds metrics of its own; with ``op_records`` the engine keeps a record of every op for it
+    (``result.ops``).
     """
 
     name: str
@@ -65,7 +67,8 @@ class Scenario:
     default_count: int = 100_000
     uses_platform: bool = True
     platform: Callable[[Any], Platform] | None = None
-    extra_metrics: Callable[[Any, Platform | None, EngineResult], dict[str, Any]] | None = None
+    extra_metrics: Callable[[Any, Platform | None, EngineResult, int], dict[str, Any]] | None = None
+    op_records: bool = False
 
     def run_platform(self, p: Any, preset: Platform | None) -> Platform:
         """The platform a run uses: the resolved preset, or the one the scenario makes from ``p``."""
@@ -106,6 +109,7 @@ _MODULES = {
     "guest-wl-mixed": "cmdqv_lab.scenarios.guest_workload",
     "guest-mixed": "cmdqv_lab.scenarios.guest_mixed",
     "guest-noisy": "cmdqv_lab.scenarios.guest_noisy",
+    "host-iotlb": "cmdqv_lab.scenarios.iotlb",
 }
 SCENARIOS: dict[str, Scenario] = {}
 #: Where an error about a scenario name points the user.
@@ -250,12 +254,16 @@ def simulate(
     check_entities(scn.name, params, platform)  # before any stream is built
     cfg, streams = scn.build(params, scn.run_platform(params, platform), seed, n)
     check_memory(scn.name, cfg)  # before the engine allocates its state
-    if record:
-        cfg = EngineConfig(**{**cfg.__dict__, "record": True, "record_limit": record_limit})
+    if record or scn.op_records:
+        # op_records alone: room for exactly every op (command records are cut at the same count)
+        limit = record_limit if record else max(sum(cfg.quotas), 16)
+        if record and scn.op_records:
+            limit = max(record_limit, sum(cfg.quotas))
+        cfg = EngineConfig(**{**cfg.__dict__, "record": True, "record_limit": limit})
     res = run_engine(cfg, streams)
     metrics = res.metrics()
     if scn.extra_metrics is not None:
-        metrics.update(scn.extra_metrics(params, platform, res))
+        metrics.update(scn.extra_metrics(params, platform, res, seed))
     resolved = {**(platform.to_dict() if platform else {}), **params.to_dict()}
     return SimResult(scn.name, seed, resolved, metrics, res, time.perf_counter() - t0)
 

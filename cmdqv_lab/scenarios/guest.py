@@ -8,10 +8,14 @@ VCMDQ rejects (CMD_CFGI_CD for the VM's device, :func:`~cmdqv_lab.workloads.tran
 All VMs share the SMMU's command processors and the host main CMDQ (queue 0); the topology is
 :func:`~cmdqv_lab.programs.topology.guest_topology`.
 
-``guest-trap``   every batch goes the trapped way (the emulated vSMMU; :mod:`cmdqv_lab.programs.compile`).
-``guest-vcmdq``  pass-through VCMDQs (``vcmdqs_per_vm`` per VM, vCPU ``v`` uses ``v % vcmdqs_per_vm``);
-                 ``policy`` routes each batch (:mod:`cmdqv_lab.driver.routing`); an unsupported
-                 command that reaches a VCMDQ raises ILL and the error goes to the guest.
+``guest-trap``   every batch goes the trapped way: the guest's driver writes its vSMMU's emulated
+                 CMDQ; PROD writes and CONS reads exit to the VMM under the VM's BQL, which
+                 forwards to the host main CMDQ (``vmm_forward``; :mod:`cmdqv_lab.engine.vmm`).
+``guest-vcmdq``  pass-through VCMDQs (``vcmdqs_per_vm`` LVCMDQs in the VM's VINTF; vCPU ``v`` uses
+                 ``v % vcmdqs_per_vm`` as tegra241_cmdqv_get_cmdq does with raw_smp_processor_id();
+                 the SMMU consumes them with ``smmu_parallel`` processors); ``policy`` routes each
+                 batch (:mod:`cmdqv_lab.driver.routing`); an unsupported command that reaches a
+                 VCMDQ raises ILL and the error goes to the guest; what it routes trapped exits.
 ``guest-fixup``  the vSMMU main queue is a hardware VCMDQ: everything goes there; an ILL raises the
                  host's CMDQV interrupt, whose single threaded handler emulates the command on the
                  host main CMDQ, rewrites the entry and resumes the queue: the guest never sees it.
@@ -34,6 +38,7 @@ from cmdqv_lab.programs.topology import Topology, guest_topology
 from cmdqv_lab.scenarios.base import Scenario, register
 from cmdqv_lab.workloads.stream import Workload
 from cmdqv_lab.workloads.synthetic.common import think_ps, vm_sids
+from cmdqv_lab.workloads.synthetic.inval import BATCH_ENTRIES
 from cmdqv_lab.workloads.synthetic.io import DmaMapParams, unmap_workload
 from cmdqv_lab.workloads.transforms import inject
 
@@ -47,8 +52,11 @@ class GuestParams(Params):
     threads: int = param(1, unit="vCPUs", lo=1, hi=256, provenance="choice", doc="benchmark threads per VM")
     granule_kib: int = param(4, unit="KiB", lo=4, hi=2048, provenance="choice", doc="bytes per unmap")
     ril: bool = param(
-        False, provenance="choice", doc="range TLBI (one per unmap) instead of one per 4 KiB page"
-    )
+        False, provenance="choice",
+        source="C2's latencies grow linearly with the granule on both paths (one TLBI per page), although QEMU "
+        "10.2's emulated vSMMU sets IDR3.RIL; grace keeps one TLBI per page",
+        doc="range TLBI (one per unmap) instead of one per 4 KiB page",
+    )  # fmt: skip
     vcmdqs_per_vm: int = param(1, unit="queues", lo=1, hi=128, provenance="choice", doc="VCMDQs per VM (Q8)")
     unsupported_fraction: float = param(
         0.0,
@@ -92,8 +100,12 @@ def _routing(mode: str):
 def _topology(mode: str):
     def topo(p: GuestParams, plat: Platform, w: Workload) -> Topology:
         vq = 0 if mode == "trap" else p.vcmdqs_per_vm
+        # a driver batch: at most CMDQ_BATCH_ENTRIES TLBIs (inval.BATCH_ENTRIES), an injected
+        # CFGI_CD and the CMD_SYNC
+        largest = min(p.granule_kib // 4, BATCH_ENTRIES) + 2
         return guest_topology([vm for vm, _ in w.cpus], [c for _, c in w.cpus], vcmdqs_per_vm=vq,
-                              submit=p.vcmdq_submit, err=_ERR[mode], plat=plat)  # fmt: skip
+                              submit=p.vcmdq_submit, err=_ERR[mode], plat=plat, trapped=mode != "fixup",
+                              max_batch=largest)  # fmt: skip
 
     return topo
 
@@ -103,7 +115,7 @@ def _unmap_prefix(_p: GuestParams, plat: Platform) -> float:
 
 
 for _mode, _doc in (
-    ("trap", "guest-trap: trap-and-emulate vSMMU, every PROD write and CONS poll exits to the VMM"),
+    ("trap", "guest-trap: trap-and-emulate vSMMU; PROD writes and CONS reads exit to the VMM under its BQL"),
     ("vcmdq", "guest-vcmdq: pass-through VCMDQs; a routing policy sends what they reject the trapped way"),
     ("fixup", "guest-fixup: the vSMMU main queue is a VCMDQ; ILL is fixed up by the host IRQ thread (Q6)"),
 ):

@@ -2,7 +2,7 @@
 
 For every workload in :mod:`cmdqv_lab.workloads.registry` a scenario ``guest-wl-<name>`` runs its
 command stream as issued by ``vms`` guests (the workload's own ``vms`` parameter, at least 1): each
-VM gets one pass-through VCMDQ (queues ``1..vms``; queue 0 is the host main CMDQ), ``policy`` routes
+VM gets one pass-through VCMDQ (after queue 0, the host main CMDQ, and the VMs' emulated vSMMU CMDQs), ``policy`` routes
 every batch (:mod:`cmdqv_lab.driver.routing`) with the VCMDQ accepting ``guest_opcodes`` and the
 SIDs the workload declares for the VM, and the paths are those of :mod:`cmdqv_lab.programs.compile`.
 ``path`` chooses what an illegal entry does: ``vcmdq`` (ILL forwarded to the guest) or ``fixup``

@@ -89,7 +89,7 @@ def _platform(p: OpenQueueParams) -> Platform:
                     service_dist=p.service_dist)  # fmt: skip
 
 
-def _extra(p: OpenQueueParams, _platform: object, _res: object) -> dict[str, float]:
+def _extra(p: OpenQueueParams, _platform: object, _res: object, _seed: int) -> dict[str, float]:
     return {"offered_load": p.rate_mcmd_s * p.service_ns / 1000.0}
 
 

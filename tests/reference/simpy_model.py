@@ -56,6 +56,8 @@ class Queue:
     wait: str
     proc: int
     err: str = "none"
+    vmm: bool = False  # emulated by the VMM (consumed in the trapped PROD write)
+    bql: int = -1
     halted: bool = False
     prod: int = 0
     owned: bool = False
@@ -100,7 +102,7 @@ class Op:
     steps: list[Step]
 
 
-KINDS = {0: "batch", 1: "delay", 2: "lock", 3: "unlock", 4: "resume"}
+KINDS = {0: "batch", 1: "delay", 2: "lock", 3: "unlock", 4: "resume"}  # engine-appended: vmm_*, wake
 
 
 def ops_of(blocks: list[OpBlock]) -> list[Op]:
@@ -133,10 +135,20 @@ class Reference:
         self.k = cfg.costs
         self.env = simpy.Environment()
         self.P = cfg.n_procs
-        self.queues = [Queue(q.log2size, q.alg, q.wait, q.proc, q.err) for q in cfg.queues]
+        self.queues = [Queue(q.log2size, q.alg, q.wait, q.proc, q.err, q.vmm, q.bql) for q in cfg.queues]
         for q in self.queues:
             q.lock = -1 if q.alg == "spinlock" else 0  # spinlock: holder CPU, -1 free
-        self.proc_queues = [[i for i, q in enumerate(cfg.queues) if q.proc == p] for p in range(self.P)]
+        self.proc_queues = [
+            [i for i, q in enumerate(cfg.queues) if q.proc == p and not q.vmm] for p in range(self.P)
+        ]
+        # VMM threads: one per trapping vCPU, runnable only while it is out in an exit
+        self.thread_of = {v: t for v, t in cfg.vmm_threads}
+        self.vcpu_of = {t: v for v, t in cfg.vmm_threads}
+        self.vmm_ops: dict[int, deque[Op]] = {t: deque() for t in self.vcpu_of}
+        self.vmm_asleep: dict[int, bool] = {t: False for t in self.vcpu_of}
+        self.cur_op: dict[int, int] = {}
+        self.val: dict[int, int] = {}
+        self.owner_start: dict[int, int] = {}
         self.ops = [ops_of(s)[: cfg.quotas[c]] for c, s in enumerate(streams)]
         self.cmd_records: list[dict[str, Any]] = []
         self.op_records: list[dict[str, Any]] = []
@@ -162,7 +174,12 @@ class Reference:
         for p in range(self.P):
             self.env.process(self.processor(p))
         for c in range(cfg.n_cpus):
-            self.env.process(self.irq_thread(c) if c == cfg.irq_cpu else self.cpu(c))
+            if c == cfg.irq_cpu:
+                self.env.process(self.irq_thread(c))
+            elif c in self.vcpu_of:
+                self.env.process(self.vmm_thread(c))
+            else:
+                self.env.process(self.cpu(c))
 
     # ------------------------------------------------------------------ scheduling helpers
     def at(self, entity: int, t: int) -> simpy.Event:
@@ -427,9 +444,108 @@ class Reference:
             yield self.at(e, max(self.env.now, op.t))
             yield from self.run_op(c, op, op.t, irq=True)
 
+    def vmm_thread(self, c: int):  # type: ignore[no-untyped-def]
+        """A vCPU's VMM thread: runs the emulation of each exit its vCPU appends (engine/vmm.py)."""
+        e = self.P + c
+        while True:
+            if not self.vmm_ops[c]:
+                self.vmm_asleep[c] = True
+                yield self.block(c)
+                continue
+            op = self.vmm_ops[c].popleft()
+            yield self.at(e, max(self.env.now, op.t))
+            yield from self.run_op(c, op, op.t, irq=False)
+
+    def submit_vmm(self, v: int, steps: list[Step]) -> None:
+        t = self.thread_of[v]
+        self.vmm_ops[t].append(Op(self.env.now, steps))
+        if self.vmm_asleep[t]:
+            self.vmm_asleep[t] = False
+            self.wake(t, self.env.now)
+
+    def prod_exit_ops(self, v: int, qi: int, end: int) -> list[Step]:
+        """The emulation of vCPU ``v``'s PROD write of ``end`` to emulated queue ``qi``."""
+        q, k = self.queues[qi], self.k
+        start = q.hw_cons
+        steps = [Step("lock", q.bql, 0, 0, [])] if q.bql >= 0 else []
+        steps += [Step("vmm_prod", qi, end, 0, []), Step("delay", k.vmm_trap, 0, 0, [])]
+        fwd = [
+            (q.slot(ctr).opcode, q.slot(ctr).svc, 0)
+            for ctr in range(start, end)
+            if q.slot(ctr).opcode != SYNC
+        ]
+        if not k.vmm_batched:  # one ioctl per command: the command + CMD_SYNC on the host main cmdq
+            for cmd in fwd:
+                steps += [Step("delay", k.vmm_ioctl + k.vmm_per_cmd, 0, 0, []),
+                          Step("batch", 2, 1, 0, [cmd, (SYNC, k.sync_svc, 0)])]  # fmt: skip
+        elif fwd:  # one ioctl; the host issues chunks of vmm_chunk + CMD_SYNC
+            steps.append(Step("delay", k.vmm_ioctl + k.vmm_per_cmd * len(fwd), 0, 0, []))
+            for i in range(0, len(fwd), k.vmm_chunk):
+                part = fwd[i : i + k.vmm_chunk]
+                steps.append(Step("batch", len(part) + 1, 1, 0, [*part, (SYNC, k.sync_svc, 0)]))
+        steps.append(Step("vmm_done", qi, end, 0, []))
+        if q.bql >= 0:
+            steps.append(Step("unlock", q.bql, 0, 0, []))
+        steps.append(Step("wake", v, k.trap - k.trap // 2, 0, []))
+        return steps
+
+    def read_exit_ops(self, v: int, qi: int) -> list[Step]:
+        q, k = self.queues[qi], self.k
+        steps = [Step("lock", q.bql, 0, 0, [])] if q.bql >= 0 else []
+        steps += [Step("delay", k.vmm_read, 0, 0, []), Step("vmm_read", qi, 0, v, [])]
+        if q.bql >= 0:
+            steps.append(Step("unlock", q.bql, 0, 0, []))
+        steps.append(Step("wake", v, k.trap - k.trap // 2, 0, []))
+        return steps
+
+    def vmm_effect(self, st: Step) -> None:
+        """A VMM thread's register step: PROD takes effect, CONS reaches PROD, CONS is read, wake."""
+        now, k = self.env.now, self.k
+        if st.kind == "vmm_prod":
+            q = self.queues[st.a]
+            for ctr in range(q.hw_prod, st.b):
+                sl = q.slot(ctr)
+                sl.publish = now
+                if sl.rec is not None:
+                    sl.rec["publish_ps"] = now
+                    sl.rec["consume_start_ps"] = now
+            q.hw_prod = max(q.hw_prod, st.b)
+        elif st.kind == "vmm_done":
+            q = self.queues[st.a]
+            for ctr in range(q.hw_cons, st.b):
+                sl = q.slot(ctr)
+                if sl.rec is not None:
+                    sl.rec["complete_ps"] = now
+                if sl.opcode == SYNC and sl.waiter >= 0:
+                    w = sl.waiter
+                    self.sync_done[w] = now
+                    wt = self.waiting[w]
+                    if wt is not None:  # the virtual interrupt reaches the waiter
+                        self.waiting[w] = None
+                        ev, t0, _ = wt
+                        self.blocked.pop(w, None)
+                        self.counters["guest_irqs"] += 1
+                        ev._ok = True
+                        ev._value = None
+                        self.env.schedule(ev, priority=self.P + w, delay=max(t0, now) + k.virq - now)
+            q.hw_cons = st.b
+            if q.space_waiters:
+                for w in sorted(q.space_waiters):
+                    self.wake(w, now)
+                q.space_waiters.clear()
+        elif st.kind == "vmm_read":
+            self.val[st.c] = self.queues[st.a].hw_cons
+        else:  # wake: back in the guest after the return half of the trap
+            self.wake(st.a, now + st.b)
+
     def run_op(self, c: int, op: Op, ready: int, irq: bool):  # type: ignore[no-untyped-def]
-        ctx: dict[str, Any] = {"op_id": self.ops_started, "ready": ready, "retries": 0}
-        self.ops_started += 1
+        thread = c in self.vcpu_of
+        if thread:  # a VMM thread works for its vCPU's current op
+            ctx: dict[str, Any] = {"op_id": self.cur_op[self.vcpu_of[c]], "ready": ready, "retries": 0}
+        else:
+            ctx = {"op_id": self.ops_started, "ready": ready, "retries": 0}
+            self.ops_started += 1
+            self.cur_op[c] = ctx["op_id"]
         op_retries = op_cmds = n_batches = 0
         sync_t = -1
         last_q = -1
@@ -452,12 +568,15 @@ class Reference:
                 if self.lock_fifo[st.a]:
                     w = self.lock_fifo[st.a].popleft()
                     self.locks[st.a] = w
-                    self.wake(w, self.env.now)
+                    self.wake(w, self.env.now + self.k.futex_wake)  # the sleeping waiter's futex wake-up
                 else:
                     self.locks[st.a] = -1
                 continue
             if st.kind == "resume":
                 self.resume(st.a)
+                continue
+            if st.kind in ("vmm_prod", "vmm_done", "vmm_read", "wake"):
+                self.vmm_effect(st)
                 continue
             n, sync, qi, cmds = st.a, st.b, st.c, st.cmds
             q = self.queues[qi]
@@ -479,6 +598,8 @@ class Reference:
                 sync_t = self.sync_done[c]
         if irq:
             self.fixup_latencies.append(self.env.now - ready)
+        elif thread:
+            pass
         elif not (op.steps and op.steps[-1].kind == "batch" and self.queues[last_q].alg == "direct"):
             self.op_records.append({"op_id": ctx["op_id"], "cpu": c, "queue": last_q, "ready_ps": ready,
                                     "complete_ps": self.env.now, "sync_complete_ps": sync_t, "cmds": op_cmds,
@@ -562,8 +683,15 @@ class Reference:
                     break
                 q.valid_waiter = c
                 yield self.block(c)
-            yield self.at(e, self.env.now + k.mmio_write)  # write PROD
-            self.publish(q, gathered)
+            if q.vmm:  # the PROD write exits; the VMM thread emulates it and wakes us
+                self.counters["exits"] += 1
+                yield self.at(e, self.env.now + k.trap // 2)
+                ev = self.block(c)
+                self.submit_vmm(c, self.prod_exit_ops(c, qi, gathered))
+                yield ev
+            else:
+                yield self.at(e, self.env.now + k.mmio_write)  # write PROD
+                self.publish(q, gathered)
             end = self.line(c, q, "owner")  # owner_prod = prod
             q.owner_prod = gathered
             if q.owner_waiter >= 0:
@@ -577,7 +705,9 @@ class Reference:
             end = self.line(c, q, "llq")
             seen_cons = q.cons_shadow
             yield self.at(e, end)
-            if seen_cons <= slot:
+            if seen_cons <= slot and q.vmm:
+                yield from self.vmm_sync_wait(c, q, qi, slot)
+            elif seen_cons <= slot:
                 yield from self.wait_sync(c, q, self.env.now)
         else:
             yield from self.wait_sync(c, q, self.env.now)
@@ -594,6 +724,36 @@ class Reference:
         yield self.at(e, end)
 
     owner_end: dict[int, int]
+
+    def vmm_sync_wait(self, c: int, q: Queue, qi: int, slot: int):  # type: ignore[no-untyped-def]
+        """poll_until_consumed on an emulated queue: queue_poll, then a trapped CONS read (or a vIRQ)."""
+        e, k = self.P + c, self.k
+        if q.wait == "virq":
+            if self.sync_done[c] >= 0:
+                self.counters["guest_irqs"] += 1
+                yield self.at(e, max(self.env.now, self.sync_done[c]) + k.virq)
+                return
+            ev = self.block(c)
+            self.waiting[c] = (ev, self.env.now, 0)
+            yield ev
+            return
+        spins, delay = 0, k.udelay
+        while True:
+            spins += 1
+            if spins < k.poll_spins:
+                t = self.env.now + k.spin
+            else:
+                t = self.env.now + delay
+                delay *= 2
+                spins = 0
+            yield self.at(e, t)
+            self.counters["exits"] += 1
+            yield self.at(e, self.env.now + k.trap // 2)
+            ev = self.block(c)
+            self.submit_vmm(c, self.read_exit_ops(c, qi))
+            yield ev
+            if self.val[c] > slot:
+                return
 
     def spinlock(
         self, c: int, q: Queue, qi: int, cmds: list[tuple[int, int, int]], sync: int, ctx: dict[str, Any]

@@ -112,11 +112,17 @@ def iova_stride(pages: int) -> int:
     return PAGE << atc_span(pages)
 
 
+def flushes_asid(pages: int, p: Any) -> bool:
+    """Whether Linux replaces the unmap's TLBIs by one per-ASID/VMID invalidation (no RIL and
+    ``pages >= max_tlbi_ops``)."""
+    return not p.ril and pages >= p.max_tlbi_ops
+
+
 def tlbi_count(pages: int, p: Any) -> int:
     """Commands (excluding SYNC) of one strict unmap's TLBI batch."""
     if p.ril:
         return len(ril_ranges(pages))
-    return 1 if pages >= p.max_tlbi_ops else pages
+    return 1 if flushes_asid(pages, p) else pages
 
 
 def _domain_ids(p: Any) -> dict[str, Any]:
@@ -140,7 +146,7 @@ def unmap_batches(pages: int, p: Any) -> list[tuple[list[tuple[int, dict[str, An
     ids = _domain_ids(p)
     va = int(Opcode.CMD_TLBI_S2_IPA if p.stage == "s2" else Opcode.CMD_TLBI_NH_VA)
     cmds: list[tuple[int, dict[str, Any]]]
-    whole = not p.ril and pages >= p.max_tlbi_ops
+    whole = flushes_asid(pages, p)
     if whole:
         cmds = [_whole(p)]
     elif p.ril:
