@@ -71,17 +71,22 @@ P99 = "victim_op_latency_ns_p99"
 # CMD_TLBI_NH_VA and a CMD_SYNC): the stream the grace preset is fitted on (C2, 1 thread). Without
 # aggressors the victim is exactly `guest-trap` (shared) or `guest-vcmdq` (private) with one VM.
 # **Aggressors** unmap `aggressor_granule_kib` with no think time (up to 511 TLBIs per unmap, below
-# Linux's CMDQ_MAX_TLBI_OPS, in driver batches of 64). Shared: each PROD write exits to the VMM,
-# which forwards `vmm_batch` commands per ioctl under its VM's big lock (`vmm_lock`) and waits for
-# the host's CMD_SYNC; private: each VM's VCMDQ, served with the other queues by `smmu_parallel`
-# command processors arbitrating round robin (turns of `cmd_batch` commands / `clk_batch_ns`).
-# Victim metrics are taken only while every aggressor is still running.
+# Linux's CMDQ_MAX_TLBI_OPS, in driver batches of 64). Shared: the guest's driver writes its
+# emulated vSMMU CMDQ; each PROD write (and CONS read) exits to the VMM under the VM's big lock
+# (`vmm_lock`, QEMU's BQL), which forwards the invalidations, one per ioctl (`vmm_forward =
+# per-command`, QEMU's accelerated SMMUv3 today) or the whole PROD range in host batches of
+# `vmm_batch` (`batched`), each issued on the host main CMDQ with a CMD_SYNC the ioctl waits for;
+# private: each VM's VCMDQ, served with the other queues by `smmu_parallel` command processors
+# arbitrating round robin (turns of `cmd_batch` commands / `clk_batch_ns`), the guest waiting for
+# its CMD_SYNC with Linux's `queue_poll` back-off. Victim metrics are taken only while every
+# aggressor is still running.
 
 # %%
 q12_rows = [
     "tlbi_service_ns", "sync_service_ns", "fetch_ns", "fetch_line_cmds", "mmio_read_ns", "smmu_parallel",
-    "cmd_batch", "clk_batch_ns", "vmm_batch", "vmm_lock", "vmm_per_cmd_ns", "vmm_trap_ns", "trap_user_ns",
-    "guest_unmap_ns", "guest_map_ns", "vcmdq_log2size", "cmdq_log2size",
+    "cmd_batch", "clk_batch_ns", "guest_sync_wait", "udelay_us", "poll_spins", "vmm_forward", "vmm_batch",
+    "vmm_lock", "vmm_ioctl_ns", "vmm_per_cmd_ns", "vmm_trap_ns", "trap_user_ns", "guest_unmap_ns", "guest_map_ns",
+    "vcmdq_log2size", "cmdq_log2size",
 ]  # fmt: skip
 param_table(
     platform_table("grace")
@@ -163,8 +168,9 @@ plots.show(
 # ## Private queues: what bounds an aggressor VCMDQ
 #
 # The victim's batch waits at most one arbitration turn of every aggressor queue on its command
-# processor, then sees its CMD_SYNC by polling CONS (one `mmio_read_ns` read late at most). A
-# turn is the fewest commands that reach CMD_BATCH or fill CLK_BATCH. Neither value is public
+# processor; it sees its CMD_SYNC at the next CONS read of its `queue_poll` loop (10 reads, then
+# reads after udelays of 1, 2, 4 ... us), so the estimate is the poll time of a completion that many
+# turns late (the engine's own rule, `sync_observed_k`). A turn is the fewest commands that reach CMD_BATCH or fill CLK_BATCH. Neither value is public
 # for Grace: CMD_BATCH = 32 and CLK_BATCH = 256 are QEMU's reset values (256 cycles read as
 # 256 ns at an assumed 1 GHz; 64-1024 ns covers 0.25-4 GHz), and whether the SMMU consumes
 # VCMDQs in parallel is implementation defined (`smmu_parallel` 1, 2 or 8: 8 gives every queue
@@ -204,32 +210,36 @@ print(f"turn with neither CMD_BATCH nor CLK_BATCH: {no_limit} (an aggressor keep
 # %% [markdown]
 # ## Shared main CMDQ: what bounds the aggressors' share
 #
-# The trapped path throttles every VM: its VMM forwards `vmm_batch` commands per ioctl and waits
-# for the host's CMD_SYNC before the next, under its VM's big lock, so at most one chunk per
-# aggressor VM is ahead of a victim's chunk in the FIFO main CMDQ (one per aggressor vCPU without
-# the lock). QEMU forwards one command per ioctl today (`vmm_batch` = 1); an earlier posting batched
-# them, and the host kernel issues up to 63 + SYNC per chunk (`vmm_batch` = 63). 1 MiB aggressor
-# unmaps, 1 or 4 vCPUs per aggressor VM, two seeds.
+# The trapped path throttles every VM: its VMM forwards one host batch per ioctl and waits for
+# the host's CMD_SYNC before the next, under its VM's big lock, so at most one host batch per
+# aggressor VM is ahead of a victim's in the FIFO main CMDQ (one per aggressor vCPU without the
+# lock). QEMU forwards one command per ioctl today (a host batch of 1 TLBI + CMD_SYNC); an earlier
+# posting batched them (Q13), and the host kernel then issues chunks of up to 63 + CMD_SYNC
+# (`vmm_batch`; 8 shows a smaller chunk). 1 MiB aggressor unmaps, 1 or 4 vCPUs per aggressor VM,
+# two seeds.
 
 # %%
 shr = load("nb-q12-shared").with_columns(
     pl.when(pl.col("vmm_lock")).then(pl.lit("VMM big lock")).otherwise(pl.lit("no VMM lock")).alias("lock"),
     (pl.col("aggressor_threads").cast(pl.String) + " vCPUs per aggressor").alias("vcpus"),
 )
-shr = shr.with_columns((pl.col("lock") + ", " + pl.col("vcpus")).alias("VMM"))
-shr_keys = ["vmm_batch", "vmm_lock", "aggressor_threads"]
+shr = shr.with_columns(
+    (pl.col("lock") + ", " + pl.col("vcpus")).alias("VMM"),
+    pl.when(pl.col("vmm_forward") == "per-command").then(1).otherwise(pl.col("vmm_batch")).alias("forward_chunk"),
+)
+shr_keys = ["forward_chunk", "vmm_lock", "aggressor_threads"]
 shr_pairs = paired(shr, shr_keys)
 for a in sorted(shr_pairs["aggressor_vms"].unique().to_list()):
     plots.show(
         plots.throughput_vs_cpus(
             shr_pairs.filter(pl.col("aggressor_vms") == a),
-            x="vmm_batch",
+            x="forward_chunk",
             y="extra_ns",
             color="VMM",
             log_x=True,
-            x_title="commands the VMM forwards per ioctl",
+            x_title="TLBIs per forwarded host batch (1: one ioctl per command)",
             y_title="extra victim p99 (ns)",
-            title=f"Shared main CMDQ: extra victim unmap p99 (ns) vs commands per ioctl, {a} aggressor VM{'s' if a > 1 else ''}",
+            title=f"Shared main CMDQ: extra victim unmap p99 (ns) vs TLBIs per forwarded batch, {a} aggressor VM{'s' if a > 1 else ''}",
         )
     )
 hurt_shr = hurt(
@@ -248,7 +258,7 @@ result_table(
 storm = hurt_shr.sort("cas_success_ratio").row(0, named=True)
 print(
     f"lowest host cmpxchg success: {storm['cas_success_ratio']:.3f} ({storm['aggressor_vms']} aggressor VMs x "
-    f"{storm['aggressor_threads']} vCPUs, VMM lock {storm['vmm_lock']}, {storm['vmm_batch']} commands per ioctl): "
+    f"{storm['aggressor_threads']} vCPUs, VMM lock {storm['vmm_lock']}, {storm['forward_chunk']} TLBIs per forwarded batch): "
     f"extra victim p99 {storm['extra_ns']:.0f} ns against an SMMU queueing estimate of {storm['bound_ns']:.0f} ns"
 )
 
@@ -272,7 +282,8 @@ widgets.explore(
         Control("cmd_batch", values=(1, 8, 32, 128)),
         Control("clk_batch_ns", values=(0.0, 64.0, 256.0, 1024.0)),
         Control("smmu_parallel", lo=1, hi=8),
-        Control("vmm_batch", values=(1, 8, 63)),
+        Control("vmm_forward", values=("per-command", "batched")),
+        Control("vmm_batch", values=(8, 63)),
     ],
     x=Control("aggressor_vms", values=(0, 1, 4) if smoke else (0, 1, 2, 4, 8)),
     compare=Control("queue_sharing", values=("shared", "private")),
@@ -303,7 +314,7 @@ alone = prv1.filter(pl.col("smmu_parallel") >= 2 + pl.col("aggressor_vms"))
 isolated = f", {alone['extra_ns'].max():.0f} ns when every VCMDQ has its own processor," if alone.height else ""
 cb = sorted(serial["cmd_batch"].unique().to_list())
 ck = sorted(serial["clk_batch_ns"].unique().to_list())
-vb = sorted(shr1["vmm_batch"].unique().to_list())
+vb = sorted(shr1["forward_chunk"].unique().to_list())
 vt = sorted(shr1["aggressor_threads"].unique().to_list())
 cb_s, ck_s, vb_s, vt_s = (f"{v[0]:g}" if v[0] == v[-1] else f"{v[0]:g}-{v[-1]:g}" for v in (cb, ck, vb, vt))
 shr_lo, shr_hi = shr1["extra_ns"].min(), shr1["extra_ns"].max()
@@ -314,7 +325,7 @@ moves = {
     "whether the SMMU consumes VCMDQs in parallel (smmu_parallel)": spread(prv1, "smmu_parallel"),
     "CMD_BATCH": spread(prv1, "cmd_batch"),
     "CLK_BATCH": spread(prv1, "clk_batch_ns"),
-    "commands per VMM ioctl (vmm_batch)": spread(shr1, "vmm_batch"),
+    "what the VMM forwards per ioctl (vmm_forward, vmm_batch)": spread(shr1, "forward_chunk"),
     "the VMM big lock": spread(shr1, "vmm_lock"),
 }
 ranked = sorted(moves.items(), key=lambda kv: -kv[1])
@@ -335,18 +346,18 @@ answer(
     f"aggressors at most {many['shared']['extra_pct']:.0f} % shared and {many['private']['extra_pct']:.0f} % private. "
     f"Both are limited: private by one CMDQV arbitration turn "
     f"per aggressor VCMDQ (CMD_BATCH {grace.cmd_batch}, CLK_BATCH {grace.clk_batch_ns:.0f} ns: a {default_turn:.0f} ns "
-    f"turn) plus a CONS poll; shared by one forwarded chunk per aggressor VM, because each VMM waits for its ioctl's "
+    f"turn) plus the guest's CONS poll; shared by one forwarded host batch per aggressor VM, because each VMM waits for its ioctl's "
     f"CMD_SYNC under its big lock (estimates; the shared runs add host cache-line waits). Over the assumptions' ranges one aggressor adds {prv_lo:.0f}-{prv_hi:.0f} ns "
     f"private with one SMMU processor (worst: CMD_BATCH {prv_worst['cmd_batch']}, CLK_BATCH "
     f"{prv_worst['clk_batch_ns']:.0f} ns){isolated} and "
-    f"{shr_lo:.0f}-{shr_hi:.0f} ns shared (worst: {shr_worst['vmm_batch']} commands per ioctl"
+    f"{shr_lo:.0f}-{shr_hi:.0f} ns shared (worst: {shr_worst['forward_chunk']} TLBIs per forwarded batch"
     f"{'' if shr_worst['vmm_lock'] else ', no VMM lock'}, {shr_worst['aggressor_threads']} vCPU{'s' if shr_worst['aggressor_threads'] > 1 else ''}); with neither CMD_BATCH nor CLK_BATCH nothing bounds a "
     f"private aggressor. The answer depends most on {ranked[0][0]}, then {ranked[1][0]}.",
     numbers=[
         (f"extra victim p99, 1 aggressor, shared main CMDQ ({big} KiB flood)", f"{sh['extra_ns']:.0f} ns ({sh['extra_pct']:.1f} %)", "predicted"),
         (f"extra victim p99, 1 aggressor, private VCMDQs ({big} KiB flood)", f"{pr['extra_ns']:.0f} ns ({pr['extra_pct']:.1f} %)", "predicted"),
         (f"private, 1 aggressor, over CMD_BATCH {cb_s} x CLK_BATCH {ck_s} ns (one SMMU processor)", f"{prv_lo:.0f}-{prv_hi:.0f} ns", "predicted"),
-        (f"shared, 1 aggressor VM of {vt_s} vCPUs, over {vb_s} commands per ioctl, with or without the VMM lock", f"{shr_lo:.0f}-{shr_hi:.0f} ns", "predicted"),
+        (f"shared, 1 aggressor VM of {vt_s} vCPUs, over {vb_s} TLBIs per forwarded batch, with or without the VMM lock", f"{shr_lo:.0f}-{shr_hi:.0f} ns", "predicted"),
         ("CMDQV turn at CMD_BATCH 32, CLK_BATCH 256 ns (the private bound per aggressor)", f"{default_turn:.0f} ns", "computed"),
         ("assumption that moves the answer most", ranked[0][0], "computed"),
     ],

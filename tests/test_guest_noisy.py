@@ -86,10 +86,11 @@ def test_victims_and_aggressors_are_split_by_cpu(sharing: str) -> None:
     ops = r.engine.ops
     assert ops is not None
     per_cpu = ops.group_by("cpu").agg(pl.col("cmds").unique()).sort("cpu")
-    # private: one batch of 16 TLBIs + CMD_SYNC; shared: the VMM forwards each TLBI with a CMD_SYNC
-    want_aggr = [17] if sharing == "private" else [32]
+    # the guest's own batch: 16 TLBIs + CMD_SYNC (on its VCMDQ, or on its emulated vSMMU queue: the
+    # VMM thread's forwarded host batches are not the vCPU's commands)
+    want_aggr = [17]
     want_victim = [2]
-    assert per_cpu["cpu"].to_list() == [0, 1, 2, 3, 4, 5]  # the IRQ thread (private) runs no op
+    assert per_cpu["cpu"].to_list() == [0, 1, 2, 3, 4, 5]  # the IRQ (private) and VMM threads record no op
     for cpu, cmds in per_cpu.iter_rows():
         assert sorted(cmds) == (want_victim if cpu < 2 else want_aggr), cpu
     m = r.metrics
@@ -106,17 +107,28 @@ def test_turn_and_bounds_by_hand() -> None:
         430.6
     )
     assert turn_ns(cmd_batch=8, clk_batch_ns=0, tlbi_ns=100, fetch_ns=10, fetch_line=4) == pytest.approx(830)
+    # busy polling with 300 ns CONS reads from t = 0: the victim's own TLBI + SYNC + fetch end at
+    # 160 ns (seen at 300); 4 turns of 830 ns later (3480 ns) the read ending at 3600 sees it
     row = {"queue_sharing": "private", "victim_vms": 1, "aggressor_vms": 4, "smmu_parallel": 1, "cmd_batch": 8,
-           "clk_batch_ns": 0.0, "tlbi_service_ns": 100.0, "fetch_ns": 10.0, "fetch_line_cmds": 4, "mmio_read_ns": 300.0}  # fmt: skip
-    assert bound_ns(row) == pytest.approx(4 * 830 + 300)
+           "clk_batch_ns": 0.0, "tlbi_service_ns": 100.0, "sync_service_ns": 50.0, "fetch_ns": 10.0,
+           "fetch_line_cmds": 4, "victim_granule_kib": 4, "guest_sync_wait": "busy", "msi_ns": 0.0, "sev_ns": 0.0,
+           "mmio_read_ns": 300.0, "spin_ns": 0.0, "udelay_us": 1.0, "poll_spins": 10}  # fmt: skip
+    assert bound_ns(row) == pytest.approx(3600 - 300)
     # two processors: queues 1 (victim) and 3, 5 (aggressors) on processor 1, queues 2 and 4 on 0
-    assert private_bound_ns({**row, "smmu_parallel": 2}) == pytest.approx(2 * 830 + 300)
+    assert private_bound_ns({**row, "smmu_parallel": 2}) == pytest.approx(2100 - 300)  # 1820 ns: seen at 2100
     assert private_bound_ns({**row, "smmu_parallel": 8}) == 0.0
+    # queue_poll: 9 polls of 300 ns (2700 ns), then udelay(1 us) + a read (4000 ns), udelay(2 us) + a read ...
+    assert private_bound_ns({**row, "guest_sync_wait": "poll"}) == pytest.approx(4000 - 300)
+    assert private_bound_ns({**row, "cmd_batch": 0}) == float("inf")
     shared = {"queue_sharing": "shared", "aggressor_vms": 3, "aggressor_threads": 4, "vmm_lock": True,
-              "victim_granule_kib": 4, "vmm_batch": 63, "tlbi_service_ns": 100.0, "sync_service_ns": 50.0,
-              "fetch_ns": 10.0, "fetch_line_cmds": 4}  # fmt: skip
+              "victim_granule_kib": 4, "vmm_forward": "batched", "vmm_batch": 63, "tlbi_service_ns": 100.0,
+              "sync_service_ns": 50.0, "fetch_ns": 10.0, "fetch_line_cmds": 4}  # fmt: skip
+    # 63 TLBIs + SYNC: 16 bursts of 4 and one more for a misaligned start
     assert bound_ns(shared) == pytest.approx(3 * (6300 + 50 + 17 * 10))
     assert bound_ns({**shared, "vmm_lock": False}) == pytest.approx(12 * (6300 + 50 + 17 * 10))
+    # one ioctl per command: a TLBI + SYNC per forward; a 16 KiB victim unmap is 4 of them
+    per_cmd = {**shared, "vmm_forward": "per-command", "victim_granule_kib": 16}
+    assert bound_ns(per_cmd) == pytest.approx(4 * 3 * (100 + 50 + 2 * 10))
 
 
 def test_private_extra_latency_stays_within_the_turn_bound() -> None:

@@ -10,13 +10,14 @@ whose run length uses them) are the queueing estimates of that extra latency fro
   (:mod:`cmdqv_lab.engine.smmu`, ``step_proc``): a turn ends after a command completes once
   ``cmd_batch`` commands ran or ``clk_batch_ns`` elapsed (CMDQV CONFIG CMD_BATCH / CLK_BATCH). A
   victim batch published while the aggressors' queues are busy waits at most one turn of every
-  aggressor queue its processor serves, and the victim sees its CMD_SYNC by busy-polling CONS
-  (one ``mmio_read_ns`` read at most late);
-* shared (every VM trapped into the host's main CMDQ): each VMM forwards ``vmm_batch`` commands
-  per ioctl and waits for their CMD_SYNC before the next (under its VM's lock when ``vmm_lock``;
-  :mod:`cmdqv_lab.programs.compile`), so at most one chunk per aggressor VM (per aggressor vCPU
-  without the lock) is ahead of a victim's chunk in the FIFO queue. Host cache-line contention on
-  the queue's ``llq``/lock words comes on top and is not in the estimate.
+  aggressor queue its processor serves, and the victim sees its CMD_SYNC at its next CONS read
+  (``guest_sync_wait``: Linux's ``queue_poll`` back-off on a guest VCMDQ);
+* shared (every VM trapped into the host's main CMDQ): each VMM forwards one command per ioctl
+  (``vmm_forward = per-command``) or chunks of ``vmm_batch`` (``batched``) and waits for their
+  CMD_SYNC before the next, under its VM's big lock when ``vmm_lock`` (:mod:`cmdqv_lab.engine.vmm`),
+  so at most one chunk per aggressor VM (per aggressor vCPU without the lock) is ahead of a
+  victim's chunk in the FIFO queue. Host cache-line contention on the queue's ``llq``/lock words
+  comes on top and is not in the estimate.
 
 >>> round(turn_ns(cmd_batch=32, clk_batch_ns=256, tlbi_ns=184.3, fetch_ns=31, fetch_line=4), 1)
 430.6
@@ -35,6 +36,7 @@ import polars as pl
 from cmdqv_lab.analysis.summary import summarize_replicates
 from cmdqv_lab.scenarios.guest_noisy import (
     bound_ns,
+    forward_chunk,
     private_bound_ns,
     shared_bound_ns,
     shared_chunk_ns,
@@ -44,6 +46,7 @@ from cmdqv_lab.scenarios.guest_noisy import (
 __all__ = [
     "ARRANGEMENT",
     "bound_ns",
+    "forward_chunk",
     "hurt",
     "paired",
     "private_bound_ns",
@@ -123,8 +126,9 @@ def with_bounds(df: pl.DataFrame) -> pl.DataFrame:
 
 #: ``queue_sharing`` in words, as charts and tables show it.
 ARRANGEMENT = {"shared": "shared main CMDQ (trapped)", "private": "private VCMDQ per VM"}
-#: The assumption axes of the Q12 sensitivity sweeps.
-ASSUMPTIONS = ("smmu_parallel", "cmd_batch", "clk_batch_ns", "vmm_batch", "vmm_lock", "aggressor_threads")
+#: The assumption axes of the Q12 sensitivity sweeps (``forward_chunk``: TLBIs per forwarded host
+#: batch, :func:`forward_chunk` of ``vmm_forward`` and ``vmm_batch``).
+ASSUMPTIONS = ("smmu_parallel", "cmd_batch", "clk_batch_ns", "forward_chunk", "vmm_lock", "aggressor_threads")
 
 
 def with_arrangement(df: pl.DataFrame) -> pl.DataFrame:

@@ -16,11 +16,12 @@ share one SMMU:
 :func:`~cmdqv_lab.programs.topology.guest_topology` and :mod:`cmdqv_lab.programs.compile`, so
 changes to the guest paths apply here too):
 
-``shared``   every VM has the trapped (emulated) vSMMU: each PROD write exits to its VMM, which
-             forwards the commands (``vmm_batch`` per invalidation ioctl, under the VM's big lock
-             when ``vmm_lock``) to the host's one main CMDQ, issued by the host kernel with a
-             CMD_SYNC (QEMU accel SMMUv3 + ``arm_vsmmu_cache_invalidate``, domain.md 7). Every VM's
-             commands meet in that queue, in FIFO order.
+``shared``   every VM has the trapped (emulated) vSMMU: each PROD write (and CONS read) exits to
+             its VMM, which under the VM's big lock (``vmm_lock``) forwards the commands to the
+             host's one main CMDQ: one ioctl per command or per PROD range (``vmm_forward``), issued
+             by the host kernel in chunks of ``vmm_batch`` with a CMD_SYNC it waits for (QEMU accel
+             SMMUv3 + ``arm_vsmmu_cache_invalidate``, domain.md 7; :mod:`cmdqv_lab.engine.vmm`).
+             Every VM's commands meet in that queue, in FIFO order.
 ``private``  every VM has its own VINTF with one pass-through VCMDQ (``policy = all-vcmdq``: the
              victims' and aggressors' TLBI_NH_VA and CMD_SYNC are all accepted, domain.md 5); the
              SMMU's ``smmu_parallel`` command processors arbitrate round robin between the queues
@@ -56,7 +57,9 @@ import numpy as np
 import polars as pl
 
 from cmdqv_lab.driver.routing import GUEST_ACCEPTED
+from cmdqv_lab.engine.layout import WAIT_NAMES
 from cmdqv_lab.engine.runner import EngineConfig, EngineResult
+from cmdqv_lab.engine.sched import sync_observed_k
 from cmdqv_lab.engine.stream import CpuStream
 from cmdqv_lab.errors import ParamError
 from cmdqv_lab.params import Params, param
@@ -158,7 +161,7 @@ def nominal_op_ns(private: bool, pages: int, think: float, plat: Platform) -> tu
     if private:
         return cpu + plat.mmio_write_ns + smmu, smmu
     batches = max(1, math.ceil(pages / BATCH_ENTRIES))
-    chunks = math.ceil(pages / plat.vmm_batch)
+    chunks = math.ceil(pages / forward_chunk(plat.to_dict()))
     per_chunk = plat.mmio_write_ns + plat.sync_service_ns + plat.fetch_ns + plat.msi_ns
     vmm = batches * (2 * plat.trap_user_ns + plat.vmm_trap_ns) + pages * plat.vmm_per_cmd_ns
     return cpu + vmm + pages * plat.tlbi_service_ns + chunks * per_chunk, smmu + chunks * plat.sync_service_ns
@@ -220,7 +223,11 @@ def private_bound_ns(row: dict[str, Any]) -> float:
     """Estimated extra victim latency per unmap, private queues (one victim batch; see module doc).
 
     Queue ``q`` is served by processor ``q % smmu_parallel`` (queue 0 is the host's main CMDQ,
-    VM ``i`` has VCMDQ ``1 + i``); only aggressor queues on the victim's processor delay it.
+    VM ``i`` has VCMDQ ``1 + i``); only aggressor queues on the victim's processor delay it, each
+    by at most one turn. The victim sees its CMD_SYNC when its wait (``guest_sync_wait``: Linux's
+    ``queue_poll`` back-off on a guest VCMDQ) next reads CONS: the estimate is the observed delay
+    (:func:`cmdqv_lab.engine.sched.sync_observed_k`, the engine's own rule) of a completion that
+    many turns later than the victim's own SMMU time.
     """
     procs = min(int(row["smmu_parallel"]), 1 + int(row["victim_vms"]) + int(row["aggressor_vms"]))
     v = int(row["victim_vms"])
@@ -231,16 +238,40 @@ def private_bound_ns(row: dict[str, Any]) -> float:
     t = turn_ns(cmd_batch=int(row["cmd_batch"]), clk_batch_ns=float(row["clk_batch_ns"]),
                 tlbi_ns=float(row["tlbi_service_ns"]), fetch_ns=float(row["fetch_ns"]),
                 fetch_line=int(row["fetch_line_cmds"]))  # fmt: skip
-    return sharing * t + float(row["mmio_read_ns"])
+    if math.isinf(t):
+        return math.inf
+    pages = int(row["victim_granule_kib"]) // 4
+    own = pages * float(row["tlbi_service_ns"]) + float(row["sync_service_ns"])
+    own += math.ceil((pages + 1) / int(row["fetch_line_cmds"])) * float(row["fetch_ns"])
+    return observed_ns(row, own + sharing * t) - observed_ns(row, own)
+
+
+def observed_ns(row: dict[str, Any], done_ns: float) -> float:
+    """When a guest waiting on its VCMDQ from time 0 sees a CMD_SYNC completed at ``done_ns``."""
+    ps = round(
+        sync_observed_k(
+            WAIT_NAMES[str(row["guest_sync_wait"])], 0, round(done_ns * 1000), round(float(row["msi_ns"]) * 1000),
+            round(float(row["sev_ns"]) * 1000), round(float(row["mmio_read_ns"]) * 1000),
+            round(float(row["spin_ns"]) * 1000), round(float(row["udelay_us"]) * 1e6), int(row["poll_spins"]),
+        )
+    )  # fmt: skip
+    return ps / 1000
+
+
+def forward_chunk(row: dict[str, Any]) -> int:
+    """Commands per host batch (+ CMD_SYNC) of a forwarded invalidation: 1 with one ioctl per guest
+    command (``vmm_forward = per-command``, QEMU accel today), else ``vmm_batch``."""
+    return 1 if row["vmm_forward"] == "per-command" else int(row["vmm_batch"])
 
 
 def shared_bound_ns(row: dict[str, Any]) -> float:
-    """Estimated extra victim latency per unmap, shared main CMDQ (one forwarded chunk per victim unmap
-    of at most ``vmm_batch`` pages; per aggressor VM one chunk ahead, per aggressor vCPU without the
-    VMM lock)."""
+    """Estimated extra victim latency per unmap, shared main CMDQ: per forwarded host batch of the
+    victim, one forwarded batch of every aggressor VM ahead of it (the VMM waits for its CMD_SYNC
+    before the next, holding the VM's big lock), of every aggressor vCPU without the lock."""
     ahead = int(row["aggressor_vms"]) * (1 if bool(row["vmm_lock"]) else int(row["aggressor_threads"]))
-    chunks = math.ceil(int(row["victim_granule_kib"]) // 4 / int(row["vmm_batch"]))
-    c = shared_chunk_ns(vmm_batch=int(row["vmm_batch"]), tlbi_ns=float(row["tlbi_service_ns"]),
+    k = forward_chunk(row)
+    chunks = math.ceil(int(row["victim_granule_kib"]) // 4 / k)
+    c = shared_chunk_ns(vmm_batch=k, tlbi_ns=float(row["tlbi_service_ns"]),
                         sync_ns=float(row["sync_service_ns"]), fetch_ns=float(row["fetch_ns"]),
                         fetch_line=int(row["fetch_line_cmds"]))  # fmt: skip
     return chunks * ahead * c
@@ -290,9 +321,12 @@ def _routing(p: NoisyParams, _plat: Platform, w: Workload) -> Routing:
 
 
 def _topology(p: NoisyParams, plat: Platform, w: Workload) -> Topology:
+    """Shared: emulated vSMMU queues and VMM threads only; private: one VCMDQ per VM and no trapped path."""
     private = _private(p)
+    largest = min(max(p.victim_granule_kib, p.aggressor_granule_kib) // 4, BATCH_ENTRIES) + 1  # + CMD_SYNC
     return guest_topology([vm for vm, _ in w.cpus], [c for _, c in w.cpus], vcmdqs_per_vm=int(private),
-                          submit="linux-lockfree", err="guest" if private else "none", plat=plat)  # fmt: skip
+                          submit="linux-lockfree", err="guest" if private else "none", plat=plat,
+                          trapped=not private, max_batch=largest)  # fmt: skip
 
 
 def latency_stats(lat_ps: np.ndarray) -> dict[str, float | None]:
@@ -327,15 +361,17 @@ def group_metrics(ops: pl.DataFrame, victim_cpus: int) -> dict[str, Any]:
     }
 
 
-def _extra(p: NoisyParams, _plat: Platform | None, res: EngineResult) -> dict[str, Any]:
+def _extra(p: NoisyParams, _plat: Platform | None, res: EngineResult, _seed: int) -> dict[str, Any]:
     ops = res.ops
-    expected = sum(res.config.quotas[: len(res.config.quotas) - int(res.config.irq_cpu >= 0)])
+    expected = sum(res.config.quotas)  # issuing vCPUs only: the IRQ and VMM threads have quota 0 here
     if ops is None or ops.height < expected:
         got = 0 if ops is None else ops.height
         raise ParamError(
             f"guest-noisy: per-op records hold {got} of {expected} ops: raise record_limit to at least {expected}"
         )
-    issuing = ops.filter(pl.col("cpu") != res.config.irq_cpu) if res.config.irq_cpu >= 0 else ops
+    # engine CPUs 0 .. V + A*T - 1 are the vCPUs (victims first); the IRQ and VMM threads follow and
+    # record no op of their own
+    issuing = ops.filter(pl.col("cpu") < p.victim_vms + p.aggressor_vms * p.aggressor_threads)
     return group_metrics(issuing, p.victim_vms)
 
 
@@ -345,8 +381,8 @@ class RecordingScenario(Scenario):
 
     def build(self, p: Any, plat: Platform, seed: int, n: int) -> tuple[EngineConfig, list[CpuStream]]:
         cfg, streams = super().build(p, plat, seed, n)
-        issuing = cfg.quotas[: len(cfg.quotas) - int(cfg.irq_cpu >= 0)]
-        cfg = dataclasses.replace(cfg, record=True, record_limit=max(2, sum(issuing)))
+        # the issuing CPUs' quotas (the IRQ and VMM threads are configured with 0)
+        cfg = dataclasses.replace(cfg, record=True, record_limit=max(2, sum(cfg.quotas)))
         return cfg, list(streams)
 
 
