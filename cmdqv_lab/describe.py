@@ -74,6 +74,13 @@ METRICS: dict[str, tuple[str, str]] = {
     "inval_cost_ns_per_unmap": ("ns", "cmdq time + walk time per unmap (Q11's cost)"),
     "tlbis_per_unmap": ("commands", "TLBI commands per unmap (1: one CMD_TLBI_NH_ASID or one range)"),
     "asid_flush": ("", "unmaps flush the whole ASID (unmap_pages >= max_tlbi_ops, no RIL)"),
+    # guest-noisy (Q12): per group, over the window until the first vCPU finished its quota
+    "victim_op_latency_ns": ("ns", "a victim VM's unmap from its start to its completion (victims only)"),
+    "victim_ops_per_s": ("ops/s", "unmaps of all victim VMs per second (window)"),
+    "victim_ops_measured": ("ops", "victim unmaps inside the window (the latency sample)"),
+    "aggressor_ops_per_s": ("ops/s", "unmaps of all aggressor VMs per second (window)"),
+    "aggressor_commands_per_s": ("commands/s", "aggressor commands completed per second (window)"),
+    "window_ns": ("ns", "the window: until the first issuing vCPU finished its quota"),
 }
 
 

@@ -108,6 +108,7 @@ _MODULES = {
     "guest-wl-config-churn": "cmdqv_lab.scenarios.guest_workload",
     "guest-wl-mixed": "cmdqv_lab.scenarios.guest_workload",
     "guest-mixed": "cmdqv_lab.scenarios.guest_mixed",
+    "guest-noisy": "cmdqv_lab.scenarios.guest_noisy",
     "host-iotlb": "cmdqv_lab.scenarios.iotlb",
 }
 SCENARIOS: dict[str, Scenario] = {}
