@@ -140,7 +140,12 @@ def test_grace_preset_within_15_percent_of_every_c2_row() -> None:
     for row in rows:
         assert row["model"] == pytest.approx(stored[row["label"]], abs=1.0)
     preds = {p["label"] for p in preset.meta["prediction"]}
-    assert {f"{w} {g} KiB, 2 threads" for w in ("trapped", "VCMDQ") for g in (4, 16, 64, 128, 256)} == preds
+    assert {
+        f"{w} {g} KiB, {t} threads"
+        for w in ("trapped", "VCMDQ")
+        for g in (4, 16, 64, 128, 256)
+        for t in (2, 4, 8)
+    } == preds
 
 
 def test_grace_cli_reports_unmap_latency(tmp_path) -> None:  # type: ignore[no-untyped-def]
