@@ -184,18 +184,22 @@ grace_long = pl.concat(
             pl.col(c).cast(pl.Float64).alias("latency_ns"),
             (pl.col("row").str.split(" ").list.first() + pl.lit(", 1 thread")).alias("series"),
             pl.lit(what).alias("kind"),
+            pl.col("row").str.split(" ").list.first().alias("path"),
         )
         for c, what in (("measured", "measured"), ("model (now)", "fitted"))
     ]
     + [
         grace_pred.select(
+            pl.col("configuration (PREDICTION, not fitted)").str.split(" ").list.first().alias("path"),
             pl.col("configuration (PREDICTION, not fitted)")
             .map_elements(granule_of, return_dtype=pl.Int64)
             .alias("granule_kib"),
             pl.col("model (now)").cast(pl.Float64).alias("latency_ns"),
-            (pl.col("configuration (PREDICTION, not fitted)").str.split(" ").list.first() + pl.lit(", 2 threads")).alias(
-                "series"
-            ),
+            (
+                pl.col("configuration (PREDICTION, not fitted)").str.split(" ").list.first()
+                + pl.lit(", ")
+                + pl.col("configuration (PREDICTION, not fitted)").str.split(", ").list.last()
+            ).alias("series"),
             pl.lit("predicted").alias("kind"),
             pl.col("low (assumptions)").alias("low"),
             pl.col("high (assumptions)").alias("high"),
@@ -213,7 +217,8 @@ plots.show(
         kind="kind",
         log_x=True,
         y_title="mean guest unmap latency (ns)",
-        title="Grace guest unmap latency: C2 measured (1 thread), model fitted, 2-thread predictions",
+        title="Grace guest unmap latency: C2 measured (1 thread), model fitted, 2/4/8-thread predictions",
+        panel="path",
     )
 )
 
@@ -372,9 +377,20 @@ gp = grace_pred.with_columns(
     .map_elements(granule_of, return_dtype=pl.Int64)
     .alias("granule_kib"),
     pl.col("configuration (PREDICTION, not fitted)").str.split(" ").list.first().alias("path"),
+    pl.col("configuration (PREDICTION, not fitted)").str.extract(r", (\d+) threads", 1).cast(pl.Int64).alias("threads"),
 )
+result_table(
+    gp.select(
+        "path", "granule_kib", "threads", pl.col("model (now)").alias("prediction (ns)"),
+        pl.col("low (assumptions)").alias("low end (ns)"), pl.col("high (assumptions)").alias("high end (ns)"),
+        "moved most by",
+    ).sort("path", "threads", "granule_kib"),
+    "PREDICTIONS, grace: mean guest unmap latency at 2, 4 and 8 threads, with the range over the assumptions "
+    "(profiled refits; not a confidence interval)",
+)  # fmt: skip
 grace_2t = (
-    gp.pivot(on="path", index="granule_kib", values="model (now)")
+    gp.filter(pl.col("threads") == 2)
+    .pivot(on="path", index="granule_kib", values="model (now)")
     .rename({"trapped": "trapped, 2 threads (ns, PREDICTION)", "VCMDQ": "VCMDQ, 2 threads (ns, PREDICTION)"})
     .join(
         g.pivot(on="path", index="granule_kib", values="measured").rename(
