@@ -117,25 +117,28 @@ preset = read_preset("grace").meta
 _LABEL = re.compile(r"^(trapped|VCMDQ) (\d+) KiB, (\d+) threads?$")
 
 
-def c2_rows(key: str, value: str) -> pl.DataFrame:
+def c2_rows(key: str, *values: str) -> pl.DataFrame:
     rows = []
     for r in preset.get(key, []):
         m = _LABEL.match(r["label"])
         if m:
-            rows.append(
-                {"path": m[1], "granule_kib": int(m[2]), "threads": int(m[3]), value: float(r[value])}
-            )
-    return pl.DataFrame(rows)
+            rows.append({"path": m[1], "granule_kib": int(m[2]), "threads": int(m[3]),
+                         **{v: float(r[v]) if r.get(v) is not None else None for v in values}})  # fmt: skip
+    return pl.DataFrame(rows, schema_overrides={v: pl.Float64 for v in values})
 
 
 measured = c2_rows("fit_row", "measured")
-predicted = c2_rows("prediction", "model")
+# stored predictions, with their range over the calibration's assumptions (profiled refits)
+predicted = c2_rows("prediction", "model", "low", "high").rename(
+    {"low": "prediction low (assumptions)", "high": "prediction high (assumptions)"}
+)
 g_sum = summarize_replicates(gran, ["path", "threads", "granule_kib"], "op_latency_ns_mean")
 c2 = (
     g_sum.join(measured, on=["path", "granule_kib", "threads"], how="left")
     .join(predicted.rename({"model": "stored_prediction"}), on=["path", "granule_kib", "threads"], how="left")
     .with_columns(((pl.col("mean") - pl.col("measured")) / pl.col("measured")).alias("rel_error_vs_C2"))
-    .select("path", "threads", "granule_kib", "mean", "ci_lo", "ci_hi", "measured", "rel_error_vs_C2", "stored_prediction")
+    .select("path", "threads", "granule_kib", "mean", "ci_lo", "ci_hi", "measured", "rel_error_vs_C2", "stored_prediction",
+            "prediction low (assumptions)", "prediction high (assumptions)")
     .sort("threads", "path", "granule_kib")
 )  # fmt: skip
 result_table(c2, "C2: mean unmap latency (ns), model vs measured (1 thread, fitted) and 2-thread predictions")
@@ -152,15 +155,19 @@ g_plot = pl.concat(
     [
         gran.with_columns(series(gran).alias("series"),
                           pl.when(pl.col("threads") == 1).then(pl.lit("fitted")).otherwise(pl.lit("predicted")).alias("kind"))
-        .select("series", "granule_kib", "op_latency_ns_mean", "kind"),
+        .join(predicted.select("path", "granule_kib", "threads", pl.col("prediction low (assumptions)").alias("low"),
+                               pl.col("prediction high (assumptions)").alias("high")),
+              on=["path", "granule_kib", "threads"], how="left")
+        .select("series", "granule_kib", "op_latency_ns_mean", "kind", "low", "high"),
         measured.with_columns(series(measured).alias("series"), pl.lit("measured").alias("kind"))
         .select("series", "granule_kib", pl.col("measured").alias("op_latency_ns_mean"), "kind"),
-    ]
+    ],
+    how="diagonal",
 )  # fmt: skip
 plots.show(
     plots.throughput_vs_cpus(
         g_plot, x="granule_kib", y="op_latency_ns_mean", color="series", kind="kind", log_x=True,
-        y_title="mean unmap latency (ns)",
+        y_title="mean unmap latency (ns)", ranges=("low", "high"),
         title="Unmap latency vs granule: C2 measured (1 thread), model fitted (1 thread), predicted (2 threads)",
     )
 )  # fmt: skip
