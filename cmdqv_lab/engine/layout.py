@@ -243,7 +243,8 @@ L_RUN = 2  # holder-first: consecutive accesses by L_OWNER
 L_NREQ = 3  # holder-first: pending requests
 L_ARB = 4  # holder-first: the pending CPU that carries the next arbitration, -1 if none
 L_RESV = 5  # holder-first: CPU granted the line and not yet served, -1 if none
-L_NF = 6
+L_ROUND = 6  # holder-first: requests made up to this time are served before later ones
+L_NF = 7
 
 # ----------------------------------------------------------------------------- cost vector (ps)
 K_LINE_LOCAL = 0

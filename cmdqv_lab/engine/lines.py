@@ -13,7 +13,8 @@ the distance between the two CPUs (``topology``).
     holds the line wins its next cmpxchg): after an access by CPU ``o`` ends at ``e``, ``o`` keeps
     priority until ``e + line_hold_ns`` for at most ``line_hold_max`` consecutive accesses; then the
     line goes to the pending requester *nearest* to ``o`` (cluster, die, socket), ties by arrival
-    time, then CPU number. A waiting CPU's access takes effect when it is served, not when it was
+    time, then CPU number, in rounds: the requests pending when a round starts are all served before
+    any later one (so nearest-first cannot starve a far CPU forever). A waiting CPU's access takes effect when it is served, not when it was
     requested. :func:`line_grant` is called at the start of a program step (before any effect); it
     returns False after blocking the CPU, which re-runs the same step when the line is granted.
 
@@ -57,6 +58,7 @@ from cmdqv_lab.engine.layout import (
     L_NREQ,
     L_OWNER,
     L_RESV,
+    L_ROUND,
     L_RUN,
     LINES_PER_Q,
     TIME_NEVER,
@@ -194,8 +196,17 @@ def line_grant(M, c, q, which, now, pc):
     bkey_t = 0
     first_t = TIME_NEVER
     run_out = lget(M, line, L_RUN) >= kget(M, K_LINE_HOLD_MAX)
+    rnd = lget(M, line, L_ROUND)
+    fresh = True
     for w in range(M[H_NCPU]):
-        if cget(M, w, C_LREQ_LINE) != line:
+        if cget(M, w, C_LREQ_LINE) == line and cget(M, w, C_LREQ_T) <= rnd:
+            fresh = False
+            break
+    if fresh:  # every request of the last round was served: a new round of all pending requests
+        rnd = now
+        lset(M, line, L_ROUND, now)
+    for w in range(M[H_NCPU]):
+        if cget(M, w, C_LREQ_LINE) != line or cget(M, w, C_LREQ_T) > rnd:
             continue
         d = distance(M, owner, w) if owner >= 0 else 1
         if w == owner and run_out:

@@ -23,7 +23,7 @@ from cmdqv_lab.engine.costs import Costs
 from cmdqv_lab.engine.loop import run_loop
 from cmdqv_lab.engine.mem import Memory
 from cmdqv_lab.engine.sched import sched
-from cmdqv_lab.engine.stats import hist_quantiles
+from cmdqv_lab.engine.stats import bucket_of, hist_quantiles
 from cmdqv_lab.engine.stream import CpuStream, OpBlock
 from cmdqv_lab.errors import DeadlockError, ParamError
 
@@ -170,9 +170,19 @@ class EngineResult:
 
     def shared_lock_wait(self) -> dict[str, float | None]:
         """``arm_smmu_cmdq_shared_lock`` durations (ns: mean, p50, p99, max), one per CMD_SYNC batch on a
-        lock-free queue, from its ``atomic_fetch_inc`` to holding the lock."""
+        lock-free queue, from its ``atomic_fetch_inc`` to holding the lock. A run stopped at a time
+        limit also counts the waits still in progress, up to the stop (a starved CPU's wait is the
+        longest one, and it may never end)."""
         g = self.g
-        return _dist(self.hist_shared_lock, int(g[L.G_SLW_SUM]), int(g[L.G_SLW_MAX]), int(g[L.G_SLW_N]))
+        h = self.hist_shared_lock.copy()
+        total, mx, n = int(g[L.G_SLW_SUM]), int(g[L.G_SLW_MAX]), int(g[L.G_SLW_N])
+        if self.stopped_at_ps is not None:
+            waiting = np.isin(self.cpus[:, L.C_PC], _SHARED_LOCK_PCS)
+            for t0 in self.cpus[waiting, L.C_SLW_T0]:
+                w = self.stopped_at_ps - int(t0)
+                h[bucket_of(w)] += 1
+                total, mx, n = total + w, max(mx, w), n + 1
+        return _dist(h, total, mx, n)
 
     def metrics(self) -> dict[str, Any]:
         """The metric set every scenario reports (times in ns)."""
@@ -216,6 +226,10 @@ class EngineResult:
             ),
             "events": int(g[L.G_EVENTS]),
         }
+
+
+#: Program counters of a CPU inside arm_smmu_cmdq_shared_lock.
+_SHARED_LOCK_PCS = np.array([L.PC_LF_SHLOCK, L.PC_SH_WAIT, L.PC_SH_READ, L.PC_SH_CAS], dtype=np.int64)
 
 
 def _dist(h: np.ndarray, total: int, mx: int, n: int) -> dict[str, float | None]:
@@ -358,6 +372,7 @@ def build_memory(cfg: EngineConfig) -> Memory:
     mem.ls[:, L.L_OWNER] = -1
     mem.ls[:, L.L_ARB] = -1
     mem.ls[:, L.L_RESV] = -1
+    mem.ls[:, L.L_ROUND] = -1
     mem.g[L.G_FIRST_FINISH] = -1
     mem.k[:] = cfg.costs.vector(cfg.record)
     mem.k[L.K_IRQ_CPU] = cfg.irq_cpu

@@ -33,6 +33,7 @@ class Line:
     pending: dict[int, int] = field(default_factory=dict)  # cpu -> request time
     arb: int = -1  # the pending CPU carrying the next arbitration
     resv: int = -1  # granted, not yet served
+    round: int = -1  # requests made up to this time go before later ones
 
 
 @dataclass
@@ -286,7 +287,9 @@ class Reference:
             d = self.distance(ln.owner, w) if ln.owner >= 0 else 1
             return (5 if (w == ln.owner and run_out) else d, ln.pending[w], w)
 
-        best = min(ln.pending, key=key)
+        if all(t > ln.round for t in ln.pending.values()):
+            ln.round = now  # a new round: every pending request
+        best = min((w for w, t in ln.pending.items() if t <= ln.round), key=key)
         if ln.pending[best] > min(ln.pending.values()):
             self.bypass += 1
         del ln.pending[best]
