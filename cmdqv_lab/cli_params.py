@@ -131,7 +131,9 @@ def calibrate(
             )
             click.echo(f"  {r['parameter']:<22} {r['value']:>9g}  1-sigma {r['rel_sigma']:>7.1%}  {what}")
         for pr in result.profiles:
-            verdict = "" if pr["consistent"] else "  EXCLUDED: the rows no longer fit (the data rule this end out)"
+            verdict = (
+                "" if pr["consistent"] else "  EXCLUDED: the rows no longer fit (the data rule this end out)"
+            )
             click.echo(f"  profile {pr['assumption']}={pr['value']:g} ({pr['end']}): worst row "
                        f"{pr['max_rel_error']:+.1%}, refitted {pr['fitted']}{verdict}")  # fmt: skip
     ranges = {r["label"]: r for r in result.ranges}

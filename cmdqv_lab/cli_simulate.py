@@ -42,6 +42,7 @@ def _pick_scenario(positional: str | None, option: str | None) -> str | None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the run's random streams.")
 @click.option("--ops", type=int, default=None, help="Operations to simulate.")
 @click.option("--commands", type=int, default=None, help="Commands to simulate (command-counting scenarios).")
+@click.option("--until-ns", type=float, default=None, help="Stop at this simulated time (ns).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option(
     "--list", "list_", is_flag=True, help="List the scenarios; with a scenario: explain its parameters."
@@ -53,6 +54,7 @@ def simulate(
     seed: int,
     ops: int | None,
     commands: int | None,
+    until_ns: float | None,
     as_json: bool,
     list_: bool,
 ) -> None:
@@ -91,7 +93,7 @@ def simulate(
         raise ParamError(f"scenario {name} counts {scn.count}: use --ops")
     if ops is not None and scn.count == "commands":
         raise ParamError(f"scenario {name} counts commands: use --commands")
-    result = run(name, overrides, seed=seed, count=count).to_json()
+    result = run(name, overrides, seed=seed, count=count, until_ns=until_ns).to_json()
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))
     else:

@@ -59,6 +59,11 @@ METRICS: dict[str, tuple[str, str]] = {
     "fixups": ("fixups", "ILLs the host's IRQ thread emulated"),
     "fixup_latency_ns": ("ns", "an ILL until its queue resumed (fix-up path)"),
     "events": ("events", "engine events (a measure of work, not of the model)"),
+    "shared_lock_wait_ns": (
+        "ns",
+        "host: arm_smmu_cmdq_shared_lock of a CMD_SYNC batch, from its atomic_fetch_inc to holding cmdq->lock",
+    ),
+    "stopped_at_ns": ("ns", "the run stopped at this simulated time (until_ns) with work left"),
     "offered_load": ("Erlang", "arrival rate x mean service time"),
     "iotlb_accesses": ("translations", "DMA translations looked up in the IOTLB (one per 4 KiB page access)"),
     "iotlb_misses": ("translations", "IOTLB lookups that missed and walked the tables"),

@@ -27,6 +27,7 @@ from typing import Any
 
 from cmdqv_lab.device.commands import CFGI_OPCODES, TLBI_OPCODES, Opcode
 from cmdqv_lab.engine.costs import Costs, to_engine
+from cmdqv_lab.engine.layout import ARB_NAMES, TOPO_NAMES, XU_NAMES
 from cmdqv_lab.errors import ParamError, suggest
 from cmdqv_lab.params import PROVENANCES, ParamInfo, Params, param
 from cmdqv_lab.project import builtin_data
@@ -48,6 +49,62 @@ class Platform(Params):
     line_local_ns: float = param(
         5.0, engine="line_local", unit="ns", lo=0, hi=100, provenance="assumption",
         doc="an atomic on a line the core already owns",
+    )  # fmt: skip
+    line_arbitration: str = param(
+        "fifo", choices=ARB_NAMES, engine="line_arb", provenance="choice",
+        source="discussion-2019-cmdq-cmpxchg-fairness.txt (Will Deacon: 'It definitely lacks fairness'); "
+        "discussion-2020-cmdq-cmpxchg-and-spinlock-fallback.txt",
+        doc="who gets a contended cache line next: fifo (every requester in arrival order), holder-first "
+        "(the holder's next access first within line_hold_max / line_hold_ns, then the nearest requester)",
+    )  # fmt: skip
+    line_hold_max: int = param(
+        2, engine="line_hold_max", unit="accesses", lo=1, hi=16, provenance="assumption",
+        source="no public number; 2019/2020 threads: the CPU holding the line wins its retry",
+        doc="holder-first: accesses in a row the holding CPU may make ahead of waiting CPUs (1: none)",
+    )  # fmt: skip
+    line_hold_ns: float = param(
+        10.0, engine="line_hold", unit="ns", lo=0, hi=200, provenance="assumption",
+        source="no public number; a core keeps a line for a few cycles after an atomic",
+        doc="holder-first: how long after its access the holder keeps that priority",
+    )  # fmt: skip
+    topology: str = param(
+        "flat", choices=TOPO_NAMES, engine="topology", provenance="choice",
+        doc="line transfer cost: flat (line_xfer_ns for any two CPUs) or platform (by cluster, die, socket)",
+    )  # fmt: skip
+    cluster_cpus: int = param(
+        4, engine="cluster_cpus", unit="CPUs", lo=1, hi=4096, provenance="measured",
+        source="Hi1620 (Kunpeng 920): clusters of 4 cores (issue 10); CPUs numbered by cluster (assumption)",
+        doc="topology=platform: CPUs per cluster (CPU c is in cluster c // cluster_cpus)",
+    )  # fmt: skip
+    die_cpus: int = param(
+        32, engine="die_cpus", unit="CPUs", lo=1, hi=4096, provenance="measured",
+        source="Hi1620 (Kunpeng 920): 2 dies (SCCL) of 32 cores per socket (issue 10)",
+        doc="topology=platform: CPUs per die",
+    )  # fmt: skip
+    socket_cpus: int = param(
+        64, engine="socket_cpus", unit="CPUs", lo=1, hi=4096, provenance="measured",
+        source="Hi1620 (Kunpeng 920): 64 cores per socket; D06 has 2 sockets (issue 10)",
+        doc="topology=platform: CPUs per socket",
+    )  # fmt: skip
+    line_xfer_cluster_ns: float = param(
+        25.0, engine="xfer_cluster", unit="ns", lo=10, hi=38, provenance="assumption",
+        source="no public number; at most C4's in-die 30-38 ns",
+        doc="topology=platform: a line moving between cores of one cluster",
+    )  # fmt: skip
+    line_xfer_die_ns: float = param(
+        34.0, engine="xfer_die", unit="ns", lo=30, hi=38, provenance="measured",
+        source="C4: core-to-core CAS one way, Kunpeng 920 30-38 ns within a 32-core die",
+        doc="topology=platform: a line moving between clusters of one die",
+    )  # fmt: skip
+    line_xfer_xdie_ns: float = param(
+        80.0, engine="xfer_xdie", unit="ns", lo=72, hi=87, provenance="measured",
+        source="C4: core-to-core CAS one way, Kunpeng 920 72-87 ns across dies",
+        doc="topology=platform: a line moving to the other die of the socket",
+    )  # fmt: skip
+    line_xfer_socket_ns: float = param(
+        150.0, engine="xfer_socket", unit="ns", lo=100, hi=300, provenance="assumption",
+        source="no public number here (cross-socket exceeds cross-die)",
+        doc="topology=platform: a line moving to the other socket",
     )  # fmt: skip
     cmd_write_ns: float = param(
         2.0, engine="cmd_write", unit="ns", lo=0, hi=100, provenance="assumption",
@@ -144,6 +201,13 @@ class Platform(Params):
         "busy", choices=("msi", "sev", "poll", "busy"), provenance="choice",
         source="domain.md 2: Tegra VCMDQs use CS=SIG_NONE and busy polling of CONS",
         doc="how a CPU waits for a CMD_SYNC on a VCMDQ",
+    )  # fmt: skip
+    exclusive_unlock: str = param(
+        "none", choices=XU_NAMES, engine="excl_unlock", provenance="choice",
+        source="patch-2026-cmdq-lock-fairness.txt (df180b1a4cc5); arm-smmu-v3.c arm_smmu_cmdq_poll_until_not_full",
+        doc="cmdq->lock on a full queue: none (CONS refreshed without the lock, the model before issue 10), "
+        "set-zero (exclusive trylock, atomic_set_release(0) and shared_lock's cmpxchg loop: Linux before 2026), "
+        "clear-sign (atomic_fetch_andnot_release(INT_MIN), shared_lock waits VAL > 0: Linux >= 6.19)",
     )  # fmt: skip
     cmdq_log2size: int = param(
         16, unit="log2 entries", lo=7, hi=19, provenance="measured", source="C4: D06 cmdq 65536 entries",
@@ -265,7 +329,11 @@ class Platform(Params):
         (and ``vmm_forward``, a choice, as the flag ``vmm_batched``)."""
         return Costs(
             **{
-                info.engine: to_engine(getattr(self, name), info.unit)
+                info.engine: (
+                    info.choices.index(getattr(self, name))  # a choice: its index (the engine's code)
+                    if info.choices is not None
+                    else to_engine(getattr(self, name), info.unit)
+                )
                 for name, (_, info) in self.field_infos().items()
                 if info.engine is not None
             },

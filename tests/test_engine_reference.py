@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -92,9 +93,11 @@ def random_costs(rng: np.random.Generator, hw_sync: bool) -> Costs:
     )  # fmt: skip
 
 
-def compare(cfg: EngineConfig, streams: list[list[OpBlock]]) -> dict[str, int]:
-    eng = run_engine(cfg, [iter(s) for s in streams])
-    ref = run_reference(cfg, streams)
+def compare(cfg: EngineConfig, streams: list[list[OpBlock]], until_ps: int | None = None) -> dict[str, Any]:
+    """Run both on the same input (to the end, or to simulated time ``until_ps``: set-zero's
+    starvation can last forever in a deterministic configuration) and require identical records."""
+    eng = run_engine(cfg, [iter(s) for s in streams], until_ps=until_ps)
+    ref = run_reference(cfg, streams, until_ps)
     assert eng.commands is not None and eng.ops is not None
     got = eng.commands.select(CMD_FIELDS).sort("queue", "slot")
     want = pl.DataFrame(ref.cmd_records, schema={k: got.schema[k] for k in CMD_FIELDS}).sort("queue", "slot")
@@ -119,10 +122,10 @@ def compare(cfg: EngineConfig, streams: list[list[OpBlock]]) -> dict[str, int]:
     assert int(eng.g[G_FIX_LAT_SUM]) == sum(ref.fixup_latencies)
     full = max(int(q[Q_MAX_OCC]) >= (1 << int(q[Q_LOG2])) for q in eng.queues)
     return {"cmds": got.height, "ops": got_o.height, "cas_fail": int(eng.g[G_CAS_FAIL]), "full": int(full),
-            "hw_syncs": ref.hw_syncs, "illegal": m["illegal_commands"]}  # fmt: skip
+            "hw_syncs": ref.hw_syncs, "illegal": m["illegal_commands"], "eng": eng, "ref": ref}  # fmt: skip
 
 
-ALGS = ["linux-lockfree", "atomic-add", "spinlock", "exclusive", "direct"]
+ALGS = ["linux-lockfree", "atomic-add", "spinlock", "exclusive", "direct", "cas-spinlock-fallback"]
 TOPOLOGIES = ["main", "vcmdq", "ecmdq"]
 WAITS = ["msi", "sev", "poll", "busy"]
 
@@ -235,3 +238,72 @@ def test_engine_matches_reference_on_trapped_guests(alg: str) -> None:
         exits += m["exits"]
         irqs += m["guest_irqs"]
     assert exits > 0 and irqs > 0  # CONS polling and the virtual-IRQ variant were both exercised
+
+
+XU_MODES = ["set-zero", "clear-sign"]
+
+
+@pytest.mark.parametrize(("mode", "topo"), list(itertools.product(XU_MODES, ["main", "vcmdq"])))
+def test_cmdq_lock_matches_reference(mode: str, topo: str) -> None:
+    """cmdq->lock with its exclusive trylock on full queues (exclusive_unlock=set-zero|clear-sign):
+    identical per-command times, and the random cases reach the exclusive lock and shared-lock waits."""
+    from cmdqv_lab.engine.layout import G_SLW_N, G_XLOCKS, XU_NAMES
+
+    seen = {"full": 0, "xlocks": 0, "waited": 0}
+    for seed in range(8):
+        rng = np.random.default_rng([seed, 77, XU_MODES.index(mode), topo == "main"])
+        costs = random_costs(rng, hw_sync=seed % 2 == 1)
+        # the trylock loop spins on two lines: it needs a cost to let time advance (run_engine checks)
+        extra = {"excl_unlock": XU_NAMES.index(mode), "line_local": max(costs.line_local, 5000),
+                 "line_xfer": max(costs.line_xfer, 10_000)}  # fmt: skip
+        costs = Costs(**{**dict(costs.items()), **extra})
+        cfg, streams = build("linux-lockfree", topo, WAITS[seed % 4], cpus=int(rng.integers(2, 7)),
+                             procs=int(rng.integers(1, 3)), log2=int(rng.choice([3, 4])), costs=costs,
+                             open_loop=seed % 3 == 2, rng=rng, guest=seed >= 6)  # fmt: skip
+        out = compare(cfg, streams, until_ps=300_000_000)
+        eng, ref = out["eng"], out["ref"]
+        assert int(eng.g[G_SLW_N]) == len(ref.slw)
+        assert eng.shared_lock_wait()["max"] == (max(ref.slw) / 1e3 if ref.slw else None)
+        seen["full"] += out["full"]
+        seen["xlocks"] += int(eng.g[G_XLOCKS])
+        seen["waited"] += sum(w > costs.line_xfer for w in ref.slw)
+    assert seen["full"] > 0 and seen["xlocks"] > 0 and seen["waited"] > 0, seen
+
+
+HF_ALGS = ["linux-lockfree", "atomic-add", "spinlock", "cas-spinlock-fallback"]
+
+
+@pytest.mark.parametrize(("alg", "topo"), list(itertools.product(HF_ALGS, ["main", "vcmdq"])))
+def test_holder_first_matches_reference(alg: str, topo: str) -> None:
+    """line_arbitration=holder-first (random hold window and count) with a random cluster/die/socket
+    topology, with and without cmdq->lock's exclusive path: identical per-command times; the cases
+    reach arbitrations that are not in arrival order."""
+    from cmdqv_lab.engine.layout import G_LINE_BYPASS
+
+    fails = bypass = 0
+    for seed in range(8):
+        rng = np.random.default_rng([seed, 99, HF_ALGS.index(alg), topo == "main"])
+        costs = random_costs(rng, hw_sync=seed % 2 == 1)
+
+        def r(lo: int, hi: int, rng: np.random.Generator = rng) -> int:
+            return int(rng.integers(lo, hi)) * 1000
+
+        extra = {"line_arb": 1, "line_hold_max": int(rng.integers(1, 4)), "line_hold": r(0, 40),
+                 "topology": int(seed % 2), "cluster_cpus": int(rng.integers(1, 3)), "die_cpus": int(rng.integers(2, 5)),
+                 "socket_cpus": int(rng.integers(4, 9)), "xfer_cluster": r(5, 30), "xfer_die": r(5, 40),
+                 "xfer_xdie": r(5, 90), "xfer_socket": r(5, 200), "line_local": max(costs.line_local, 5000),
+                 "line_xfer": max(costs.line_xfer, 10_000),
+                 "excl_unlock": int(rng.integers(0, 3)) if alg != "atomic-add" else 0}  # fmt: skip
+        costs = Costs(**{**dict(costs.items()), **extra})
+        cfg, streams = build(alg, topo, WAITS[seed % 4], cpus=int(rng.integers(2, 7)), procs=int(rng.integers(1, 3)),
+                             log2=int(rng.choice([3, 4, 7])), costs=costs, open_loop=seed % 3 == 2, rng=rng,
+                             guest=seed >= 6)  # fmt: skip
+        out = compare(cfg, streams, until_ps=300_000_000)
+        assert out["cmds"] > 0
+        fails += out["cas_fail"]
+        eng = out["eng"]
+        assert int(eng.g[G_LINE_BYPASS]) == out["ref"].bypass
+        bypass += int(eng.g[G_LINE_BYPASS])
+    assert bypass > 0  # some requests were served out of arrival order
+    if alg == "linux-lockfree":
+        assert fails > 0

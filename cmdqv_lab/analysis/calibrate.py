@@ -88,7 +88,11 @@ class CalibrationSpec:
             for p in data["prediction"]
         )
         base = dict(fit.get("base", {}))
-        assumptions = {k: (float(v[0]), float(v[1])) for k, v in fit.get("assumptions", {}).items()}
+        # an integer assumption (both ends integers, e.g. line_hold_max) stays integer
+        assumptions: dict[str, tuple[float, float]] = {
+            k: (v[0], v[1]) if all(isinstance(x, int) for x in v) else (float(v[0]), float(v[1]))
+            for k, v in fit.get("assumptions", {}).items()
+        }
         for k, (a_lo, a_hi) in assumptions.items():
             if k not in base:
                 raise ParamError(f"{path}: assumption {k!r} needs its nominal value in [fit] base")
@@ -228,7 +232,16 @@ def analyse(
     errs = [math.log(r["model"] / r["measured"]) for r in result.rows]
     result.identifiability = identifiability(spec, result.values, errs, count=count)
 
+    nominal_rows = [r["model"] for r in result.rows]
+
     def refit(moved: CalibrationSpec, start: Mapping[str, float]) -> FitResult:
+        rows = evaluate(moved, start, count)
+        if [r["model"] for r in rows] == nominal_rows:
+            # the rows do not see this assumption (e.g. a cross-socket cost at <= 16 CPUs): the
+            # objective is unchanged, so the nominal fit is the refit; only the predictions move
+            same = FitResult(dict(start), rows, predict(moved, start, count), 0, result.loss)
+            same.checks = evaluate_checks(moved.checks, model_values(same))
+            return same
         return fit(moved, maxiter=maxiter, count=count, start=start)
 
     result.ranges, result.profiles = prediction_ranges(spec, result, refit=refit, progress=progress)

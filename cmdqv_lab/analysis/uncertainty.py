@@ -153,9 +153,13 @@ def prediction_ranges(
                 # the data rule this end out: record it, then bisect towards the nominal value for
                 # the furthest value the rows still allow, and profile there instead
                 profiles.append(_profile(name, end, value, fit_there, spec, consistent=False))
-                ok_v, bad_v, ok_fit = float(spec.base[name]), value, None
+                ok_v, bad_v, ok_fit = spec.base[name], value, None
                 for _ in range(bisect_steps):
                     mid = (ok_v + bad_v) / 2
+                    if isinstance(value, int):  # an integer assumption bisects on integers
+                        mid = round(mid)
+                        if mid in (ok_v, bad_v):
+                            break
                     f_mid = at(name, mid)
                     if f_mid.max_rel_error <= tolerance:
                         ok_v, ok_fit = mid, f_mid

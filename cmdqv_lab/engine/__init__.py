@@ -10,6 +10,9 @@ Semantics (shared, exactly, by the SimPy reference in ``tests/reference``):
   ``owner_prod``) is a FIFO server: an access requested at ``t`` is granted at
   ``max(t, line_free)`` and holds the line for ``line_local_ns`` if the same CPU touched it last,
   else ``line_xfer_ns``. Accesses take effect in grant order; the CPU continues when its access ends.
+  With ``line_arbitration=holder-first`` the holder's next access goes first within a bounded
+  window, then the nearest waiting CPU, and a waiting access takes effect when served; with
+  ``topology=platform`` a transfer costs by cluster / die / socket distance (:mod:`.lines`).
 * MMIO writes (PROD doorbells) take effect when they land, ``mmio_write_ns`` after issue; MMIO
   reads (CONS) cost ``mmio_read_ns`` and see the register as it is at the end of the read.
 * A command processor consumes in order: each command costs ``fetch_ns`` plus its service time;

@@ -35,6 +35,7 @@ from numba import njit
 from cmdqv_lab.engine.flow import CONTINUE, NEED_INPUT, YIELD, block, go
 from cmdqv_lab.engine.layout import (
     ALG_ATOMIC_ADD,
+    ALG_CAS_SLOCK,
     ALG_DIRECT,
     ALG_EXCLUSIVE,
     ALG_LOCKFREE,
@@ -42,13 +43,17 @@ from cmdqv_lab.engine.layout import (
     C_BCTR,
     C_BEND,
     C_CCTR,
+    C_CMPV,
     C_DONE_OPS,
     C_END,
     C_IDX,
     C_IRQ,
     C_KIND,
+    C_LLQ_Q,
+    C_LOCK_Q,
     C_MORE,
     C_N,
+    C_NEXT_PC,
     C_OP_BATCHES,
     C_OP_CMDS,
     C_OP_RETRIES,
@@ -59,6 +64,7 @@ from cmdqv_lab.engine.layout import (
     C_OPTAIL,
     C_OWNER,
     C_PC,
+    C_POLL_T0,
     C_Q,
     C_QUOTA,
     C_RETRIES,
@@ -66,6 +72,8 @@ from cmdqv_lab.engine.layout import (
     C_SEEN_OWNED,
     C_SEEN_PROD,
     C_SEEN_VER,
+    C_SLOCKED,
+    C_SLW_T0,
     C_SPACE_Q,
     C_START,
     C_STARTED,
@@ -87,11 +95,22 @@ from cmdqv_lab.engine.layout import (
     G_FIRST_FINISH,
     G_GUEST_IRQS,
     G_OPS_STARTED,
+    G_SLW_MAX,
+    G_SLW_N,
+    G_SLW_SUM,
+    G_XLOCKS,
+    G_XTRIES,
+    H_HSLW,
+    H_NCPU,
     H_NPROC,
     K_CMD_WRITE,
+    K_EXCL_UNLOCK,
     K_FUTEX_WAKE,
     K_MMIO_READ,
     K_MMIO_WRITE,
+    K_POLL_SPINS,
+    K_SPIN,
+    K_UDELAY,
     L_HEAD,
     L_HOLDER,
     L_TAIL,
@@ -101,6 +120,9 @@ from cmdqv_lab.engine.layout import (
     LINE_VALID,
     PC_BATCH_BEGIN,
     PC_BATCH_END,
+    PC_CS_GOT,
+    PC_CS_LOCK,
+    PC_CS_UNLOCK,
     PC_DI_BEGIN,
     PC_DONE,
     PC_EX_BEGIN,
@@ -114,10 +136,13 @@ from cmdqv_lab.engine.layout import (
     PC_LF_DOORBELL_LAND,
     PC_LF_FULL,
     PC_LF_FULL_READ,
+    PC_LF_FULL_WRITE,
+    PC_LF_OWNER_REL,
     PC_LF_OWNER_WAIT,
     PC_LF_READ,
     PC_LF_RESERVED,
     PC_LF_SETVALID,
+    PC_LF_SHLOCK,
     PC_LF_SYNC,
     PC_LF_SYNC_WAIT,
     PC_LF_UNLOCK,
@@ -128,6 +153,12 @@ from cmdqv_lab.engine.layout import (
     PC_LOCK_GOT,
     PC_NEXT_OP,
     PC_OP_BEGIN,
+    PC_PF_CHECK,
+    PC_PF_READ,
+    PC_SH_CAS,
+    PC_SH_GOT,
+    PC_SH_READ,
+    PC_SH_WAIT,
     PC_SL_ACQ,
     PC_SL_GOT,
     PC_SL_INSERT,
@@ -136,23 +167,31 @@ from cmdqv_lab.engine.layout import (
     PC_SL_WAIT,
     PC_VX_PROD,
     PC_VX_SYNC,
+    PC_XL_READ,
+    PC_XL_REREAD,
+    PC_XL_TRY,
+    PC_XL_UNLOCK,
     Q_ALG,
     Q_CONS_SHADOW,
     Q_FIFO_HEAD,
     Q_FIFO_TAIL,
     Q_HW_CONS,
+    Q_LLQ_WAITERS,
     Q_LOCK,
+    Q_LOCK_WAITERS,
     Q_LOG2,
     Q_OWNED,
     Q_OWNER_PROD,
     Q_OWNER_WAITER,
     Q_PROD,
+    Q_SLOCK,
     Q_SPACE_WAITERS,
     Q_VALID_UPTO,
     Q_VALID_WAITER,
     Q_VER,
     Q_VMM,
     Q_WAIT,
+    Q_XCL,
     SL_VALID,
     STEP_BATCH,
     STEP_DELAY,
@@ -160,7 +199,11 @@ from cmdqv_lab.engine.layout import (
     STEP_UNLOCK,
     STEP_VMM_PROD,
     WAIT_MSI,
+    WAIT_POLL,
+    XU_NONE,
+    XU_SET_ZERO,
 )
+from cmdqv_lab.engine.lines import line_access, line_grant
 from cmdqv_lab.engine.mem import (
     cadd,
     cget,
@@ -183,9 +226,10 @@ from cmdqv_lab.engine.mem import (
     sget,
     sset,
 )
-from cmdqv_lab.engine.sched import line_access, sched, sync_observed
+from cmdqv_lab.engine.sched import sched, sync_observed, sync_observed_k
 from cmdqv_lab.engine.slots import record_fixup_done, record_op_done, slot_row, write_batch
 from cmdqv_lab.engine.smmu import publish, resume_queue
+from cmdqv_lab.engine.stats import hist_add_at
 from cmdqv_lab.engine.vmm import vmm_prod_exit, vmm_step, vmm_vcpu_step
 
 __all__ = ["CONTINUE", "NEED_INPUT", "YIELD", "step_cpu"]
@@ -283,7 +327,8 @@ def _step_common(M, c, now, pc):
         cset(M, c, C_T_ISSUE, now)
         cset(M, c, C_RETRIES, 0)
         alg = qget(M, q, Q_ALG)
-        if alg in (ALG_LOCKFREE, ALG_ATOMIC_ADD):
+        if alg in (ALG_LOCKFREE, ALG_ATOMIC_ADD, ALG_CAS_SLOCK):
+            cset(M, c, C_SLOCKED, 0)
             cset(M, c, C_PC, PC_LF_READ)
         elif alg == ALG_SPINLOCK:
             cset(M, c, C_PC, PC_SL_ACQ)
@@ -359,13 +404,25 @@ def _step_lockfree(M, c, now, pc):
     n = cget(M, c, C_N)
     size = 1 << qget(M, q, Q_LOG2)
     if pc == PC_LF_READ:  # llq.val = READ_ONCE(cmdq->q.llq.val)
+        if not line_grant(M, c, q, LINE_LLQ, now, pc):
+            return YIELD
         end = line_access(M, q, LINE_LLQ, c, now)
         _snapshot_llq(M, c, q)
         return go(M, c, end, PC_LF_CHECK)
     if pc == PC_LF_CHECK:
         if size - (cget(M, c, C_SEEN_PROD) - cget(M, c, C_SEEN_CONS)) < n:
-            cset(M, c, C_PC, PC_LF_FULL)
+            alg = qget(M, q, Q_ALG)
+            if kget(M, K_EXCL_UNLOCK) != XU_NONE and alg != ALG_ATOMIC_ADD:
+                nxt = PC_XL_TRY  # arm_smmu_cmdq_poll_until_not_full
+            else:
+                nxt = PC_LF_FULL
+            if cget(M, c, C_SLOCKED) == 1:  # if (locked) spin_unlock(&cmdq->slock) before polling
+                cset(M, c, C_NEXT_PC, nxt)
+                nxt = PC_CS_UNLOCK
+            cset(M, c, C_PC, nxt)
             return CONTINUE
+        if not line_grant(M, c, q, LINE_LLQ, now, pc):
+            return YIELD
         end = line_access(M, q, LINE_LLQ, c, now)  # cmpxchg_relaxed (or atomic add)
         gadd(M, G_CAS, 1)
         if qget(M, q, Q_ALG) == ALG_ATOMIC_ADD or qget(M, q, Q_VER) == cget(M, c, C_SEEN_VER):
@@ -375,9 +432,14 @@ def _step_lockfree(M, c, now, pc):
             qset(M, q, Q_OWNED, 1)
             qadd(M, q, Q_VER, 1)
             cset(M, c, C_T_RESERVED, end)
+            if cget(M, c, C_SLOCKED) == 1:  # if (locked) spin_unlock(&cmdq->slock); break
+                cset(M, c, C_NEXT_PC, PC_LF_RESERVED)
+                return go(M, c, end, PC_CS_UNLOCK)
             return go(M, c, end, PC_LF_RESERVED)
         gadd(M, G_CAS_FAIL, 1)
         cadd(M, c, C_RETRIES, 1)
+        if qget(M, q, Q_ALG) == ALG_CAS_SLOCK:  # take cmdq->slock (once), then re-read llq
+            return go(M, c, end, PC_LF_READ if cget(M, c, C_SLOCKED) == 1 else PC_CS_LOCK)
         _snapshot_llq(M, c, q)  # a failed cmpxchg returns the current value
         return go(M, c, end, PC_LF_CHECK)
     if pc == PC_LF_FULL:  # arm_smmu_cmdq_poll_until_not_full: read the CONS register
@@ -385,27 +447,72 @@ def _step_lockfree(M, c, now, pc):
     if pc == PC_LF_FULL_READ:
         hw = qget(M, q, Q_HW_CONS)
         if hw > qget(M, q, Q_CONS_SHADOW):
-            end = line_access(M, q, LINE_LLQ, c, now)  # WRITE_ONCE(cmdq->q.llq.cons, CONS)
-            qset(M, q, Q_CONS_SHADOW, hw)
-            qadd(M, q, Q_VER, 1)
-            return go(M, c, end, PC_LF_READ)
+            cset(M, c, C_CMPV, hw)
+            cset(M, c, C_PC, PC_LF_FULL_WRITE)
+            return CONTINUE
         if size - (qget(M, q, Q_PROD) - hw) >= n:  # our snapshot was stale: re-read llq
             cset(M, c, C_PC, PC_LF_READ)
             return CONTINUE
         return space_wait(M, c, q, PC_LF_FULL)
+    if pc == PC_CS_LOCK:  # spin_lock(&cmdq->slock): a queued spinlock, FIFO hand-off
+        if not line_grant(M, c, q, LINE_LOCK, now, pc):
+            return YIELD
+        end = line_access(M, q, LINE_LOCK, c, now)  # slock shares cmdq->lock's line (adjacent fields)
+        if qget(M, q, Q_SLOCK) < 0:
+            qset(M, q, Q_SLOCK, c)
+            cset(M, c, C_SLOCKED, 1)
+            return go(M, c, end, PC_LF_READ)
+        fifo_set(M, q, qget(M, q, Q_FIFO_TAIL), c)
+        qadd(M, q, Q_FIFO_TAIL, 1)
+        return block(M, c, PC_CS_GOT)
+    if pc == PC_CS_GOT:  # the releaser handed it over; our spinning read sees it
+        if not line_grant(M, c, q, LINE_LOCK, now, pc):
+            return YIELD
+        end = line_access(M, q, LINE_LOCK, c, now)
+        cset(M, c, C_SLOCKED, 1)
+        return go(M, c, end, PC_LF_READ)
+    if pc == PC_CS_UNLOCK:  # spin_unlock(&cmdq->slock): hand it to the next waiter
+        if not line_grant(M, c, q, LINE_LOCK, now, pc):
+            return YIELD
+        end = line_access(M, q, LINE_LOCK, c, now)
+        head = qget(M, q, Q_FIFO_HEAD)
+        if head < qget(M, q, Q_FIFO_TAIL):
+            w = fifo_get(M, q, head)
+            qset(M, q, Q_FIFO_HEAD, head + 1)
+            qset(M, q, Q_SLOCK, w)
+            sched(M, M[H_NPROC] + w, end)
+        else:
+            qset(M, q, Q_SLOCK, -1)
+        cset(M, c, C_SLOCKED, 0)
+        return go(M, c, end, cget(M, c, C_NEXT_PC))
+    if pc == PC_LF_FULL_WRITE:  # WRITE_ONCE(cmdq->q.llq.cons, CONS) with the CONS read
+        if not line_grant(M, c, q, LINE_LLQ, now, pc):
+            return YIELD
+        end = line_access(M, q, LINE_LLQ, c, now)
+        qset(M, q, Q_CONS_SHADOW, cget(M, c, C_CMPV))
+        qadd(M, q, Q_VER, 1)
+        return go(M, c, end, PC_LF_READ)
     if pc == PC_LF_RESERVED:
         if cget(M, c, C_START) + n - qget(M, q, Q_HW_CONS) > size:  # atomic-add may run ahead
             return space_wait(M, c, q, PC_LF_RESERVED)
         return go(M, c, now + n * kget(M, K_CMD_WRITE), PC_LF_WRITTEN)
     if pc == PC_LF_WRITTEN:
         write_batch(M, c, q, cget(M, c, C_START), n, now, False)
-        if cget(M, c, C_SYNC) == 1:  # arm_smmu_cmdq_shared_lock
-            end = line_access(M, q, LINE_LOCK, c, now)
-            qadd(M, q, Q_LOCK, 1)
-            return go(M, c, end, PC_LF_SETVALID)
-        cset(M, c, C_PC, PC_LF_SETVALID)
+        cset(M, c, C_SLW_T0, now)
+        cset(M, c, C_PC, PC_LF_SHLOCK if cget(M, c, C_SYNC) == 1 else PC_LF_SETVALID)
         return CONTINUE
+    if pc == PC_LF_SHLOCK:  # arm_smmu_cmdq_shared_lock: atomic_fetch_inc_relaxed(&lock)
+        if not line_grant(M, c, q, LINE_LOCK, now, pc):
+            return YIELD
+        end = line_access(M, q, LINE_LOCK, c, now)
+        qadd(M, q, Q_LOCK, 1)
+        if kget(M, K_EXCL_UNLOCK) == XU_NONE or qget(M, q, Q_XCL) == 0:  # returned >= 0
+            shared_lock_waited(M, end - cget(M, c, C_SLW_T0))
+            return go(M, c, end, PC_LF_SETVALID)
+        return go(M, c, end, PC_SH_WAIT)
     if pc == PC_LF_SETVALID:  # arm_smmu_cmdq_set_valid_map
+        if not line_grant(M, c, q, LINE_VALID, now, pc):
+            return YIELD
         end = line_access(M, q, LINE_VALID, c, now)
         start = cget(M, c, C_START)
         for ctr in range(start, start + n):
@@ -422,18 +529,24 @@ def _step_lockfree(M, c, now, pc):
             return go(M, c, end, PC_LF_OWNER_WAIT)
         return go(M, c, end, PC_LF_SYNC if cget(M, c, C_SYNC) == 1 else PC_BATCH_END)
     if pc == PC_LF_OWNER_WAIT:  # atomic_cond_read_relaxed(&cmdq->owner_prod, VAL == llq.prod)
+        if not line_grant(M, c, q, LINE_OWNER, now, pc):
+            return YIELD
         end = line_access(M, q, LINE_OWNER, c, now)
         if qget(M, q, Q_OWNER_PROD) == cget(M, c, C_START):
             return go(M, c, end, PC_LF_ANDNOT)
         qset(M, q, Q_OWNER_WAITER, c)
         return block(M, c, PC_LF_OWNER_WAIT)
     if pc == PC_LF_ANDNOT:  # atomic_fetch_andnot_relaxed(OWNED, &llq.prod): gather
+        if not line_grant(M, c, q, LINE_LLQ, now, pc):
+            return YIELD
         end = line_access(M, q, LINE_LLQ, c, now)
         cset(M, c, C_END, qget(M, q, Q_PROD))
         qset(M, q, Q_OWNED, 0)
         qadd(M, q, Q_VER, 1)
         return go(M, c, end, PC_LF_VALID_WAIT)
     if pc == PC_LF_VALID_WAIT:  # arm_smmu_cmdq_poll_valid_map
+        if not line_grant(M, c, q, LINE_VALID, now, pc):
+            return YIELD
         end = line_access(M, q, LINE_VALID, c, now)
         if qget(M, q, Q_VALID_UPTO) >= cget(M, c, C_END):
             return go(M, c, end, PC_LF_DOORBELL)
@@ -446,7 +559,12 @@ def _step_lockfree(M, c, now, pc):
     if pc == PC_LF_DOORBELL_LAND:
         if qget(M, q, Q_VMM) == 0:  # (an emulated queue's VMM published and consumed it)
             publish(M, q, cget(M, c, C_END), now)
-        end = line_access(M, q, LINE_OWNER, c, now)  # atomic_set_release(&cmdq->owner_prod, prod)
+        cset(M, c, C_PC, PC_LF_OWNER_REL)
+        return CONTINUE
+    if pc == PC_LF_OWNER_REL:  # atomic_set_release(&cmdq->owner_prod, prod)
+        if not line_grant(M, c, q, LINE_OWNER, now, pc):
+            return YIELD
+        end = line_access(M, q, LINE_OWNER, c, now)
         qset(M, q, Q_OWNER_PROD, cget(M, c, C_END))
         w = qget(M, q, Q_OWNER_WAITER)
         if w >= 0:
@@ -456,6 +574,8 @@ def _step_lockfree(M, c, now, pc):
     if pc == PC_LF_SYNC:
         if qget(M, q, Q_WAIT) == WAIT_MSI:
             return sync_wait_begin(M, c, q, now, PC_LF_UNLOCK)
+        if not line_grant(M, c, q, LINE_LLQ, now, pc):
+            return YIELD
         end = line_access(M, q, LINE_LLQ, c, now)  # poll_until_consumed reads llq first
         cset(M, c, C_SEEN_CONS, qget(M, q, Q_CONS_SHADOW))
         return go(M, c, end, PC_LF_SYNC_WAIT)
@@ -468,17 +588,173 @@ def _step_lockfree(M, c, now, pc):
             return CONTINUE
         return sync_wait_begin(M, c, q, now, PC_LF_UNLOCK)
     if pc == PC_LF_UNLOCK:  # arm_smmu_cmdq_shared_tryunlock: atomic_read(&cmdq->lock)
+        if not line_grant(M, c, q, LINE_LOCK, now, pc):
+            return YIELD
         end = line_access(M, q, LINE_LOCK, c, now)
         return go(M, c, end, PC_LF_UNLOCK_CONS if qget(M, q, Q_LOCK) == 1 else PC_LF_UNLOCK_DEC)
     if pc == PC_LF_UNLOCK_CONS:  # last holder: WRITE_ONCE(cmdq->q.llq.cons, llq.cons)
+        if not line_grant(M, c, q, LINE_LLQ, now, pc):
+            return YIELD
         end = line_access(M, q, LINE_LLQ, c, now)
+        old = qget(M, q, Q_CONS_SHADOW)
         qset(M, q, Q_CONS_SHADOW, cget(M, c, C_SYNC_SLOT) + 1)
         qadd(M, q, Q_VER, 1)
+        if old != cget(M, c, C_SYNC_SLOT) + 1:
+            wake_llq_pollers(M, q, end)
         return go(M, c, end, PC_LF_UNLOCK_DEC)
     # PC_LF_UNLOCK_DEC: atomic_dec_return_release(&cmdq->lock)
+    if not line_grant(M, c, q, LINE_LOCK, now, pc):
+        return YIELD
     end = line_access(M, q, LINE_LOCK, c, now)
     qadd(M, q, Q_LOCK, -1)
     return go(M, c, end, PC_BATCH_END)
+
+
+@njit(cache=True)
+def shared_lock_waited(M, w):
+    """Count one ``arm_smmu_cmdq_shared_lock`` that took ``w`` ps (its atomic included)."""
+    gadd(M, G_SLW_SUM, w)
+    gadd(M, G_SLW_N, 1)
+    if w > gget(M, G_SLW_MAX):
+        gset(M, G_SLW_MAX, w)
+    hist_add_at(M, M[H_HSLW], w)
+
+
+@njit(cache=True)
+def wake_lock_waiters(M, q, t):
+    """The exclusive holder released ``q``'s cmdq->lock (the write ends at ``t``): every CPU spinning
+    in ``arm_smmu_cmdq_shared_lock`` re-reads it."""
+    if qget(M, q, Q_LOCK_WAITERS) == 0:
+        return
+    qset(M, q, Q_LOCK_WAITERS, 0)
+    for w in range(M[H_NCPU]):
+        if cget(M, w, C_LOCK_Q) == q:
+            cset(M, w, C_LOCK_Q, -1)
+            cset(M, w, C_PC, PC_SH_READ)
+            sched(M, M[H_NPROC] + w, t)
+
+
+@njit(cache=True)
+def poll_seen(M, t0, tw):
+    """First ``queue_poll`` read at or after ``tw`` of a loop that began at ``t0``: ``cpu_relax``
+    (``spin``) between reads, ``udelay`` doubling every ``poll_spins`` polls (qp.wfe false). Reads of an
+    unchanged line hit the CPU's cache and cost nothing; the read that sees the change is a line access."""
+    return sync_observed_k(
+        WAIT_POLL, t0, tw, 0, 0, 0, kget(M, K_SPIN), kget(M, K_UDELAY), kget(M, K_POLL_SPINS)
+    )
+
+
+@njit(cache=True)
+def wake_llq_pollers(M, q, t):
+    """``llq.cons`` of ``q`` was written (the write ends at ``t``): CPUs in the ``queue_poll`` loop of
+    ``arm_smmu_cmdq_poll_until_not_full`` read ``llq`` again at their next poll."""
+    if qget(M, q, Q_LLQ_WAITERS) == 0:
+        return
+    qset(M, q, Q_LLQ_WAITERS, 0)
+    for w in range(M[H_NCPU]):
+        if cget(M, w, C_LLQ_Q) == q:
+            cset(M, w, C_LLQ_Q, -1)
+            cset(M, w, C_PC, PC_PF_READ)
+            sched(M, M[H_NPROC] + w, poll_seen(M, cget(M, w, C_POLL_T0), t))
+
+
+@njit(cache=True)
+def _lock_ok(M, q, clear_sign):
+    """The condition ``arm_smmu_cmdq_shared_lock`` waits for: VAL > 0 (clear-sign), VAL >= 0 (set-zero)."""
+    if qget(M, q, Q_XCL) == 1:
+        return False
+    return qget(M, q, Q_LOCK) > 0 if clear_sign else True
+
+
+@njit(cache=True)
+def _step_cmdq_lock(M, c, now, pc):
+    """cmdq->lock as Linux's counter: exclusive trylock on a full queue, shared lock for a CMD_SYNC.
+
+    The lock word is ``Q_LOCK`` (the shared count) plus ``INT_MIN`` while ``Q_XCL`` is set. Sources:
+    linux-current-arm-smmu-v3.c arm_smmu_cmdq_shared_lock / exclusive_trylock_irqsave /
+    exclusive_unlock_irqrestore and arm_smmu_cmdq_poll_until_not_full; the set-zero variant is the
+    pre-image of patch-2026-cmdq-lock-fairness.txt (df180b1a4cc5).
+    """
+    q = cget(M, c, C_Q)
+    mode = kget(M, K_EXCL_UNLOCK)
+    if pc == PC_XL_TRY:  # atomic_cmpxchg_relaxed(&cmdq->lock, 0, INT_MIN)
+        if not line_grant(M, c, q, LINE_LOCK, now, pc):
+            return YIELD
+        end = line_access(M, q, LINE_LOCK, c, now)
+        gadd(M, G_XTRIES, 1)
+        if qget(M, q, Q_XCL) == 0 and qget(M, q, Q_LOCK) == 0:
+            qset(M, q, Q_XCL, 1)
+            gadd(M, G_XLOCKS, 1)
+            return go(M, c, end + kget(M, K_MMIO_READ), PC_XL_READ)  # readl_relaxed(cons_reg)
+        cset(M, c, C_POLL_T0, -1)  # queue_poll_init
+        return go(M, c, end, PC_PF_READ)
+    if pc == PC_XL_READ:  # WRITE_ONCE(cmdq->q.llq.cons, CONS)
+        if not line_grant(M, c, q, LINE_LLQ, now, pc):
+            return YIELD
+        end = line_access(M, q, LINE_LLQ, c, now)
+        hw = qget(M, q, Q_HW_CONS)
+        if hw != qget(M, q, Q_CONS_SHADOW):
+            qset(M, q, Q_CONS_SHADOW, hw)
+            qadd(M, q, Q_VER, 1)
+            wake_llq_pollers(M, q, end)
+        return go(M, c, end, PC_XL_UNLOCK)
+    if pc == PC_XL_UNLOCK:  # set-zero: atomic_set_release(0); clear-sign: fetch_andnot_release(INT_MIN)
+        if not line_grant(M, c, q, LINE_LOCK, now, pc):
+            return YIELD
+        end = line_access(M, q, LINE_LOCK, c, now)
+        qset(M, q, Q_XCL, 0)
+        if mode == XU_SET_ZERO:
+            qset(M, q, Q_LOCK, 0)  # the increments of waiting shared lockers are lost
+        wake_lock_waiters(M, q, end)
+        return go(M, c, end, PC_XL_REREAD)
+    if pc in (PC_XL_REREAD, PC_PF_READ):  # llq->val = READ_ONCE(cmdq->q.llq.val)
+        if not line_grant(M, c, q, LINE_LLQ, now, pc):
+            return YIELD
+        end = line_access(M, q, LINE_LLQ, c, now)
+        _snapshot_llq(M, c, q)
+        return go(M, c, end, PC_LF_CHECK if pc == PC_XL_REREAD else PC_PF_CHECK)
+    if pc == PC_PF_CHECK:  # if (!queue_full(llq)) break; ret = queue_poll(&qp);
+        size = 1 << qget(M, q, Q_LOG2)
+        if cget(M, c, C_SEEN_PROD) - cget(M, c, C_SEEN_CONS) < size:
+            cset(M, c, C_PC, PC_LF_CHECK)  # back to while (!queue_has_space(&llq, n + sync))
+            return CONTINUE
+        if cget(M, c, C_POLL_T0) < 0:
+            cset(M, c, C_POLL_T0, now)
+        if qget(M, q, Q_VER) != cget(M, c, C_SEEN_VER):  # llq changed since the read: next poll sees it
+            return go(M, c, poll_seen(M, cget(M, c, C_POLL_T0), now), PC_PF_READ)
+        cset(M, c, C_LLQ_Q, q)
+        qadd(M, q, Q_LLQ_WAITERS, 1)
+        return block(M, c, PC_PF_READ)
+    clear_sign = mode != XU_SET_ZERO
+    if pc == PC_SH_WAIT:  # atomic_cond_read_relaxed(&cmdq->lock, VAL > 0 | VAL >= 0): spin
+        if _lock_ok(M, q, clear_sign):  # it changed since our last access: the next read sees it
+            cset(M, c, C_PC, PC_SH_READ)
+            return CONTINUE
+        cset(M, c, C_LOCK_Q, q)
+        qadd(M, q, Q_LOCK_WAITERS, 1)
+        return block(M, c, PC_SH_READ)
+    if pc == PC_SH_READ:
+        if not line_grant(M, c, q, LINE_LOCK, now, pc):
+            return YIELD
+        end = line_access(M, q, LINE_LOCK, c, now)
+        if not _lock_ok(M, q, clear_sign):
+            return go(M, c, end, PC_SH_WAIT)
+        if clear_sign:
+            return go(M, c, end, PC_SH_GOT)
+        cset(M, c, C_CMPV, qget(M, q, Q_LOCK))  # val
+        return go(M, c, end, PC_SH_CAS)
+    if pc == PC_SH_CAS:  # atomic_cmpxchg_relaxed(&cmdq->lock, val, val + 1) != val: loop
+        if not line_grant(M, c, q, LINE_LOCK, now, pc):
+            return YIELD
+        end = line_access(M, q, LINE_LOCK, c, now)
+        if qget(M, q, Q_XCL) == 0 and qget(M, q, Q_LOCK) == cget(M, c, C_CMPV):
+            qadd(M, q, Q_LOCK, 1)
+            return go(M, c, end, PC_SH_GOT)
+        return go(M, c, end, PC_SH_WAIT)
+    # PC_SH_GOT
+    shared_lock_waited(M, now - cget(M, c, C_SLW_T0))
+    cset(M, c, C_PC, PC_LF_SETVALID)
+    return CONTINUE
 
 
 @njit(cache=True)
@@ -498,6 +774,8 @@ def _step_spinlock(M, c, now, pc):
     q = cget(M, c, C_Q)
     n = cget(M, c, C_N)
     if pc == PC_SL_ACQ:  # spin_lock_irqsave: FIFO hand-off (ticket / queued spinlock)
+        if not line_grant(M, c, q, LINE_LOCK, now, pc):
+            return YIELD
         end = line_access(M, q, LINE_LOCK, c, now)
         if qget(M, q, Q_LOCK) < 0:
             qset(M, q, Q_LOCK, c)
@@ -508,6 +786,8 @@ def _step_spinlock(M, c, now, pc):
         qadd(M, q, Q_FIFO_TAIL, 1)
         return block(M, c, PC_SL_GOT)
     if pc == PC_SL_GOT:  # the releaser handed the lock over; our spinning read sees it
+        if not line_grant(M, c, q, LINE_LOCK, now, pc):
+            return YIELD
         end = line_access(M, q, LINE_LOCK, c, now)
         cset(M, c, C_IDX, 0)
         cset(M, c, C_T_RESERVED, end)
@@ -531,6 +811,8 @@ def _step_spinlock(M, c, now, pc):
     if pc == PC_SL_WAIT:
         return sync_wait_begin(M, c, q, now, PC_SL_REL)
     # PC_SL_REL: spin_unlock hands the lock to the next waiter
+    if not line_grant(M, c, q, LINE_LOCK, now, pc):
+        return YIELD
     end = line_access(M, q, LINE_LOCK, c, now)
     head = qget(M, q, Q_FIFO_HEAD)
     if head < qget(M, q, Q_FIFO_TAIL):
@@ -589,14 +871,16 @@ def step_cpu(M, c, now):
         pc = cget(M, c, C_PC)
         if pc < 10 or pc in (PC_BATCH_END, PC_LOCK_GOT):
             r = _step_common(M, c, now, pc)
-        elif pc < 30:
+        elif pc < 30 or pc >= PC_LF_FULL_WRITE:
             r = _step_lockfree(M, c, now, pc)
+        elif pc >= PC_VX_PROD:  # 80-89: a vCPU on a VMM-emulated queue
+            r = vmm_vcpu_step(M, c, now, pc, cget(M, c, C_Q))
+        elif pc >= PC_XL_TRY:  # 70-79: cmdq->lock's exclusive path
+            r = _step_cmdq_lock(M, c, now, pc)
         elif pc < 40:
             r = _step_spinlock(M, c, now, pc)
         elif pc < 50:
             r = _step_exclusive(M, c, now, pc)
-        elif pc >= PC_VX_PROD:
-            r = vmm_vcpu_step(M, c, now, pc, cget(M, c, C_Q))
         else:
             r = _step_direct(M, c, now)
         if r != CONTINUE:

@@ -22,15 +22,29 @@ ALG_ATOMIC_ADD = 1  # John Garry's 2020 variant: reservation by atomic add
 ALG_SPINLOCK = 2  # Linux < 5.4: one spinlock around insertion and the SYNC wait
 ALG_EXCLUSIVE = 3  # a queue owned by one CPU: no atomics
 ALG_DIRECT = 4  # commands appear in the queue at arrival, no software cost, nobody waits
+ALG_CAS_SLOCK = 5  # Will Deacon's 2020 alternative in John Garry's working version: cmpxchg, slock on failure
 ALG_NAMES = {
     "linux-lockfree": ALG_LOCKFREE,
     "atomic-add": ALG_ATOMIC_ADD,
     "spinlock": ALG_SPINLOCK,
     "exclusive": ALG_EXCLUSIVE,
     "direct": ALG_DIRECT,
+    "cas-spinlock-fallback": ALG_CAS_SLOCK,
 }
 #: The submission algorithms a CPU can run (``direct`` is the open-queue source, not an algorithm).
 SUBMITS = tuple(name for name in ALG_NAMES if name != "direct")
+
+# ----------------------------------------------------------------------------- cmdq->lock release
+XU_NONE = 0  # the space check refreshes CONS without cmdq->lock (the model before issue 10)
+XU_SET_ZERO = 1  # atomic_set_release(&lock, 0), shared_lock with its cmpxchg() loop (before 2026)
+XU_CLEAR_SIGN = 2  # atomic_fetch_andnot_release(INT_MIN, &lock), shared_lock waits VAL > 0 (df180b1a4cc5)
+XU_NAMES = ("none", "set-zero", "clear-sign")
+
+# ----------------------------------------------------------------------------- cache-line arbitration
+ARB_FIFO = 0  # every requester in arrival order (the model before issue 10)
+ARB_HOLDER_FIRST = 1  # the holder's next access first (bounded), then the nearest requester
+ARB_NAMES = ("fifo", "holder-first")
+TOPO_NAMES = ("flat", "platform")  # one transfer cost / cost by cluster, die and socket
 
 # ----------------------------------------------------------------------------- CMD_SYNC wait modes
 WAIT_MSI = 0  # CS=SIG_IRQ, MSI write to the SYNC's own slot; the waiter spins on that word
@@ -76,13 +90,32 @@ PC_EX_LAND = 43
 PC_EX_WAIT = 44
 PC_DI_BEGIN = 50
 PC_LOCK_GOT = 60  # woken holding a lock
+# cmdq->lock as a shared/exclusive counter (exclusive_unlock != none; arm-smmu-v3.c "Command queue
+# locking" and arm_smmu_cmdq_poll_until_not_full)
+PC_XL_TRY = 70  # arm_smmu_cmdq_exclusive_trylock_irqsave: cmpxchg(&lock, 0, INT_MIN)
+PC_XL_READ = 71  # holding it: readl(CONS) landed; WRITE_ONCE(llq.cons, CONS)
+PC_XL_UNLOCK = 72  # arm_smmu_cmdq_exclusive_unlock_irqrestore
+PC_XL_REREAD = 73  # llq->val = READ_ONCE(cmdq->q.llq.val), back to the space check
+PC_PF_READ = 74  # trylock failed: queue_poll loop, llq->val = READ_ONCE(cmdq->q.llq.val)
+PC_PF_CHECK = 75  # ... if (!queue_full(llq)) break; else queue_poll()
+PC_SH_WAIT = 76  # arm_smmu_cmdq_shared_lock: wait for the lock to change (atomic_cond_read_relaxed)
+PC_SH_READ = 77  # ... the read of that cond_read
+PC_SH_CAS = 78  # set-zero (before df180b1a4cc5): cmpxchg(&lock, val, val + 1)
+PC_SH_GOT = 79  # shared lock held: on to set_valid_map
+# lock-free steps split so that each cache-line access starts a step (holder-first re-runs it)
+PC_LF_FULL_WRITE = 90  # the CONS read saw progress: WRITE_ONCE(cmdq->q.llq.cons, CONS)
+PC_LF_SHLOCK = 91  # arm_smmu_cmdq_shared_lock: atomic_fetch_inc_relaxed(&cmdq->lock)
+PC_LF_OWNER_REL = 92  # atomic_set_release(&cmdq->owner_prod, prod)
+PC_CS_LOCK = 93  # cas-spinlock-fallback: spin_lock(&cmdq->slock) after a failed cmpxchg
+PC_CS_GOT = 94  # ... handed the slock by its previous holder
+PC_CS_UNLOCK = 95  # ... spin_unlock(&cmdq->slock), then on to C_NEXT_PC
 # a vCPU on a VMM-emulated queue (engine/vmm.py): PROD write and CONS reads exit to the VMM
-PC_VX_PROD = 70  # trapped out of the PROD write: hand the emulation to the VMM thread
-PC_VX_SYNC = 71  # CMD_SYNC not yet seen consumed: poll_until_consumed (or the virtual IRQ)
-PC_VX_POLL = 72  # queue_poll: cpu_relax or udelay back-off
-PC_VX_READ_EXIT = 73  # readl(CONS) traps
-PC_VX_READ = 74  # trapped out of the CONS read: hand it to the VMM thread
-PC_VX_CHECK = 75  # back from the CONS read
+PC_VX_PROD = 80  # trapped out of the PROD write: hand the emulation to the VMM thread
+PC_VX_SYNC = 81  # CMD_SYNC not yet seen consumed: poll_until_consumed (or the virtual IRQ)
+PC_VX_POLL = 82  # queue_poll: cpu_relax or udelay back-off
+PC_VX_READ_EXIT = 83  # readl(CONS) traps
+PC_VX_READ = 84  # trapped out of the CONS read: hand it to the VMM thread
+PC_VX_CHECK = 85  # back from the CONS read
 PC_STEP_END = PC_BATCH_END  # every step ends through the same bookkeeping
 
 # ----------------------------------------------------------------------------- op program steps
@@ -155,7 +188,17 @@ C_VMM = 43  # a vCPU: its VMM thread; a VMM thread: its vCPU (-1: none)
 C_POLL_CNT = 44  # queue_poll spin_cnt
 C_POLL_DELAY = 45  # queue_poll delay (ps)
 C_VAL = 46  # value returned by the last trapped register read
-C_NF = 47
+C_SLW_T0 = 47  # time arm_smmu_cmdq_shared_lock began
+C_CMPV = 48  # set-zero shared_lock: the lock value its cond_read returned
+C_POLL_T0 = 49  # start of the current queue_poll loop, -1 if none
+C_LOCK_Q = 50  # queue whose cmdq->lock this CPU waits on (shared_lock), -1 if none
+C_LLQ_Q = 51  # queue whose llq this CPU polls for CONS (poll_until_not_full), -1 if none
+C_LREQ_LINE = 52  # line this CPU waits to be served (holder-first), -1 if none
+C_LREQ_T = 53  # time of that request
+C_LGRANT = 54  # line granted to this CPU and not yet accessed, -1 if none
+C_SLOCKED = 55  # cas-spinlock-fallback: 1 while this CPU holds cmdq->slock
+C_NEXT_PC = 56  # where PC_CS_UNLOCK continues
+C_NF = 57
 
 # ----------------------------------------------------------------------------- queue state columns
 Q_LOG2 = 0
@@ -186,7 +229,11 @@ Q_HALTED = 24  # 1 while stopped on an illegal command (CONS.ERR = ILL)
 Q_ERRORS = 25
 Q_VMM = 26  # 1: emulated by the VMM (consumed inside the trapped PROD write), not by the SMMU
 Q_BQL = 27  # the VMM lock every exit to this emulated queue takes (-1: none)
-Q_NF = 28
+Q_XCL = 28  # 1 while cmdq->lock is held exclusively (its sign bit); Q_LOCK holds the rest
+Q_LOCK_WAITERS = 29  # CPUs blocked in shared_lock on this queue
+Q_LLQ_WAITERS = 30  # CPUs blocked polling llq in poll_until_not_full
+Q_SLOCK = 31  # cas-spinlock-fallback: CPU holding cmdq->slock, -1 if free (waiters: the FIFO ring)
+Q_NF = 32
 
 # ----------------------------------------------------------------------------- processor state columns
 P_STATE = 0  # P_IDLE / P_BUSY / P_HWSYNC
@@ -211,7 +258,12 @@ LINE_OWNER = 3
 LINES_PER_Q = 4
 L_FREE = 0
 L_OWNER = 1
-L_NF = 2
+L_RUN = 2  # holder-first: consecutive accesses by L_OWNER
+L_NREQ = 3  # holder-first: pending requests
+L_ARB = 4  # holder-first: the pending CPU that carries the next arbitration, -1 if none
+L_RESV = 5  # holder-first: CPU granted the line and not yet served, -1 if none
+L_ROUND = 6  # holder-first: requests made up to this time are served before later ones
+L_NF = 7
 
 # ----------------------------------------------------------------------------- cost vector (ps)
 K_LINE_LOCAL = 0
@@ -247,7 +299,19 @@ K_VMM_IOCTL = 29  # one IOMMU_HWPT_INVALIDATE ioctl round trip
 K_VMM_BATCHED = 30  # 0: one ioctl per command (QEMU accel); 1: one ioctl per consumed range
 K_VMM_CHUNK = 31  # commands per host batch (+ CMD_SYNC) of a forwarded array
 K_VIRQ = 32  # a virtual interrupt delivered to the guest
-K_NF = 33
+K_EXCL_UNLOCK = 33  # XU_*: how cmdq->lock's exclusive holder releases it
+K_LINE_ARB = 34  # ARB_*
+K_LINE_HOLD_MAX = 35  # holder-first: accesses in a row the holder may make ahead of others
+K_LINE_HOLD = 36  # holder-first: time after its access the holder keeps priority
+K_TOPOLOGY = 37  # 0 flat, 1 platform (cluster/die/socket)
+K_CLUSTER_CPUS = 38
+K_DIE_CPUS = 39
+K_SOCKET_CPUS = 40
+K_XFER_CLUSTER = 41  # line transfer within a cluster
+K_XFER_DIE = 42  # ... within a die
+K_XFER_XDIE = 43  # ... to the other die of the socket
+K_XFER_SOCKET = 44  # ... to another socket
+K_NF = 45
 
 # ----------------------------------------------------------------------------- global counters
 G_OPS_STARTED = 0
@@ -279,7 +343,13 @@ G_GUEST_IRQS = 25
 G_FIX_LAT_SUM = 26  # IRQ-thread op latency: error -> resume
 G_FIX_LAT_MAX = 27
 G_FIX_OPS = 28
-G_NF = 32
+G_SLW_SUM = 29  # shared_lock wait sum (ps)
+G_SLW_MAX = 30
+G_SLW_N = 31
+G_XLOCKS = 32  # exclusive trylocks that succeeded
+G_XTRIES = 33  # exclusive trylock attempts
+G_LINE_BYPASS = 34  # holder-first: accesses served ahead of an earlier pending request
+G_NF = 40
 
 # ----------------------------------------------------------------------------- records
 # per command
@@ -365,6 +435,7 @@ H_LOCKS = 27  # FIFO mutexes: rows of (holder, head, tail)
 H_NLOCKS = 28
 H_LFIFO = 29  # waiters of each lock, rows of H_NCPU
 H_HFIX = 30  # fix-up latency histogram
+H_HSLW = 31  # shared-lock wait histogram
 H_WORDS = 32
 
 L_HOLDER = 0

@@ -26,6 +26,7 @@ from cmdqv_lab.engine.layout import (
     H_HFIX,
     H_HLAT,
     H_HQW,
+    H_HSLW,
     H_K,
     H_LEAVES,
     H_LFIFO,
@@ -329,6 +330,7 @@ class Memory:
     rcm: np.ndarray
     locks: np.ndarray
     hfix: np.ndarray
+    hslw: np.ndarray
 
     @classmethod
     def allocate(
@@ -369,6 +371,7 @@ class Memory:
             (H_LOCKS, max(n_locks, 1) * LOCK_NF),
             (H_LFIFO, max(n_locks, 1) * n_cpus),
             (H_HFIX, N_BUCKETS),
+            (H_HSLW, N_BUCKETS),
         ]
         total = H_WORDS + sum(s for _, s in sizes)
         M = np.zeros(total, dtype=np.int64)
@@ -413,4 +416,5 @@ class Memory:
             rcm=views[H_RCM].reshape(n_cpus, ring_cmds, 3),
             locks=locks,
             hfix=views[H_HFIX],
+            hslw=views[H_HSLW],
         )

@@ -23,7 +23,7 @@ from cmdqv_lab.engine.costs import Costs
 from cmdqv_lab.engine.loop import run_loop
 from cmdqv_lab.engine.mem import Memory
 from cmdqv_lab.engine.sched import sched
-from cmdqv_lab.engine.stats import hist_quantiles
+from cmdqv_lab.engine.stats import bucket_of, hist_quantiles
 from cmdqv_lab.engine.stream import CpuStream, OpBlock
 from cmdqv_lab.errors import DeadlockError, ParamError
 
@@ -148,6 +148,21 @@ class EngineConfig:
             v = getattr(self, name)
             if v < 2 or v & (v - 1):
                 raise ParamError(f"{name}={v} must be a power of two >= 2")
+        if (
+            self.costs["excl_unlock"] != L.XU_NONE
+            and min(self.costs["line_local"], self.costs["line_xfer"]) <= 0
+        ):
+            raise ParamError(
+                "exclusive_unlock=set-zero|clear-sign needs line_local_ns and line_xfer_ns > 0: the exclusive trylock loop "
+                "of a full queue would spin without time passing"
+            )
+        if (
+            self.costs["topology"] == 1
+            and min(self.costs["cluster_cpus"], self.costs["die_cpus"], self.costs["socket_cpus"]) < 1
+        ):
+            raise ParamError("topology=platform needs cluster_cpus, die_cpus and socket_cpus >= 1")
+        if self.costs["line_arb"] == L.ARB_HOLDER_FIRST and self.costs["line_hold_max"] < 1:
+            raise ParamError("line_arbitration=holder-first needs line_hold_max >= 1")
         pool = sum(1 << q.log2size for q in self.queues)
         if pool * L.SL_NF * 8 > 4 << 30:
             raise ParamError(
@@ -164,6 +179,7 @@ class EngineResult:
     hist_latency: np.ndarray
     hist_queue_wait: np.ndarray
     hist_fixup: np.ndarray
+    hist_shared_lock: np.ndarray
     queues: np.ndarray
     procs: np.ndarray
     cpus: np.ndarray
@@ -171,6 +187,23 @@ class EngineResult:
     ops: pl.DataFrame | None
     wall_s: float
     records_truncated: bool
+    stopped_at_ps: int | None = None  # the run stopped at this simulated time limit with work left
+
+    def shared_lock_wait(self) -> dict[str, float | None]:
+        """``arm_smmu_cmdq_shared_lock`` durations (ns: mean, p50, p99, max), one per CMD_SYNC batch on a
+        lock-free queue, from its ``atomic_fetch_inc`` to holding the lock. A run stopped at a time
+        limit also counts the waits still in progress, up to the stop (a starved CPU's wait is the
+        longest one, and it may never end)."""
+        g = self.g
+        h = self.hist_shared_lock.copy()
+        total, mx, n = int(g[L.G_SLW_SUM]), int(g[L.G_SLW_MAX]), int(g[L.G_SLW_N])
+        if self.stopped_at_ps is not None:
+            waiting = np.isin(self.cpus[:, L.C_PC], _SHARED_LOCK_PCS)
+            for t0 in self.cpus[waiting, L.C_SLW_T0]:
+                w = self.stopped_at_ps - int(t0)
+                h[bucket_of(w)] += 1
+                total, mx, n = total + w, max(mx, w), n + 1
+        return _dist(h, total, mx, n)
 
     def metrics(self) -> dict[str, Any]:
         """The metric set every scenario reports (times in ns)."""
@@ -214,6 +247,10 @@ class EngineResult:
             ),
             "events": int(g[L.G_EVENTS]),
         }
+
+
+#: Program counters of a CPU inside arm_smmu_cmdq_shared_lock.
+_SHARED_LOCK_PCS = np.array([L.PC_LF_SHLOCK, L.PC_SH_WAIT, L.PC_SH_READ, L.PC_SH_CAS], dtype=np.int64)
 
 
 def _dist(h: np.ndarray, total: int, mx: int, n: int) -> dict[str, float | None]:
@@ -329,6 +366,11 @@ def build_memory(cfg: EngineConfig) -> Memory:
     cs[:, L.C_SPACE_Q] = -1
     cs[:, L.C_SYNC_DONE] = -1
     cs[:, L.C_VMM] = -1
+    cs[:, L.C_LOCK_Q] = -1
+    cs[:, L.C_LLQ_Q] = -1
+    cs[:, L.C_POLL_T0] = -1
+    cs[:, L.C_LREQ_LINE] = -1
+    cs[:, L.C_LGRANT] = -1
     base = 0
     for i, qspec in enumerate(cfg.queues):
         row = mem.qs[i]
@@ -338,6 +380,7 @@ def build_memory(cfg: EngineConfig) -> Memory:
         row[L.Q_PROC] = qspec.proc
         row[L.Q_SLOT_BASE] = base
         row[L.Q_LOCK] = -1 if qspec.alg == "spinlock" else 0
+        row[L.Q_SLOCK] = -1
         row[L.Q_OWNER_WAITER] = -1
         row[L.Q_VALID_WAITER] = -1
         row[L.Q_ERR] = ERR_MODES[qspec.err]
@@ -352,6 +395,9 @@ def build_memory(cfg: EngineConfig) -> Memory:
         mem.pq[p, : len(lst)] = lst
         mem.ps[p, L.P_RR] = max(1, len(lst)) - 1  # the first search starts at position 0
     mem.ls[:, L.L_OWNER] = -1
+    mem.ls[:, L.L_ARB] = -1
+    mem.ls[:, L.L_RESV] = -1
+    mem.ls[:, L.L_ROUND] = -1
     mem.g[L.G_FIRST_FINISH] = -1
     mem.k[:] = cfg.costs.vector(cfg.record)
     mem.k[L.K_IRQ_CPU] = cfg.irq_cpu
@@ -369,9 +415,18 @@ def build_memory(cfg: EngineConfig) -> Memory:
 
 
 def run_engine(
-    cfg: EngineConfig, streams: Sequence[CpuStream], *, event_limit: int | None = None
+    cfg: EngineConfig,
+    streams: Sequence[CpuStream],
+    *,
+    event_limit: int | None = None,
+    until_ps: int | None = None,
 ) -> EngineResult:
-    """Run the engine to completion (or ``event_limit`` steps) and return its result."""
+    """Run the engine to completion (or ``event_limit`` steps, or simulated time ``until_ps``: the run
+    then stops with work left, ``stopped_at_ps`` set) and return its result."""
+    if until_ps is not None and not 0 < until_ps <= L.MAX_TIME_PS:
+        raise ParamError(
+            f"until={until_ps / 1e3:g} ns is out of range: allowed 0 .. {L.MAX_TIME_PS / 1e3:.0f} ns"
+        )
     t_wall = time.perf_counter()
     if len(streams) != cfg.n_cpus:
         raise ParamError(f"expected {cfg.n_cpus} CPU streams, got {len(streams)}")
@@ -385,16 +440,22 @@ def run_engine(
         from cmdqv_lab.engine import announce_compile
 
         announce_compile()
+    t_limit = L.MAX_TIME_PS if until_ps is None else until_ps
+    stopped = None
     while True:
-        status = run_loop(mem.M, L.MAX_TIME_PS, ev_limit - int(mem.g[L.G_EVENTS]))
+        status = run_loop(mem.M, t_limit, ev_limit - int(mem.g[L.G_EVENTS]))
         if status == L.ST_NEED_INPUT:
             rings.fill(int(mem.g[L.G_NEED_CPU]))
             continue
         if status == L.ST_TIME_LIMIT:
-            raise ParamError(f"simulated time exceeded {L.MAX_TIME_PS / 1e12:.0f} s: use fewer ops")
+            if until_ps is None:
+                raise ParamError(f"simulated time exceeded {L.MAX_TIME_PS / 1e12:.0f} s: use fewer ops")
+            stopped = until_ps
+            mem.g[L.G_NOW] = until_ps
         break
     g = mem.g
-    _check_progress(mem, cfg)
+    if stopped is None:
+        _check_progress(mem, cfg)
     truncated = cfg.record and (g[L.G_REC_CMDS] >= cfg.record_limit or g[L.G_REC_OPS] >= cfg.record_limit)
     return EngineResult(
         config=cfg,
@@ -402,6 +463,7 @@ def run_engine(
         hist_latency=mem.hlat.copy(),
         hist_queue_wait=mem.hqw.copy(),
         hist_fixup=mem.hfix.copy(),
+        hist_shared_lock=mem.hslw.copy(),
         queues=mem.qs.copy(),
         procs=mem.ps.copy(),
         cpus=mem.cs.copy(),
@@ -409,6 +471,7 @@ def run_engine(
         ops=_op_frame(mem.ro[: g[L.G_REC_OPS]]) if cfg.record else None,
         wall_s=time.perf_counter() - t_wall,
         records_truncated=bool(truncated),
+        stopped_at_ps=stopped,
     )
 
 

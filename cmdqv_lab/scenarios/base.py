@@ -44,6 +44,11 @@ def no_prefix(_p: Any, _plat: Platform) -> float:
     return 0.0
 
 
+def host_metrics(_p: Any, _plat: Platform | None, res: EngineResult, _seed: int = 0) -> dict[str, Any]:
+    """Metrics of host scenarios beyond the common set: ``shared_lock_wait_ns``."""
+    return {"shared_lock_wait_ns": res.shared_lock_wait()}
+
+
 @dataclass(frozen=True)
 class Scenario:
     """A named scenario: parameters, and the workload, routing, topology and platform of a run.
@@ -231,11 +236,13 @@ def simulate(
     count: int | None = None,
     record: bool = False,
     record_limit: int = 2_000_000,
+    until_ns: float | None = None,
 ) -> SimResult:
     """Run ``scenario`` with parameter ``overrides`` (values or strings) and return its result.
 
     ``count`` is the number of ops (or commands, for scenarios that count commands); ``record``
-    keeps per-command and per-op records.
+    keeps per-command and per-op records; ``until_ns`` stops the run at that simulated time (metrics
+    then cover the ops completed by then; ``metrics["stopped_at_ns"]`` says so).
 
     >>> r = simulate("open-queue", {"rate_mcmd_s": 5, "service_ns": 100}, seed=1, count=20_000)
     >>> r.metrics["commands"]
@@ -260,8 +267,12 @@ def simulate(
         if record and scn.op_records:
             limit = max(record_limit, sum(cfg.quotas))
         cfg = EngineConfig(**{**cfg.__dict__, "record": True, "record_limit": limit})
-    res = run_engine(cfg, streams)
+    if until_ns is not None and (isinstance(until_ns, bool) or not 0 < float(until_ns) <= 1e12):
+        raise ParamError(f"until_ns={until_ns!r} is out of range: allowed 0 .. 1e12 ns")
+    res = run_engine(cfg, streams, until_ps=None if until_ns is None else ns(float(until_ns)))
     metrics = res.metrics()
+    if res.stopped_at_ps is not None:
+        metrics["stopped_at_ns"] = res.stopped_at_ps / 1e3
     if scn.extra_metrics is not None:
         metrics.update(scn.extra_metrics(params, platform, res, seed))
     resolved = {**(platform.to_dict() if platform else {}), **params.to_dict()}

@@ -25,16 +25,15 @@ SYNC = 0x46
 
 @dataclass
 class Line:
-    """A contended cache line: a FIFO server."""
+    """A contended cache line: a FIFO server, or holder-first arbitration (see cmdqv_lab.engine.lines)."""
 
     free: int = 0
     owner: int = -1
-
-    def access(self, cpu: int, now: int, local: int, xfer: int) -> int:
-        start = max(now, self.free)
-        end = start + (local if self.owner == cpu else xfer)
-        self.free, self.owner = end, cpu
-        return end
+    run: int = 0  # consecutive accesses by owner
+    pending: dict[int, int] = field(default_factory=dict)  # cpu -> request time
+    arb: int = -1  # the pending CPU carrying the next arbitration
+    resv: int = -1  # granted, not yet served
+    round: int = -1  # requests made up to this time go before later ones
 
 
 @dataclass
@@ -64,6 +63,10 @@ class Queue:
     cons_shadow: int = 0
     ver: int = 0
     lock: int = 0
+    slock: int = -1  # cas-spinlock-fallback: holder of cmdq->slock
+    xcl: bool = False  # cmdq->lock held exclusively (its sign bit); ``lock`` is the rest of the word
+    lock_waiters: list[int] = field(default_factory=list)  # CPUs spinning in shared_lock
+    llq_waiters: list[int] = field(default_factory=list)  # CPUs in poll_until_not_full's queue_poll loop
     owner_prod: int = 0
     valid_upto: int = 0
     hw_prod: int = 0
@@ -169,6 +172,12 @@ class Reference:
         self.fixup_latencies: list[int] = []
         self.locks: list[int] = [-1] * cfg.n_locks
         self.lock_fifo: list[deque[int]] = [deque() for _ in range(cfg.n_locks)]
+        self.xu = int(cfg.costs.excl_unlock)
+        self.lgen = [0] * cfg.n_cpus
+        self.bypass = 0
+        self.lgrant: list[Line | None] = [None] * cfg.n_cpus  # 0 none, 1 set-zero, 2 clear-sign
+        self.poll_t0: dict[int, int] = {}
+        self.slw: list[int] = []  # shared_lock durations
         self.irq_ops: deque[Op] = deque()
         self.irq_asleep = False
         for p in range(self.P):
@@ -200,8 +209,122 @@ class Reference:
         ev._value = None
         self.env.schedule(ev, priority=self.P + c, delay=t - self.env.now)
 
+    # ------------------------------------------------------------------ cache lines
+    def distance(self, a: int, b: int) -> int:
+        k = self.k
+        if a == b:
+            return 0
+        if not k.topology:
+            return 1
+        if a // k.cluster_cpus == b // k.cluster_cpus:
+            return 1
+        if a // k.die_cpus == b // k.die_cpus:
+            return 2
+        if a // k.socket_cpus == b // k.socket_cpus:
+            return 3
+        return 4
+
+    def xfer(self, prev: int, cpu: int) -> int:
+        k = self.k
+        if prev == cpu:
+            return k.line_local
+        if not k.topology:
+            return k.line_xfer
+        if prev < 0:
+            return k.xfer_die
+        return {1: k.xfer_cluster, 2: k.xfer_die, 3: k.xfer_xdie, 4: k.xfer_socket}[self.distance(prev, cpu)]
+
+    def window_end(self, ln: Line) -> int:
+        return ln.free + (self.k.line_hold if ln.run < self.k.line_hold_max else 0)
+
+    def sched_cpu(self, c: int, t: int | None) -> None:
+        """The engine's ``sched`` for a CPU waiting for a line: its one pending wake-up is now at ``t``
+        (None: none); earlier timers are void."""
+        self.lgen[c] += 1
+        if t is None:
+            return
+        g = self.lgen[c]
+        ev = self.env.event()
+        ev._ok = True
+        ev._value = None
+
+        def fire(_ev: simpy.Event, c: int = c, g: int = g) -> None:
+            if self.lgen[c] == g and c in self.blocked:
+                self.wake(c, self.env.now)
+
+        ev.callbacks.append(fire)
+        self.env.schedule(ev, priority=self.P + c, delay=t - self.env.now)
+
     def line(self, c: int, q: Queue, name: str) -> int:
-        return q.lines[name].access(c, self.env.now, self.k.line_local, self.k.line_xfer)
+        ln, now = q.lines[name], self.env.now
+        start = max(now, ln.free)
+        prev = ln.owner
+        end = start + self.xfer(prev, c)
+        ln.free, ln.owner = end, c
+        if not self.k.line_arb:
+            return end
+        ln.run = ln.run + 1 if prev == c else 1
+        ln.resv = -1
+        if ln.pending:
+            if ln.arb < 0:
+                ln.arb = min(ln.pending)
+            self.sched_cpu(ln.arb, self.window_end(ln))
+        return end
+
+    def try_grant(self, c: int, ln: Line) -> bool:
+        """:func:`cmdqv_lab.engine.lines.line_grant` (holder-first)."""
+        now = self.env.now
+        if self.lgrant[c] is ln:
+            self.lgrant[c] = None
+            return True
+        wend = self.window_end(ln)
+        if c not in ln.pending:
+            if ln.resv < 0:
+                if not ln.pending and (now >= wend or c == ln.owner):
+                    return True
+                if c == ln.owner and now < wend:
+                    self.bypass += 1
+                    return True
+            ln.pending[c] = now
+            if ln.arb < 0 and ln.resv < 0:
+                ln.arb = c
+                self.sched_cpu(c, wend)
+            else:
+                self.sched_cpu(c, None)
+            return False
+        if ln.resv >= 0:
+            self.sched_cpu(c, None)
+            return False
+        if now < wend:
+            self.sched_cpu(c, wend)
+            return False
+        run_out = ln.run >= self.k.line_hold_max
+
+        def key(w: int) -> tuple[int, int, int]:
+            d = self.distance(ln.owner, w) if ln.owner >= 0 else 1
+            return (5 if (w == ln.owner and run_out) else d, ln.pending[w], w)
+
+        if all(t > ln.round for t in ln.pending.values()):
+            ln.round = now  # a new round: every pending request
+        best = min((w for w, t in ln.pending.items() if t <= ln.round), key=key)
+        if ln.pending[best] > min(ln.pending.values()):
+            self.bypass += 1
+        del ln.pending[best]
+        ln.resv = best
+        if best == c:
+            ln.arb = -1
+            return True
+        self.lgrant[best] = ln
+        self.sched_cpu(best, now)
+        self.sched_cpu(c, None)
+        return False
+
+    def grant(self, c: int, q: Queue, name: str):  # type: ignore[no-untyped-def]
+        """Wait until CPU ``c`` may access line ``name`` (fifo: at once)."""
+        if not self.k.line_arb:
+            return
+        while not self.try_grant(c, q.lines[name]):
+            yield self.block(c)
 
     # ------------------------------------------------------------------ CMD_SYNC observation
     def observed(self, mode: str, t0: int, tc: int) -> int:
@@ -582,7 +705,7 @@ class Reference:
             q = self.queues[qi]
             last_q = qi
             ctx.update(issue=self.env.now, retries=0, reserved=-1)
-            if q.alg in ("linux-lockfree", "atomic-add"):
+            if q.alg in ("linux-lockfree", "atomic-add", "cas-spinlock-fallback"):
                 yield from self.lockfree(c, q, qi, cmds, sync, ctx)
             elif q.alg == "spinlock":
                 yield from self.spinlock(c, q, qi, cmds, sync, ctx)
@@ -614,25 +737,37 @@ class Reference:
     ):
         e, n, k = self.P + c, len(cmds), self.k
         # llq.val = READ_ONCE(cmdq->q.llq.val)
+        yield from self.grant(c, q, "llq")
         end = self.line(c, q, "llq")
         seen = (q.ver, q.prod, q.cons_shadow)
         yield self.at(e, end)
+        locked = False  # cas-spinlock-fallback: holding cmdq->slock
         while True:
             ver, prod, cons = seen
+            if q.size - (prod - cons) < n and locked:  # spin_unlock(&cmdq->slock) before polling
+                yield from self.slock_release(c, q)
+                locked = False
+            if q.size - (prod - cons) < n and self.xu and q.alg != "atomic-add":
+                seen = yield from self.poll_until_not_full(c, q)
+                continue
             if q.size - (prod - cons) < n:  # arm_smmu_cmdq_poll_until_not_full
                 yield self.at(e, self.env.now + k.mmio_read)  # readl(CONS)
                 if q.hw_cons > q.cons_shadow:
+                    hw = q.hw_cons
+                    yield from self.grant(c, q, "llq")
                     end = self.line(c, q, "llq")  # WRITE_ONCE(llq.cons, CONS)
-                    q.cons_shadow = q.hw_cons
+                    q.cons_shadow = hw
                     q.ver += 1
                     yield self.at(e, end)
                 elif q.size - (q.prod - q.hw_cons) < n:
                     yield from self.space_wait(c, q)  # truly full: wait for CONS to move
                     continue
+                yield from self.grant(c, q, "llq")
                 end = self.line(c, q, "llq")  # llq.val = READ_ONCE(cmdq->q.llq.val)
                 seen = (q.ver, q.prod, q.cons_shadow)
                 yield self.at(e, end)
                 continue
+            yield from self.grant(c, q, "llq")
             end = self.line(c, q, "llq")  # cmpxchg_relaxed(&llq.val, old, new)
             if q.alg == "atomic-add" or q.ver == ver:
                 start, owner = q.prod, not q.owned
@@ -641,8 +776,29 @@ class Reference:
                 q.ver += 1
                 ctx["reserved"] = end
                 yield self.at(e, end)
+                if locked:
+                    yield from self.slock_release(c, q)
                 break
             ctx["retries"] += 1
+            if q.alg == "cas-spinlock-fallback":
+                yield self.at(e, end)
+                if not locked:  # spin_lock(&cmdq->slock)
+                    yield from self.grant(c, q, "lock")
+                    end = self.line(c, q, "lock")
+                    if q.slock < 0:
+                        q.slock = c
+                    else:
+                        q.fifo.append(c)
+                        yield self.block(c)
+                        yield from self.grant(c, q, "lock")
+                        end = self.line(c, q, "lock")
+                    locked = True
+                    yield self.at(e, end)
+                yield from self.grant(c, q, "llq")
+                end = self.line(c, q, "llq")  # llq.val = READ_ONCE(cmdq->q.llq.val)
+                seen = (q.ver, q.prod, q.cons_shadow)
+                yield self.at(e, end)
+                continue
             seen = (q.ver, q.prod, q.cons_shadow)
             yield self.at(e, end)
         while start + n - q.hw_cons > q.size:  # atomic-add ran ahead of CONS
@@ -650,9 +806,8 @@ class Reference:
         yield self.at(e, self.env.now + n * k.cmd_write)
         self.write(c, q, qi, start, cmds, sync, ctx, False)
         if sync:  # arm_smmu_cmdq_shared_lock
-            end = self.line(c, q, "lock")
-            q.lock += 1
-            yield self.at(e, end)
+            yield from self.shared_lock(c, q)
+        yield from self.grant(c, q, "valid")
         end = self.line(c, q, "valid")  # arm_smmu_cmdq_set_valid_map
         for ctr in range(start, start + n):
             q.slot(ctr).valid = ctr
@@ -664,12 +819,14 @@ class Reference:
         yield self.at(e, end)
         if owner:
             while True:  # wait until the previous owner is done
+                yield from self.grant(c, q, "owner")
                 end = self.line(c, q, "owner")
                 if q.owner_prod == start:
                     yield self.at(e, end)
                     break
                 q.owner_waiter = c
                 yield self.block(c)
+            yield from self.grant(c, q, "llq")
             end = self.line(c, q, "llq")  # fetch_andnot(OWNED): gather
             gathered = q.prod
             self.owner_end[c] = gathered
@@ -677,6 +834,7 @@ class Reference:
             q.ver += 1
             yield self.at(e, end)
             while True:  # poll the valid map over the gathered range
+                yield from self.grant(c, q, "valid")
                 end = self.line(c, q, "valid")
                 if q.valid_upto >= gathered:
                     yield self.at(e, end)
@@ -692,6 +850,7 @@ class Reference:
             else:
                 yield self.at(e, self.env.now + k.mmio_write)  # write PROD
                 self.publish(q, gathered)
+            yield from self.grant(c, q, "owner")
             end = self.line(c, q, "owner")  # owner_prod = prod
             q.owner_prod = gathered
             if q.owner_waiter >= 0:
@@ -702,6 +861,7 @@ class Reference:
             return
         slot = start + n - 1
         if q.wait != "msi":
+            yield from self.grant(c, q, "llq")
             end = self.line(c, q, "llq")
             seen_cons = q.cons_shadow
             yield self.at(e, end)
@@ -711,14 +871,20 @@ class Reference:
                 yield from self.wait_sync(c, q, self.env.now)
         else:
             yield from self.wait_sync(c, q, self.env.now)
+        yield from self.grant(c, q, "lock")
         end = self.line(c, q, "lock")  # shared_tryunlock: atomic_read(&lock)
         last = q.lock == 1
         yield self.at(e, end)
         if last:
+            yield from self.grant(c, q, "llq")
             end = self.line(c, q, "llq")
+            changed = q.cons_shadow != slot + 1
             q.cons_shadow = slot + 1
             q.ver += 1
+            if changed:
+                self.wake_llq_pollers(q, end)
             yield self.at(e, end)
+        yield from self.grant(c, q, "lock")
         end = self.line(c, q, "lock")
         q.lock -= 1
         yield self.at(e, end)
@@ -755,16 +921,145 @@ class Reference:
             if self.val[c] > slot:
                 return
 
+    # ------------------------------------------------------------------ cmdq->lock (exclusive_unlock)
+    def poll_seen(self, t0: int, tw: int) -> int:
+        """First queue_poll read at or after ``tw`` of a loop begun at ``t0`` (reads of an unchanged line
+        are cache hits: only cpu_relax and the doubling udelay count)."""
+        k = self.k
+        if k.spin + k.udelay == 0:
+            return max(t0, tw)
+        t, spin_cnt, delay = t0, 0, k.udelay
+        while True:
+            spin_cnt += 1
+            if spin_cnt < k.poll_spins:
+                t += k.spin
+            else:
+                t += delay
+                delay *= 2
+                spin_cnt = 0
+            if tw <= t:
+                return t
+
+    def wake_lock_waiters(self, q: Queue, t: int) -> None:
+        for w in sorted(q.lock_waiters):
+            self.wake(w, t)
+        q.lock_waiters.clear()
+
+    def wake_llq_pollers(self, q: Queue, t: int) -> None:
+        for w in sorted(q.llq_waiters):
+            self.wake(w, self.poll_seen(self.poll_t0[w], t))
+        q.llq_waiters.clear()
+
+    def poll_until_not_full(self, c: int, q: Queue):
+        """arm_smmu_cmdq_poll_until_not_full with cmdq->lock; returns the llq snapshot it read."""
+        e, k = self.P + c, self.k
+        yield from self.grant(c, q, "lock")
+        end = self.line(c, q, "lock")  # exclusive_trylock: cmpxchg(&lock, 0, INT_MIN)
+        if not q.xcl and q.lock == 0:
+            q.xcl = True
+            yield self.at(e, end + k.mmio_read)  # readl_relaxed(cons_reg)
+            yield from self.grant(c, q, "llq")
+            end = self.line(c, q, "llq")  # WRITE_ONCE(llq.cons, CONS)
+            if q.hw_cons != q.cons_shadow:
+                q.cons_shadow = q.hw_cons
+                q.ver += 1
+                self.wake_llq_pollers(q, end)
+            yield self.at(e, end)
+            yield from self.grant(c, q, "lock")
+            end = self.line(c, q, "lock")  # exclusive_unlock
+            q.xcl = False
+            if self.xu == 1:  # set-zero
+                q.lock = 0
+            self.wake_lock_waiters(q, end)
+            yield self.at(e, end)
+            yield from self.grant(c, q, "llq")
+            end = self.line(c, q, "llq")  # llq->val = READ_ONCE(llq.val)
+            seen = (q.ver, q.prod, q.cons_shadow)
+            yield self.at(e, end)
+            return seen
+        yield self.at(e, end)
+        t0 = -1
+        while True:  # queue_poll loop
+            yield from self.grant(c, q, "llq")
+            end = self.line(c, q, "llq")
+            seen = (q.ver, q.prod, q.cons_shadow)
+            yield self.at(e, end)
+            if seen[1] - seen[2] < q.size:  # !queue_full(llq)
+                return seen
+            if t0 < 0:
+                t0 = self.env.now
+            if q.ver != seen[0]:
+                yield self.at(e, self.poll_seen(t0, self.env.now))
+                continue
+            self.poll_t0[c] = t0
+            q.llq_waiters.append(c)
+            yield self.block(c)
+
+    def slock_release(self, c: int, q: Queue):
+        """spin_unlock(&cmdq->slock): hand it to the next waiter (FIFO)."""
+        yield from self.grant(c, q, "lock")
+        end = self.line(c, q, "lock")
+        if q.fifo:
+            w = q.fifo.popleft()
+            q.slock = w
+            self.wake(w, end)
+        else:
+            q.slock = -1
+        yield self.at(self.P + c, end)
+
+    def shared_lock(self, c: int, q: Queue):
+        """arm_smmu_cmdq_shared_lock: fetch_inc; if the lock was exclusive, wait (set-zero: cond_read
+        VAL >= 0 then cmpxchg(val, val + 1); clear-sign: cond_read VAL > 0)."""
+        e = self.P + c
+        t0 = self.env.now
+        yield from self.grant(c, q, "lock")
+        end = self.line(c, q, "lock")  # atomic_fetch_inc_relaxed
+        q.lock += 1
+        if not self.xu or not q.xcl:
+            self.slw.append(end - t0)
+            yield self.at(e, end)
+            return
+        yield self.at(e, end)
+        clear_sign = self.xu == 2
+
+        def ok() -> bool:
+            return not q.xcl and (q.lock > 0 if clear_sign else True)
+
+        while True:
+            if not ok():
+                q.lock_waiters.append(c)
+                yield self.block(c)
+            yield from self.grant(c, q, "lock")
+            end = self.line(c, q, "lock")  # the cond_read's read
+            if not ok():
+                yield self.at(e, end)
+                continue
+            if clear_sign:
+                yield self.at(e, end)
+                break
+            val = q.lock
+            yield self.at(e, end)
+            yield from self.grant(c, q, "lock")
+            end = self.line(c, q, "lock")  # cmpxchg(&lock, val, val + 1)
+            if not q.xcl and q.lock == val:
+                q.lock += 1
+                yield self.at(e, end)
+                break
+            yield self.at(e, end)
+        self.slw.append(self.env.now - t0)
+
     def spinlock(
         self, c: int, q: Queue, qi: int, cmds: list[tuple[int, int, int]], sync: int, ctx: dict[str, Any]
     ):
         e, n, k = self.P + c, len(cmds), self.k
+        yield from self.grant(c, q, "lock")
         end = self.line(c, q, "lock")
         if q.lock < 0:
             q.lock = c
         else:
             q.fifo.append(c)
             yield self.block(c)
+            yield from self.grant(c, q, "lock")
             end = self.line(c, q, "lock")
         ctx["reserved"] = end
         yield self.at(e, end)
@@ -778,6 +1073,7 @@ class Reference:
             self.publish(q, ctr + 1)
         if sync:
             yield from self.wait_sync(c, q, self.env.now)
+        yield from self.grant(c, q, "lock")
         end = self.line(c, q, "lock")
         if q.fifo:
             w = q.fifo.popleft()
@@ -823,9 +1119,10 @@ class Reference:
         return self
 
 
-def run_reference(cfg: EngineConfig, streams: list[list[OpBlock]]) -> Reference:
+def run_reference(cfg: EngineConfig, streams: list[list[OpBlock]], until_ps: int | None = None) -> Reference:
+    """Run to the end, or process the steps at times up to ``until_ps`` (as ``run_engine(until_ps=...)``)."""
     ref = Reference(cfg, streams)
     ref.busy_until = {}
     ref.owner_end = {}
-    ref.env.run()
+    ref.env.run(until=None if until_ps is None else until_ps + 1)
     return ref

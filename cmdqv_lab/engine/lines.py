@@ -1,0 +1,230 @@
+"""Contended cache lines in the compiled engine: who gets a line next, and what moving it costs.
+
+A queue's ``llq`` word, ``cmdq->lock``, valid bitmap and ``owner_prod`` are each one cache line. Every
+access is exclusive (an atomic, or a read that takes the line) and holds the line for its cost:
+``line_local`` if the CPU that touched the line last makes it, else a transfer whose cost depends on
+the distance between the two CPUs (``topology``).
+
+``line_arbitration = fifo`` (the model before issue 10)
+    a FIFO server: an access requested at ``t`` is granted at ``max(t, free)``; its effect takes
+    place at the request (the order of effects is the order of requests).
+``line_arbitration = holder-first``
+    coherence as the 2019 and 2020 threads describe it ("It definitely lacks fairness": the CPU that
+    holds the line wins its next cmpxchg): after an access by CPU ``o`` ends at ``e``, ``o`` keeps
+    priority until ``e + line_hold_ns`` for at most ``line_hold_max`` consecutive accesses; then the
+    line goes to the pending requester *nearest* to ``o`` (cluster, die, socket), ties by arrival
+    time, then CPU number, in rounds: the requests pending when a round starts are all served before
+    any later one (so nearest-first cannot starve a far CPU forever). A waiting CPU's access takes effect when it is served, not when it was
+    requested. :func:`line_grant` is called at the start of a program step (before any effect); it
+    returns False after blocking the CPU, which re-runs the same step when the line is granted.
+
+The arbitration at the end of a window needs an event: one pending requester (the *carrier*,
+``L_ARB``) is scheduled at the window's end and runs the arbitration when it steps.
+
+Topology (``topology = platform``): CPU ``c`` sits in cluster ``c // cluster_cpus``, die
+``c // die_cpus`` and socket ``c // socket_cpus`` (Linux numbers Kunpeng 920 cores consecutively
+by cluster, die and socket); a transfer costs ``xfer_cluster``, ``xfer_die``, ``xfer_xdie`` or
+``xfer_socket`` by the nearest level the two CPUs share. ``flat``: every transfer is ``line_xfer``.
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+from cmdqv_lab.engine.layout import (
+    ARB_FIFO,
+    C_LGRANT,
+    C_LREQ_LINE,
+    C_LREQ_T,
+    C_PC,
+    G_LINE_BYPASS,
+    H_NCPU,
+    H_NPROC,
+    K_CLUSTER_CPUS,
+    K_DIE_CPUS,
+    K_LINE_ARB,
+    K_LINE_HOLD,
+    K_LINE_HOLD_MAX,
+    K_LINE_LOCAL,
+    K_LINE_XFER,
+    K_SOCKET_CPUS,
+    K_TOPOLOGY,
+    K_XFER_CLUSTER,
+    K_XFER_DIE,
+    K_XFER_SOCKET,
+    K_XFER_XDIE,
+    L_ARB,
+    L_FREE,
+    L_NREQ,
+    L_OWNER,
+    L_RESV,
+    L_ROUND,
+    L_RUN,
+    LINES_PER_Q,
+    TIME_NEVER,
+)
+from cmdqv_lab.engine.mem import cget, cset, gadd, kget, lget, lset
+from cmdqv_lab.engine.sched import sched
+
+
+@njit(cache=True)
+def distance(M, a, b):
+    """0 same CPU, 1 same cluster, 2 same die, 3 same socket, 4 other socket (flat: 1 for any two)."""
+    if a == b:
+        return 0
+    if kget(M, K_TOPOLOGY) == 0:
+        return 1
+    if a // kget(M, K_CLUSTER_CPUS) == b // kget(M, K_CLUSTER_CPUS):
+        return 1
+    if a // kget(M, K_DIE_CPUS) == b // kget(M, K_DIE_CPUS):
+        return 2
+    if a // kget(M, K_SOCKET_CPUS) == b // kget(M, K_SOCKET_CPUS):
+        return 3
+    return 4
+
+
+@njit(cache=True)
+def xfer_cost(M, prev, cpu):
+    """Cost of ``cpu``'s access to a line ``prev`` touched last (-1: nobody; a transfer)."""
+    if prev == cpu:
+        return kget(M, K_LINE_LOCAL)
+    if kget(M, K_TOPOLOGY) == 0 or prev < 0:
+        return kget(M, K_LINE_XFER) if kget(M, K_TOPOLOGY) == 0 else kget(M, K_XFER_DIE)
+    d = distance(M, prev, cpu)
+    if d == 1:
+        return kget(M, K_XFER_CLUSTER)
+    if d == 2:
+        return kget(M, K_XFER_DIE)
+    if d == 3:
+        return kget(M, K_XFER_XDIE)
+    return kget(M, K_XFER_SOCKET)
+
+
+@njit(cache=True)
+def window_end(M, line):
+    """Until when the line's last holder keeps priority (holder-first)."""
+    end = lget(M, line, L_FREE)
+    if lget(M, line, L_RUN) < kget(M, K_LINE_HOLD_MAX):
+        return end + kget(M, K_LINE_HOLD)
+    return end
+
+
+@njit(cache=True)
+def _sched_cpu(M, c, t):
+    sched(M, M[H_NPROC] + c, t)
+
+
+@njit(cache=True)
+def line_access(M, q, which, cpu, now):
+    """CPU ``cpu`` accesses line ``which`` of queue ``q`` at ``now``; returns when the access ends.
+
+    fifo: it starts when the line is free. holder-first: :func:`line_grant` let it in, so it starts
+    now; if requests are pending, the carrier is (re)scheduled at the end of the new hold window.
+    """
+    line = q * LINES_PER_Q + which
+    start = lget(M, line, L_FREE)
+    if start < now:
+        start = now
+    prev = lget(M, line, L_OWNER)
+    end = start + xfer_cost(M, prev, cpu)
+    lset(M, line, L_FREE, end)
+    lset(M, line, L_OWNER, cpu)
+    if kget(M, K_LINE_ARB) == ARB_FIFO:
+        return end
+    lset(M, line, L_RUN, lget(M, line, L_RUN) + 1 if prev == cpu else 1)
+    lset(M, line, L_RESV, -1)
+    if lget(M, line, L_NREQ) > 0:
+        arb = lget(M, line, L_ARB)
+        if arb < 0:
+            for w in range(M[H_NCPU]):  # the lowest-numbered pending CPU carries the arbitration
+                if cget(M, w, C_LREQ_LINE) == line:
+                    arb = w
+                    break
+            lset(M, line, L_ARB, arb)
+        _sched_cpu(M, arb, window_end(M, line))
+    return end
+
+
+@njit(cache=True)
+def _wait(M, c, line, now, pc):
+    """Queue CPU ``c``'s request for ``line`` (it re-runs step ``pc`` when granted)."""
+    cset(M, c, C_LREQ_LINE, line)
+    cset(M, c, C_LREQ_T, now)
+    lset(M, line, L_NREQ, lget(M, line, L_NREQ) + 1)
+    cset(M, c, C_PC, pc)
+    if lget(M, line, L_ARB) < 0 and lget(M, line, L_RESV) < 0:
+        lset(M, line, L_ARB, c)
+        _sched_cpu(M, c, window_end(M, line))
+    else:
+        _sched_cpu(M, c, TIME_NEVER)
+    return False
+
+
+@njit(cache=True)
+def line_grant(M, c, q, which, now, pc):
+    """May CPU ``c`` access line ``which`` of queue ``q`` now (step ``pc``)? False: it was blocked.
+
+    Always True with fifo arbitration (and nothing changes), so fifo runs are as before.
+    """
+    if kget(M, K_LINE_ARB) == ARB_FIFO:
+        return True
+    line = q * LINES_PER_Q + which
+    if cget(M, c, C_LGRANT) == line:  # the arbiter gave it to us
+        cset(M, c, C_LGRANT, -1)
+        return True
+    resv = lget(M, line, L_RESV)
+    wend = window_end(M, line)
+    owner = lget(M, line, L_OWNER)
+    if cget(M, c, C_LREQ_LINE) != line:  # a new request
+        if resv < 0:
+            if lget(M, line, L_NREQ) == 0 and (now >= wend or c == owner):
+                return True  # the line is idle (or its own holder's)
+            if c == owner and now < wend:
+                gadd(M, G_LINE_BYPASS, 1)
+                return True  # holder first: its next access within the window
+        return _wait(M, c, line, now, pc)
+    # c is pending and stepping: it carries the arbitration
+    cset(M, c, C_PC, pc)
+    if resv >= 0:  # a grant is outstanding: its access reschedules the carrier
+        _sched_cpu(M, c, TIME_NEVER)
+        return False
+    if now < wend:
+        _sched_cpu(M, c, wend)
+        return False
+    best = -1
+    bkey_d = 0
+    bkey_t = 0
+    first_t = TIME_NEVER
+    run_out = lget(M, line, L_RUN) >= kget(M, K_LINE_HOLD_MAX)
+    rnd = lget(M, line, L_ROUND)
+    fresh = True
+    for w in range(M[H_NCPU]):
+        if cget(M, w, C_LREQ_LINE) == line and cget(M, w, C_LREQ_T) <= rnd:
+            fresh = False
+            break
+    if fresh:  # every request of the last round was served: a new round of all pending requests
+        rnd = now
+        lset(M, line, L_ROUND, now)
+    for w in range(M[H_NCPU]):
+        if cget(M, w, C_LREQ_LINE) != line or cget(M, w, C_LREQ_T) > rnd:
+            continue
+        d = distance(M, owner, w) if owner >= 0 else 1
+        if w == owner and run_out:
+            d = 5  # its window is used up: everyone else first
+        t = cget(M, w, C_LREQ_T)
+        if t < first_t:
+            first_t = t
+        if best < 0 or d < bkey_d or (d == bkey_d and t < bkey_t):
+            best, bkey_d, bkey_t = w, d, t
+    if bkey_t > first_t:
+        gadd(M, G_LINE_BYPASS, 1)  # nearest first, not the earliest
+    cset(M, best, C_LREQ_LINE, -1)
+    lset(M, line, L_NREQ, lget(M, line, L_NREQ) - 1)
+    lset(M, line, L_RESV, best)
+    if best == c:
+        lset(M, line, L_ARB, -1)
+        return True
+    cset(M, best, C_LGRANT, line)
+    _sched_cpu(M, best, now)
+    _sched_cpu(M, c, TIME_NEVER)
+    return False
