@@ -36,6 +36,7 @@ from cmdqv_lab.engine.layout import (
     ALG_EXCLUSIVE,
     ALG_LOCKFREE,
     ALG_SPINLOCK,
+    ARB_FIFO,
     C_BCTR,
     C_BEND,
     C_CCTR,
@@ -100,6 +101,7 @@ from cmdqv_lab.engine.layout import (
     H_NPROC,
     K_CMD_WRITE,
     K_EXCL_UNLOCK,
+    K_LINE_ARB,
     K_MMIO_READ,
     K_MMIO_WRITE,
     K_POLL_SPINS,
@@ -405,7 +407,7 @@ def _step_lockfree(M, c, now, pc):
     n = cget(M, c, C_N)
     size = 1 << qget(M, q, Q_LOG2)
     if pc == PC_LF_READ:  # llq.val = READ_ONCE(cmdq->q.llq.val)
-        if not line_grant(M, c, q, LINE_LLQ, now, pc):
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LLQ, now, pc):
             return YIELD
         end = line_access(M, q, LINE_LLQ, c, now)
         _snapshot_llq(M, c, q)
@@ -422,7 +424,7 @@ def _step_lockfree(M, c, now, pc):
                 nxt = PC_CS_UNLOCK
             cset(M, c, C_PC, nxt)
             return CONTINUE
-        if not line_grant(M, c, q, LINE_LLQ, now, pc):
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LLQ, now, pc):
             return YIELD
         end = line_access(M, q, LINE_LLQ, c, now)  # cmpxchg_relaxed (or atomic add)
         gadd(M, G_CAS, 1)
@@ -455,44 +457,6 @@ def _step_lockfree(M, c, now, pc):
             cset(M, c, C_PC, PC_LF_READ)
             return CONTINUE
         return space_wait(M, c, q, PC_LF_FULL)
-    if pc == PC_CS_LOCK:  # spin_lock(&cmdq->slock): a queued spinlock, FIFO hand-off
-        if not line_grant(M, c, q, LINE_LOCK, now, pc):
-            return YIELD
-        end = line_access(M, q, LINE_LOCK, c, now)  # slock shares cmdq->lock's line (adjacent fields)
-        if qget(M, q, Q_SLOCK) < 0:
-            qset(M, q, Q_SLOCK, c)
-            cset(M, c, C_SLOCKED, 1)
-            return go(M, c, end, PC_LF_READ)
-        fifo_set(M, q, qget(M, q, Q_FIFO_TAIL), c)
-        qadd(M, q, Q_FIFO_TAIL, 1)
-        return block(M, c, PC_CS_GOT)
-    if pc == PC_CS_GOT:  # the releaser handed it over; our spinning read sees it
-        if not line_grant(M, c, q, LINE_LOCK, now, pc):
-            return YIELD
-        end = line_access(M, q, LINE_LOCK, c, now)
-        cset(M, c, C_SLOCKED, 1)
-        return go(M, c, end, PC_LF_READ)
-    if pc == PC_CS_UNLOCK:  # spin_unlock(&cmdq->slock): hand it to the next waiter
-        if not line_grant(M, c, q, LINE_LOCK, now, pc):
-            return YIELD
-        end = line_access(M, q, LINE_LOCK, c, now)
-        head = qget(M, q, Q_FIFO_HEAD)
-        if head < qget(M, q, Q_FIFO_TAIL):
-            w = fifo_get(M, q, head)
-            qset(M, q, Q_FIFO_HEAD, head + 1)
-            qset(M, q, Q_SLOCK, w)
-            sched(M, M[H_NPROC] + w, end)
-        else:
-            qset(M, q, Q_SLOCK, -1)
-        cset(M, c, C_SLOCKED, 0)
-        return go(M, c, end, cget(M, c, C_NEXT_PC))
-    if pc == PC_LF_FULL_WRITE:  # WRITE_ONCE(cmdq->q.llq.cons, CONS) with the CONS read
-        if not line_grant(M, c, q, LINE_LLQ, now, pc):
-            return YIELD
-        end = line_access(M, q, LINE_LLQ, c, now)
-        qset(M, q, Q_CONS_SHADOW, cget(M, c, C_CMPV))
-        qadd(M, q, Q_VER, 1)
-        return go(M, c, end, PC_LF_READ)
     if pc == PC_LF_RESERVED:
         if cget(M, c, C_START) + n - qget(M, q, Q_HW_CONS) > size:  # atomic-add may run ahead
             return space_wait(M, c, q, PC_LF_RESERVED)
@@ -502,17 +466,8 @@ def _step_lockfree(M, c, now, pc):
         cset(M, c, C_SLW_T0, now)
         cset(M, c, C_PC, PC_LF_SHLOCK if cget(M, c, C_SYNC) == 1 else PC_LF_SETVALID)
         return CONTINUE
-    if pc == PC_LF_SHLOCK:  # arm_smmu_cmdq_shared_lock: atomic_fetch_inc_relaxed(&lock)
-        if not line_grant(M, c, q, LINE_LOCK, now, pc):
-            return YIELD
-        end = line_access(M, q, LINE_LOCK, c, now)
-        qadd(M, q, Q_LOCK, 1)
-        if kget(M, K_EXCL_UNLOCK) == XU_NONE or qget(M, q, Q_XCL) == 0:  # returned >= 0
-            shared_lock_waited(M, end - cget(M, c, C_SLW_T0))
-            return go(M, c, end, PC_LF_SETVALID)
-        return go(M, c, end, PC_SH_WAIT)
     if pc == PC_LF_SETVALID:  # arm_smmu_cmdq_set_valid_map
-        if not line_grant(M, c, q, LINE_VALID, now, pc):
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_VALID, now, pc):
             return YIELD
         end = line_access(M, q, LINE_VALID, c, now)
         start = cget(M, c, C_START)
@@ -530,7 +485,7 @@ def _step_lockfree(M, c, now, pc):
             return go(M, c, end, PC_LF_OWNER_WAIT)
         return go(M, c, end, PC_LF_SYNC if cget(M, c, C_SYNC) == 1 else PC_BATCH_END)
     if pc == PC_LF_OWNER_WAIT:  # atomic_cond_read_relaxed(&cmdq->owner_prod, VAL == llq.prod)
-        if not line_grant(M, c, q, LINE_OWNER, now, pc):
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_OWNER, now, pc):
             return YIELD
         end = line_access(M, q, LINE_OWNER, c, now)
         if qget(M, q, Q_OWNER_PROD) == cget(M, c, C_START):
@@ -538,7 +493,7 @@ def _step_lockfree(M, c, now, pc):
         qset(M, q, Q_OWNER_WAITER, c)
         return block(M, c, PC_LF_OWNER_WAIT)
     if pc == PC_LF_ANDNOT:  # atomic_fetch_andnot_relaxed(OWNED, &llq.prod): gather
-        if not line_grant(M, c, q, LINE_LLQ, now, pc):
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LLQ, now, pc):
             return YIELD
         end = line_access(M, q, LINE_LLQ, c, now)
         cset(M, c, C_END, qget(M, q, Q_PROD))
@@ -546,7 +501,7 @@ def _step_lockfree(M, c, now, pc):
         qadd(M, q, Q_VER, 1)
         return go(M, c, end, PC_LF_VALID_WAIT)
     if pc == PC_LF_VALID_WAIT:  # arm_smmu_cmdq_poll_valid_map
-        if not line_grant(M, c, q, LINE_VALID, now, pc):
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_VALID, now, pc):
             return YIELD
         end = line_access(M, q, LINE_VALID, c, now)
         if qget(M, q, Q_VALID_UPTO) >= cget(M, c, C_END):
@@ -559,20 +514,10 @@ def _step_lockfree(M, c, now, pc):
         publish(M, q, cget(M, c, C_END), now)
         cset(M, c, C_PC, PC_LF_OWNER_REL)
         return CONTINUE
-    if pc == PC_LF_OWNER_REL:  # atomic_set_release(&cmdq->owner_prod, prod)
-        if not line_grant(M, c, q, LINE_OWNER, now, pc):
-            return YIELD
-        end = line_access(M, q, LINE_OWNER, c, now)
-        qset(M, q, Q_OWNER_PROD, cget(M, c, C_END))
-        w = qget(M, q, Q_OWNER_WAITER)
-        if w >= 0:
-            qset(M, q, Q_OWNER_WAITER, -1)
-            sched(M, M[H_NPROC] + w, end)
-        return go(M, c, end, PC_LF_SYNC if cget(M, c, C_SYNC) == 1 else PC_BATCH_END)
     if pc == PC_LF_SYNC:
         if qget(M, q, Q_WAIT) == WAIT_MSI:
             return sync_wait_begin(M, c, q, now, PC_LF_UNLOCK)
-        if not line_grant(M, c, q, LINE_LLQ, now, pc):
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LLQ, now, pc):
             return YIELD
         end = line_access(M, q, LINE_LLQ, c, now)  # poll_until_consumed reads llq first
         cset(M, c, C_SEEN_CONS, qget(M, q, Q_CONS_SHADOW))
@@ -583,12 +528,12 @@ def _step_lockfree(M, c, now, pc):
             return CONTINUE
         return sync_wait_begin(M, c, q, now, PC_LF_UNLOCK)
     if pc == PC_LF_UNLOCK:  # arm_smmu_cmdq_shared_tryunlock: atomic_read(&cmdq->lock)
-        if not line_grant(M, c, q, LINE_LOCK, now, pc):
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LOCK, now, pc):
             return YIELD
         end = line_access(M, q, LINE_LOCK, c, now)
         return go(M, c, end, PC_LF_UNLOCK_CONS if qget(M, q, Q_LOCK) == 1 else PC_LF_UNLOCK_DEC)
     if pc == PC_LF_UNLOCK_CONS:  # last holder: WRITE_ONCE(cmdq->q.llq.cons, llq.cons)
-        if not line_grant(M, c, q, LINE_LLQ, now, pc):
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LLQ, now, pc):
             return YIELD
         end = line_access(M, q, LINE_LLQ, c, now)
         old = qget(M, q, Q_CONS_SHADOW)
@@ -598,11 +543,76 @@ def _step_lockfree(M, c, now, pc):
             wake_llq_pollers(M, q, end)
         return go(M, c, end, PC_LF_UNLOCK_DEC)
     # PC_LF_UNLOCK_DEC: atomic_dec_return_release(&cmdq->lock)
-    if not line_grant(M, c, q, LINE_LOCK, now, pc):
+    if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LOCK, now, pc):
         return YIELD
     end = line_access(M, q, LINE_LOCK, c, now)
     qadd(M, q, Q_LOCK, -1)
     return go(M, c, end, PC_BATCH_END)
+
+
+@njit(cache=True)
+def _step_lockfree_more(M, c, now, pc):
+    """Lock-free steps of issue 10 (kept apart so the hot function stays small): the CONS write of
+    the space check, shared_lock's atomic, owner_prod's release, cmdq->slock (cas-spinlock-fallback)."""
+    q = cget(M, c, C_Q)
+    if pc == PC_CS_LOCK:  # spin_lock(&cmdq->slock): a queued spinlock, FIFO hand-off
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LOCK, now, pc):
+            return YIELD
+        end = line_access(M, q, LINE_LOCK, c, now)  # slock shares cmdq->lock's line (adjacent fields)
+        if qget(M, q, Q_SLOCK) < 0:
+            qset(M, q, Q_SLOCK, c)
+            cset(M, c, C_SLOCKED, 1)
+            return go(M, c, end, PC_LF_READ)
+        fifo_set(M, q, qget(M, q, Q_FIFO_TAIL), c)
+        qadd(M, q, Q_FIFO_TAIL, 1)
+        return block(M, c, PC_CS_GOT)
+    if pc == PC_CS_GOT:  # the releaser handed it over; our spinning read sees it
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LOCK, now, pc):
+            return YIELD
+        end = line_access(M, q, LINE_LOCK, c, now)
+        cset(M, c, C_SLOCKED, 1)
+        return go(M, c, end, PC_LF_READ)
+    if pc == PC_CS_UNLOCK:  # spin_unlock(&cmdq->slock): hand it to the next waiter
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LOCK, now, pc):
+            return YIELD
+        end = line_access(M, q, LINE_LOCK, c, now)
+        head = qget(M, q, Q_FIFO_HEAD)
+        if head < qget(M, q, Q_FIFO_TAIL):
+            w = fifo_get(M, q, head)
+            qset(M, q, Q_FIFO_HEAD, head + 1)
+            qset(M, q, Q_SLOCK, w)
+            sched(M, M[H_NPROC] + w, end)
+        else:
+            qset(M, q, Q_SLOCK, -1)
+        cset(M, c, C_SLOCKED, 0)
+        return go(M, c, end, cget(M, c, C_NEXT_PC))
+    if pc == PC_LF_FULL_WRITE:  # WRITE_ONCE(cmdq->q.llq.cons, CONS) with the CONS read
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LLQ, now, pc):
+            return YIELD
+        end = line_access(M, q, LINE_LLQ, c, now)
+        qset(M, q, Q_CONS_SHADOW, cget(M, c, C_CMPV))
+        qadd(M, q, Q_VER, 1)
+        return go(M, c, end, PC_LF_READ)
+    if pc == PC_LF_SHLOCK:  # arm_smmu_cmdq_shared_lock: atomic_fetch_inc_relaxed(&lock)
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LOCK, now, pc):
+            return YIELD
+        end = line_access(M, q, LINE_LOCK, c, now)
+        qadd(M, q, Q_LOCK, 1)
+        if kget(M, K_EXCL_UNLOCK) == XU_NONE or qget(M, q, Q_XCL) == 0:  # returned >= 0
+            shared_lock_waited(M, end - cget(M, c, C_SLW_T0))
+            return go(M, c, end, PC_LF_SETVALID)
+        return go(M, c, end, PC_SH_WAIT)
+    if pc == PC_LF_OWNER_REL:  # atomic_set_release(&cmdq->owner_prod, prod)
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_OWNER, now, pc):
+            return YIELD
+        end = line_access(M, q, LINE_OWNER, c, now)
+        qset(M, q, Q_OWNER_PROD, cget(M, c, C_END))
+        w = qget(M, q, Q_OWNER_WAITER)
+        if w >= 0:
+            qset(M, q, Q_OWNER_WAITER, -1)
+            sched(M, M[H_NPROC] + w, end)
+        return go(M, c, end, PC_LF_SYNC if cget(M, c, C_SYNC) == 1 else PC_BATCH_END)
+    return block(M, c, PC_DONE)
 
 
 @njit(cache=True)
@@ -673,7 +683,7 @@ def _step_cmdq_lock(M, c, now, pc):
     q = cget(M, c, C_Q)
     mode = kget(M, K_EXCL_UNLOCK)
     if pc == PC_XL_TRY:  # atomic_cmpxchg_relaxed(&cmdq->lock, 0, INT_MIN)
-        if not line_grant(M, c, q, LINE_LOCK, now, pc):
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LOCK, now, pc):
             return YIELD
         end = line_access(M, q, LINE_LOCK, c, now)
         gadd(M, G_XTRIES, 1)
@@ -684,7 +694,7 @@ def _step_cmdq_lock(M, c, now, pc):
         cset(M, c, C_POLL_T0, -1)  # queue_poll_init
         return go(M, c, end, PC_PF_READ)
     if pc == PC_XL_READ:  # WRITE_ONCE(cmdq->q.llq.cons, CONS)
-        if not line_grant(M, c, q, LINE_LLQ, now, pc):
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LLQ, now, pc):
             return YIELD
         end = line_access(M, q, LINE_LLQ, c, now)
         hw = qget(M, q, Q_HW_CONS)
@@ -694,7 +704,7 @@ def _step_cmdq_lock(M, c, now, pc):
             wake_llq_pollers(M, q, end)
         return go(M, c, end, PC_XL_UNLOCK)
     if pc == PC_XL_UNLOCK:  # set-zero: atomic_set_release(0); clear-sign: fetch_andnot_release(INT_MIN)
-        if not line_grant(M, c, q, LINE_LOCK, now, pc):
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LOCK, now, pc):
             return YIELD
         end = line_access(M, q, LINE_LOCK, c, now)
         qset(M, q, Q_XCL, 0)
@@ -703,7 +713,7 @@ def _step_cmdq_lock(M, c, now, pc):
         wake_lock_waiters(M, q, end)
         return go(M, c, end, PC_XL_REREAD)
     if pc in (PC_XL_REREAD, PC_PF_READ):  # llq->val = READ_ONCE(cmdq->q.llq.val)
-        if not line_grant(M, c, q, LINE_LLQ, now, pc):
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LLQ, now, pc):
             return YIELD
         end = line_access(M, q, LINE_LLQ, c, now)
         _snapshot_llq(M, c, q)
@@ -729,7 +739,7 @@ def _step_cmdq_lock(M, c, now, pc):
         qadd(M, q, Q_LOCK_WAITERS, 1)
         return block(M, c, PC_SH_READ)
     if pc == PC_SH_READ:
-        if not line_grant(M, c, q, LINE_LOCK, now, pc):
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LOCK, now, pc):
             return YIELD
         end = line_access(M, q, LINE_LOCK, c, now)
         if not _lock_ok(M, q, clear_sign):
@@ -739,7 +749,7 @@ def _step_cmdq_lock(M, c, now, pc):
         cset(M, c, C_CMPV, qget(M, q, Q_LOCK))  # val
         return go(M, c, end, PC_SH_CAS)
     if pc == PC_SH_CAS:  # atomic_cmpxchg_relaxed(&cmdq->lock, val, val + 1) != val: loop
-        if not line_grant(M, c, q, LINE_LOCK, now, pc):
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LOCK, now, pc):
             return YIELD
         end = line_access(M, q, LINE_LOCK, c, now)
         if qget(M, q, Q_XCL) == 0 and qget(M, q, Q_LOCK) == cget(M, c, C_CMPV):
@@ -769,7 +779,7 @@ def _step_spinlock(M, c, now, pc):
     q = cget(M, c, C_Q)
     n = cget(M, c, C_N)
     if pc == PC_SL_ACQ:  # spin_lock_irqsave: FIFO hand-off (ticket / queued spinlock)
-        if not line_grant(M, c, q, LINE_LOCK, now, pc):
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LOCK, now, pc):
             return YIELD
         end = line_access(M, q, LINE_LOCK, c, now)
         if qget(M, q, Q_LOCK) < 0:
@@ -781,7 +791,7 @@ def _step_spinlock(M, c, now, pc):
         qadd(M, q, Q_FIFO_TAIL, 1)
         return block(M, c, PC_SL_GOT)
     if pc == PC_SL_GOT:  # the releaser handed the lock over; our spinning read sees it
-        if not line_grant(M, c, q, LINE_LOCK, now, pc):
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LOCK, now, pc):
             return YIELD
         end = line_access(M, q, LINE_LOCK, c, now)
         cset(M, c, C_IDX, 0)
@@ -806,7 +816,7 @@ def _step_spinlock(M, c, now, pc):
     if pc == PC_SL_WAIT:
         return sync_wait_begin(M, c, q, now, PC_SL_REL)
     # PC_SL_REL: spin_unlock hands the lock to the next waiter
-    if not line_grant(M, c, q, LINE_LOCK, now, pc):
+    if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LOCK, now, pc):
         return YIELD
     end = line_access(M, q, LINE_LOCK, c, now)
     head = qget(M, q, Q_FIFO_HEAD)
@@ -866,8 +876,10 @@ def step_cpu(M, c, now):
         pc = cget(M, c, C_PC)
         if pc < 10 or pc in (PC_BATCH_END, PC_LOCK_GOT):
             r = _step_common(M, c, now, pc)
-        elif pc < 30 or pc >= PC_LF_FULL_WRITE:
+        elif pc < 30:
             r = _step_lockfree(M, c, now, pc)
+        elif pc >= PC_LF_FULL_WRITE:
+            r = _step_lockfree_more(M, c, now, pc)
         elif pc >= PC_XL_TRY:
             r = _step_cmdq_lock(M, c, now, pc)
         elif pc < 40:
