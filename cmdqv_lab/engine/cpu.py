@@ -61,6 +61,7 @@ from cmdqv_lab.engine.layout import (
     C_OPTAIL,
     C_OWNER,
     C_PC,
+    C_PH_T,
     C_POLL_T0,
     C_Q,
     C_QUOTA,
@@ -77,6 +78,7 @@ from cmdqv_lab.engine.layout import (
     C_SYNC,
     C_SYNC_DONE,
     C_SYNC_SLOT,
+    C_SYNC_START,
     C_T_ISSUE,
     C_T_LAST_DONE,
     C_T_READY,
@@ -91,6 +93,14 @@ from cmdqv_lab.engine.layout import (
     G_FIRST_FINISH,
     G_GUEST_IRQS,
     G_OPS_STARTED,
+    G_PH_LOCK,
+    G_PH_OWNER,
+    G_PH_PUBLISH,
+    G_PH_RESERVE,
+    G_PH_SYNC,
+    G_PH_TO_SYNC,
+    G_PH_UNLOCK,
+    G_PH_WRITE,
     G_SLW_MAX,
     G_SLW_N,
     G_SLW_SUM,
@@ -334,6 +344,7 @@ def _step_common(M, c, now, pc):
         alg = qget(M, q, Q_ALG)
         if alg in (ALG_LOCKFREE, ALG_ATOMIC_ADD, ALG_CAS_SLOCK):
             cset(M, c, C_SLOCKED, 0)
+            cset(M, c, C_PH_T, now)
             cset(M, c, C_PC, PC_LF_READ)
         elif alg == ALG_SPINLOCK:
             cset(M, c, C_PC, PC_SL_ACQ)
@@ -435,6 +446,7 @@ def _step_lockfree(M, c, now, pc):
             qset(M, q, Q_OWNED, 1)
             qadd(M, q, Q_VER, 1)
             cset(M, c, C_T_RESERVED, end)
+            phase(M, c, G_PH_RESERVE, end)
             if cget(M, c, C_SLOCKED) == 1:  # if (locked) spin_unlock(&cmdq->slock); break
                 cset(M, c, C_NEXT_PC, PC_LF_RESERVED)
                 return go(M, c, end, PC_CS_UNLOCK)
@@ -463,6 +475,7 @@ def _step_lockfree(M, c, now, pc):
         return go(M, c, now + n * kget(M, K_CMD_WRITE), PC_LF_WRITTEN)
     if pc == PC_LF_WRITTEN:
         write_batch(M, c, q, cget(M, c, C_START), n, now, False)
+        phase(M, c, G_PH_WRITE, now)
         cset(M, c, C_SLW_T0, now)
         cset(M, c, C_PC, PC_LF_SHLOCK if cget(M, c, C_SYNC) == 1 else PC_LF_SETVALID)
         return CONTINUE
@@ -483,6 +496,7 @@ def _step_lockfree(M, c, now, pc):
             sched(M, M[H_NPROC] + w, end)
         if cget(M, c, C_OWNER) == 1:
             return go(M, c, end, PC_LF_OWNER_WAIT)
+        phase(M, c, G_PH_OWNER, end)
         return go(M, c, end, PC_LF_SYNC if cget(M, c, C_SYNC) == 1 else PC_BATCH_END)
     if pc == PC_LF_OWNER_WAIT:  # atomic_cond_read_relaxed(&cmdq->owner_prod, VAL == llq.prod)
         if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_OWNER, now, pc):
@@ -509,6 +523,7 @@ def _step_lockfree(M, c, now, pc):
         qset(M, q, Q_VALID_WAITER, c)
         return block(M, c, PC_LF_VALID_WAIT)
     if pc == PC_LF_DOORBELL:  # queue_write_prod
+        phase(M, c, G_PH_OWNER, now)
         return go(M, c, now + kget(M, K_MMIO_WRITE), PC_LF_DOORBELL_LAND)
     if pc == PC_LF_DOORBELL_LAND:
         publish(M, q, cget(M, c, C_END), now)
@@ -530,6 +545,12 @@ def _step_lockfree(M, c, now, pc):
     if pc == PC_LF_UNLOCK:  # arm_smmu_cmdq_shared_tryunlock: atomic_read(&cmdq->lock)
         if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LOCK, now, pc):
             return YIELD
+        t0 = cget(M, c, C_PH_T)
+        ts = cget(M, c, C_SYNC_START)
+        ts = t0 if ts < t0 else (now if ts > now else ts)
+        gadd(M, G_PH_TO_SYNC, ts - t0)
+        gadd(M, G_PH_SYNC, now - ts)
+        cset(M, c, C_PH_T, now)
         end = line_access(M, q, LINE_LOCK, c, now)
         return go(M, c, end, PC_LF_UNLOCK_CONS if qget(M, q, Q_LOCK) == 1 else PC_LF_UNLOCK_DEC)
     if pc == PC_LF_UNLOCK_CONS:  # last holder: WRITE_ONCE(cmdq->q.llq.cons, llq.cons)
@@ -547,6 +568,7 @@ def _step_lockfree(M, c, now, pc):
         return YIELD
     end = line_access(M, q, LINE_LOCK, c, now)
     qadd(M, q, Q_LOCK, -1)
+    phase(M, c, G_PH_UNLOCK, end)
     return go(M, c, end, PC_BATCH_END)
 
 
@@ -600,6 +622,7 @@ def _step_lockfree_more(M, c, now, pc):
         qadd(M, q, Q_LOCK, 1)
         if kget(M, K_EXCL_UNLOCK) == XU_NONE or qget(M, q, Q_XCL) == 0:  # returned >= 0
             shared_lock_waited(M, end - cget(M, c, C_SLW_T0))
+            phase(M, c, G_PH_LOCK, end)
             return go(M, c, end, PC_LF_SETVALID)
         return go(M, c, end, PC_SH_WAIT)
     if pc == PC_LF_OWNER_REL:  # atomic_set_release(&cmdq->owner_prod, prod)
@@ -611,8 +634,16 @@ def _step_lockfree_more(M, c, now, pc):
         if w >= 0:
             qset(M, q, Q_OWNER_WAITER, -1)
             sched(M, M[H_NPROC] + w, end)
+        phase(M, c, G_PH_PUBLISH, end)
         return go(M, c, end, PC_LF_SYNC if cget(M, c, C_SYNC) == 1 else PC_BATCH_END)
     return block(M, c, PC_DONE)
+
+
+@njit(cache=True)
+def phase(M, c, g, t):
+    """CPU ``c``'s current phase of a lock-free batch ends at ``t``: add it to counter ``g``."""
+    gadd(M, g, t - cget(M, c, C_PH_T))
+    cset(M, c, C_PH_T, t)
 
 
 @njit(cache=True)
@@ -758,6 +789,7 @@ def _step_cmdq_lock(M, c, now, pc):
         return go(M, c, end, PC_SH_WAIT)
     # PC_SH_GOT
     shared_lock_waited(M, now - cget(M, c, C_SLW_T0))
+    phase(M, c, G_PH_LOCK, now)
     cset(M, c, C_PC, PC_LF_SETVALID)
     return CONTINUE
 
