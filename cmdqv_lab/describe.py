@@ -63,6 +63,15 @@ METRICS: dict[str, tuple[str, str]] = {
         "ns",
         "host: arm_smmu_cmdq_shared_lock of a CMD_SYNC batch, from its atomic_fetch_inc to holding cmdq->lock",
     ),
+    "op_phase_ns": (
+        "ns",
+        "host: mean time per op in each phase of its lock-free batches (reserve, write, shared_lock, "
+        "owner_gather, publish, until_smmu_at_sync, sync_completion, unlock)",
+    ),
+    "cpus_in_retry_loop": (
+        "CPUs",
+        "host: time-averaged CPUs in the reservation loop (llq reads, space check, retries)",
+    ),
     "stopped_at_ns": ("ns", "the run stopped at this simulated time (until_ns) with work left"),
     "offered_load": ("Erlang", "arrival rate x mean service time"),
     "iotlb_accesses": ("translations", "DMA translations looked up in the IOTLB (one per 4 KiB page access)"),

@@ -72,18 +72,18 @@ class Platform(Params):
         doc="line transfer cost: flat (line_xfer_ns for any two CPUs) or platform (by cluster, die, socket)",
     )  # fmt: skip
     cluster_cpus: int = param(
-        4, engine="cluster_cpus", unit="CPUs", lo=1, hi=4096, provenance="measured",
-        source="Hi1620 (Kunpeng 920): clusters of 4 cores (issue 10); CPUs numbered by cluster (assumption)",
+        4, engine="cluster_cpus", unit="CPUs", lo=1, hi=4096, provenance="assumption",
+        source="issue 10: Hi1620 (Kunpeng 920) clusters of 4 cores; Linux CPU numbers assumed consecutive by cluster",
         doc="topology=platform: CPUs per cluster (CPU c is in cluster c // cluster_cpus)",
     )  # fmt: skip
     die_cpus: int = param(
-        32, engine="die_cpus", unit="CPUs", lo=1, hi=4096, provenance="measured",
-        source="Hi1620 (Kunpeng 920): 2 dies (SCCL) of 32 cores per socket (issue 10)",
+        32, engine="die_cpus", unit="CPUs", lo=1, hi=4096, provenance="assumption",
+        source="issue 10: Hi1620 (Kunpeng 920) 2 dies (SCCL) of 32 cores per socket (no public measurement here)",
         doc="topology=platform: CPUs per die",
     )  # fmt: skip
     socket_cpus: int = param(
-        64, engine="socket_cpus", unit="CPUs", lo=1, hi=4096, provenance="measured",
-        source="Hi1620 (Kunpeng 920): 64 cores per socket; D06 has 2 sockets (issue 10)",
+        64, engine="socket_cpus", unit="CPUs", lo=1, hi=4096, provenance="assumption",
+        source="issue 10: Hi1620 (Kunpeng 920) 64 cores per socket; D06 boards have 2 sockets",
         doc="topology=platform: CPUs per socket",
     )  # fmt: skip
     line_xfer_cluster_ns: float = param(

@@ -38,3 +38,27 @@ def test_fifo_lines_never_grant_the_exclusive_lock_here() -> None:
     a, b = _run("set-zero"), _run("clear-sign")
     assert a == b
     assert a["shared_lock_wait_ns"]["max"] < 10_000
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"submit": "atomic-add"},
+        {"submit": "cas-spinlock-fallback", "cpus": 32},
+        {"line_arbitration": "holder-first", "topology": "platform", "exclusive_unlock": "clear-sign"},
+    ],
+)
+def test_op_phases_add_up_to_the_op_latency(extra: dict) -> None:  # type: ignore[type-arg]
+    """host-map-unmap ops are one lock-free batch each, starting when the think time ends: the mean
+    time per op of the phases (op_phase_ns) adds up to the mean op latency; each phase is >= 0, and
+    cpus_in_retry_loop is the reserve phase's total over the simulated time."""
+    r = simulate("host-map-unmap", {"cpus": 16, "tlbis": 4, **extra}, seed=2, count=4000)
+    m = r.metrics
+    ph = m["op_phase_ns"]
+    assert set(ph) == {"reserve", "write", "shared_lock", "owner_gather", "publish", "until_smmu_at_sync",
+                       "sync_completion", "unlock"}  # fmt: skip
+    assert all(v >= 0 for v in ph.values())
+    assert sum(ph.values()) == pytest.approx(m["op_latency_ns"]["mean"], rel=1e-9)
+    assert ph["sync_completion"] > 0 and ph["reserve"] > 0
+    assert m["cpus_in_retry_loop"] == pytest.approx(ph["reserve"] * m["ops"] / m["sim_time_ns"], rel=1e-9)

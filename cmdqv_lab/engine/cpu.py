@@ -40,6 +40,7 @@ from cmdqv_lab.engine.layout import (
     ALG_EXCLUSIVE,
     ALG_LOCKFREE,
     ALG_SPINLOCK,
+    ARB_FIFO,
     C_BCTR,
     C_BEND,
     C_CCTR,
@@ -64,6 +65,7 @@ from cmdqv_lab.engine.layout import (
     C_OPTAIL,
     C_OWNER,
     C_PC,
+    C_PH_T,
     C_POLL_T0,
     C_Q,
     C_QUOTA,
@@ -80,6 +82,7 @@ from cmdqv_lab.engine.layout import (
     C_SYNC,
     C_SYNC_DONE,
     C_SYNC_SLOT,
+    C_SYNC_START,
     C_T_ISSUE,
     C_T_LAST_DONE,
     C_T_READY,
@@ -95,6 +98,14 @@ from cmdqv_lab.engine.layout import (
     G_FIRST_FINISH,
     G_GUEST_IRQS,
     G_OPS_STARTED,
+    G_PH_LOCK,
+    G_PH_OWNER,
+    G_PH_PUBLISH,
+    G_PH_RESERVE,
+    G_PH_SYNC,
+    G_PH_TO_SYNC,
+    G_PH_UNLOCK,
+    G_PH_WRITE,
     G_SLW_MAX,
     G_SLW_N,
     G_SLW_SUM,
@@ -106,6 +117,7 @@ from cmdqv_lab.engine.layout import (
     K_CMD_WRITE,
     K_EXCL_UNLOCK,
     K_FUTEX_WAKE,
+    K_LINE_ARB,
     K_MMIO_READ,
     K_MMIO_WRITE,
     K_POLL_SPINS,
@@ -329,6 +341,7 @@ def _step_common(M, c, now, pc):
         alg = qget(M, q, Q_ALG)
         if alg in (ALG_LOCKFREE, ALG_ATOMIC_ADD, ALG_CAS_SLOCK):
             cset(M, c, C_SLOCKED, 0)
+            cset(M, c, C_PH_T, now)
             cset(M, c, C_PC, PC_LF_READ)
         elif alg == ALG_SPINLOCK:
             cset(M, c, C_PC, PC_SL_ACQ)
@@ -404,7 +417,7 @@ def _step_lockfree(M, c, now, pc):
     n = cget(M, c, C_N)
     size = 1 << qget(M, q, Q_LOG2)
     if pc == PC_LF_READ:  # llq.val = READ_ONCE(cmdq->q.llq.val)
-        if not line_grant(M, c, q, LINE_LLQ, now, pc):
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LLQ, now, pc):
             return YIELD
         end = line_access(M, q, LINE_LLQ, c, now)
         _snapshot_llq(M, c, q)
@@ -421,7 +434,7 @@ def _step_lockfree(M, c, now, pc):
                 nxt = PC_CS_UNLOCK
             cset(M, c, C_PC, nxt)
             return CONTINUE
-        if not line_grant(M, c, q, LINE_LLQ, now, pc):
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LLQ, now, pc):
             return YIELD
         end = line_access(M, q, LINE_LLQ, c, now)  # cmpxchg_relaxed (or atomic add)
         gadd(M, G_CAS, 1)
@@ -432,6 +445,7 @@ def _step_lockfree(M, c, now, pc):
             qset(M, q, Q_OWNED, 1)
             qadd(M, q, Q_VER, 1)
             cset(M, c, C_T_RESERVED, end)
+            phase(M, c, G_PH_RESERVE, end)
             if cget(M, c, C_SLOCKED) == 1:  # if (locked) spin_unlock(&cmdq->slock); break
                 cset(M, c, C_NEXT_PC, PC_LF_RESERVED)
                 return go(M, c, end, PC_CS_UNLOCK)
@@ -454,64 +468,18 @@ def _step_lockfree(M, c, now, pc):
             cset(M, c, C_PC, PC_LF_READ)
             return CONTINUE
         return space_wait(M, c, q, PC_LF_FULL)
-    if pc == PC_CS_LOCK:  # spin_lock(&cmdq->slock): a queued spinlock, FIFO hand-off
-        if not line_grant(M, c, q, LINE_LOCK, now, pc):
-            return YIELD
-        end = line_access(M, q, LINE_LOCK, c, now)  # slock shares cmdq->lock's line (adjacent fields)
-        if qget(M, q, Q_SLOCK) < 0:
-            qset(M, q, Q_SLOCK, c)
-            cset(M, c, C_SLOCKED, 1)
-            return go(M, c, end, PC_LF_READ)
-        fifo_set(M, q, qget(M, q, Q_FIFO_TAIL), c)
-        qadd(M, q, Q_FIFO_TAIL, 1)
-        return block(M, c, PC_CS_GOT)
-    if pc == PC_CS_GOT:  # the releaser handed it over; our spinning read sees it
-        if not line_grant(M, c, q, LINE_LOCK, now, pc):
-            return YIELD
-        end = line_access(M, q, LINE_LOCK, c, now)
-        cset(M, c, C_SLOCKED, 1)
-        return go(M, c, end, PC_LF_READ)
-    if pc == PC_CS_UNLOCK:  # spin_unlock(&cmdq->slock): hand it to the next waiter
-        if not line_grant(M, c, q, LINE_LOCK, now, pc):
-            return YIELD
-        end = line_access(M, q, LINE_LOCK, c, now)
-        head = qget(M, q, Q_FIFO_HEAD)
-        if head < qget(M, q, Q_FIFO_TAIL):
-            w = fifo_get(M, q, head)
-            qset(M, q, Q_FIFO_HEAD, head + 1)
-            qset(M, q, Q_SLOCK, w)
-            sched(M, M[H_NPROC] + w, end)
-        else:
-            qset(M, q, Q_SLOCK, -1)
-        cset(M, c, C_SLOCKED, 0)
-        return go(M, c, end, cget(M, c, C_NEXT_PC))
-    if pc == PC_LF_FULL_WRITE:  # WRITE_ONCE(cmdq->q.llq.cons, CONS) with the CONS read
-        if not line_grant(M, c, q, LINE_LLQ, now, pc):
-            return YIELD
-        end = line_access(M, q, LINE_LLQ, c, now)
-        qset(M, q, Q_CONS_SHADOW, cget(M, c, C_CMPV))
-        qadd(M, q, Q_VER, 1)
-        return go(M, c, end, PC_LF_READ)
     if pc == PC_LF_RESERVED:
         if cget(M, c, C_START) + n - qget(M, q, Q_HW_CONS) > size:  # atomic-add may run ahead
             return space_wait(M, c, q, PC_LF_RESERVED)
         return go(M, c, now + n * kget(M, K_CMD_WRITE), PC_LF_WRITTEN)
     if pc == PC_LF_WRITTEN:
         write_batch(M, c, q, cget(M, c, C_START), n, now, False)
+        phase(M, c, G_PH_WRITE, now)
         cset(M, c, C_SLW_T0, now)
         cset(M, c, C_PC, PC_LF_SHLOCK if cget(M, c, C_SYNC) == 1 else PC_LF_SETVALID)
         return CONTINUE
-    if pc == PC_LF_SHLOCK:  # arm_smmu_cmdq_shared_lock: atomic_fetch_inc_relaxed(&lock)
-        if not line_grant(M, c, q, LINE_LOCK, now, pc):
-            return YIELD
-        end = line_access(M, q, LINE_LOCK, c, now)
-        qadd(M, q, Q_LOCK, 1)
-        if kget(M, K_EXCL_UNLOCK) == XU_NONE or qget(M, q, Q_XCL) == 0:  # returned >= 0
-            shared_lock_waited(M, end - cget(M, c, C_SLW_T0))
-            return go(M, c, end, PC_LF_SETVALID)
-        return go(M, c, end, PC_SH_WAIT)
     if pc == PC_LF_SETVALID:  # arm_smmu_cmdq_set_valid_map
-        if not line_grant(M, c, q, LINE_VALID, now, pc):
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_VALID, now, pc):
             return YIELD
         end = line_access(M, q, LINE_VALID, c, now)
         start = cget(M, c, C_START)
@@ -527,9 +495,10 @@ def _step_lockfree(M, c, now, pc):
             sched(M, M[H_NPROC] + w, end)
         if cget(M, c, C_OWNER) == 1:
             return go(M, c, end, PC_LF_OWNER_WAIT)
+        phase(M, c, G_PH_OWNER, end)
         return go(M, c, end, PC_LF_SYNC if cget(M, c, C_SYNC) == 1 else PC_BATCH_END)
     if pc == PC_LF_OWNER_WAIT:  # atomic_cond_read_relaxed(&cmdq->owner_prod, VAL == llq.prod)
-        if not line_grant(M, c, q, LINE_OWNER, now, pc):
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_OWNER, now, pc):
             return YIELD
         end = line_access(M, q, LINE_OWNER, c, now)
         if qget(M, q, Q_OWNER_PROD) == cget(M, c, C_START):
@@ -537,7 +506,7 @@ def _step_lockfree(M, c, now, pc):
         qset(M, q, Q_OWNER_WAITER, c)
         return block(M, c, PC_LF_OWNER_WAIT)
     if pc == PC_LF_ANDNOT:  # atomic_fetch_andnot_relaxed(OWNED, &llq.prod): gather
-        if not line_grant(M, c, q, LINE_LLQ, now, pc):
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LLQ, now, pc):
             return YIELD
         end = line_access(M, q, LINE_LLQ, c, now)
         cset(M, c, C_END, qget(M, q, Q_PROD))
@@ -545,7 +514,7 @@ def _step_lockfree(M, c, now, pc):
         qadd(M, q, Q_VER, 1)
         return go(M, c, end, PC_LF_VALID_WAIT)
     if pc == PC_LF_VALID_WAIT:  # arm_smmu_cmdq_poll_valid_map
-        if not line_grant(M, c, q, LINE_VALID, now, pc):
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_VALID, now, pc):
             return YIELD
         end = line_access(M, q, LINE_VALID, c, now)
         if qget(M, q, Q_VALID_UPTO) >= cget(M, c, C_END):
@@ -553,6 +522,7 @@ def _step_lockfree(M, c, now, pc):
         qset(M, q, Q_VALID_WAITER, c)
         return block(M, c, PC_LF_VALID_WAIT)
     if pc == PC_LF_DOORBELL:  # queue_write_prod
+        phase(M, c, G_PH_OWNER, now)
         if qget(M, q, Q_VMM) == 1:  # an emulated queue: the write exits to the VMM (engine/vmm.py)
             return vmm_prod_exit(M, c, now)
         return go(M, c, now + kget(M, K_MMIO_WRITE), PC_LF_DOORBELL_LAND)
@@ -561,20 +531,10 @@ def _step_lockfree(M, c, now, pc):
             publish(M, q, cget(M, c, C_END), now)
         cset(M, c, C_PC, PC_LF_OWNER_REL)
         return CONTINUE
-    if pc == PC_LF_OWNER_REL:  # atomic_set_release(&cmdq->owner_prod, prod)
-        if not line_grant(M, c, q, LINE_OWNER, now, pc):
-            return YIELD
-        end = line_access(M, q, LINE_OWNER, c, now)
-        qset(M, q, Q_OWNER_PROD, cget(M, c, C_END))
-        w = qget(M, q, Q_OWNER_WAITER)
-        if w >= 0:
-            qset(M, q, Q_OWNER_WAITER, -1)
-            sched(M, M[H_NPROC] + w, end)
-        return go(M, c, end, PC_LF_SYNC if cget(M, c, C_SYNC) == 1 else PC_BATCH_END)
     if pc == PC_LF_SYNC:
         if qget(M, q, Q_WAIT) == WAIT_MSI:
             return sync_wait_begin(M, c, q, now, PC_LF_UNLOCK)
-        if not line_grant(M, c, q, LINE_LLQ, now, pc):
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LLQ, now, pc):
             return YIELD
         end = line_access(M, q, LINE_LLQ, c, now)  # poll_until_consumed reads llq first
         cset(M, c, C_SEEN_CONS, qget(M, q, Q_CONS_SHADOW))
@@ -588,12 +548,18 @@ def _step_lockfree(M, c, now, pc):
             return CONTINUE
         return sync_wait_begin(M, c, q, now, PC_LF_UNLOCK)
     if pc == PC_LF_UNLOCK:  # arm_smmu_cmdq_shared_tryunlock: atomic_read(&cmdq->lock)
-        if not line_grant(M, c, q, LINE_LOCK, now, pc):
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LOCK, now, pc):
             return YIELD
+        t0 = cget(M, c, C_PH_T)
+        ts = cget(M, c, C_SYNC_START)
+        ts = t0 if ts < t0 else (now if ts > now else ts)
+        gadd(M, G_PH_TO_SYNC, ts - t0)
+        gadd(M, G_PH_SYNC, now - ts)
+        cset(M, c, C_PH_T, now)
         end = line_access(M, q, LINE_LOCK, c, now)
         return go(M, c, end, PC_LF_UNLOCK_CONS if qget(M, q, Q_LOCK) == 1 else PC_LF_UNLOCK_DEC)
     if pc == PC_LF_UNLOCK_CONS:  # last holder: WRITE_ONCE(cmdq->q.llq.cons, llq.cons)
-        if not line_grant(M, c, q, LINE_LLQ, now, pc):
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LLQ, now, pc):
             return YIELD
         end = line_access(M, q, LINE_LLQ, c, now)
         old = qget(M, q, Q_CONS_SHADOW)
@@ -603,11 +569,86 @@ def _step_lockfree(M, c, now, pc):
             wake_llq_pollers(M, q, end)
         return go(M, c, end, PC_LF_UNLOCK_DEC)
     # PC_LF_UNLOCK_DEC: atomic_dec_return_release(&cmdq->lock)
-    if not line_grant(M, c, q, LINE_LOCK, now, pc):
+    if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LOCK, now, pc):
         return YIELD
     end = line_access(M, q, LINE_LOCK, c, now)
     qadd(M, q, Q_LOCK, -1)
+    phase(M, c, G_PH_UNLOCK, end)
     return go(M, c, end, PC_BATCH_END)
+
+
+@njit(cache=True)
+def _step_lockfree_more(M, c, now, pc):
+    """Lock-free steps of issue 10 (kept apart so the hot function stays small): the CONS write of
+    the space check, shared_lock's atomic, owner_prod's release, cmdq->slock (cas-spinlock-fallback)."""
+    q = cget(M, c, C_Q)
+    if pc == PC_CS_LOCK:  # spin_lock(&cmdq->slock): a queued spinlock, FIFO hand-off
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LOCK, now, pc):
+            return YIELD
+        end = line_access(M, q, LINE_LOCK, c, now)  # slock shares cmdq->lock's line (adjacent fields)
+        if qget(M, q, Q_SLOCK) < 0:
+            qset(M, q, Q_SLOCK, c)
+            cset(M, c, C_SLOCKED, 1)
+            return go(M, c, end, PC_LF_READ)
+        fifo_set(M, q, qget(M, q, Q_FIFO_TAIL), c)
+        qadd(M, q, Q_FIFO_TAIL, 1)
+        return block(M, c, PC_CS_GOT)
+    if pc == PC_CS_GOT:  # the releaser handed it over; our spinning read sees it
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LOCK, now, pc):
+            return YIELD
+        end = line_access(M, q, LINE_LOCK, c, now)
+        cset(M, c, C_SLOCKED, 1)
+        return go(M, c, end, PC_LF_READ)
+    if pc == PC_CS_UNLOCK:  # spin_unlock(&cmdq->slock): hand it to the next waiter
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LOCK, now, pc):
+            return YIELD
+        end = line_access(M, q, LINE_LOCK, c, now)
+        head = qget(M, q, Q_FIFO_HEAD)
+        if head < qget(M, q, Q_FIFO_TAIL):
+            w = fifo_get(M, q, head)
+            qset(M, q, Q_FIFO_HEAD, head + 1)
+            qset(M, q, Q_SLOCK, w)
+            sched(M, M[H_NPROC] + w, end)
+        else:
+            qset(M, q, Q_SLOCK, -1)
+        cset(M, c, C_SLOCKED, 0)
+        return go(M, c, end, cget(M, c, C_NEXT_PC))
+    if pc == PC_LF_FULL_WRITE:  # WRITE_ONCE(cmdq->q.llq.cons, CONS) with the CONS read
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LLQ, now, pc):
+            return YIELD
+        end = line_access(M, q, LINE_LLQ, c, now)
+        qset(M, q, Q_CONS_SHADOW, cget(M, c, C_CMPV))
+        qadd(M, q, Q_VER, 1)
+        return go(M, c, end, PC_LF_READ)
+    if pc == PC_LF_SHLOCK:  # arm_smmu_cmdq_shared_lock: atomic_fetch_inc_relaxed(&lock)
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LOCK, now, pc):
+            return YIELD
+        end = line_access(M, q, LINE_LOCK, c, now)
+        qadd(M, q, Q_LOCK, 1)
+        if kget(M, K_EXCL_UNLOCK) == XU_NONE or qget(M, q, Q_XCL) == 0:  # returned >= 0
+            shared_lock_waited(M, end - cget(M, c, C_SLW_T0))
+            phase(M, c, G_PH_LOCK, end)
+            return go(M, c, end, PC_LF_SETVALID)
+        return go(M, c, end, PC_SH_WAIT)
+    if pc == PC_LF_OWNER_REL:  # atomic_set_release(&cmdq->owner_prod, prod)
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_OWNER, now, pc):
+            return YIELD
+        end = line_access(M, q, LINE_OWNER, c, now)
+        qset(M, q, Q_OWNER_PROD, cget(M, c, C_END))
+        w = qget(M, q, Q_OWNER_WAITER)
+        if w >= 0:
+            qset(M, q, Q_OWNER_WAITER, -1)
+            sched(M, M[H_NPROC] + w, end)
+        phase(M, c, G_PH_PUBLISH, end)
+        return go(M, c, end, PC_LF_SYNC if cget(M, c, C_SYNC) == 1 else PC_BATCH_END)
+    return block(M, c, PC_DONE)
+
+
+@njit(cache=True)
+def phase(M, c, g, t):
+    """CPU ``c``'s current phase of a lock-free batch ends at ``t``: add it to counter ``g``."""
+    gadd(M, g, t - cget(M, c, C_PH_T))
+    cset(M, c, C_PH_T, t)
 
 
 @njit(cache=True)
@@ -678,7 +719,7 @@ def _step_cmdq_lock(M, c, now, pc):
     q = cget(M, c, C_Q)
     mode = kget(M, K_EXCL_UNLOCK)
     if pc == PC_XL_TRY:  # atomic_cmpxchg_relaxed(&cmdq->lock, 0, INT_MIN)
-        if not line_grant(M, c, q, LINE_LOCK, now, pc):
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LOCK, now, pc):
             return YIELD
         end = line_access(M, q, LINE_LOCK, c, now)
         gadd(M, G_XTRIES, 1)
@@ -689,7 +730,7 @@ def _step_cmdq_lock(M, c, now, pc):
         cset(M, c, C_POLL_T0, -1)  # queue_poll_init
         return go(M, c, end, PC_PF_READ)
     if pc == PC_XL_READ:  # WRITE_ONCE(cmdq->q.llq.cons, CONS)
-        if not line_grant(M, c, q, LINE_LLQ, now, pc):
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LLQ, now, pc):
             return YIELD
         end = line_access(M, q, LINE_LLQ, c, now)
         hw = qget(M, q, Q_HW_CONS)
@@ -699,7 +740,7 @@ def _step_cmdq_lock(M, c, now, pc):
             wake_llq_pollers(M, q, end)
         return go(M, c, end, PC_XL_UNLOCK)
     if pc == PC_XL_UNLOCK:  # set-zero: atomic_set_release(0); clear-sign: fetch_andnot_release(INT_MIN)
-        if not line_grant(M, c, q, LINE_LOCK, now, pc):
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LOCK, now, pc):
             return YIELD
         end = line_access(M, q, LINE_LOCK, c, now)
         qset(M, q, Q_XCL, 0)
@@ -708,7 +749,7 @@ def _step_cmdq_lock(M, c, now, pc):
         wake_lock_waiters(M, q, end)
         return go(M, c, end, PC_XL_REREAD)
     if pc in (PC_XL_REREAD, PC_PF_READ):  # llq->val = READ_ONCE(cmdq->q.llq.val)
-        if not line_grant(M, c, q, LINE_LLQ, now, pc):
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LLQ, now, pc):
             return YIELD
         end = line_access(M, q, LINE_LLQ, c, now)
         _snapshot_llq(M, c, q)
@@ -734,7 +775,7 @@ def _step_cmdq_lock(M, c, now, pc):
         qadd(M, q, Q_LOCK_WAITERS, 1)
         return block(M, c, PC_SH_READ)
     if pc == PC_SH_READ:
-        if not line_grant(M, c, q, LINE_LOCK, now, pc):
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LOCK, now, pc):
             return YIELD
         end = line_access(M, q, LINE_LOCK, c, now)
         if not _lock_ok(M, q, clear_sign):
@@ -744,7 +785,7 @@ def _step_cmdq_lock(M, c, now, pc):
         cset(M, c, C_CMPV, qget(M, q, Q_LOCK))  # val
         return go(M, c, end, PC_SH_CAS)
     if pc == PC_SH_CAS:  # atomic_cmpxchg_relaxed(&cmdq->lock, val, val + 1) != val: loop
-        if not line_grant(M, c, q, LINE_LOCK, now, pc):
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LOCK, now, pc):
             return YIELD
         end = line_access(M, q, LINE_LOCK, c, now)
         if qget(M, q, Q_XCL) == 0 and qget(M, q, Q_LOCK) == cget(M, c, C_CMPV):
@@ -753,6 +794,7 @@ def _step_cmdq_lock(M, c, now, pc):
         return go(M, c, end, PC_SH_WAIT)
     # PC_SH_GOT
     shared_lock_waited(M, now - cget(M, c, C_SLW_T0))
+    phase(M, c, G_PH_LOCK, now)
     cset(M, c, C_PC, PC_LF_SETVALID)
     return CONTINUE
 
@@ -774,7 +816,7 @@ def _step_spinlock(M, c, now, pc):
     q = cget(M, c, C_Q)
     n = cget(M, c, C_N)
     if pc == PC_SL_ACQ:  # spin_lock_irqsave: FIFO hand-off (ticket / queued spinlock)
-        if not line_grant(M, c, q, LINE_LOCK, now, pc):
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LOCK, now, pc):
             return YIELD
         end = line_access(M, q, LINE_LOCK, c, now)
         if qget(M, q, Q_LOCK) < 0:
@@ -786,7 +828,7 @@ def _step_spinlock(M, c, now, pc):
         qadd(M, q, Q_FIFO_TAIL, 1)
         return block(M, c, PC_SL_GOT)
     if pc == PC_SL_GOT:  # the releaser handed the lock over; our spinning read sees it
-        if not line_grant(M, c, q, LINE_LOCK, now, pc):
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LOCK, now, pc):
             return YIELD
         end = line_access(M, q, LINE_LOCK, c, now)
         cset(M, c, C_IDX, 0)
@@ -811,7 +853,7 @@ def _step_spinlock(M, c, now, pc):
     if pc == PC_SL_WAIT:
         return sync_wait_begin(M, c, q, now, PC_SL_REL)
     # PC_SL_REL: spin_unlock hands the lock to the next waiter
-    if not line_grant(M, c, q, LINE_LOCK, now, pc):
+    if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LOCK, now, pc):
         return YIELD
     end = line_access(M, q, LINE_LOCK, c, now)
     head = qget(M, q, Q_FIFO_HEAD)
@@ -871,8 +913,10 @@ def step_cpu(M, c, now):
         pc = cget(M, c, C_PC)
         if pc < 10 or pc in (PC_BATCH_END, PC_LOCK_GOT):
             r = _step_common(M, c, now, pc)
-        elif pc < 30 or pc >= PC_LF_FULL_WRITE:
+        elif pc < 30:
             r = _step_lockfree(M, c, now, pc)
+        elif pc >= PC_LF_FULL_WRITE:  # 90-99: lock-free steps split for holder-first
+            r = _step_lockfree_more(M, c, now, pc)
         elif pc >= PC_VX_PROD:  # 80-89: a vCPU on a VMM-emulated queue
             r = vmm_vcpu_step(M, c, now, pc, cget(M, c, C_Q))
         elif pc >= PC_XL_TRY:  # 70-79: cmdq->lock's exclusive path

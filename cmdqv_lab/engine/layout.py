@@ -198,7 +198,9 @@ C_LREQ_T = 53  # time of that request
 C_LGRANT = 54  # line granted to this CPU and not yet accessed, -1 if none
 C_SLOCKED = 55  # cas-spinlock-fallback: 1 while this CPU holds cmdq->slock
 C_NEXT_PC = 56  # where PC_CS_UNLOCK continues
-C_NF = 57
+C_PH_T = 57  # start of the current phase of a lock-free batch (op_phase_ns)
+C_SYNC_START = 58  # time the SMMU started the CMD_SYNC this CPU waits for
+C_NF = 59
 
 # ----------------------------------------------------------------------------- queue state columns
 Q_LOG2 = 0
@@ -349,7 +351,16 @@ G_SLW_N = 31
 G_XLOCKS = 32  # exclusive trylocks that succeeded
 G_XTRIES = 33  # exclusive trylock attempts
 G_LINE_BYPASS = 34  # holder-first: accesses served ahead of an earlier pending request
-G_NF = 40
+# phases of lock-free batches (sums, ps): op_phase_ns
+G_PH_RESERVE = 35  # read llq .. cmpxchg succeeded (retries, space check, cmdq->lock exclusive path, slock)
+G_PH_WRITE = 36  # writing the entries (atomic-add: and waiting for space)
+G_PH_LOCK = 37  # arm_smmu_cmdq_shared_lock
+G_PH_OWNER = 38  # set_valid_map, and for the owner: owner_prod wait, gather, valid-map wait
+G_PH_PUBLISH = 39  # PROD write and owner_prod release
+G_PH_TO_SYNC = 40  # waiting until the SMMU starts the CMD_SYNC
+G_PH_SYNC = 41  # the CMD_SYNC's service and its observation (MSI / poll)
+G_PH_UNLOCK = 42  # shared_tryunlock (and the llq.cons write of the last holder)
+G_NF = 48
 
 # ----------------------------------------------------------------------------- records
 # per command

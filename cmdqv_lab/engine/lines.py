@@ -115,22 +115,9 @@ def _sched_cpu(M, c, t):
 
 
 @njit(cache=True)
-def line_access(M, q, which, cpu, now):
-    """CPU ``cpu`` accesses line ``which`` of queue ``q`` at ``now``; returns when the access ends.
-
-    fifo: it starts when the line is free. holder-first: :func:`line_grant` let it in, so it starts
-    now; if requests are pending, the carrier is (re)scheduled at the end of the new hold window.
-    """
-    line = q * LINES_PER_Q + which
-    start = lget(M, line, L_FREE)
-    if start < now:
-        start = now
-    prev = lget(M, line, L_OWNER)
-    end = start + xfer_cost(M, prev, cpu)
-    lset(M, line, L_FREE, end)
-    lset(M, line, L_OWNER, cpu)
-    if kget(M, K_LINE_ARB) == ARB_FIFO:
-        return end
+def _served(M, line, prev, cpu):
+    """holder-first bookkeeping after ``cpu``'s access (previous holder ``prev``): its run of accesses,
+    the grant used up, and the carrier (re)scheduled at the end of the new hold window."""
     lset(M, line, L_RUN, lget(M, line, L_RUN) + 1 if prev == cpu else 1)
     lset(M, line, L_RESV, -1)
     if lget(M, line, L_NREQ) > 0:
@@ -142,6 +129,41 @@ def line_access(M, q, which, cpu, now):
                     break
             lset(M, line, L_ARB, arb)
         _sched_cpu(M, arb, window_end(M, line))
+
+
+@njit(cache=True)
+def _line_access_any(M, line, cpu, now):
+    """:func:`line_access` with a topology or holder-first arbitration."""
+    start = lget(M, line, L_FREE)
+    if start < now:
+        start = now
+    prev = lget(M, line, L_OWNER)
+    end = start + xfer_cost(M, prev, cpu)
+    lset(M, line, L_FREE, end)
+    lset(M, line, L_OWNER, cpu)
+    if kget(M, K_LINE_ARB) != ARB_FIFO:
+        _served(M, line, prev, cpu)
+    return end
+
+
+@njit(cache=True)
+def line_access(M, q, which, cpu, now):
+    """CPU ``cpu`` accesses line ``which`` of queue ``q`` at ``now``; returns when the access ends.
+
+    fifo: it starts when the line is free. holder-first: :func:`line_grant` let it in, so it starts
+    now; if requests are pending, the carrier is (re)scheduled at the end of the new hold window.
+    Inlined at every access; fifo on a flat topology (the default) stays the few loads and stores
+    it always was, everything else is a call.
+    """
+    line = q * LINES_PER_Q + which
+    if kget(M, K_LINE_ARB) != ARB_FIFO or kget(M, K_TOPOLOGY) != 0:
+        return _line_access_any(M, line, cpu, now)
+    start = lget(M, line, L_FREE)
+    if start < now:
+        start = now
+    end = start + (kget(M, K_LINE_LOCAL) if lget(M, line, L_OWNER) == cpu else kget(M, K_LINE_XFER))
+    lset(M, line, L_FREE, end)
+    lset(M, line, L_OWNER, cpu)
     return end
 
 

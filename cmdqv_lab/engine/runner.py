@@ -205,6 +205,23 @@ class EngineResult:
                 total, mx, n = total + w, max(mx, w), n + 1
         return _dist(h, total, mx, n)
 
+    def op_phases(self) -> dict[str, float | None]:
+        """Mean time per op (ns) in each phase of its lock-free batches (linux-lockfree, atomic-add,
+        cas-spinlock-fallback); they add up to the time its batches took. Phases in :data:`PHASES`:
+        reserve (read llq, space check with the exclusive path, cmpxchg retries, slock), write (the
+        entries; atomic-add: waiting for space; cas-spinlock-fallback: releasing slock), shared_lock,
+        owner_gather (set_valid_map; the owner: owner_prod wait, gather, valid-map wait), publish (PROD
+        write, owner_prod release), until_smmu_at_sync (the SMMU reaches the CMD_SYNC),
+        sync_completion (its service and the CPU observing it), unlock (shared_tryunlock)."""
+        ops = int(self.g[L.G_OPS_DONE])
+        return {k: (int(self.g[i]) / ops / 1e3 if ops else None) for k, i in PHASES.items()}
+
+    def cpus_in_retry_loop(self) -> float | None:
+        """Time-averaged number of CPUs in the reservation loop (the reserve phase: llq reads, the
+        space check, cmpxchg retries), by Little's law: total time spent there / simulated time."""
+        t = int(self.g[L.G_NOW])
+        return int(self.g[L.G_PH_RESERVE]) / t if t > 0 else None
+
     def metrics(self) -> dict[str, Any]:
         """The metric set every scenario reports (times in ns)."""
         g = self.g
@@ -248,6 +265,18 @@ class EngineResult:
             "events": int(g[L.G_EVENTS]),
         }
 
+
+#: op_phase_ns: phase -> engine counter (sums over lock-free batches, ps).
+PHASES = {
+    "reserve": L.G_PH_RESERVE,
+    "write": L.G_PH_WRITE,
+    "shared_lock": L.G_PH_LOCK,
+    "owner_gather": L.G_PH_OWNER,
+    "publish": L.G_PH_PUBLISH,
+    "until_smmu_at_sync": L.G_PH_TO_SYNC,
+    "sync_completion": L.G_PH_SYNC,
+    "unlock": L.G_PH_UNLOCK,
+}
 
 #: Program counters of a CPU inside arm_smmu_cmdq_shared_lock.
 _SHARED_LOCK_PCS = np.array([L.PC_LF_SHLOCK, L.PC_SH_WAIT, L.PC_SH_READ, L.PC_SH_CAS], dtype=np.int64)

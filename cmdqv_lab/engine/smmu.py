@@ -21,6 +21,7 @@ from cmdqv_lab.engine.layout import (
     C_OPTAIL,
     C_SPACE_Q,
     C_SYNC_DONE,
+    C_SYNC_START,
     C_WAIT_T0,
     C_WAITING,
     CMD_ILLEGAL,
@@ -222,6 +223,9 @@ def start_command(M, p, q, now):
     r = sget(M, row, SL_REC)
     if r >= 0:
         rset(M, r, R_CSTART, now)
+    w = sget(M, row, SL_CPU)
+    if w >= 0:  # a CMD_SYNC a CPU waits for (op_phase_ns)
+        cset(M, w, C_SYNC_START, now)
     pset(M, p, P_STATE, P_BUSY)
     pset(M, p, P_CUR, q)
     pset(M, p, P_T0, now)

@@ -45,8 +45,13 @@ def no_prefix(_p: Any, _plat: Platform) -> float:
 
 
 def host_metrics(_p: Any, _plat: Platform | None, res: EngineResult, _seed: int = 0) -> dict[str, Any]:
-    """Metrics of host scenarios beyond the common set: ``shared_lock_wait_ns``."""
-    return {"shared_lock_wait_ns": res.shared_lock_wait()}
+    """Metrics of host scenarios beyond the common set: ``shared_lock_wait_ns``, ``op_phase_ns``,
+    ``cpus_in_retry_loop``."""
+    return {
+        "shared_lock_wait_ns": res.shared_lock_wait(),
+        "op_phase_ns": res.op_phases(),
+        "cpus_in_retry_loop": res.cpus_in_retry_loop(),
+    }
 
 
 @dataclass(frozen=True)
