@@ -83,6 +83,7 @@ from cmdqv_lab.analysis.host import (
     with_config,
 )
 from cmdqv_lab.analysis.summary import summarize_sweep
+from cmdqv_lab.analysis.validation import stored_fit_rows, stored_predictions
 from cmdqv_lab.experiments.published import sweep_frame
 from cmdqv_lab.platform import platform_table
 from cmdqv_lab.report import answer, param_table, result_table
@@ -209,6 +210,52 @@ plots.show(
         title="Map+unmap per CPU vs CPUs",
     )
 )
+
+# %% [markdown]
+# ## The calibrated preset's predictions, with their ranges
+#
+# `cmdqv-lab calibrate d06` fits the C1 rows (2-16 CPUs, both algorithms) and stores **predictions** for 32-128
+# CPUs, for the two measured algorithms and for Will Deacon's 2020 cmpxchg-with-spinlock-fallback. Each has a
+# range: every assumption with no public number (the holder's window on a contended line, the cluster and
+# cross-socket transfer costs, the SMMU's fetch and CMD_SYNC service) was moved to both ends of its range and
+# the fit redone there; the bars span what those refits predict. They are ranges over the assumptions, not
+# confidence intervals, and nothing here was fitted beyond 16 CPUs. Read from the preset, no simulation.
+
+# %%
+cal_rows = stored_fit_rows("d06")
+cal_pred = stored_predictions("d06").filter(pl.col("metric") == "ops_per_s_per_cpu")
+
+
+def _alg(label: pl.Expr) -> pl.Expr:
+    return label.str.split(",").list.first()
+
+
+cal_long = pl.concat(
+    [
+        cal_rows.select(pl.col("label").str.extract(r", (\d+) CPUs", 1).cast(pl.Int64).alias("cpus"),
+                        pl.col(c).alias("ops_per_s_per_cpu"), _alg(pl.col("label")).alias("algorithm"),
+                        pl.lit(k).alias("kind"))
+        for c, k in (("measured", "measured"), ("model", "fitted"))
+    ]
+    + [
+        cal_pred.select(pl.col("label").str.extract(r", (\d+) CPUs", 1).cast(pl.Int64).alias("cpus"),
+                        pl.col("model").alias("ops_per_s_per_cpu"), _alg(pl.col("label")).alias("algorithm"),
+                        pl.lit("predicted").alias("kind"), "low", "high")
+    ],
+    how="diagonal",
+)  # fmt: skip
+plots.show(
+    plots.throughput_vs_cpus(
+        cal_long, y="ops_per_s_per_cpu", color="algorithm", kind="kind", log_x=True, ranges=("low", "high"),
+        y_title="map+unmap per CPU (ops/s)", color_title="reservation",
+        title="D06 map+unmap per CPU: C1 measured, fitted (2-16 CPUs), calibrated predictions (16-128 CPUs)",
+    )
+)  # fmt: skip
+result_table(
+    cal_pred.select(pl.col("label").alias("configuration (PREDICTION)"), pl.col("model").alias("per-CPU ops/s"),
+                    pl.col("low").alias("low end"), pl.col("high").alias("high end"), "moved_most_by"),
+    "PREDICTIONS of the d06 preset beyond C1, with the range over its assumptions (not confidence intervals)",
+)  # fmt: skip
 
 # %% [markdown]
 # ## Is the SMMU or the software the bottleneck?

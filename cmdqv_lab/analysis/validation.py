@@ -301,3 +301,27 @@ def by_effect(ends: pl.DataFrame) -> list[str]:
         .sort("max_abs", descending=True)["parameter"]
         .to_list()
     )
+
+
+def stored_predictions(name: str) -> pl.DataFrame:
+    """A preset's stored predictions (label, metric, model, range over the assumptions), no simulation.
+
+    >>> df = stored_predictions("d06")
+    >>> {"label", "metric", "model", "low", "high", "moved_most_by"} <= set(df.columns)
+    True
+    """
+    from cmdqv_lab.platform import read_preset
+
+    rows = read_preset(name).meta.get("prediction", [])
+    schema = {"label": pl.String, "metric": pl.String, "model": pl.Float64, "low": pl.Float64,
+              "high": pl.Float64, "moved_most_by": pl.String}  # fmt: skip
+    return pl.DataFrame([{k: r.get(k) for k in schema} for r in rows], schema=schema)
+
+
+def stored_fit_rows(name: str) -> pl.DataFrame:
+    """A preset's stored fit rows (label, measured, model, rel_error), no simulation."""
+    from cmdqv_lab.platform import read_preset
+
+    rows = read_preset(name).meta.get("fit_row", [])
+    schema = {"label": pl.String, "measured": pl.Float64, "model": pl.Float64, "rel_error": pl.Float64}
+    return pl.DataFrame([{k: r.get(k) for k in schema} for r in rows], schema=schema)
