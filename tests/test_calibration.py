@@ -18,7 +18,11 @@ def test_fit_uses_only_c1_rows(spec: CalibrationSpec) -> None:
     assert cpus == [2, 4, 8, 16]
     assert {r.overrides["submit"] for r in spec.targets} == {"linux-lockfree", "atomic-add"}
     held_out = {r.overrides["cpus"] for r in spec.predictions}
-    assert held_out == {32, 64, 96} and not held_out & set(cpus)
+    assert {32, 64, 96} <= held_out
+    # a prediction at a C1 CPU count is of an algorithm C1 did not measure (e.g. cas-spinlock-fallback)
+    for r in spec.predictions:
+        if r.overrides["cpus"] in cpus:
+            assert r.overrides["submit"] not in {"linux-lockfree", "atomic-add"}, r.label
 
 
 def test_d06_preset_within_15_percent_of_every_fitted_row(spec: CalibrationSpec) -> None:
@@ -43,9 +47,11 @@ def test_predictions_are_stored_with_the_preset() -> None:
 
 def test_preset_values_are_marked_fitted() -> None:
     preset = read_preset("d06")
-    assert preset.provenance["line_xfer_ns"] == "fitted"
+    spec = CalibrationSpec.load("d06")
+    assert {k for k, v in preset.provenance.items() if v == "fitted"} == set(spec.params)
     plat = load_platform("d06")
-    assert 30 <= plat.line_xfer_ns <= 87  # inside the C4 range it was bounded by
+    assert plat.tlbi_service_ns <= 320  # C4's upper bound on Hi1620
+    assert 30 <= plat.line_xfer_die_ns <= 38 and 72 <= plat.line_xfer_xdie_ns <= 87  # C4
 
 
 @pytest.mark.slow

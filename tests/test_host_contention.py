@@ -35,7 +35,8 @@ def test_fifo_lines_never_grant_the_exclusive_lock_here() -> None:
     """The model's finding with strict FIFO lines: every batch of host-map-unmap ends with a waited
     CMD_SYNC, so cmdq->lock is held shared whenever a CPU polls for space (the last holder refreshes
     llq.cons before the count reaches 0): the trylock never succeeds and the two releases are the same."""
-    a, b = _run("set-zero"), _run("clear-sign")
+    fifo = {"line_arbitration": "fifo", "topology": "flat"}  # the d06 preset itself is holder-first
+    a, b = _run("set-zero", **fifo), _run("clear-sign", **fifo)
     assert a == b
     assert a["shared_lock_wait_ns"]["max"] < 10_000
 

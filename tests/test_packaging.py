@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from cmdqv_lab.platform import read_preset
+
 ROOT = Path(__file__).resolve().parents[1]
 VENV = ROOT / ".cache" / "wheel-test" / "venv"
 
@@ -128,5 +130,7 @@ def test_simulate_with_a_preset_from_the_installed_wheel(installed: Path, tmp_pa
         [sys.executable, "-m", "cmdqv_lab.cli", *args], capture_output=True, text=True, cwd=ROOT, check=True
     )
     checkout = json.loads(here.stdout)
-    assert wheel["params"]["line_xfer_ns"] == 38.2 and wheel["params"] == checkout["params"]
+    # the preset's fitted value, not the generic default: the wheel found its own copy of d06.toml
+    fitted = read_preset("d06").values["tlbi_service_ns"]
+    assert wheel["params"]["tlbi_service_ns"] == fitted != 250.0 and wheel["params"] == checkout["params"]
     assert wheel["metrics"] == checkout["metrics"]

@@ -81,7 +81,7 @@ def test_an_assumption_needs_a_nominal_value_inside_its_range(tmp_path: Path, mo
     import cmdqv_lab.analysis.calibrate as cal
 
     text = (cal.CALIBRATION_DIR / "d06.toml").read_text()
-    bad = text.replace("[fit.params]", "[fit.assumptions]\nnot_in_base = [1.0, 2.0]\n\n[fit.params]")
+    bad = text.replace("[fit.assumptions]\n", "[fit.assumptions]\nnot_in_base = [1.0, 2.0]\n")
     (tmp_path / "bad.toml").write_text(bad)
     monkeypatch.setattr(cal, "CALIBRATION_DIR", tmp_path)
     with pytest.raises(ParamError, match=r"not_in_base.*nominal value"):
@@ -115,3 +115,14 @@ def test_an_assumption_end_the_rows_cannot_fit_is_excluded_and_its_data_limit_fo
     assert r["profiles_used"] == 2
     # service_ns: 125 at rate 4, 100 (its bound) at 5.625 -> offered load at rate 2: 0.25 and 0.2
     assert r["low"] == pytest.approx(0.2, rel=5e-3) and r["high"] == pytest.approx(0.25, rel=5e-3)
+
+
+@pytest.mark.parametrize("name", ["d06", "grace"])
+def test_calibration_assumption_ranges_are_the_sensitivity_ranges(name: str) -> None:
+    from cmdqv_lab.analysis.validation import RANGES
+
+    spec = CalibrationSpec.load(name)
+    for k, (lo, hi) in spec.assumptions.items():
+        if k in RANGES:  # one plausible range per assumption, used by calibrate and by notebook 09
+            assert (lo, hi) == RANGES[k][:2], k
+        assert lo <= spec.base[k] <= hi, k

@@ -385,8 +385,9 @@ def test_compare_series_only_draws_one_cdf_per_value() -> None:
 
 def test_comparison_limits_and_axis_rules() -> None:
     ex = W.explore_host(x=("cpus", [1, 2, 4, 8]), compare="submit", seeds=20, max_sims=50, count=300)
+    n_submit = len(W.param_spec("host-map-unmap", "submit").info.choices or ())
     assert ex.error is not None and ex.error.startswith(
-        "320 simulations (16 configurations x 20 seeds) exceed"
+        f"{80 * n_submit} simulations ({4 * n_submit} configurations x 20 seeds) exceed"
     )
     assert ex.last is None
     with pytest.raises(ParamError, match="the x axis needs a numeric parameter"):
