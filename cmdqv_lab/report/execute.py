@@ -61,6 +61,20 @@ class ThisPythonKernelManager(AsyncKernelManager):
                 )
         super().__init__(**kwargs)
 
+    async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]
+        """Start the kernel with its stderr in a log file beside its sockets, not in the build's output:
+        a kernel killed with its build (SIGTERM) may log a traceback while it goes, and a notebook's
+        own errors reach the build through the kernel's messages anyway."""
+        if "stderr" not in kw:
+            log = os.path.join(
+                tempfile.gettempdir(), f"cmdqv-kernel-{os.getpid()}-{uuid.uuid4().hex[:12]}.log"
+            )
+            with open(log, "ab") as f:  # the kernel keeps its own copy of the descriptor
+                kw["stderr"] = f
+                await super().start_kernel(**kw)
+            return
+        await super().start_kernel(**kw)
+
     @property
     def kernel_spec(self) -> KernelSpec:
         if self._kernel_spec is None:

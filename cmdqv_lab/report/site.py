@@ -216,6 +216,11 @@ def _worker_init() -> None:
         os._exit(1)
 
     def handler(signum: int, _frame: Any) -> None:
+        # the build is stopping and the parent says so in one line: what the dying worker's event
+        # loop and kernel client print on the way out (a dead-kernel task, its traceback) is noise
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, handler)
