@@ -119,6 +119,7 @@ def main() -> None:
     print(f"references on the same open-queue arrivals (M/D/1, {RATE_MCMD_S} Mcmd/s, {SERVICE_NS} ns):")
     print(
         f"  SimPy M/D/1       {n_ref:>11,} cmds {simpy_rate / 1e3:>10.1f} kcmd/s  mean wait {simpy_w / 1e3:.2f} ns"
+        f" (Lindley on the same arrivals: {lindley_mean_wait(arr, s_ps) / 1e3:.2f} ns)"
     )
     print(
         f"  numba Lindley     {n_lin:>11,} cmds {lin_rate / 1e6:>10.1f} Mcmd/s  mean wait {lin_w / 1e3:.2f} ns"
