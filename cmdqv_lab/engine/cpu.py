@@ -248,6 +248,20 @@ __all__ = ["CONTINUE", "NEED_INPUT", "YIELD", "step_cpu"]
 
 
 @njit(cache=True)
+def _spin_unlock(M, q, field, end):
+    """spin_unlock of a FIFO spinlock held in queue field ``field`` (cmdq->slock, or the spinlock
+    algorithm's lock): hand it to the oldest waiter at ``end``, or free it (-1)."""
+    head = qget(M, q, Q_FIFO_HEAD)
+    if head < qget(M, q, Q_FIFO_TAIL):
+        w = fifo_get(M, q, head)
+        qset(M, q, Q_FIFO_HEAD, head + 1)
+        qset(M, q, field, w)
+        sched(M, M[H_NPROC] + w, end)
+    else:
+        qset(M, q, field, -1)
+
+
+@njit(cache=True)
 def space_wait(M, c, q, pc):
     """Block CPU ``c`` until queue ``q``'s CONS advances, then resume at ``pc``."""
     cset(M, c, C_SPACE_Q, q)
@@ -603,14 +617,7 @@ def _step_lockfree_more(M, c, now, pc):
         if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LOCK, now, pc):
             return YIELD
         end = line_access(M, q, LINE_LOCK, c, now)
-        head = qget(M, q, Q_FIFO_HEAD)
-        if head < qget(M, q, Q_FIFO_TAIL):
-            w = fifo_get(M, q, head)
-            qset(M, q, Q_FIFO_HEAD, head + 1)
-            qset(M, q, Q_SLOCK, w)
-            sched(M, M[H_NPROC] + w, end)
-        else:
-            qset(M, q, Q_SLOCK, -1)
+        _spin_unlock(M, q, Q_SLOCK, end)
         cset(M, c, C_SLOCKED, 0)
         return go(M, c, end, cget(M, c, C_NEXT_PC))
     if pc == PC_LF_FULL_WRITE:  # WRITE_ONCE(cmdq->q.llq.cons, CONS) with the CONS read
@@ -856,14 +863,7 @@ def _step_spinlock(M, c, now, pc):
     if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LOCK, now, pc):
         return YIELD
     end = line_access(M, q, LINE_LOCK, c, now)
-    head = qget(M, q, Q_FIFO_HEAD)
-    if head < qget(M, q, Q_FIFO_TAIL):
-        w = fifo_get(M, q, head)
-        qset(M, q, Q_FIFO_HEAD, head + 1)
-        qset(M, q, Q_LOCK, w)
-        sched(M, M[H_NPROC] + w, end)
-    else:
-        qset(M, q, Q_LOCK, -1)
+    _spin_unlock(M, q, Q_LOCK, end)
     return go(M, c, end, PC_BATCH_END)
 
 
