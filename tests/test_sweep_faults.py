@@ -266,12 +266,16 @@ def test_a_sweep_survives_a_killed_worker(reference: Path, tmp_path: Path, spec_
     victim = None
     deadline = time.monotonic() + 120
     while victim is None and time.monotonic() < deadline and p.poll() is None:
-        points = list((out / "points").glob("*.parquet")) if (out / "points").is_dir() else []
+        # The pool spawns its workers inside the first submit, after queueing the task, and a worker
+        # takes about a second to import before it can finish one: a worker that exists means tasks are
+        # in flight. (Waiting for the first point file raced with the end of this quick sweep: the
+        # other 19 points can follow it within one poll, and a kill with nothing in flight breaks no
+        # task.) Kill one, as the OOM killer would.
         workers = [c for c in children(p.pid) if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
-        if points and workers:  # workers are computing: kill one, as the OOM killer would
+        if workers:
             victim = workers[0]
             os.kill(victim, signal.SIGKILL)
-        time.sleep(0.02)
+        time.sleep(0.005)
     _, err = p.communicate(timeout=300)
     assert victim is not None, "the sweep finished before a worker could be killed"
     assert not alive(victim)
