@@ -27,7 +27,7 @@ from typing import Any
 
 from cmdqv_lab.device.commands import CFGI_OPCODES, TLBI_OPCODES, Opcode
 from cmdqv_lab.engine.costs import Costs, to_engine
-from cmdqv_lab.engine.layout import ARB_NAMES, TOPO_NAMES, XU_NAMES
+from cmdqv_lab.engine.layout import ARB_NAMES, LAYOUT_NAMES, LOAD_NAMES, TOPO_NAMES, XU_NAMES
 from cmdqv_lab.errors import ParamError, suggest
 from cmdqv_lab.params import PROVENANCES, ParamInfo, Params, param
 from cmdqv_lab.project import builtin_data
@@ -66,6 +66,22 @@ class Platform(Params):
         10.0, engine="line_hold", unit="ns", lo=0, hi=200, provenance="assumption",
         source="no public number; a core keeps a line for a few cycles after an atomic",
         doc="holder-first: how long after its access the holder keeps that priority",
+    )  # fmt: skip
+    load_priority: str = param(
+        "holder", choices=LOAD_NAMES, engine="load_priority", provenance="choice",
+        source="discussion-2019-cmdq-cmpxchg-fairness.txt (John Garry: the reservation cmpxchg 'was failing' "
+        "on his D06; Will Deacon: 'It definitely lacks fairness'); discussion-2020-cmdq-cmpxchg-and-spinlock-fallback.txt "
+        "(success rate at 64 CPUs 'poor, but not totally awful')",
+        doc="holder-first: whether a plain load (READ_ONCE, atomic_read, a cond_read's poll) gives its CPU the "
+        "holder's priority like an atomic (holder) or takes the line shared and leaves none, so that the "
+        "cmpxchg after a READ_ONCE competes with the waiting CPUs and can fail (none)",
+    )  # fmt: skip
+    cmdq_layout: str = param(
+        "per-field", choices=LAYOUT_NAMES, engine="cmdq_layout", provenance="choice",
+        source="linux-v5.9-arm-smmu-v3.c struct arm_smmu_ll_queue / arm_smmu_queue / arm_smmu_cmdq "
+        "(valid_map, owner_prod and lock at offsets 192-207: one 64-byte line)",
+        doc="which cmdq fields share a cache line: v5.9 (owner_prod, lock and the valid_map pointer on one "
+        "line, as the v5.9 structs declare them) or per-field (llq, lock, valid bitmap, owner_prod each a line)",
     )  # fmt: skip
     topology: str = param(
         "flat", choices=TOPO_NAMES, engine="topology", provenance="choice",

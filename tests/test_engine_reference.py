@@ -83,13 +83,17 @@ def random_costs(rng: np.random.Generator, hw_sync: bool) -> Costs:
     def r(lo: int, hi: int) -> int:
         return int(rng.integers(lo, hi)) * 1000
 
+    line_local, line_xfer = r(0, 10), r(0, 80)
     return Costs(
-        line_local=r(0, 10), line_xfer=r(0, 80), cmd_write=r(0, 5), mmio_write=r(0, 100), mmio_read=r(0, 400),
+        line_local=line_local, line_xfer=line_xfer, cmd_write=r(0, 5), mmio_write=r(0, 100), mmio_read=r(0, 400),
         spin=r(0, 20), msi=r(0, 200), sev=r(0, 200), fetch=r(0, 50), hw_sync=r(0, 100),
         cmd_batch=int(rng.choice([0, 1, 3, 32])), clk_batch=int(rng.choice([0, 200_000, 1_000_000])),
         hw_sync_insert=int(hw_sync), udelay=r(1, 2000), poll_spins=int(rng.integers(1, 12)),
         fetch_line=int(rng.choice([1, 2, 4])), irq_latency=r(0, 3000), irq_handler=r(0, 1000),
         irq_ack=r(0, 500), guest_error=r(0, 5000), sync_svc=r(0, 100),
+        # per-field / v5.9 (owner_prod and the valid_map pointer on lock's line), half the cases each;
+        # taken from a draw already made so that the other random choices stay as they were
+        cmdq_layout=line_xfer // 1000 % 2, load_priority=line_local // 1000 % 2,
     )  # fmt: skip
 
 

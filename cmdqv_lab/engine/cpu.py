@@ -12,9 +12,16 @@ open-loop ops start at their arrival or when the CPU frees up. The algorithm is 
     fetch_andnot OWNED (gathers everything reserved meanwhile), wait until the gathered range is
     valid, write PROD once, set ``owner_prod`` -> [sync: wait for the SYNC (an ``llq`` read first
     unless MSI), then ``shared_tryunlock`` (read lock; last holder writes ``llq.cons``; decrement)].
-``atomic-add``
-    the same, but the reservation is one atomic add that always succeeds; if the reserved slots are
-    not yet free the CPU waits for CONS before writing.
+``atomic-add`` (John Garry's v2, patch-2020-garry-v2-remove-cmpxchg.txt 2/2; not merged)
+    no read and no cmpxchg: one ``atomic64_fetch_add`` of (sync, count=1, prod=n) on the llq word
+    reserves (owner = the count it returned was 0) -> read ``llq.cons`` (moved to the llq's second
+    line) and, if the reserved slots are not free yet, read CONS and wait until they are -> write
+    entries -> set valid bits (no shared lock for a SYNC here) -> owner only: wait ``owner_prod``,
+    ``fetch_andnot`` of sync/count/prod's wrap bits (gathers, and returns the gathered SYNC count),
+    wait for the valid bits, ``shared_lock(cmdq, sync_count)``: *one* fetch_add on ``cmdq->lock`` for
+    every SYNC it gathered, write PROD, set ``owner_prod`` -> [sync: wait, ``shared_tryunlock`` as
+    above, the last holder writing ``llq.cons`` on its own line]. A full queue: the CONS read, then
+    a wait for CONS (the exclusive-lock refresh of ``llq.cons`` in that poll is not modelled).
 ``spinlock`` (Linux < 5.4)
     take the queue's spinlock (FIFO hand-off), for each entry write it and write PROD, wait for the
     SYNC with the lock held, release.
@@ -23,6 +30,10 @@ open-loop ops start at their arrival or when the CPU frees up. The algorithm is 
 ``direct``
     entries appear in the queue at arrival with no cost and nobody waits (open-queue scenario); the
     op completes when the SMMU completes its last entry.
+
+Which fields share a cache line is ``cmdq_layout``: ``v5.9`` as the v5.9 structs declare them
+(``owner_prod``, ``lock`` and the ``valid_map`` pointer on one line, so each set/poll of the valid
+bitmap first loads that pointer from the hottest line), or ``per-field`` (each its own line).
 
 On a queue emulated by a VMM (``Q_VMM``: a trapped guest's vSMMU CMDQ) the same algorithm runs, but
 the PROD write and the CONS reads of the SYNC wait exit to the VMM (:mod:`.vmm`).
@@ -115,6 +126,7 @@ from cmdqv_lab.engine.layout import (
     H_NCPU,
     H_NPROC,
     K_CMD_WRITE,
+    K_CMDQ_LAYOUT,
     K_EXCL_UNLOCK,
     K_FUTEX_WAKE,
     K_LINE_ARB,
@@ -126,10 +138,15 @@ from cmdqv_lab.engine.layout import (
     L_HEAD,
     L_HOLDER,
     L_TAIL,
+    LAYOUT_V59,
+    LINE_CONS,
     LINE_LLQ,
     LINE_LOCK,
     LINE_OWNER,
     LINE_VALID,
+    PC_AA_ADD,
+    PC_AA_SHLOCK,
+    PC_AA_SPACE,
     PC_BATCH_BEGIN,
     PC_BATCH_END,
     PC_CS_GOT,
@@ -151,6 +168,7 @@ from cmdqv_lab.engine.layout import (
     PC_LF_FULL_WRITE,
     PC_LF_OWNER_REL,
     PC_LF_OWNER_WAIT,
+    PC_LF_PTR,
     PC_LF_READ,
     PC_LF_RESERVED,
     PC_LF_SETVALID,
@@ -187,6 +205,7 @@ from cmdqv_lab.engine.layout import (
     Q_CONS_SHADOW,
     Q_FIFO_HEAD,
     Q_FIFO_TAIL,
+    Q_GSYNC,
     Q_HW_CONS,
     Q_LLQ_WAITERS,
     Q_LOCK,
@@ -215,7 +234,7 @@ from cmdqv_lab.engine.layout import (
     XU_NONE,
     XU_SET_ZERO,
 )
-from cmdqv_lab.engine.lines import line_access, line_grant
+from cmdqv_lab.engine.lines import line_access, line_grant, line_read
 from cmdqv_lab.engine.mem import (
     cadd,
     cget,
@@ -356,7 +375,7 @@ def _step_common(M, c, now, pc):
         if alg in (ALG_LOCKFREE, ALG_ATOMIC_ADD, ALG_CAS_SLOCK):
             cset(M, c, C_SLOCKED, 0)
             cset(M, c, C_PH_T, now)
-            cset(M, c, C_PC, PC_LF_READ)
+            cset(M, c, C_PC, PC_AA_ADD if alg == ALG_ATOMIC_ADD else PC_LF_READ)
         elif alg == ALG_SPINLOCK:
             cset(M, c, C_PC, PC_SL_ACQ)
         elif alg == ALG_EXCLUSIVE:
@@ -433,7 +452,7 @@ def _step_lockfree(M, c, now, pc):
     if pc == PC_LF_READ:  # llq.val = READ_ONCE(cmdq->q.llq.val)
         if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LLQ, now, pc):
             return YIELD
-        end = line_access(M, q, LINE_LLQ, c, now)
+        end = line_read(M, q, LINE_LLQ, c, now)
         _snapshot_llq(M, c, q)
         return go(M, c, end, PC_LF_CHECK)
     if pc == PC_LF_CHECK:
@@ -450,9 +469,9 @@ def _step_lockfree(M, c, now, pc):
             return CONTINUE
         if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LLQ, now, pc):
             return YIELD
-        end = line_access(M, q, LINE_LLQ, c, now)  # cmpxchg_relaxed (or atomic add)
+        end = line_access(M, q, LINE_LLQ, c, now)  # cmpxchg_relaxed
         gadd(M, G_CAS, 1)
-        if qget(M, q, Q_ALG) == ALG_ATOMIC_ADD or qget(M, q, Q_VER) == cget(M, c, C_SEEN_VER):
+        if qget(M, q, Q_VER) == cget(M, c, C_SEEN_VER):
             cset(M, c, C_START, qget(M, q, Q_PROD))
             cset(M, c, C_OWNER, 1 - qget(M, q, Q_OWNED))
             qadd(M, q, Q_PROD, n)
@@ -483,14 +502,17 @@ def _step_lockfree(M, c, now, pc):
             return CONTINUE
         return space_wait(M, c, q, PC_LF_FULL)
     if pc == PC_LF_RESERVED:
-        if cget(M, c, C_START) + n - qget(M, q, Q_HW_CONS) > size:  # atomic-add may run ahead
+        if cget(M, c, C_START) + n - qget(M, q, Q_HW_CONS) > size:  # atomic-add ran ahead of CONS
             return space_wait(M, c, q, PC_LF_RESERVED)
         return go(M, c, now + n * kget(M, K_CMD_WRITE), PC_LF_WRITTEN)
     if pc == PC_LF_WRITTEN:
         write_batch(M, c, q, cget(M, c, C_START), n, now, False)
         phase(M, c, G_PH_WRITE, now)
         cset(M, c, C_SLW_T0, now)
-        cset(M, c, C_PC, PC_LF_SHLOCK if cget(M, c, C_SYNC) == 1 else PC_LF_SETVALID)
+        if cget(M, c, C_SYNC) == 1 and qget(M, q, Q_ALG) != ALG_ATOMIC_ADD:  # v2: the owner locks
+            cset(M, c, C_PC, PC_LF_SHLOCK)
+        else:
+            cset(M, c, C_PC, via_valid_map(M, c, PC_LF_SETVALID))
         return CONTINUE
     if pc == PC_LF_SETVALID:  # arm_smmu_cmdq_set_valid_map
         if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_VALID, now, pc):
@@ -512,9 +534,10 @@ def _step_lockfree(M, c, now, pc):
         phase(M, c, G_PH_OWNER, end)
         return go(M, c, end, PC_LF_SYNC if cget(M, c, C_SYNC) == 1 else PC_BATCH_END)
     if pc == PC_LF_OWNER_WAIT:  # atomic_cond_read_relaxed(&cmdq->owner_prod, VAL == llq.prod)
-        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_OWNER, now, pc):
+        ln = owner_line(M)
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, ln, now, pc):
             return YIELD
-        end = line_access(M, q, LINE_OWNER, c, now)
+        end = line_read(M, q, ln, c, now)
         if qget(M, q, Q_OWNER_PROD) == cget(M, c, C_START):
             return go(M, c, end, PC_LF_ANDNOT)
         qset(M, q, Q_OWNER_WAITER, c)
@@ -524,14 +547,19 @@ def _step_lockfree(M, c, now, pc):
             return YIELD
         end = line_access(M, q, LINE_LLQ, c, now)
         cset(M, c, C_END, qget(M, q, Q_PROD))
-        qset(M, q, Q_OWNED, 0)
+        qset(M, q, Q_OWNED, 0)  # (atomic-add: count = 0; sync_count = tmp.sync, sync = 0)
+        cset(M, c, C_CMPV, qget(M, q, Q_GSYNC))
+        qset(M, q, Q_GSYNC, 0)
         qadd(M, q, Q_VER, 1)
-        return go(M, c, end, PC_LF_VALID_WAIT)
+        return go(M, c, end, via_valid_map(M, c, PC_LF_VALID_WAIT))
     if pc == PC_LF_VALID_WAIT:  # arm_smmu_cmdq_poll_valid_map
         if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_VALID, now, pc):
             return YIELD
-        end = line_access(M, q, LINE_VALID, c, now)
+        end = line_read(M, q, LINE_VALID, c, now)
         if qget(M, q, Q_VALID_UPTO) >= cget(M, c, C_END):
+            if qget(M, q, Q_ALG) == ALG_ATOMIC_ADD:
+                cset(M, c, C_SLW_T0, end)
+                return go(M, c, end, PC_AA_SHLOCK)
             return go(M, c, end, PC_LF_DOORBELL)
         qset(M, q, Q_VALID_WAITER, c)
         return block(M, c, PC_LF_VALID_WAIT)
@@ -548,9 +576,10 @@ def _step_lockfree(M, c, now, pc):
     if pc == PC_LF_SYNC:
         if qget(M, q, Q_WAIT) == WAIT_MSI:
             return sync_wait_begin(M, c, q, now, PC_LF_UNLOCK)
-        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LLQ, now, pc):
+        ln = cons_line(M, q)
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, ln, now, pc):
             return YIELD
-        end = line_access(M, q, LINE_LLQ, c, now)  # poll_until_consumed reads llq first
+        end = line_read(M, q, ln, c, now)  # poll_until_consumed reads llq (v2: llq.cons) first
         cset(M, c, C_SEEN_CONS, qget(M, q, Q_CONS_SHADOW))
         return go(M, c, end, PC_LF_SYNC_WAIT)
     if pc == PC_LF_SYNC_WAIT:
@@ -570,12 +599,13 @@ def _step_lockfree(M, c, now, pc):
         gadd(M, G_PH_TO_SYNC, ts - t0)
         gadd(M, G_PH_SYNC, now - ts)
         cset(M, c, C_PH_T, now)
-        end = line_access(M, q, LINE_LOCK, c, now)
+        end = line_read(M, q, LINE_LOCK, c, now)
         return go(M, c, end, PC_LF_UNLOCK_CONS if qget(M, q, Q_LOCK) == 1 else PC_LF_UNLOCK_DEC)
     if pc == PC_LF_UNLOCK_CONS:  # last holder: WRITE_ONCE(cmdq->q.llq.cons, llq.cons)
-        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LLQ, now, pc):
+        ln = cons_line(M, q)
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, ln, now, pc):
             return YIELD
-        end = line_access(M, q, LINE_LLQ, c, now)
+        end = line_access(M, q, ln, c, now)
         old = qget(M, q, Q_CONS_SHADOW)
         qset(M, q, Q_CONS_SHADOW, cget(M, c, C_SYNC_SLOT) + 1)
         qadd(M, q, Q_VER, 1)
@@ -610,7 +640,7 @@ def _step_lockfree_more(M, c, now, pc):
     if pc == PC_CS_GOT:  # the releaser handed it over; our spinning read sees it
         if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LOCK, now, pc):
             return YIELD
-        end = line_access(M, q, LINE_LOCK, c, now)
+        end = line_read(M, q, LINE_LOCK, c, now)
         cset(M, c, C_SLOCKED, 1)
         return go(M, c, end, PC_LF_READ)
     if pc == PC_CS_UNLOCK:  # spin_unlock(&cmdq->slock): hand it to the next waiter
@@ -635,12 +665,13 @@ def _step_lockfree_more(M, c, now, pc):
         if kget(M, K_EXCL_UNLOCK) == XU_NONE or qget(M, q, Q_XCL) == 0:  # returned >= 0
             shared_lock_waited(M, end - cget(M, c, C_SLW_T0))
             phase(M, c, G_PH_LOCK, end)
-            return go(M, c, end, PC_LF_SETVALID)
+            return go(M, c, end, via_valid_map(M, c, PC_LF_SETVALID))
         return go(M, c, end, PC_SH_WAIT)
     if pc == PC_LF_OWNER_REL:  # atomic_set_release(&cmdq->owner_prod, prod)
-        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_OWNER, now, pc):
+        ln = owner_line(M)
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, ln, now, pc):
             return YIELD
-        end = line_access(M, q, LINE_OWNER, c, now)
+        end = line_access(M, q, ln, c, now)
         qset(M, q, Q_OWNER_PROD, cget(M, c, C_END))
         w = qget(M, q, Q_OWNER_WAITER)
         if w >= 0:
@@ -648,7 +679,66 @@ def _step_lockfree_more(M, c, now, pc):
             sched(M, M[H_NPROC] + w, end)
         phase(M, c, G_PH_PUBLISH, end)
         return go(M, c, end, PC_LF_SYNC if cget(M, c, C_SYNC) == 1 else PC_BATCH_END)
+    if pc == PC_LF_PTR:  # v5.9 layout: load cmdq->valid_map, on the line of owner_prod and lock
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LOCK, now, pc):
+            return YIELD
+        end = line_read(M, q, LINE_LOCK, c, now)
+        return go(M, c, end, cget(M, c, C_NEXT_PC))
+    n = cget(M, c, C_N)
+    if pc == PC_AA_ADD:  # llq.val = atomic64_fetch_add(space.val, &cmdq->q.llq.atomic)
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LLQ, now, pc):
+            return YIELD
+        end = line_access(M, q, LINE_LLQ, c, now)
+        gadd(M, G_CAS, 1)  # an atomic on the llq word that cannot fail
+        cset(M, c, C_START, qget(M, q, Q_PROD))
+        cset(M, c, C_OWNER, 1 - qget(M, q, Q_OWNED))  # owner = !llq.count
+        qadd(M, q, Q_PROD, n)
+        qset(M, q, Q_OWNED, 1)  # count += 1
+        qadd(M, q, Q_GSYNC, cget(M, c, C_SYNC))  # sync += sync
+        qadd(M, q, Q_VER, 1)
+        cset(M, c, C_T_RESERVED, end)
+        phase(M, c, G_PH_RESERVE, end)
+        return go(M, c, end, PC_AA_SPACE)
+    if pc == PC_AA_SPACE:  # space.cons = READ_ONCE(cmdq->q.llq.cons); queue_has_space(&space, n + sync)
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_CONS, now, pc):
+            return YIELD
+        end = line_read(M, q, LINE_CONS, c, now)
+        if cget(M, c, C_START) + n - qget(M, q, Q_CONS_SHADOW) <= 1 << qget(M, q, Q_LOG2):
+            return go(M, c, end, PC_LF_RESERVED)
+        # arm_smmu_cmdq_poll_until_not_full: readl(CONS); then the entries wait until CONS passes them
+        # (the exclusive lock and the llq.cons write of that poll are not modelled for atomic-add)
+        return go(M, c, end + kget(M, K_MMIO_READ), PC_LF_RESERVED)
+    if pc == PC_AA_SHLOCK:  # owner: arm_smmu_cmdq_shared_lock(cmdq, sync_count), one fetch_add
+        phase(M, c, G_PH_OWNER, now)
+        if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LOCK, now, pc):
+            return YIELD
+        end = line_access(M, q, LINE_LOCK, c, now)
+        qadd(M, q, Q_LOCK, cget(M, c, C_CMPV))  # never negative: atomic-add takes no exclusive lock
+        shared_lock_waited(M, end - cget(M, c, C_SLW_T0))
+        phase(M, c, G_PH_LOCK, end)
+        return go(M, c, end, PC_LF_DOORBELL)
     return block(M, c, PC_DONE)
+
+
+@njit(cache=True)
+def owner_line(M):
+    """The line of ``cmdq->owner_prod``: ``lock``'s in the v5.9 layout, its own in ``per-field``."""
+    return LINE_LOCK if kget(M, K_CMDQ_LAYOUT) == LAYOUT_V59 else LINE_OWNER
+
+
+@njit(cache=True)
+def cons_line(M, q):
+    """The line holding ``llq.cons``: the llq word's, or for atomic-add (Garry's v2) the next one."""
+    return LINE_CONS if qget(M, q, Q_ALG) == ALG_ATOMIC_ADD else LINE_LLQ
+
+
+@njit(cache=True)
+def via_valid_map(M, c, pc):
+    """Step ``pc`` (set or poll the valid bitmap), after loading ``cmdq->valid_map`` in the v5.9 layout."""
+    if kget(M, K_CMDQ_LAYOUT) != LAYOUT_V59:
+        return pc
+    cset(M, c, C_NEXT_PC, pc)
+    return PC_LF_PTR
 
 
 @njit(cache=True)
@@ -758,7 +848,7 @@ def _step_cmdq_lock(M, c, now, pc):
     if pc in (PC_XL_REREAD, PC_PF_READ):  # llq->val = READ_ONCE(cmdq->q.llq.val)
         if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LLQ, now, pc):
             return YIELD
-        end = line_access(M, q, LINE_LLQ, c, now)
+        end = line_read(M, q, LINE_LLQ, c, now)
         _snapshot_llq(M, c, q)
         return go(M, c, end, PC_LF_CHECK if pc == PC_XL_REREAD else PC_PF_CHECK)
     if pc == PC_PF_CHECK:  # if (!queue_full(llq)) break; ret = queue_poll(&qp);
@@ -784,7 +874,7 @@ def _step_cmdq_lock(M, c, now, pc):
     if pc == PC_SH_READ:
         if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LOCK, now, pc):
             return YIELD
-        end = line_access(M, q, LINE_LOCK, c, now)
+        end = line_read(M, q, LINE_LOCK, c, now)
         if not _lock_ok(M, q, clear_sign):
             return go(M, c, end, PC_SH_WAIT)
         if clear_sign:
@@ -802,7 +892,7 @@ def _step_cmdq_lock(M, c, now, pc):
     # PC_SH_GOT
     shared_lock_waited(M, now - cget(M, c, C_SLW_T0))
     phase(M, c, G_PH_LOCK, now)
-    cset(M, c, C_PC, PC_LF_SETVALID)
+    cset(M, c, C_PC, via_valid_map(M, c, PC_LF_SETVALID))
     return CONTINUE
 
 
@@ -837,7 +927,7 @@ def _step_spinlock(M, c, now, pc):
     if pc == PC_SL_GOT:  # the releaser handed the lock over; our spinning read sees it
         if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LOCK, now, pc):
             return YIELD
-        end = line_access(M, q, LINE_LOCK, c, now)
+        end = line_read(M, q, LINE_LOCK, c, now)
         cset(M, c, C_IDX, 0)
         cset(M, c, C_T_RESERVED, end)
         return go(M, c, end, PC_SL_INSERT)

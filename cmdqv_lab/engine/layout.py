@@ -45,6 +45,18 @@ ARB_FIFO = 0  # every requester in arrival order (the model before issue 10)
 ARB_HOLDER_FIRST = 1  # the holder's next access first (bounded), then the nearest requester
 ARB_NAMES = ("fifo", "holder-first")
 TOPO_NAMES = ("flat", "platform")  # one transfer cost / cost by cluster, die and socket
+# Which fields of struct arm_smmu_cmdq share a cache line (64-byte lines, arm64):
+LAYOUT_PER_FIELD = 0  # llq, lock, the valid bitmap and owner_prod each a line (the model before issue 10)
+# linux-v5.9-arm-smmu-v3.c struct arm_smmu_ll_queue / arm_smmu_queue / arm_smmu_cmdq: llq's union is one
+# aligned line (prod, cons; Garry's v2 keeps only sync/count/prod there and moves cons to the next line,
+# beside max_n_shift), the queue's read-only fields fill the next two, and valid_map (the bitmap's
+# pointer), owner_prod and lock share the line after them (offsets 192, 200, 204).
+LAYOUT_V59 = 1
+LAYOUT_NAMES = ("per-field", "v5.9")
+# holder-first: what a plain load (READ_ONCE, atomic_read, a cond_read's poll) leaves behind
+LOAD_HOLDER = 0  # the holder's priority, as after an atomic (the model before)
+LOAD_NONE = 1  # none: the load takes the line shared, the cmpxchg after it competes with waiting CPUs
+LOAD_NAMES = ("holder", "none")
 
 # ----------------------------------------------------------------------------- CMD_SYNC wait modes
 WAIT_MSI = 0  # CS=SIG_IRQ, MSI write to the SYNC's own slot; the waiter spins on that word
@@ -109,6 +121,11 @@ PC_LF_OWNER_REL = 92  # atomic_set_release(&cmdq->owner_prod, prod)
 PC_CS_LOCK = 93  # cas-spinlock-fallback: spin_lock(&cmdq->slock) after a failed cmpxchg
 PC_CS_GOT = 94  # ... handed the slock by its previous holder
 PC_CS_UNLOCK = 95  # ... spin_unlock(&cmdq->slock), then on to C_NEXT_PC
+# atomic-add as John Garry's v2 wrote it (patch-2020-garry-v2-remove-cmpxchg.txt, 2/2)
+PC_AA_ADD = 96  # llq.val = atomic64_fetch_add(space.val, &llq.atomic): sync, count and prod at once
+PC_AA_SPACE = 97  # space.cons = READ_ONCE(llq.cons); while (!queue_has_space(&space, n + sync)) ...
+PC_AA_SHLOCK = 98  # owner: arm_smmu_cmdq_shared_lock(cmdq, sync_count) for every CMD_SYNC it gathered
+PC_LF_PTR = 99  # v5.9 layout: the load of cmdq->valid_map (on the lock/owner_prod line), then C_NEXT_PC
 # a vCPU on a VMM-emulated queue (engine/vmm.py): PROD write and CONS reads exit to the VMM
 PC_VX_PROD = 80  # trapped out of the PROD write: hand the emulation to the VMM thread
 PC_VX_SYNC = 81  # CMD_SYNC not yet seen consumed: poll_until_consumed (or the virtual IRQ)
@@ -235,7 +252,8 @@ Q_XCL = 28  # 1 while cmdq->lock is held exclusively (its sign bit); Q_LOCK hold
 Q_LOCK_WAITERS = 29  # CPUs blocked in shared_lock on this queue
 Q_LLQ_WAITERS = 30  # CPUs blocked polling llq in poll_until_not_full
 Q_SLOCK = 31  # cas-spinlock-fallback: CPU holding cmdq->slock, -1 if free (waiters: the FIFO ring)
-Q_NF = 32
+Q_GSYNC = 32  # atomic-add: llq.sync, the CMD_SYNCs reserved since the owner last cleared the word
+Q_NF = 33
 
 # ----------------------------------------------------------------------------- processor state columns
 P_STATE = 0  # P_IDLE / P_BUSY / P_HWSYNC
@@ -257,7 +275,8 @@ LINE_LLQ = 0
 LINE_LOCK = 1
 LINE_VALID = 2
 LINE_OWNER = 3
-LINES_PER_Q = 4
+LINE_CONS = 4  # atomic-add (Garry's v2): llq.cons, moved out of the fetch_add word to the llq's 2nd line
+LINES_PER_Q = 5
 L_FREE = 0
 L_OWNER = 1
 L_RUN = 2  # holder-first: consecutive accesses by L_OWNER
@@ -313,7 +332,9 @@ K_XFER_CLUSTER = 41  # line transfer within a cluster
 K_XFER_DIE = 42  # ... within a die
 K_XFER_XDIE = 43  # ... to the other die of the socket
 K_XFER_SOCKET = 44  # ... to another socket
-K_NF = 45
+K_CMDQ_LAYOUT = 45  # LAYOUT_*: which cmdq fields share a cache line
+K_LOAD_PRIORITY = 46  # LOAD_*: does a plain load give its CPU the holder's priority (holder-first)
+K_NF = 47
 
 # ----------------------------------------------------------------------------- global counters
 G_OPS_STARTED = 0

@@ -1,6 +1,7 @@
 """Contended cache lines in the compiled engine: who gets a line next, and what moving it costs.
 
-A queue's ``llq`` word, ``cmdq->lock``, valid bitmap and ``owner_prod`` are each one cache line. Every
+A queue has five contended lines: the ``llq`` word, ``cmdq->lock``, the valid bitmap, ``owner_prod``
+(in the ``v5.9`` layout an alias of ``lock``'s line, see :mod:`.cpu`) and atomic-add's ``llq.cons``. Every
 access is exclusive (an atomic, or a read that takes the line) and holds the line for its cost:
 ``line_local`` if the CPU that touched the line last makes it, else a transfer whose cost depends on
 the distance between the two CPUs (``topology``).
@@ -10,8 +11,11 @@ the distance between the two CPUs (``topology``).
     place at the request (the order of effects is the order of requests).
 ``line_arbitration = holder-first``
     coherence as the 2019 and 2020 threads describe it ("It definitely lacks fairness": the CPU that
-    holds the line wins its next cmpxchg): after an access by CPU ``o`` ends at ``e``, ``o`` keeps
-    priority until ``e + line_hold_ns`` for at most ``line_hold_max`` consecutive accesses; then the
+    holds the line wins its next cmpxchg): after an atomic or a store by CPU ``o`` ends at ``e``, ``o``
+    keeps priority until ``e + line_hold_ns`` for at most ``line_hold_max`` consecutive accesses (with
+    ``load_priority=none`` a plain load, :func:`line_read`, takes the line shared and leaves no
+    priority: the cmpxchg after a READ_ONCE competes with the waiting CPUs, which is how it fails
+    under contention; ``holder``: a load counts as an atomic); then the
     line goes to the pending requester *nearest* to ``o`` (cluster, die, socket), ties by arrival
     time, then CPU number, in rounds: the requests pending when a round starts are all served before
     any later one (so nearest-first cannot starve a far CPU forever). A waiting CPU's access takes effect when it is served, not when it was
@@ -47,6 +51,7 @@ from cmdqv_lab.engine.layout import (
     K_LINE_HOLD_MAX,
     K_LINE_LOCAL,
     K_LINE_XFER,
+    K_LOAD_PRIORITY,
     K_SOCKET_CPUS,
     K_TOPOLOGY,
     K_XFER_CLUSTER,
@@ -61,6 +66,7 @@ from cmdqv_lab.engine.layout import (
     L_ROUND,
     L_RUN,
     LINES_PER_Q,
+    LOAD_NONE,
     TIME_NEVER,
 )
 from cmdqv_lab.engine.mem import cget, cset, gadd, kget, lget, lset
@@ -115,10 +121,14 @@ def _sched_cpu(M, c, t):
 
 
 @njit(cache=True)
-def _served(M, line, prev, cpu):
-    """holder-first bookkeeping after ``cpu``'s access (previous holder ``prev``): its run of accesses,
-    the grant used up, and the carrier (re)scheduled at the end of the new hold window."""
-    lset(M, line, L_RUN, lget(M, line, L_RUN) + 1 if prev == cpu else 1)
+def _served(M, line, prev, cpu, read):
+    """holder-first bookkeeping after ``cpu``'s access (previous holder ``prev``): its run of accesses
+    (a read leaves no priority), the grant used up, and the carrier (re)scheduled at the end of the new
+    hold window."""
+    if read and kget(M, K_LOAD_PRIORITY) == LOAD_NONE:
+        lset(M, line, L_RUN, kget(M, K_LINE_HOLD_MAX))
+    else:
+        lset(M, line, L_RUN, lget(M, line, L_RUN) + 1 if prev == cpu else 1)
     lset(M, line, L_RESV, -1)
     if lget(M, line, L_NREQ) > 0:
         arb = lget(M, line, L_ARB)
@@ -132,8 +142,8 @@ def _served(M, line, prev, cpu):
 
 
 @njit(cache=True)
-def _line_access_any(M, line, cpu, now):
-    """:func:`line_access` with a topology or holder-first arbitration."""
+def _line_access_any(M, line, cpu, now, read):
+    """:func:`line_access` / :func:`line_read` with a topology or holder-first arbitration."""
     start = lget(M, line, L_FREE)
     if start < now:
         start = now
@@ -142,7 +152,7 @@ def _line_access_any(M, line, cpu, now):
     lset(M, line, L_FREE, end)
     lset(M, line, L_OWNER, cpu)
     if kget(M, K_LINE_ARB) != ARB_FIFO:
-        _served(M, line, prev, cpu)
+        _served(M, line, prev, cpu, read)
     return end
 
 
@@ -155,9 +165,23 @@ def line_access(M, q, which, cpu, now):
     Inlined at every access; fifo on a flat topology (the default) stays the few loads and stores
     it always was, everything else is a call.
     """
+    return _access(M, q, which, cpu, now, False)
+
+
+@njit(cache=True)
+def line_read(M, q, which, cpu, now):
+    """A plain load of the line (READ_ONCE, atomic_read, a cond_read's poll): :func:`line_access`, but
+    with holder-first and ``load_priority=none`` the reader gets no priority for its next access (the
+    load brings the line in shared state; the reader's cmpxchg that follows must win it again against
+    waiting requesters)."""
+    return _access(M, q, which, cpu, now, True)
+
+
+@njit(cache=True)
+def _access(M, q, which, cpu, now, read):
     line = q * LINES_PER_Q + which
     if kget(M, K_LINE_ARB) != ARB_FIFO or kget(M, K_TOPOLOGY) != 0:
-        return _line_access_any(M, line, cpu, now)
+        return _line_access_any(M, line, cpu, now, read)
     start = lget(M, line, L_FREE)
     if start < now:
         start = now

@@ -64,6 +64,7 @@ class Queue:
     ver: int = 0
     lock: int = 0
     slock: int = -1  # cas-spinlock-fallback: holder of cmdq->slock
+    gsync: int = 0  # atomic-add: llq.sync, the CMD_SYNCs reserved since the owner cleared the word
     xcl: bool = False  # cmdq->lock held exclusively (its sign bit); ``lock`` is the rest of the word
     lock_waiters: list[int] = field(default_factory=list)  # CPUs spinning in shared_lock
     llq_waiters: list[int] = field(default_factory=list)  # CPUs in poll_until_not_full's queue_poll loop
@@ -79,7 +80,7 @@ class Queue:
     fifo: deque[int] = field(default_factory=deque)
     slots: dict[int, Slot] = field(default_factory=dict)
     lines: dict[str, Line] = field(
-        default_factory=lambda: {k: Line() for k in ("llq", "lock", "valid", "owner")}
+        default_factory=lambda: {k: Line() for k in ("llq", "lock", "valid", "owner", "cons")}
     )
 
     @property
@@ -139,8 +140,11 @@ class Reference:
         self.env = simpy.Environment()
         self.P = cfg.n_procs
         self.queues = [Queue(q.log2size, q.alg, q.wait, q.proc, q.err, q.vmm, q.bql) for q in cfg.queues]
+        self.v59 = cfg.costs.cmdq_layout == 1  # owner_prod, lock and the valid_map pointer share a line
         for q in self.queues:
             q.lock = -1 if q.alg == "spinlock" else 0  # spinlock: holder CPU, -1 free
+            if self.v59:
+                q.lines["owner"] = q.lines["lock"]
         self.proc_queues = [
             [i for i, q in enumerate(cfg.queues) if q.proc == p and not q.vmm] for p in range(self.P)
         ]
@@ -255,7 +259,8 @@ class Reference:
         ev.callbacks.append(fire)
         self.env.schedule(ev, priority=self.P + c, delay=t - self.env.now)
 
-    def line(self, c: int, q: Queue, name: str) -> int:
+    def line(self, c: int, q: Queue, name: str, read: bool = False) -> int:
+        """An access to line ``name``: an atomic or a store, or a plain load (``read``: no holder priority)."""
         ln, now = q.lines[name], self.env.now
         start = max(now, ln.free)
         prev = ln.owner
@@ -263,7 +268,8 @@ class Reference:
         ln.free, ln.owner = end, c
         if not self.k.line_arb:
             return end
-        ln.run = ln.run + 1 if prev == c else 1
+        no_priority = read and self.k.load_priority == 1  # load_priority=none: a load takes it shared
+        ln.run = self.k.line_hold_max if no_priority else (ln.run + 1 if prev == c else 1)
         ln.resv = -1
         if ln.pending:
             if ln.arb < 0:
@@ -732,13 +738,30 @@ class Reference:
         q.space_waiters.append(c)
         yield self.block(c)
 
-    def lockfree(
-        self, c: int, q: Queue, qi: int, cmds: list[tuple[int, int, int]], sync: int, ctx: dict[str, Any]
-    ):
-        e, n, k = self.P + c, len(cmds), self.k
+    def aa_reserve(self, c: int, q: Queue, n: int, sync: int, ctx: dict[str, Any]):  # type: ignore[no-untyped-def]
+        """Garry's v2: atomic64_fetch_add(sync, count, prod), then READ_ONCE(llq.cons) on its own line."""
+        e, k = self.P + c, self.k
+        yield from self.grant(c, q, "llq")
+        end = self.line(c, q, "llq")  # atomic64_fetch_add(space.val, &cmdq->q.llq.atomic)
+        start, owner = q.prod, not q.owned
+        q.prod += n
+        q.owned = True
+        q.gsync += sync
+        q.ver += 1
+        ctx["reserved"] = end
+        yield self.at(e, end)
+        yield from self.grant(c, q, "cons")
+        end = self.line(c, q, "cons", read=True)  # space.cons = READ_ONCE(cmdq->q.llq.cons)
+        has_space = start + n - q.cons_shadow <= q.size
+        yield self.at(e, end if has_space else end + k.mmio_read)  # else readl(CONS)
+        return start, owner
+
+    def lf_reserve(self, c: int, q: Queue, n: int, ctx: dict[str, Any]):  # type: ignore[no-untyped-def]
+        """linux-lockfree / cas-spinlock-fallback: read llq, space check, cmpxchg (retried)."""
+        e, k = self.P + c, self.k
         # llq.val = READ_ONCE(cmdq->q.llq.val)
         yield from self.grant(c, q, "llq")
-        end = self.line(c, q, "llq")
+        end = self.line(c, q, "llq", read=True)
         seen = (q.ver, q.prod, q.cons_shadow)
         yield self.at(e, end)
         locked = False  # cas-spinlock-fallback: holding cmdq->slock
@@ -747,7 +770,7 @@ class Reference:
             if q.size - (prod - cons) < n and locked:  # spin_unlock(&cmdq->slock) before polling
                 yield from self.slock_release(c, q)
                 locked = False
-            if q.size - (prod - cons) < n and self.xu and q.alg != "atomic-add":
+            if q.size - (prod - cons) < n and self.xu:
                 seen = yield from self.poll_until_not_full(c, q)
                 continue
             if q.size - (prod - cons) < n:  # arm_smmu_cmdq_poll_until_not_full
@@ -763,13 +786,13 @@ class Reference:
                     yield from self.space_wait(c, q)  # truly full: wait for CONS to move
                     continue
                 yield from self.grant(c, q, "llq")
-                end = self.line(c, q, "llq")  # llq.val = READ_ONCE(cmdq->q.llq.val)
+                end = self.line(c, q, "llq", read=True)  # llq.val = READ_ONCE(cmdq->q.llq.val)
                 seen = (q.ver, q.prod, q.cons_shadow)
                 yield self.at(e, end)
                 continue
             yield from self.grant(c, q, "llq")
             end = self.line(c, q, "llq")  # cmpxchg_relaxed(&llq.val, old, new)
-            if q.alg == "atomic-add" or q.ver == ver:
+            if q.ver == ver:
                 start, owner = q.prod, not q.owned
                 q.prod += n
                 q.owned = True
@@ -778,7 +801,7 @@ class Reference:
                 yield self.at(e, end)
                 if locked:
                     yield from self.slock_release(c, q)
-                break
+                return start, owner
             ctx["retries"] += 1
             if q.alg == "cas-spinlock-fallback":
                 yield self.at(e, end)
@@ -791,22 +814,32 @@ class Reference:
                         q.fifo.append(c)
                         yield self.block(c)
                         yield from self.grant(c, q, "lock")
-                        end = self.line(c, q, "lock")
+                        end = self.line(c, q, "lock", read=True)
                     locked = True
                     yield self.at(e, end)
                 yield from self.grant(c, q, "llq")
-                end = self.line(c, q, "llq")  # llq.val = READ_ONCE(cmdq->q.llq.val)
+                end = self.line(c, q, "llq", read=True)  # llq.val = READ_ONCE(cmdq->q.llq.val)
                 seen = (q.ver, q.prod, q.cons_shadow)
                 yield self.at(e, end)
                 continue
             seen = (q.ver, q.prod, q.cons_shadow)
             yield self.at(e, end)
+
+    def lockfree(
+        self, c: int, q: Queue, qi: int, cmds: list[tuple[int, int, int]], sync: int, ctx: dict[str, Any]
+    ):
+        e, n, k = self.P + c, len(cmds), self.k
+        if q.alg == "atomic-add":
+            start, owner = yield from self.aa_reserve(c, q, n, sync, ctx)
+        else:
+            start, owner = yield from self.lf_reserve(c, q, n, ctx)
         while start + n - q.hw_cons > q.size:  # atomic-add ran ahead of CONS
             yield from self.space_wait(c, q)
         yield self.at(e, self.env.now + n * k.cmd_write)
         self.write(c, q, qi, start, cmds, sync, ctx, False)
-        if sync:  # arm_smmu_cmdq_shared_lock
+        if sync and q.alg != "atomic-add":  # arm_smmu_cmdq_shared_lock (v2: the owner takes it)
             yield from self.shared_lock(c, q)
+        yield from self.valid_map_pointer(c, q)
         yield from self.grant(c, q, "valid")
         end = self.line(c, q, "valid")  # arm_smmu_cmdq_set_valid_map
         for ctr in range(start, start + n):
@@ -820,7 +853,7 @@ class Reference:
         if owner:
             while True:  # wait until the previous owner is done
                 yield from self.grant(c, q, "owner")
-                end = self.line(c, q, "owner")
+                end = self.line(c, q, "owner", read=True)
                 if q.owner_prod == start:
                     yield self.at(e, end)
                     break
@@ -831,16 +864,25 @@ class Reference:
             gathered = q.prod
             self.owner_end[c] = gathered
             q.owned = False
+            sync_count, q.gsync = q.gsync, 0
             q.ver += 1
             yield self.at(e, end)
+            yield from self.valid_map_pointer(c, q)
             while True:  # poll the valid map over the gathered range
                 yield from self.grant(c, q, "valid")
-                end = self.line(c, q, "valid")
+                end = self.line(c, q, "valid", read=True)
                 if q.valid_upto >= gathered:
                     yield self.at(e, end)
                     break
                 q.valid_waiter = c
                 yield self.block(c)
+            if q.alg == "atomic-add":  # arm_smmu_cmdq_shared_lock(cmdq, sync_count)
+                t0 = self.env.now
+                yield from self.grant(c, q, "lock")
+                end = self.line(c, q, "lock")
+                q.lock += sync_count
+                self.slw.append(end - t0)
+                yield self.at(e, end)
             if q.vmm:  # the PROD write exits; the VMM thread emulates it and wakes us
                 self.counters["exits"] += 1
                 yield self.at(e, self.env.now + k.trap // 2)
@@ -860,9 +902,10 @@ class Reference:
         if not sync:
             return
         slot = start + n - 1
+        cons_line = "cons" if q.alg == "atomic-add" else "llq"
         if q.wait != "msi":
-            yield from self.grant(c, q, "llq")
-            end = self.line(c, q, "llq")
+            yield from self.grant(c, q, cons_line)
+            end = self.line(c, q, cons_line, read=True)
             seen_cons = q.cons_shadow
             yield self.at(e, end)
             if seen_cons <= slot and q.vmm:
@@ -872,12 +915,12 @@ class Reference:
         else:
             yield from self.wait_sync(c, q, self.env.now)
         yield from self.grant(c, q, "lock")
-        end = self.line(c, q, "lock")  # shared_tryunlock: atomic_read(&lock)
+        end = self.line(c, q, "lock", read=True)  # shared_tryunlock: atomic_read(&lock)
         last = q.lock == 1
         yield self.at(e, end)
         if last:
-            yield from self.grant(c, q, "llq")
-            end = self.line(c, q, "llq")
+            yield from self.grant(c, q, cons_line)
+            end = self.line(c, q, cons_line)
             changed = q.cons_shadow != slot + 1
             q.cons_shadow = slot + 1
             q.ver += 1
@@ -890,6 +933,13 @@ class Reference:
         yield self.at(e, end)
 
     owner_end: dict[int, int]
+
+    def valid_map_pointer(self, c: int, q: Queue):  # type: ignore[no-untyped-def]
+        """The v5.9 layout: load cmdq->valid_map, on the line of owner_prod and lock."""
+        if self.v59:
+            yield from self.grant(c, q, "lock")
+            end = self.line(c, q, "lock", read=True)
+            yield self.at(self.P + c, end)
 
     def vmm_sync_wait(self, c: int, q: Queue, qi: int, slot: int):  # type: ignore[no-untyped-def]
         """poll_until_consumed on an emulated queue: queue_poll, then a trapped CONS read (or a vIRQ)."""
@@ -973,7 +1023,7 @@ class Reference:
             self.wake_lock_waiters(q, end)
             yield self.at(e, end)
             yield from self.grant(c, q, "llq")
-            end = self.line(c, q, "llq")  # llq->val = READ_ONCE(llq.val)
+            end = self.line(c, q, "llq", read=True)  # llq->val = READ_ONCE(llq.val)
             seen = (q.ver, q.prod, q.cons_shadow)
             yield self.at(e, end)
             return seen
@@ -981,7 +1031,7 @@ class Reference:
         t0 = -1
         while True:  # queue_poll loop
             yield from self.grant(c, q, "llq")
-            end = self.line(c, q, "llq")
+            end = self.line(c, q, "llq", read=True)
             seen = (q.ver, q.prod, q.cons_shadow)
             yield self.at(e, end)
             if seen[1] - seen[2] < q.size:  # !queue_full(llq)
@@ -1030,7 +1080,7 @@ class Reference:
                 q.lock_waiters.append(c)
                 yield self.block(c)
             yield from self.grant(c, q, "lock")
-            end = self.line(c, q, "lock")  # the cond_read's read
+            end = self.line(c, q, "lock", read=True)  # the cond_read's read
             if not ok():
                 yield self.at(e, end)
                 continue
@@ -1060,7 +1110,7 @@ class Reference:
             q.fifo.append(c)
             yield self.block(c)
             yield from self.grant(c, q, "lock")
-            end = self.line(c, q, "lock")
+            end = self.line(c, q, "lock", read=True)
         ctx["reserved"] = end
         yield self.at(e, end)
         for i, cmd in enumerate(cmds):
