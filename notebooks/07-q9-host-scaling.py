@@ -38,7 +38,8 @@
 # **What the model is.** A functional + calibrated timing model, not a cycle-exact simulator: a
 # discrete-event engine runs Linux's `arm_smmu_cmdq_issue_cmdlist` step by step on every CPU
 # (cmpxchg reservation, valid bitmap, owner gathering, one PROD doorbell, CMD_SYNC wait) against
-# an SMMU that fetches and executes commands. Contended cache lines are FIFO servers, so cmpxchg
+# an SMMU that fetches and executes commands. Contended cache lines are servers whose arbitration is
+# a parameter (`d06`: holder-first on the Hi1620 topology, loads taking the line shared), so cmpxchg
 # failures *emerge* from contention. Costs come from the `d06` preset, fitted to John Garry's D06
 # map+unmap rows (C1: 2-16 CPUs, lock-free and atomic-add). Everything beyond 16
 # CPUs, and every VCMDQ/ECMDQ configuration, is a **prediction**. The workload is the C1 loop:
@@ -301,6 +302,62 @@ bottlenecks = bottleneck_table(summary, table_cpus)
 result_table(
     bottlenecks.filter(pl.col("smmu_parallel") == P_LO).drop("smmu_parallel"),
     "1 SMMU processor: throughput, SMMU busy fraction, cmpxchg success at 16/64 CPUs (model prediction)",
+)
+
+# %% [markdown]
+# ## A nearly full queue: starvation of `cmdq->lock` and the 2026 fix
+#
+# The [2026 lock-fairness commit](../docs/sources.md#lock-fairness-2026) describes CPUs that wait
+# in `arm_smmu_cmdq_shared_lock` for a very long time when the queue is nearly full. The
+# configuration below is the one of issue 10 (64 CPUs, 32 TLBIs per unmap, a 256-entry cmdq) with
+# holder-first lines on the Hi1620 topology. The model is stopped at successive times
+# (`simulate(..., until_ns=t)`; the run is deterministic, so each stop is the same run seen at `t`)
+# and the lock word and the CPUs around it are read at each stop (`analysis.lockstate`).
+#
+# **Why it starves with `set-zero`.** CPUs that find the queue full call
+# `arm_smmu_cmdq_poll_until_not_full`, whose exclusive trylock is `cmpxchg(&lock, 0, INT_MIN)`. A
+# CPU with a CMD_SYNC to issue calls `shared_lock`: `atomic_fetch_inc` and, if the lock was held
+# exclusively (negative), it loops: wait until `VAL >= 0`, then `cmpxchg(val, val + 1)`. Before the
+# fix the exclusive holder released with `atomic_set_release(&lock, 0)`: the increments of the
+# waiting CPUs are wiped out, the lock reads 0, and the next poller's trylock succeeds again before
+# a waiter's cmpxchg lands (the poller held the line last). The waiters never get in; their
+# CMD_SYNCs are never issued, so CONS never passes their commands and the pollers keep polling. With
+# `clear-sign` (`atomic_fetch_andnot_release(INT_MIN, &lock)`) the waiters' increments survive, the
+# count stays above 0, every trylock fails until the shared holders are done, and work goes on.
+
+# %%
+from cmdqv_lab.analysis.lockstate import lock_timeline
+
+NEARLY_FULL = {"cpus": 64, "tlbis": 32, "cmdq_log2size": 8, "line_arbitration": "holder-first",
+               "topology": "platform"}  # fmt: skip
+stops_ns = [i * (50_000 if smoke else 100_000) for i in range(1, 13)]
+lock_runs = pl.concat(
+    lock_timeline({**NEARLY_FULL, "exclusive_unlock": mode}, stops_ns, count=64 * 20).with_columns(
+        pl.lit(mode).alias("exclusive_unlock")
+    )
+    for mode in ("set-zero", "clear-sign")
+).with_columns(
+    (pl.col("time_ns") / 1000).alias("time_us"), (pl.col("longest_shared_wait_ns") / 1000).alias("longest_shared_wait_us")
+)
+plots.show(
+    plots.occupancy_over_time(lock_runs, t="time_us", y="longest_shared_wait_us", by="exclusive_unlock",
+                              title="Longest wait in shared_lock still in progress (us), nearly full queue, 64 CPUs")
+)  # fmt: skip
+plots.show(
+    plots.occupancy_over_time(lock_runs, t="time_us", y="ops_done", by="exclusive_unlock",
+                              title="Operations completed (count) over simulated time (us), nearly full queue, 64 CPUs")
+)  # fmt: skip
+result_table(
+    lock_runs.filter(pl.col("time_ns") == stops_ns[-1]).select(
+        "exclusive_unlock", "time_us", "shared_count", "exclusive", "in_shared_lock", "in_space_poll",
+        "longest_shared_wait_us", "ops_done"),
+    f"cmdq->lock and the CPUs around it at {stops_ns[-1] / 1000:.0f} us (model, nearly full queue)",
+)  # fmt: skip
+_last = {r["exclusive_unlock"]: r for r in lock_runs.filter(pl.col("time_ns") == stops_ns[-1]).to_dicts()}
+print(
+    f"at {stops_ns[-1] / 1000:.0f} us: set-zero {_last['set-zero']['in_shared_lock']} CPUs waiting in shared_lock "
+    f"(longest {_last['set-zero']['longest_shared_wait_us']:.0f} us), {_last['set-zero']['ops_done']} ops done; "
+    f"clear-sign {_last['clear-sign']['in_shared_lock']} waiting, {_last['clear-sign']['ops_done']} ops done"
 )
 
 # %% [markdown]
