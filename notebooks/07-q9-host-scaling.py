@@ -325,19 +325,19 @@ result_table(
 # `clear-sign` (`atomic_fetch_andnot_release(INT_MIN, &lock)`) the waiters' increments survive, the
 # count stays above 0, every trylock fails until the shared holders are done, and work goes on.
 #
-# **What it rests on.** The poller wins its next access because it holds the line: the run uses
-# `load_priority = holder` (a load leaves its CPU the holder's priority, like an atomic). With
-# `load_priority = none` (a load takes the line shared, as the calibrated `d06` preset assumes so
-# that the reservation cmpxchg can fail, as Garry saw on his D06) no CPU starves under either
-# release; the last table shows both. The commit reports the starvation on real machines, so real
-# arbitration sits between the two.
+# **What it rests on.** The run uses `load_priority = holder`: a plain load (READ_ONCE,
+# atomic_read) leaves its CPU the holder's priority, like an atomic. With `load_priority = none` (a
+# plain load takes the line shared; the calibrated `d06` preset's choice, under which the reservation
+# cmpxchg fails as Garry saw on his D06) no CPU starves under either release: the last table shows
+# it. The commit reports the starvation on real machines and the 2019 thread reports the failing
+# cmpxchg, so real arbitration sits between the two, which this model does not have.
 
 # %%
 from cmdqv_lab.analysis.lockstate import lock_timeline
 
 NEARLY_FULL = {"cpus": 64, "tlbis": 32, "cmdq_log2size": 8, "line_arbitration": "holder-first",
-               "topology": "platform"}  # fmt: skip
-stops_ns = [i * (50_000 if smoke else 100_000) for i in range(1, 13)]
+               "topology": "platform", "load_priority": "holder"}  # fmt: skip
+stops_ns = [i * 100_000 for i in range(1, 13)]
 lock_runs = pl.concat(
     lock_timeline({**NEARLY_FULL, "exclusive_unlock": mode}, stops_ns, count=64 * 20).with_columns(
         pl.lit(mode).alias("exclusive_unlock")

@@ -11,10 +11,11 @@ NEARLY_FULL = {
     "cpus": 64,
     "tlbis": 32,
     "cmdq_log2size": 8,
+    "load_priority": "holder",
     "line_arbitration": "holder-first",
     "topology": "platform",
 }
-STOPS = [400_000, 800_000]
+STOPS = [1_000_000, 2_000_000]
 
 
 def test_set_zero_leaves_cpus_waiting_in_shared_lock_while_clear_sign_goes_on() -> None:

@@ -537,7 +537,7 @@ def _step_lockfree(M, c, now, pc):
         ln = owner_line(M)
         if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, ln, now, pc):
             return YIELD
-        end = line_read(M, q, ln, c, now)
+        end = line_access(M, q, ln, c, now)  # cond_read: LDXR + WFE
         if qget(M, q, Q_OWNER_PROD) == cget(M, c, C_START):
             return go(M, c, end, PC_LF_ANDNOT)
         qset(M, q, Q_OWNER_WAITER, c)
@@ -555,7 +555,7 @@ def _step_lockfree(M, c, now, pc):
     if pc == PC_LF_VALID_WAIT:  # arm_smmu_cmdq_poll_valid_map
         if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_VALID, now, pc):
             return YIELD
-        end = line_read(M, q, LINE_VALID, c, now)
+        end = line_access(M, q, LINE_VALID, c, now)  # cond_read: LDXR + WFE
         if qget(M, q, Q_VALID_UPTO) >= cget(M, c, C_END):
             if qget(M, q, Q_ALG) == ALG_ATOMIC_ADD:
                 cset(M, c, C_SLW_T0, end)
@@ -640,7 +640,7 @@ def _step_lockfree_more(M, c, now, pc):
     if pc == PC_CS_GOT:  # the releaser handed it over; our spinning read sees it
         if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LOCK, now, pc):
             return YIELD
-        end = line_read(M, q, LINE_LOCK, c, now)
+        end = line_access(M, q, LINE_LOCK, c, now)  # cond_read: LDXR + WFE
         cset(M, c, C_SLOCKED, 1)
         return go(M, c, end, PC_LF_READ)
     if pc == PC_CS_UNLOCK:  # spin_unlock(&cmdq->slock): hand it to the next waiter
@@ -874,7 +874,7 @@ def _step_cmdq_lock(M, c, now, pc):
     if pc == PC_SH_READ:
         if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LOCK, now, pc):
             return YIELD
-        end = line_read(M, q, LINE_LOCK, c, now)
+        end = line_access(M, q, LINE_LOCK, c, now)  # cond_read: LDXR + WFE
         if not _lock_ok(M, q, clear_sign):
             return go(M, c, end, PC_SH_WAIT)
         if clear_sign:
@@ -927,7 +927,7 @@ def _step_spinlock(M, c, now, pc):
     if pc == PC_SL_GOT:  # the releaser handed the lock over; our spinning read sees it
         if kget(M, K_LINE_ARB) != ARB_FIFO and not line_grant(M, c, q, LINE_LOCK, now, pc):
             return YIELD
-        end = line_read(M, q, LINE_LOCK, c, now)
+        end = line_access(M, q, LINE_LOCK, c, now)  # cond_read: LDXR + WFE
         cset(M, c, C_IDX, 0)
         cset(M, c, C_T_RESERVED, end)
         return go(M, c, end, PC_SL_INSERT)

@@ -814,7 +814,7 @@ class Reference:
                         q.fifo.append(c)
                         yield self.block(c)
                         yield from self.grant(c, q, "lock")
-                        end = self.line(c, q, "lock", read=True)
+                        end = self.line(c, q, "lock")  # cond_read: LDXR + WFE (exclusive)
                     locked = True
                     yield self.at(e, end)
                 yield from self.grant(c, q, "llq")
@@ -853,7 +853,7 @@ class Reference:
         if owner:
             while True:  # wait until the previous owner is done
                 yield from self.grant(c, q, "owner")
-                end = self.line(c, q, "owner", read=True)
+                end = self.line(c, q, "owner")  # cond_read: LDXR + WFE (exclusive)
                 if q.owner_prod == start:
                     yield self.at(e, end)
                     break
@@ -870,7 +870,7 @@ class Reference:
             yield from self.valid_map_pointer(c, q)
             while True:  # poll the valid map over the gathered range
                 yield from self.grant(c, q, "valid")
-                end = self.line(c, q, "valid", read=True)
+                end = self.line(c, q, "valid")  # cond_read: LDXR + WFE (exclusive)
                 if q.valid_upto >= gathered:
                     yield self.at(e, end)
                     break
@@ -1080,7 +1080,7 @@ class Reference:
                 q.lock_waiters.append(c)
                 yield self.block(c)
             yield from self.grant(c, q, "lock")
-            end = self.line(c, q, "lock", read=True)  # the cond_read's read
+            end = self.line(c, q, "lock")  # the cond_read (LDXR + WFE: exclusive)
             if not ok():
                 yield self.at(e, end)
                 continue
@@ -1110,7 +1110,7 @@ class Reference:
             q.fifo.append(c)
             yield self.block(c)
             yield from self.grant(c, q, "lock")
-            end = self.line(c, q, "lock", read=True)
+            end = self.line(c, q, "lock")  # cond_read: LDXR + WFE (exclusive)
         ctx["reserved"] = end
         yield self.at(e, end)
         for i, cmd in enumerate(cmds):
