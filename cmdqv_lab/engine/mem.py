@@ -2,8 +2,11 @@
 
 Compiled functions take ``M`` alone (passing many arrays or a tuple of arrays costs an atomic
 reference-count update per array per call in numba, which dominated run time). Sections are
-addressed through the header (:mod:`.layout`, ``H_*``) by the tiny accessors below, which LLVM
-inlines, e.g. ``cget(M, c, C_PC)`` reads CPU ``c``'s program counter. :class:`Memory` allocates ``M``
+addressed through the header (:mod:`.layout`, ``H_*``) by the tiny accessors below, e.g.
+``cget(M, c, C_PC)`` reads CPU ``c``'s program counter. They are inlined into their callers in
+numba's IR (``inline="always"``): as separate functions, numba compiled one specialisation per
+constant field argument (``Literal[int]``), about 550 compilations of one-line functions that
+took a third of the engine's first compile. :class:`Memory` allocates ``M``
 and exposes numpy views of each section to Python.
 """
 
@@ -125,180 +128,180 @@ store = cast("Callable[[Any, Any, Any], None]", _store)
 # ----------------------------------------------------------------------------- accessors
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def cget(M, c, f):
     return load(M, load(M, H_CS) + c * C_NF + f)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def cset(M, c, f, v):
     store(M, load(M, H_CS) + c * C_NF + f, v)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def cadd(M, c, f, v):
     i = load(M, H_CS) + c * C_NF + f
     store(M, i, load(M, i) + v)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def qget(M, q, f):
     return load(M, load(M, H_QS) + q * Q_NF + f)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def qset(M, q, f, v):
     store(M, load(M, H_QS) + q * Q_NF + f, v)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def qadd(M, q, f, v):
     i = load(M, H_QS) + q * Q_NF + f
     store(M, i, load(M, i) + v)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def pget(M, p, f):
     return load(M, load(M, H_PS) + p * P_NF + f)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def pset(M, p, f, v):
     store(M, load(M, H_PS) + p * P_NF + f, v)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def padd(M, p, f, v):
     i = load(M, H_PS) + p * P_NF + f
     store(M, i, load(M, i) + v)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def gget(M, f):
     return load(M, load(M, H_G) + f)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def gset(M, f, v):
     store(M, load(M, H_G) + f, v)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def gadd(M, f, v):
     i = load(M, H_G) + f
     store(M, i, load(M, i) + v)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def kget(M, f):
     return load(M, load(M, H_K) + f)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def lget(M, line, f):
     return load(M, load(M, H_LS) + line * L_NF + f)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def lset(M, line, f, v):
     store(M, load(M, H_LS) + line * L_NF + f, v)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def sget(M, row, f):
     """Slot pool row ``row`` (see :func:`cmdqv_lab.engine.slots.slot_row`)."""
     return load(M, load(M, H_SL) + row * SL_NF + f)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def sset(M, row, f, v):
     store(M, load(M, H_SL) + row * SL_NF + f, v)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def rset(M, r, f, v):
     """Command record ``r``."""
     store(M, load(M, H_RC) + r * R_NF + f, v)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def oset(M, r, f, v):
     """Op record ``r``."""
     store(M, load(M, H_RO) + r * O_NF + f, v)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def pq_get(M, p, i):
     """The ``i``-th queue served by processor ``p``."""
     return load(M, load(M, H_PQ) + p * load(M, H_PQW) + i)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def fifo_get(M, q, i):
     return load(M, load(M, H_FIFO) + q * load(M, H_NCPU) + i % load(M, H_NCPU))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def fifo_set(M, q, i, v):
     store(M, load(M, H_FIFO) + q * load(M, H_NCPU) + i % load(M, H_NCPU), v)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def ring_op(M, c, ctr, f):
     """Field ``f`` (0 time, 1 steps) of CPU ``c``'s op with ring counter ``ctr``."""
     n = load(M, H_ROP_N)
     return load(M, load(M, H_ROP) + (c * n + (ctr & (n - 1))) * 2 + f)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def ring_op_set(M, c, ctr, f, v):
     n = load(M, H_ROP_N)
     store(M, load(M, H_ROP) + (c * n + (ctr & (n - 1))) * 2 + f, v)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def ring_b(M, c, ctr, f):
     """Field ``f`` (0 kind, 1 a, 2 b, 3 c) of CPU ``c``'s step with ring counter ``ctr``."""
     n = load(M, H_RB_N)
     return load(M, load(M, H_RB) + (c * n + (ctr & (n - 1))) * 4 + f)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def ring_b_set(M, c, ctr, f, v):
     n = load(M, H_RB_N)
     store(M, load(M, H_RB) + (c * n + (ctr & (n - 1))) * 4 + f, v)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def ring_c(M, c, ctr, f):
     """Field ``f`` (0 opcode, 1 service ps, 2 flags) of CPU ``c``'s command with ring counter ``ctr``."""
     n = load(M, H_RCM_N)
     return load(M, load(M, H_RCM) + (c * n + (ctr & (n - 1))) * 3 + f)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def ring_c_set(M, c, ctr, f, v):
     n = load(M, H_RCM_N)
     store(M, load(M, H_RCM) + (c * n + (ctr & (n - 1))) * 3 + f, v)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def lock_get(M, lk, f):
     """Field ``f`` (L_HOLDER, L_HEAD, L_TAIL) of FIFO mutex ``lk``."""
     return load(M, load(M, H_LOCKS) + lk * LOCK_NF + f)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def lock_set(M, lk, f, v):
     store(M, load(M, H_LOCKS) + lk * LOCK_NF + f, v)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def lfifo_get(M, lk, i):
     return load(M, load(M, H_LFIFO) + lk * load(M, H_NCPU) + i % load(M, H_NCPU))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def lfifo_set(M, lk, i, v):
     store(M, load(M, H_LFIFO) + lk * load(M, H_NCPU) + i % load(M, H_NCPU), v)
 
