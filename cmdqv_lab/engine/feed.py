@@ -20,8 +20,6 @@ from cmdqv_lab.engine.layout import (
     C_CTAIL,
     C_OPHEAD,
     C_OPTAIL,
-    H_NLOCKS,
-    H_NQ,
     H_RB,
     H_RB_N,
     H_RCM,
@@ -41,12 +39,10 @@ OK, BAD_QUEUE, BAD_TIME, BAD_BATCH, BAD_LOCK, BAD_KIND = 0, 1, 2, 3, 4, 5
 
 
 @njit(cache=True)
-def check_block(M, t, s_kind, s_a, s_c, c_svc):
-    """The first problem of a block for run ``M`` (``OK`` if none): a step's queue out of range,
-    a negative time (arrival or gap, service time, delay), an empty batch, a lock id out of range,
-    an unknown step kind."""
-    nq = load(M, H_NQ)
-    nl = load(M, H_NLOCKS)
+def check_block(nq, nl, t, s_kind, s_a, s_c, c_svc):
+    """The first problem of a block for a run with ``nq`` queues and ``nl`` locks (``OK`` if none): a
+    step's queue out of range, a negative time (arrival or gap, service time, delay), an empty batch,
+    a lock id out of range, an unknown step kind."""
     queue = time = batch = lock = kind = False
     for i in range(t.size):
         if t[i] < 0:

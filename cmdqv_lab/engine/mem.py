@@ -12,6 +12,7 @@ and exposes numpy views of each section to Python.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -308,6 +309,34 @@ def lfifo_set(M, lk, i, v):
 
 # ----------------------------------------------------------------------------- Python side
 
+#: Sections every run writes before reading them (input rings, records): a reused buffer keeps
+#: its old contents there.
+_WRITTEN_BEFORE_READ = frozenset({H_ROP, H_RB, H_RCM, H_RC, H_RO})
+#: Buffers kept for reuse: at most two, of at most 64 MiB each (larger runs are not dominated by it).
+_POOL_MAX_WORDS = 8 << 20
+_pool: list[np.ndarray] = []
+_pool_lock = threading.Lock()
+
+
+def _pool_take(words: int) -> np.ndarray | None:
+    with _pool_lock:
+        for i, b in enumerate(_pool):
+            if b.size >= words:
+                return _pool.pop(i)
+    return None
+
+
+def _pool_give(buf: np.ndarray) -> None:
+    """Keep ``buf`` if the pool has room, else in place of a smaller one (runs of a sweep grow)."""
+    if buf.size <= _POOL_MAX_WORDS:
+        with _pool_lock:
+            if len(_pool) < 2:
+                _pool.append(buf)
+            else:
+                i = min(range(len(_pool)), key=lambda k: _pool[k].size)
+                if _pool[i].size < buf.size:
+                    _pool[i] = buf
+
 
 @dataclass
 class Memory:
@@ -335,6 +364,16 @@ class Memory:
     hfix: np.ndarray
     hslw: np.ndarray
 
+    @property
+    def poolable(self) -> bool:
+        """Whether :meth:`release` would keep ``M``'s storage for reuse."""
+        return (self.M if self.M.base is None else self.M.base).size <= _POOL_MAX_WORDS
+
+    def release(self) -> None:
+        """Give ``M``'s storage back for a later :meth:`allocate` with ``pooled`` (every view of this
+        object is then invalid: call it only when the run's results have been copied out)."""
+        _pool_give(self.M if self.M.base is None else self.M.base)
+
     @classmethod
     def allocate(
         cls,
@@ -349,7 +388,11 @@ class Memory:
         ring_batches: int,
         ring_cmds: int,
         n_locks: int = 0,
+        pooled: bool = False,
     ) -> Memory:
+        """``M`` and its views; with ``pooled``, ``M`` may be a buffer an earlier run gave back
+        (:meth:`release`), cleared where it must be: allocating fresh memory made the kernel fault
+        in and zero every page, tens of ms of a short run with many CPUs (a widget's)."""
         leaves = 1
         while leaves < n_procs + n_cpus:
             leaves *= 2
@@ -377,7 +420,17 @@ class Memory:
             (H_HSLW, N_BUCKETS),
         ]
         total = H_WORDS + sum(s for _, s in sizes)
-        M = np.zeros(total, dtype=np.int64)
+        buf = _pool_take(total) if pooled else None
+        if buf is None:
+            M = np.zeros(total, dtype=np.int64)
+        else:  # a used buffer: zero all but the input rings and records (written before they are read)
+            M = buf[:total]
+            off = H_WORDS
+            M[:off] = 0
+            for h, s in sizes:
+                if h not in _WRITTEN_BEFORE_READ:
+                    M[off : off + s] = 0
+                off += s
         off = H_WORDS
         views: dict[int, np.ndarray] = {}
         for h, s in sizes:

@@ -359,7 +359,7 @@ class _Rings:
         """CPU ``c``'s block as contiguous int64 columns, checked for this run."""
         cols = tuple(np.ascontiguousarray(getattr(blk, f), dtype=np.int64) for f in _BLOCK_FIELDS)
         t, _nb, s_kind, s_a, _s_b, s_c, _opc, c_svc, _flags = cols
-        err = check_block(self.mem.M, t, s_kind, s_a, s_c, c_svc)
+        err = check_block(self.n_queues, self.n_locks, t, s_kind, s_a, s_c, c_svc)
         if err == BAD_QUEUE:
             raise ParamError(f"CPU {c}: step queue out of range 0 .. {self.n_queues - 1}")
         if err == BAD_TIME:
@@ -437,6 +437,7 @@ def build_memory(cfg: EngineConfig) -> Memory:
         ring_batches=cfg.ring_batches,
         ring_cmds=cfg.ring_cmds,
         n_locks=cfg.n_locks,
+        pooled=True,
     )
     cs = mem.cs
     cs[:, L.C_PC] = L.PC_NEXT_OP
@@ -521,6 +522,8 @@ def run_engine(
         return _run(cfg, mem, rings, t_wall, event_limit, until_ps)
     finally:
         rings.close()
+        if mem.poolable:  # the result holds copies only (records are copied below)
+            mem.release()
 
 
 def _run(
@@ -566,12 +569,17 @@ def _run(
         queues=mem.qs.copy(),
         procs=mem.ps.copy(),
         cpus=mem.cs.copy(),
-        commands=_command_frame(mem.rc[: g[L.G_REC_CMDS]]) if cfg.record else None,
-        ops=_op_frame(mem.ro[: g[L.G_REC_OPS]]) if cfg.record else None,
+        commands=_command_frame(_own(mem, mem.rc[: g[L.G_REC_CMDS]])) if cfg.record else None,
+        ops=_op_frame(_own(mem, mem.ro[: g[L.G_REC_OPS]])) if cfg.record else None,
         wall_s=time.perf_counter() - t_wall,
         records_truncated=bool(truncated),
         stopped_at_ps=stopped,
     )
+
+
+def _own(mem: Memory, a: np.ndarray) -> np.ndarray:
+    """``a`` copied if ``mem``'s storage goes back to the pool (frames must not share it)."""
+    return a.copy() if mem.poolable else a
 
 
 _PC_NAMES = {v: k for k, v in vars(L).items() if k.startswith("PC_") and isinstance(v, int)}
