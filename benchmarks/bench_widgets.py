@@ -6,8 +6,13 @@ Each notebook's own ``widgets.explore...(...)`` call is read from ``notebooks/NN
 expression, parsed with :mod:`ast`: the benchmark measures exactly what the notebook shows, with
 ``smoke = False``), built without its first run and with no debounce timer, run once (warm), then
 timed over moves of its first control to other values: the time from ``set`` to the redrawn chart
-(simulations, summary, chart). The explorer's debounce delay (a user's slider move waits that long
-before the run starts) is printed beside it. Median of the moves.
+(simulations, summary, chart), as wall time and as the process's CPU time (what it costs on a free
+core: on a shared machine the wall time includes waiting for one). The explorer's debounce delay
+(a user's slider move waits that long before the run starts) is printed beside it. Median of the
+moves.
+
+Measured at load 3-4 (CPU s per move): single-run explorers 0.05-0.25 s; those running a comparison
+or an x sweep per move 0.3-2.7 s (DESIGN.md, "Speed as the user sees it").
 """
 
 from __future__ import annotations
@@ -41,11 +46,23 @@ def explorer_calls(nb: Path) -> list[ast.Call]:
     return out
 
 
+def constants(nb: Path) -> dict[str, Any]:
+    """The notebook's top-level ``NAME = literal`` assignments (names an explorer call may use)."""
+    out: dict[str, Any] = {}
+    for node in ast.parse(nb.read_text()).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                out[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                continue
+    return out
+
+
 def build(call: ast.Call, nb: Path) -> Any:
     """The explorer the call builds, without its first run and without the debounce timer."""
     call.keywords += [ast.keyword("run", ast.Constant(False)), ast.keyword("scheduler", ast.Constant(None))]
     expr = ast.fix_missing_locations(ast.Expression(call))
-    ns = {"widgets": widgets, "Control": Control, "smoke": False}
+    ns = {**constants(nb), "widgets": widgets, "Control": Control, "smoke": False}
     return eval(compile(expr, str(nb), "eval"), ns)  # the project's own notebook source, not input data
 
 
@@ -74,24 +91,27 @@ def main() -> None:
         f"machine: cpus={os.cpu_count()} load={os.getloadavg()[0]:.2f}; target <= {TARGET_S} s per slider move"
     )
     print(
-        f"{'notebook':<30} {'scenario':<16} {'sims/move':>9} {'count':>7} {'move s (median)':>16} {'debounce s':>11}"
+        f"{'notebook':<30} {'scenario':<16} {'sims/move':>9} {'count':>7} {'move s (median)':>16} {'CPU s':>6} "
+        f"{'debounce s':>11}"
     )
     worst = 0.0
     for nb in sorted((ROOT / "notebooks").glob("[0-9][0-9]-*.py")):
         for call in explorer_calls(nb):
             ex = build(call, nb)
             ex.run()  # warm: compiled code loaded, caches filled
-            ts = []
+            ts, cpu = [], []
             for name, v in moves(ex):
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.process_time()
                 ex.set(**{name: v})
                 ts.append(time.perf_counter() - t)
+                cpu.append(time.process_time() - c)
                 assert ex.error is None, ex.error
             med = statistics.median(ts) if ts else float("nan")
+            med_cpu = statistics.median(cpu) if cpu else float("nan")
             worst = max(worst, med)
             sims = len(ex.plan())
             print(f"{nb.stem[:30]:<30} {ex.scenario.name:<16} {sims:>9} {ex.count.value:>7,} {med:>16.3f} "
-                  f"{ex.debounce_s:>11.2f}")  # fmt: skip
+                  f"{med_cpu:>6.3f} {ex.debounce_s:>11.2f}")  # fmt: skip
     print(
         f"slowest explorer: {worst:.3f} s per move ({'meets' if worst <= TARGET_S else 'misses'} the target)"
     )

@@ -11,6 +11,10 @@ virtualisation paths, so that design questions about them can be answered with n
 
 from importlib.metadata import PackageNotFoundError, version
 
+from cmdqv_lab._lazy_imports import defer_rfc3987_syntax
+
+defer_rfc3987_syntax()  # jsonschema (Altair, nbformat) imported it eagerly: 2.5 s per process
+
 try:
     __version__ = version("cmdqv-lab")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree without install

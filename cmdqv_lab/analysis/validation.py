@@ -231,14 +231,20 @@ def assumed_parameters() -> list[str]:
 
 
 def range_points(name: str, smoke: bool) -> list[Any]:
-    """The values a parameter is set to: its range's ends (and two geometric points between them)."""
+    """The values a parameter is set to: its range's ends (and two geometric points between them, linear
+    ones for a range from 0)."""
     from cmdqv_lab.platform import Platform
 
     lo, hi, _ = RANGES[name]
     default = Platform.field_infos()[name][0]
     if isinstance(default, bool):
         return [False, True]
-    pts = [lo, hi] if smoke else [lo * (hi / lo) ** f for f in (0, 1 / 3, 2 / 3, 1)]
+    if smoke:
+        pts = [lo, hi]
+    elif lo > 0:
+        pts = [lo * (hi / lo) ** f for f in (0, 1 / 3, 2 / 3, 1)]
+    else:  # a range from 0 has no geometric points
+        pts = [lo + (hi - lo) * f for f in (0, 1 / 3, 2 / 3, 1)]
     if isinstance(default, int):
         pts = sorted({round(p) for p in pts})
     return pts

@@ -74,6 +74,43 @@ def announce_compile() -> bool:
     return True
 
 
+_REGISTRIES = False
+
+
+def load_numba_registries() -> None:
+    """Load numba's typing and lowering registries (its first compiled call does it) without
+    importing SciPy.
+
+    One of those registries (``numba.np.arraymath``) imports ``scipy.linalg`` only to learn whether
+    BLAS is there; in a fresh process that import took 0.2-0.3 s of a CLI run (numpy.f2py, scipy's
+    array-API shims), more than simulating 10^5 ops. The engine uses no BLAS, so the check is
+    answered "no" while the registries load, then set to whether SciPy is installed: BLAS-backed
+    functions (``np.dot``, ``np.linalg``) look SciPy up again when they are compiled. Does nothing
+    when SciPy's linear algebra is already imported (nothing to save) or after the first call.
+    """
+    global _REGISTRIES
+    if _REGISTRIES:
+        return
+    _REGISTRIES = True
+    import importlib.util
+    import sys
+
+    if "scipy.linalg" in sys.modules:
+        return
+    from numba.core.registry import cpu_target
+
+    key = "scipy.linalg.cython_blas"
+    sys.modules[key] = None  # type: ignore[assignment]
+    try:
+        cpu_target.target_context.refresh()
+    finally:
+        if key in sys.modules and sys.modules[key] is None:
+            del sys.modules[key]
+    import numba.np.arraymath as arraymath
+
+    arraymath._HAVE_BLAS = importlib.util.find_spec("scipy") is not None
+
+
 def _configure_numba_cache() -> None:
     import numba
 

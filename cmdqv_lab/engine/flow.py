@@ -1,6 +1,7 @@
 """How a CPU step ends in the compiled engine: continue now, or schedule/block the CPU.
 
-Shared by the CPU algorithms (:mod:`.cpu`) and the VMM exits (:mod:`.vmm`).
+Shared by the CPU algorithms (:mod:`.cpu`) and the VMM exits (:mod:`.vmm`); inlined in numba's IR
+(like the accessors of :mod:`.mem`), or each constant program counter compiled a copy of its own.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ NEED_INPUT = 1  # the CPU's input ring is empty: return to the driver
 YIELD = 2  # the CPU scheduled its next step (or blocked)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def go(M, c, t, pc):
     """Continue CPU ``c`` at time ``t`` with program counter ``pc``."""
     cset(M, c, C_PC, pc)
@@ -24,7 +25,7 @@ def go(M, c, t, pc):
     return YIELD
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def block(M, c, pc):
     """Block CPU ``c`` (something else will schedule it); it resumes at ``pc``."""
     cset(M, c, C_PC, pc)

@@ -29,9 +29,11 @@ from cmdqv_lab.engine.smmu import step_proc
 ID_MASK = (1 << ID_BITS) - 1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def run_loop(M_owned, t_limit, ev_limit):
-    """Step entities until done, input is needed, or a limit is reached; returns the status."""
+    """Step entities until done, input is needed, or a limit is reached; returns the status.
+
+    Runs without the GIL: the driver may build the next input in another thread meanwhile."""
     M = unmanaged(M_owned)
     n_proc = M[H_NPROC]
     events = 0

@@ -2,13 +2,17 @@
 
 Compiled functions take ``M`` alone (passing many arrays or a tuple of arrays costs an atomic
 reference-count update per array per call in numba, which dominated run time). Sections are
-addressed through the header (:mod:`.layout`, ``H_*``) by the tiny accessors below, which LLVM
-inlines, e.g. ``cget(M, c, C_PC)`` reads CPU ``c``'s program counter. :class:`Memory` allocates ``M``
+addressed through the header (:mod:`.layout`, ``H_*``) by the tiny accessors below, e.g.
+``cget(M, c, C_PC)`` reads CPU ``c``'s program counter. They are inlined into their callers in
+numba's IR (``inline="always"``): as separate functions, numba compiled one specialisation per
+constant field argument (``Literal[int]``), about 550 compilations of one-line functions that
+took a third of the engine's first compile. :class:`Memory` allocates ``M``
 and exposes numpy views of each section to Python.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -125,185 +129,213 @@ store = cast("Callable[[Any, Any, Any], None]", _store)
 # ----------------------------------------------------------------------------- accessors
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def cget(M, c, f):
     return load(M, load(M, H_CS) + c * C_NF + f)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def cset(M, c, f, v):
     store(M, load(M, H_CS) + c * C_NF + f, v)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def cadd(M, c, f, v):
     i = load(M, H_CS) + c * C_NF + f
     store(M, i, load(M, i) + v)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def qget(M, q, f):
     return load(M, load(M, H_QS) + q * Q_NF + f)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def qset(M, q, f, v):
     store(M, load(M, H_QS) + q * Q_NF + f, v)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def qadd(M, q, f, v):
     i = load(M, H_QS) + q * Q_NF + f
     store(M, i, load(M, i) + v)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def pget(M, p, f):
     return load(M, load(M, H_PS) + p * P_NF + f)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def pset(M, p, f, v):
     store(M, load(M, H_PS) + p * P_NF + f, v)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def padd(M, p, f, v):
     i = load(M, H_PS) + p * P_NF + f
     store(M, i, load(M, i) + v)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def gget(M, f):
     return load(M, load(M, H_G) + f)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def gset(M, f, v):
     store(M, load(M, H_G) + f, v)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def gadd(M, f, v):
     i = load(M, H_G) + f
     store(M, i, load(M, i) + v)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def kget(M, f):
     return load(M, load(M, H_K) + f)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def lget(M, line, f):
     return load(M, load(M, H_LS) + line * L_NF + f)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def lset(M, line, f, v):
     store(M, load(M, H_LS) + line * L_NF + f, v)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def sget(M, row, f):
     """Slot pool row ``row`` (see :func:`cmdqv_lab.engine.slots.slot_row`)."""
     return load(M, load(M, H_SL) + row * SL_NF + f)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def sset(M, row, f, v):
     store(M, load(M, H_SL) + row * SL_NF + f, v)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def rset(M, r, f, v):
     """Command record ``r``."""
     store(M, load(M, H_RC) + r * R_NF + f, v)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def oset(M, r, f, v):
     """Op record ``r``."""
     store(M, load(M, H_RO) + r * O_NF + f, v)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def pq_get(M, p, i):
     """The ``i``-th queue served by processor ``p``."""
     return load(M, load(M, H_PQ) + p * load(M, H_PQW) + i)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def fifo_get(M, q, i):
     return load(M, load(M, H_FIFO) + q * load(M, H_NCPU) + i % load(M, H_NCPU))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def fifo_set(M, q, i, v):
     store(M, load(M, H_FIFO) + q * load(M, H_NCPU) + i % load(M, H_NCPU), v)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def ring_op(M, c, ctr, f):
     """Field ``f`` (0 time, 1 steps) of CPU ``c``'s op with ring counter ``ctr``."""
     n = load(M, H_ROP_N)
     return load(M, load(M, H_ROP) + (c * n + (ctr & (n - 1))) * 2 + f)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def ring_op_set(M, c, ctr, f, v):
     n = load(M, H_ROP_N)
     store(M, load(M, H_ROP) + (c * n + (ctr & (n - 1))) * 2 + f, v)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def ring_b(M, c, ctr, f):
     """Field ``f`` (0 kind, 1 a, 2 b, 3 c) of CPU ``c``'s step with ring counter ``ctr``."""
     n = load(M, H_RB_N)
     return load(M, load(M, H_RB) + (c * n + (ctr & (n - 1))) * 4 + f)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def ring_b_set(M, c, ctr, f, v):
     n = load(M, H_RB_N)
     store(M, load(M, H_RB) + (c * n + (ctr & (n - 1))) * 4 + f, v)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def ring_c(M, c, ctr, f):
     """Field ``f`` (0 opcode, 1 service ps, 2 flags) of CPU ``c``'s command with ring counter ``ctr``."""
     n = load(M, H_RCM_N)
     return load(M, load(M, H_RCM) + (c * n + (ctr & (n - 1))) * 3 + f)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def ring_c_set(M, c, ctr, f, v):
     n = load(M, H_RCM_N)
     store(M, load(M, H_RCM) + (c * n + (ctr & (n - 1))) * 3 + f, v)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def lock_get(M, lk, f):
     """Field ``f`` (L_HOLDER, L_HEAD, L_TAIL) of FIFO mutex ``lk``."""
     return load(M, load(M, H_LOCKS) + lk * LOCK_NF + f)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def lock_set(M, lk, f, v):
     store(M, load(M, H_LOCKS) + lk * LOCK_NF + f, v)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def lfifo_get(M, lk, i):
     return load(M, load(M, H_LFIFO) + lk * load(M, H_NCPU) + i % load(M, H_NCPU))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def lfifo_set(M, lk, i, v):
     store(M, load(M, H_LFIFO) + lk * load(M, H_NCPU) + i % load(M, H_NCPU), v)
 
 
 # ----------------------------------------------------------------------------- Python side
+
+#: Sections every run writes before reading them (input rings, records): a reused buffer keeps
+#: its old contents there.
+_WRITTEN_BEFORE_READ = frozenset({H_ROP, H_RB, H_RCM, H_RC, H_RO})
+#: Buffers kept for reuse: at most two, of at most 64 MiB each (larger runs are not dominated by it).
+_POOL_MAX_WORDS = 8 << 20
+_pool: list[np.ndarray] = []
+_pool_lock = threading.Lock()
+
+
+def _pool_take(words: int) -> np.ndarray | None:
+    with _pool_lock:
+        for i, b in enumerate(_pool):
+            if b.size >= words:
+                return _pool.pop(i)
+    return None
+
+
+def _pool_give(buf: np.ndarray) -> None:
+    """Keep ``buf`` if the pool has room, else in place of a smaller one (runs of a sweep grow)."""
+    if buf.size <= _POOL_MAX_WORDS:
+        with _pool_lock:
+            if len(_pool) < 2:
+                _pool.append(buf)
+            else:
+                i = min(range(len(_pool)), key=lambda k: _pool[k].size)
+                if _pool[i].size < buf.size:
+                    _pool[i] = buf
 
 
 @dataclass
@@ -332,6 +364,16 @@ class Memory:
     hfix: np.ndarray
     hslw: np.ndarray
 
+    @property
+    def poolable(self) -> bool:
+        """Whether :meth:`release` would keep ``M``'s storage for reuse."""
+        return (self.M if self.M.base is None else self.M.base).size <= _POOL_MAX_WORDS
+
+    def release(self) -> None:
+        """Give ``M``'s storage back for a later :meth:`allocate` with ``pooled`` (every view of this
+        object is then invalid: call it only when the run's results have been copied out)."""
+        _pool_give(self.M if self.M.base is None else self.M.base)
+
     @classmethod
     def allocate(
         cls,
@@ -346,7 +388,11 @@ class Memory:
         ring_batches: int,
         ring_cmds: int,
         n_locks: int = 0,
+        pooled: bool = False,
     ) -> Memory:
+        """``M`` and its views; with ``pooled``, ``M`` may be a buffer an earlier run gave back
+        (:meth:`release`), cleared where it must be: allocating fresh memory made the kernel fault
+        in and zero every page, tens of ms of a short run with many CPUs (a widget's)."""
         leaves = 1
         while leaves < n_procs + n_cpus:
             leaves *= 2
@@ -374,7 +420,17 @@ class Memory:
             (H_HSLW, N_BUCKETS),
         ]
         total = H_WORDS + sum(s for _, s in sizes)
-        M = np.zeros(total, dtype=np.int64)
+        buf = _pool_take(total) if pooled else None
+        if buf is None:
+            M = np.zeros(total, dtype=np.int64)
+        else:  # a used buffer: zero all but the input rings and records (written before they are read)
+            M = buf[:total]
+            off = H_WORDS
+            M[:off] = 0
+            for h, s in sizes:
+                if h not in _WRITTEN_BEFORE_READ:
+                    M[off : off + s] = 0
+                off += s
         off = H_WORDS
         views: dict[int, np.ndarray] = {}
         for h, s in sizes:

@@ -9,9 +9,12 @@ and per-op records as polars frames (:data:`COMMAND_SCHEMA`, :data:`OP_SCHEMA`).
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -19,7 +22,9 @@ import polars as pl
 
 from cmdqv_lab.device.commands import Opcode
 from cmdqv_lab.engine import layout as L
+from cmdqv_lab.engine import load_numba_registries
 from cmdqv_lab.engine.costs import Costs
+from cmdqv_lab.engine.feed import BAD_BATCH, BAD_KIND, BAD_LOCK, BAD_QUEUE, BAD_TIME, check_block, feed
 from cmdqv_lab.engine.loop import run_loop
 from cmdqv_lab.engine.mem import Memory
 from cmdqv_lab.engine.sched import sched
@@ -290,83 +295,128 @@ def _dist(h: np.ndarray, total: int, mx: int, n: int) -> dict[str, float | None]
     return {"mean": total / n / 1e3, "p50": p50 / 1e3, "p99": p99 / 1e3, "max": mx / 1e3}
 
 
-class _Rings:
-    """Feeds each CPU's input rings (views into the engine memory) from its stream."""
+Cols = tuple[np.ndarray, ...]
 
-    def __init__(self, mem: Memory, streams: Sequence[CpuStream], n_queues: int, n_locks: int):
+
+class _Rings:
+    """Feeds each CPU's input rings (in the engine memory) from its stream (:mod:`.feed`).
+
+    A block's columns are made int64 and checked once (:meth:`prepare`), then copied in as often as
+    the rings have room. With ``prefetch``, CPU ``prefetch``'s stream is read by a thread of its own
+    a few blocks ahead (:class:`_Prefetch`): building the input then overlaps the compiled loop,
+    which runs without the GIL."""
+
+    def __init__(
+        self, mem: Memory, streams: Sequence[CpuStream], n_queues: int, n_locks: int, prefetch: int = -1
+    ):
         self.mem = mem
-        self.streams = list(streams)
-        self.pending: list[OpBlock | None] = [None] * len(self.streams)
         self.n_queues = n_queues
         self.n_locks = n_locks
+        self.sources: list[Iterator[Cols]] = [map(partial(self.prepare, c), s) for c, s in enumerate(streams)]
+        self.prefetcher: _Prefetch | None = None
+        if prefetch >= 0:
+            self.prefetcher = _Prefetch(self.sources[prefetch])
+            self.sources[prefetch] = self.prefetcher
+        #: per CPU: the block being loaded (its int64 columns) and the position reached in it
+        self.pending: list[tuple[Cols, int, int, int] | None] = [None] * len(self.sources)
+
+    def close(self) -> None:
+        if self.prefetcher is not None:
+            self.prefetcher.close()
 
     def fill(self, c: int) -> None:
         """Top up CPU ``c``'s rings from its stream; clear its MORE flag at the end of the stream."""
-        mem = self.mem
-        cs = mem.cs
-        r_op, r_b, r_c = mem.rop.shape[1], mem.rb.shape[1], mem.rcm.shape[1]
+        cs = self.mem.cs
         while True:
-            blk = self.pending[c]
-            if blk is None or blk.n_ops == 0:
-                blk = next(self.streams[c], None)
-                if blk is None:
+            cur = self.pending[c]
+            if cur is None or cur[1] == cur[0][0].size:
+                cols = next(self.sources[c], None)
+                if cols is None:
                     cs[c, L.C_MORE] = 0
                     self.pending[c] = None
                     return
-                self._check(blk, c)
-            room_op = r_op - (cs[c, L.C_OPTAIL] - cs[c, L.C_OPHEAD])
-            room_b = r_b - (cs[c, L.C_BTAIL] - cs[c, L.C_BCTR])
-            room_c = r_c - (cs[c, L.C_CTAIL] - cs[c, L.C_CCTR])
-            k = blk.fit(int(room_op), int(room_b), int(room_c))
-            if k == 0:
+                cur = (cols, 0, 0, 0)
+                if cols[0].size == 0:
+                    self.pending[c] = cur
+                    continue
+            cols, i, j, k = cur
+            t, nb, s_kind, s_a, s_b, s_c, c_opc, c_svc, c_flags = cols
+            i2, j2, k2 = feed(self.mem.M, c, t, nb, s_kind, s_a, s_b, s_c, c_opc, c_svc, c_flags, i, j, k)
+            self.pending[c] = (cols, i2, j2, k2)
+            cs[c, L.C_MORE] = 1
+            if i2 == i:
                 if cs[c, L.C_OPTAIL] == cs[c, L.C_OPHEAD]:
+                    r_b, r_c = self.mem.rb.shape[1], self.mem.rcm.shape[1]
                     raise ParamError(
                         f"an op of CPU {c} needs more than the input ring holds "
                         f"({r_b} steps, {r_c} commands): raise ring_batches/ring_cmds"
                     )
-                self.pending[c] = blk
-                cs[c, L.C_MORE] = 1
                 return
-            head, rest = blk.split(k)
-            self._write(c, head)
-            self.pending[c] = rest
-            cs[c, L.C_MORE] = 1
+            if i2 < cols[0].size:
+                return
 
-    def _check(self, blk: OpBlock, c: int) -> None:
-        batch = blk.s_kind == L.STEP_BATCH
-        qsel = np.concatenate([blk.s_c[batch], blk.s_a[blk.s_kind == L.STEP_RESUME]])
-        if qsel.size and (qsel.min() < 0 or qsel.max() >= self.n_queues):
+    def prepare(self, c: int, blk: OpBlock) -> Cols:
+        """CPU ``c``'s block as contiguous int64 columns, checked for this run."""
+        cols = tuple(np.ascontiguousarray(getattr(blk, f), dtype=np.int64) for f in _BLOCK_FIELDS)
+        t, _nb, s_kind, s_a, _s_b, s_c, _opc, c_svc, _flags = cols
+        err = check_block(self.n_queues, self.n_locks, t, s_kind, s_a, s_c, c_svc)
+        if err == BAD_QUEUE:
             raise ParamError(f"CPU {c}: step queue out of range 0 .. {self.n_queues - 1}")
-        if (blk.t < 0).any() or (blk.c_svc < 0).any() or (blk.s_a[blk.s_kind == L.STEP_DELAY] < 0).any():
+        if err == BAD_TIME:
             raise ParamError(f"CPU {c}: negative time in the op stream")
-        if (blk.s_a[batch] < 1).any():
+        if err == BAD_BATCH:
             raise ParamError(f"CPU {c}: a batch must have at least one entry")
-        locks = blk.s_a[(blk.s_kind == L.STEP_LOCK) | (blk.s_kind == L.STEP_UNLOCK)]
-        if locks.size and (locks.min() < 0 or locks.max() >= self.n_locks):
+        if err == BAD_LOCK:
             raise ParamError(f"CPU {c}: lock id out of range 0 .. {self.n_locks - 1}")
-        if (blk.s_kind < 0).any() or (blk.s_kind > L.STEP_RESUME).any():
+        if err == BAD_KIND:
             raise ParamError(f"CPU {c}: unknown step kind")
-
-    def _write(self, c: int, blk: OpBlock) -> None:
-        mem, cs = self.mem, self.mem.cs
-        _ring_put(mem.rop[c], int(cs[c, L.C_OPTAIL]), (blk.t, blk.nb))
-        _ring_put(mem.rb[c], int(cs[c, L.C_BTAIL]), (blk.s_kind, blk.s_a, blk.s_b, blk.s_c))
-        _ring_put(mem.rcm[c], int(cs[c, L.C_CTAIL]), (blk.c_opc, blk.c_svc, blk.c_flags))
-        cs[c, L.C_OPTAIL] += blk.n_ops
-        cs[c, L.C_BTAIL] += blk.n_steps
-        cs[c, L.C_CTAIL] += blk.n_cmds
+        return cols
 
 
-def _ring_put(ring: np.ndarray, ctr: int, columns: tuple[np.ndarray, ...]) -> None:
-    """Write ``columns`` into ``ring`` (rows x fields) from ring counter ``ctr``, wrapping once at most."""
-    n = columns[0].size
-    size = ring.shape[0]
-    i = ctr & (size - 1)
-    first = min(n, size - i)
-    for f, col in enumerate(columns):
-        ring[i : i + first, f] = col[:first]
-        if first < n:
-            ring[: n - first, f] = col[first:]
+class _Prefetch(Iterator[Cols]):
+    """Items of ``source`` computed by a daemon thread, at most ``depth`` ahead of the reader; an
+    exception of the source is raised to the reader at its position in the stream."""
+
+    def __init__(self, source: Iterator[Cols], depth: int = 2):
+        self._q: queue.Queue[tuple[Cols | None, BaseException | None]] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._done = False
+        threading.Thread(target=self._run, args=(source,), name="cmdqv-lab-input", daemon=True).start()
+
+    def _put(self, item: tuple[Cols | None, BaseException | None]) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, source: Iterator[Cols]) -> None:
+        try:
+            for item in source:
+                if not self._put((item, None)):
+                    return
+            self._put((None, None))
+        except BaseException as e:  # handed to the reader
+            self._put((None, e))
+
+    def __next__(self) -> Cols:
+        if self._done:
+            raise StopIteration
+        item, exc = self._q.get()
+        if item is None:
+            self._done = True
+            if exc is not None:
+                raise exc
+            raise StopIteration
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+
+
+_BLOCK_FIELDS = ("t", "nb", "s_kind", "s_a", "s_b", "s_c", "c_opc", "c_svc", "c_flags")
 
 
 def build_memory(cfg: EngineConfig) -> Memory:
@@ -387,6 +437,7 @@ def build_memory(cfg: EngineConfig) -> Memory:
         ring_batches=cfg.ring_batches,
         ring_cmds=cfg.ring_cmds,
         n_locks=cfg.n_locks,
+        pooled=True,
     )
     cs = mem.cs
     cs[:, L.C_PC] = L.PC_NEXT_OP
@@ -457,10 +508,32 @@ def run_engine(
             f"until={until_ps / 1e3:g} ns is out of range: allowed 0 .. {L.MAX_TIME_PS / 1e3:.0f} ns"
         )
     t_wall = time.perf_counter()
+    load_numba_registries()
     if len(streams) != cfg.n_cpus:
         raise ParamError(f"expected {cfg.n_cpus} CPU streams, got {len(streams)}")
     mem = build_memory(cfg)
-    rings = _Rings(mem, streams, len(cfg.queues), cfg.n_locks)
+    # One issuing CPU: its input is built by a thread while the engine runs (with several, the
+    # streams are read in the order the engine asks, as generators may share state)
+    issuing = [c for c in range(cfg.n_cpus) if c != cfg.irq_cpu and all(c not in p for p in cfg.vmm_threads)]
+    rings = _Rings(
+        mem, streams, len(cfg.queues), cfg.n_locks, prefetch=issuing[0] if len(issuing) == 1 else -1
+    )
+    try:
+        return _run(cfg, mem, rings, t_wall, event_limit, until_ps)
+    finally:
+        rings.close()
+        if mem.poolable:  # the result holds copies only (records are copied below)
+            mem.release()
+
+
+def _run(
+    cfg: EngineConfig,
+    mem: Memory,
+    rings: _Rings,
+    t_wall: float,
+    event_limit: int | None,
+    until_ps: int | None,
+) -> EngineResult:
     for c in range(cfg.n_cpus):
         rings.fill(c)
         _sched_py(mem, cfg.n_procs + c, 0)
@@ -496,12 +569,17 @@ def run_engine(
         queues=mem.qs.copy(),
         procs=mem.ps.copy(),
         cpus=mem.cs.copy(),
-        commands=_command_frame(mem.rc[: g[L.G_REC_CMDS]]) if cfg.record else None,
-        ops=_op_frame(mem.ro[: g[L.G_REC_OPS]]) if cfg.record else None,
+        commands=_command_frame(_own(mem, mem.rc[: g[L.G_REC_CMDS]])) if cfg.record else None,
+        ops=_op_frame(_own(mem, mem.ro[: g[L.G_REC_OPS]])) if cfg.record else None,
         wall_s=time.perf_counter() - t_wall,
         records_truncated=bool(truncated),
         stopped_at_ps=stopped,
     )
+
+
+def _own(mem: Memory, a: np.ndarray) -> np.ndarray:
+    """``a`` copied if ``mem``'s storage goes back to the pool (frames must not share it)."""
+    return a.copy() if mem.poolable else a
 
 
 _PC_NAMES = {v: k for k, v in vars(L).items() if k.startswith("PC_") and isinstance(v, int)}

@@ -172,7 +172,7 @@ def raise_error(M, q, row, now):
         sched(M, M[H_NPROC] + ic, now)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _append_step(M, c, base, i, kind, a, b, d):
     ring_b_set(M, c, base + i, 0, kind)
     ring_b_set(M, c, base + i, 1, a)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -49,22 +50,22 @@ class OpBlock:
     c_flags: np.ndarray
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_step_cmds", np.where(self.s_kind == STEP_BATCH, self.s_a, 0))
         if self.t.shape != self.nb.shape:
             raise ValueError("t and nb must have one entry per op")
         if int(self.nb.sum()) != self.s_kind.size or not (
             self.s_a.size == self.s_b.size == self.s_c.size == self.s_kind.size
         ):
             raise ValueError("step arrays must have sum(nb) entries")
-        if int(self.step_cmds.sum()) != self.c_opc.size or not (
-            self.c_svc.size == self.c_flags.size == self.c_opc.size
-        ):
+        # a block of batches only (the usual case) needs no per-step mask
+        only_batches = not (self.s_kind != STEP_BATCH).any()
+        n_cmds = int(self.s_a.sum()) if only_batches else int(self.step_cmds.sum())
+        if n_cmds != self.c_opc.size or not (self.c_svc.size == self.c_flags.size == self.c_opc.size):
             raise ValueError("command arrays must have one entry per command of the batch steps")
 
-    @property
+    @cached_property
     def step_cmds(self) -> np.ndarray:
         """Entries of each step (0 for non-batch steps)."""
-        return self._step_cmds  # type: ignore[attr-defined]
+        return np.where(self.s_kind == STEP_BATCH, self.s_a, 0)
 
     @property
     def n_ops(self) -> int:

@@ -130,7 +130,7 @@ from cmdqv_lab.engine.sched import sched
 from cmdqv_lab.engine.slots import slot_row
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _put(M, t, base, i, kind, a, b, d):
     ring_b_set(M, t, base + i, 0, kind)
     ring_b_set(M, t, base + i, 1, a)

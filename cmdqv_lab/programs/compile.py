@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import polars as pl
@@ -47,7 +48,7 @@ from cmdqv_lab.errors import ParamError
 from cmdqv_lab.platform import Platform
 from cmdqv_lab.programs.topology import Route, Topology
 from cmdqv_lab.rng import stream as rng_stream
-from cmdqv_lab.workloads.stream import Chunk, StreamChunk, Workload, as_frame
+from cmdqv_lab.workloads.stream import Chunk, Period, StreamChunk, Workload, as_frame
 
 SYNC = int(Opcode.CMD_SYNC)
 PATH_HOST, PATH_VCMDQ, PATH_TRAP = 0, 1, 2
@@ -145,7 +146,48 @@ def compile_chunk(
     prefix_ps: int = 0,
 ) -> OpBlock:
     """One chunk of a CPU's stream as op programs (see the module docstring)."""
+    if routing is None and isinstance(chunk, Chunk) and chunk.rows.period is not None:
+        per = chunk.rows.period
+        if per.rows.opcode.size and chunk.rows.opcode.size % per.rows.opcode.size == 0:
+            return _compile_periodic(chunk, per, route, plat, rng, prefix_ps)
     return compile_columns(Columns.of(chunk, routing), route, plat, rng, prefix_ps=prefix_ps)
+
+
+@lru_cache(maxsize=64)
+def _period_program(per: Period, route: Route, prefix_ps: int) -> tuple[OpBlock, np.ndarray]:
+    """One instance's program (times and service times zero) and the instance's ops that have
+    commands (an op without any is not a program)."""
+    rows = per.rows
+    n = rows.opcode.size
+    cols = Columns(rows.op, np.zeros(n, np.int64), rows.opcode.astype(np.int64), rows.batch,
+                   np.zeros(n, np.int64), rows.sync(), np.zeros(n, bool))  # fmt: skip
+    blk = _compile_vectorised(cols, np.zeros(n, np.int64), route, prefix_ps)
+    present = np.unique(rows.op)
+    return blk, present
+
+
+def _compile_periodic(
+    chunk: Chunk, per: Period, route: Route, plat: Platform, rng: np.random.Generator, prefix_ps: int
+) -> OpBlock:
+    """A chunk repeating one :class:`Period` (a generator's template, no routing): one instance is
+    compiled and its program tiled; identical to compiling the chunk row by row."""
+    blk, present = _period_program(per, route, prefix_ps)
+    m = chunk.rows.opcode.size // per.rows.opcode.size
+    t = np.asarray(chunk.t_ps, np.int64)
+    if present.size != per.n_ops:
+        t = t.reshape(m, per.n_ops)[:, present].reshape(-1)
+    opc = chunk.rows.opcode.astype(np.int64)
+    if plat.service_dist == "deterministic":  # no draws: one instance's times, tiled
+        svc = _tile(service_times(blk.c_opc, plat, rng), m)
+    else:
+        svc = service_times(opc, plat, rng)
+    return OpBlock(t, _tile(blk.nb, m), _tile(blk.s_kind, m), _tile(blk.s_a, m), _tile(blk.s_b, m),
+                   _tile(blk.s_c, m), opc, svc, np.zeros(opc.size, np.int64))  # fmt: skip
+
+
+def _tile(a: np.ndarray, m: int) -> np.ndarray:
+    """``np.tile(a, m)`` (a fill when ``a`` has one element: several times faster)."""
+    return np.full(m, a[0], np.int64) if a.size == 1 else np.tile(a, m)
 
 
 def compile_columns(

@@ -63,12 +63,14 @@ def _arrivals(p: OpenQueueParams, seed: int, n: int) -> Iterator[Chunk]:
             start[0] = starts_next
             start[1:] = last[:-1]
             starts_next = bool(last[-1])
-        else:
-            start = np.ones(m, dtype=bool)
-        gaps = np.zeros(m, dtype=np.int64)
-        k = int(start.sum())
-        gaps[start] = np.rint(g_gap.standard_exponential(k) * mean_gap_ps).astype(np.int64)
-        t = clock + np.cumsum(gaps)
+            gaps = np.zeros(m, dtype=np.int64)
+            gaps[start] = np.rint(g_gap.standard_exponential(int(start.sum())) * mean_gap_ps).astype(np.int64)
+        else:  # every command starts a burst of one
+            x = g_gap.standard_exponential(m)
+            x *= mean_gap_ps
+            gaps = np.rint(x, out=x).astype(np.int64)
+        t = np.cumsum(gaps)
+        t += clock
         clock = int(t[-1])
         yield Chunk(_ARRIVAL.expand(m, {}), 0, -1, done, done, t)
         done += m

@@ -21,7 +21,7 @@ functional device model (:func:`encode`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -192,12 +192,27 @@ def unmap_frame(
     ).cast(WORKLOAD_SCHEMA)  # type: ignore[arg-type]  # fmt: skip
 
 
+@dataclass(frozen=True, eq=False)
+class Period:
+    """The rows of one instance of a pattern that a chunk repeats (a generator's op template):
+    ``rows`` has local ``op``/``batch`` from 0 and ``n_ops``/``n_batches`` are the instance's op and
+    batch counts (an op may have no command). Instance ``i`` of the chunk is ``rows`` with ``op +
+    i * n_ops`` and ``batch + i * n_batches``; only the command fields differ between instances."""
+
+    rows: Rows
+    n_ops: int
+    n_batches: int
+
+
 @dataclass(frozen=True)
 class Rows:
     """Commands of a chunk as numpy columns (the stream form before it becomes a polars frame).
 
     ``op`` and ``batch`` are local (from 0), ``kind`` indexes ``kinds``, ``fields[name]`` is
-    ``(values, valid)`` (invalid entries become nulls).
+    ``(values, valid)`` (invalid entries become nulls); a generator may give a mapping that computes
+    them on first access, since only the frame needs them. ``period``: set when the rows are
+    repetitions of one :class:`Period` (the compile stage then builds one instance's program and
+    tiles it).
     """
 
     op: np.ndarray
@@ -205,7 +220,8 @@ class Rows:
     opcode: np.ndarray
     kind: np.ndarray
     kinds: tuple[str, ...]
-    fields: dict[str, tuple[np.ndarray, np.ndarray]]  # name -> (values, valid)
+    fields: Mapping[str, tuple[np.ndarray, np.ndarray]]  # name -> (values, valid)
+    period: Period | None = None
 
     def sync(self) -> np.ndarray:
         """Per row: its batch ends with a CMD_SYNC (a batch is a run of equal ``batch`` values)."""

@@ -31,8 +31,9 @@ doubles in issue order, so the frames do not depend on the chunk size or on the 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -41,7 +42,7 @@ from cmdqv_lab.device.commands import Opcode
 from cmdqv_lab.errors import ParamError
 from cmdqv_lab.params import Params, param
 from cmdqv_lab.rng import stream as rng_stream
-from cmdqv_lab.workloads.stream import FIELD_COLUMNS, Rows
+from cmdqv_lab.workloads.stream import FIELD_COLUMNS, Period, Rows
 
 #: SIDs reserved per VM (the host is VM -1): VM ``v`` owns ``sid_base + (v + 1) * SID_STRIDE + k``.
 SID_STRIDE = 256
@@ -215,25 +216,62 @@ class Template:
     def n_ops(self) -> int:
         return len(self.kinds)
 
+    @cached_property
+    def period(self) -> Period:
+        """One instance of the template as the :class:`~cmdqv_lab.workloads.stream.Period` of its
+        expansions."""
+        rows = Rows(op=self.op, batch=self.batch, opcode=self.opcode,
+                    kind=np.arange(self.n_ops, dtype=np.int8)[self.op], kinds=self.kinds, fields={})  # fmt: skip
+        return Period(rows, self.n_ops, self.n_batches)
+
     def expand(self, n: int, values: Mapping[str, np.ndarray | int]) -> Rows:
-        """``n`` instances; ``values[var]`` has one value per instance (or a scalar)."""
+        """``n`` instances; ``values[var]`` has one value per instance (or a scalar). The command
+        fields are computed when first read (the timing engine never reads them)."""
         t = self.opcode.size
-        inst = np.repeat(np.arange(n, dtype=np.int64), t)
-        fields: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        for f in FIELD_COLUMNS:
-            if not self.valid[f].any():
-                continue
-            vals = np.tile(self.base[f], n)
-            for var, mask in self.uses.get(f, {}).items():
-                v = np.broadcast_to(np.asarray(values[var]), (n,)).astype(vals.dtype)
-                vals += np.tile(mask, n).astype(vals.dtype) * v[inst]
-            fields[f] = (vals, np.tile(self.valid[f], n))
-        kind_of_op = np.arange(self.n_ops, dtype=np.int8)
+        values = dict(values)
+
+        def fields() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+            inst = np.repeat(np.arange(n, dtype=np.int64), t)
+            out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+            for f in FIELD_COLUMNS:
+                if not self.valid[f].any():
+                    continue
+                vals = np.tile(self.base[f], n)
+                for var, mask in self.uses.get(f, {}).items():
+                    v = np.broadcast_to(np.asarray(values[var]), (n,)).astype(vals.dtype)
+                    vals += np.tile(mask, n).astype(vals.dtype) * v[inst]
+                out[f] = (vals, np.tile(self.valid[f], n))
+            return out
+
+        per = self.period
         return Rows(
-            op=np.tile(self.op, n) + inst * self.n_ops,
-            batch=np.tile(self.batch, n) + inst * self.n_batches,
+            op=(self.op + np.arange(0, n * self.n_ops, self.n_ops, dtype=np.int64)[:, None]).reshape(-1),
+            batch=(self.batch + np.arange(0, n * self.n_batches, self.n_batches, dtype=np.int64)[:, None]).reshape(-1),
             opcode=np.tile(self.opcode, n),
-            kind=np.tile(kind_of_op[self.op], n),
+            kind=np.tile(per.rows.kind, n),
             kinds=self.kinds,
-            fields=fields,
-        )
+            fields=LazyFields(fields),
+            period=per,
+        )  # fmt: skip
+
+
+class LazyFields(Mapping[str, tuple[np.ndarray, np.ndarray]]):
+    """A read-only mapping computed by ``make()`` on first access."""
+
+    def __init__(self, make: Callable[[], dict[str, tuple[np.ndarray, np.ndarray]]]):
+        self._make: Callable[[], dict[str, tuple[np.ndarray, np.ndarray]]] | None = make
+        self._data: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def _get(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        if self._make is not None:
+            self._data, self._make = self._make(), None
+        return self._data
+
+    def __getitem__(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        return self._get()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
