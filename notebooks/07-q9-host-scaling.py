@@ -309,10 +309,11 @@ result_table(
 #
 # The [2026 lock-fairness commit](../docs/sources.md#lock-fairness-2026) describes CPUs that wait
 # in `arm_smmu_cmdq_shared_lock` for a very long time when the queue is nearly full. The
-# configuration below is the one of issue 10 (64 CPUs, 32 TLBIs per unmap, a 256-entry cmdq) with
-# holder-first lines on the Hi1620 topology. The model is stopped at successive times
-# (`simulate(..., until_ns=t)`; the run is deterministic, so each stop is the same run seen at `t`)
-# and the lock word and the CPUs around it are read at each stop (`analysis.lockstate`).
+# configuration below is the one of issue 10 (64 CPUs, 32 TLBIs per unmap, a 256-entry cmdq) on the
+# calibrated `d06` preset (holder-first lines on the Hi1620 topology, v5.9's set-zero release, loads
+# taking lines shared). The model is stopped at successive times (`simulate(..., until_ns=t)`; the
+# run is deterministic, so each stop is the same run seen at `t`) and the lock word and the CPUs
+# around it are read at each stop (`analysis.lockstate`).
 #
 # **Why it starves with `set-zero`.** CPUs that find the queue full call
 # `arm_smmu_cmdq_poll_until_not_full`, whose exclusive trylock is `cmpxchg(&lock, 0, INT_MIN)`. A
@@ -325,19 +326,16 @@ result_table(
 # `clear-sign` (`atomic_fetch_andnot_release(INT_MIN, &lock)`) the waiters' increments survive, the
 # count stays above 0, every trylock fails until the shared holders are done, and work goes on.
 #
-# **What it rests on.** The run uses `load_priority = holder`: a plain load (READ_ONCE,
-# atomic_read) leaves its CPU the holder's priority, like an atomic. With `load_priority = none` (a
-# plain load takes the line shared; the calibrated `d06` preset's choice, under which the reservation
-# cmpxchg fails as Garry saw on his D06) no CPU starves under either release: the last table shows
-# it. The commit reports the starvation on real machines and the 2019 thread reports the failing
-# cmpxchg, so real arbitration sits between the two, which this model does not have.
+# **What it rests on.** When it starts depends on the exact timing: with loads that leave the
+# holder's priority (`load_priority = holder`) it starts earlier (last table); an earlier `d06` fit
+# (think and TLBI times 0.1 % and 0.3 % away) did not starve within 5 ms with shared loads. Once
+# it starts it does not end in the model: nothing random breaks the cycle.
 
 # %%
 from cmdqv_lab.analysis.lockstate import lock_timeline
 
-NEARLY_FULL = {"cpus": 64, "tlbis": 32, "cmdq_log2size": 8, "line_arbitration": "holder-first",
-               "topology": "platform", "load_priority": "holder"}  # fmt: skip
-stops_ns = [i * 100_000 for i in range(1, 13)]
+NEARLY_FULL = {"platform": "d06", "cpus": 64, "tlbis": 32, "cmdq_log2size": 8}
+stops_ns = [i * 250_000 for i in range(1, 17)]
 lock_runs = pl.concat(
     lock_timeline({**NEARLY_FULL, "exclusive_unlock": mode}, stops_ns, count=64 * 20).with_columns(
         pl.lit(mode).alias("exclusive_unlock")
@@ -366,14 +364,14 @@ print(
     f"(longest {_last['set-zero']['longest_shared_wait_us']:.0f} us), {_last['set-zero']['ops_done']} ops done; "
     f"clear-sign {_last['clear-sign']['in_shared_lock']} waiting, {_last['clear-sign']['ops_done']} ops done"
 )
-shared_loads = pl.concat(
-    lock_timeline({**NEARLY_FULL, "exclusive_unlock": mode, "load_priority": "none"}, stops_ns[-1:], count=64 * 20)
+holder_loads = pl.concat(
+    lock_timeline({**NEARLY_FULL, "exclusive_unlock": mode, "load_priority": "holder"}, stops_ns[-1:], count=64 * 20)
     .with_columns(pl.lit(mode).alias("exclusive_unlock"))
     for mode in ("set-zero", "clear-sign")
 )
 result_table(
-    shared_loads.select("exclusive_unlock", "in_shared_lock", "in_space_poll", "longest_shared_wait_ns", "ops_done"),
-    f"the same runs with load_priority = none, at {stops_ns[-1] / 1000:.0f} us: nobody starves (model)",
+    holder_loads.select("exclusive_unlock", "in_shared_lock", "in_space_poll", "longest_shared_wait_ns", "ops_done"),
+    f"the same runs with load_priority = holder, at {stops_ns[-1] / 1000:.0f} us (model)",
 )  # fmt: skip
 
 # %% [markdown]

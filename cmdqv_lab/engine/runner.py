@@ -544,10 +544,19 @@ def _run(
         announce_compile()
     t_limit = L.MAX_TIME_PS if until_ps is None else until_ps
     stopped = None
+    done_before = -1
     while True:
-        status = run_loop(mem.M, t_limit, ev_limit - int(mem.g[L.G_EVENTS]))
+        remaining = ev_limit - int(mem.g[L.G_EVENTS])
+        chunk = min(remaining, WATCH_EVENTS)
+        status = run_loop(mem.M, t_limit, chunk)
         if status == L.ST_NEED_INPUT:
             rings.fill(int(mem.g[L.G_NEED_CPU]))
+            continue
+        if status == L.ST_EVENT_LIMIT and chunk < remaining:  # the watchdog's slice, not the caller's limit
+            done = int(mem.g[L.G_CMDS_DONE])
+            if done == done_before:
+                _livelocked(mem, cfg)
+            done_before = done
             continue
         if status == L.ST_TIME_LIMIT:
             if until_ps is None:
@@ -583,6 +592,23 @@ def _own(mem: Memory, a: np.ndarray) -> np.ndarray:
 
 
 _PC_NAMES = {v: k for k, v in vars(L).items() if k.startswith("PC_") and isinstance(v, int)}
+#: A run whose CPUs take this many events without the SMMU completing a single command is livelocked
+#: (spinning: e.g. set-zero's shared_lock starvation, which nothing in a deterministic model breaks).
+#: The loop runs in slices of this many events; slicing changes no result (the loop stops before an
+#: event and resumes with it).
+WATCH_EVENTS = 5_000_000
+
+
+def _livelocked(mem: Memory, cfg: EngineConfig) -> None:
+    busy = [c for c in range(cfg.n_cpus) if mem.cs[c, L.C_PC] != L.PC_DONE]
+    where = ", ".join(
+        f"CPU {c} at {_PC_NAMES.get(int(mem.cs[c, L.C_PC]), mem.cs[c, L.C_PC])}" for c in busy[:4]
+    )
+    raise DeadlockError(
+        f"simulation livelocked at t={int(mem.g[L.G_NOW]) / 1e3:.0f} ns: no command completed in the last "
+        f"{WATCH_EVENTS:,} events ({where or 'no CPU busy'}); on a nearly full queue this is set-zero's "
+        "shared_lock starvation (exclusive_unlock=clear-sign is the 2026 fix)"
+    )
 
 
 def _check_progress(mem: Memory, cfg: EngineConfig) -> None:
