@@ -346,7 +346,7 @@ lock_runs = pl.concat(
 )
 plots.show(
     plots.occupancy_over_time(lock_runs, t="time_us", y="longest_shared_wait_us", by="exclusive_unlock",
-                              title="Longest wait in shared_lock still in progress (us), nearly full queue, 64 CPUs")
+                              title="Longest wait for the shared cmdq lock still in progress (us), nearly full queue, 64 CPUs")
 )  # fmt: skip
 plots.show(
     plots.occupancy_over_time(lock_runs, t="time_us", y="ops_done", by="exclusive_unlock",

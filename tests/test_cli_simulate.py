@@ -107,7 +107,7 @@ def test_a_positional_scenario_is_the_same_as_dash_s(capsys: pytest.CaptureFixtu
         (
             ["simulate", "-s", "host-map-unmap", "--set", "cpu=8"],
             "unknown parameter 'cpu' for scenario host-map-unmap: did you mean cpus? "
-            "(cmdqv-lab describe host-map-unmap lists all 71)",
+            "(cmdqv-lab describe host-map-unmap lists all 73)",
         ),
         (
             ["simulate", "host-map-unmapp"],

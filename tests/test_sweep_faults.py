@@ -250,9 +250,19 @@ def test_a_task_that_kills_its_worker_twice_is_named() -> None:
     assert e.value.exit_code == 3 and "\n" not in str(e.value)
 
 
+HEAVY = SPEC.replace("count = 4000", "count = 400000").replace('name = "faults"', 'name = "faults-heavy"')
+
+
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
-def test_a_sweep_survives_a_killed_worker(reference: Path, tmp_path: Path, spec_file: Path) -> None:
-    out = tmp_path / "faults"
+def test_a_sweep_survives_a_killed_worker(tmp_path: Path) -> None:
+    """A pool worker killed while it computes a point (as the OOM killer would): the points in flight
+    are retried, the sweep ends normally and its results equal a serial run's. The points are heavy
+    enough (400,000 commands each) that tasks are still in flight after the first point is written
+    (with 4,000 commands the other 19 points could all finish within one poll, and a kill with nothing
+    in flight breaks no task)."""
+    spec_file = tmp_path / "heavy.toml"
+    spec_file.write_text(HEAVY)
+    out = tmp_path / "heavy"
     cmd = [
         sys.executable,
         "-m",
@@ -266,13 +276,9 @@ def test_a_sweep_survives_a_killed_worker(reference: Path, tmp_path: Path, spec_
     victim = None
     deadline = time.monotonic() + 120
     while victim is None and time.monotonic() < deadline and p.poll() is None:
-        # The pool spawns its workers inside the first submit, after queueing the task, and a worker
-        # takes about a second to import before it can finish one: a worker that exists means tasks are
-        # in flight. (Waiting for the first point file raced with the end of this quick sweep: the
-        # other 19 points can follow it within one poll, and a kill with nothing in flight breaks no
-        # task.) Kill one, as the OOM killer would.
+        points = list((out / "points").glob("*.parquet")) if (out / "points").is_dir() else []
         workers = [c for c in children(p.pid) if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
-        if workers:
+        if points and workers:  # workers are computing: kill one
             victim = workers[0]
             os.kill(victim, signal.SIGKILL)
         time.sleep(0.005)
@@ -281,7 +287,9 @@ def test_a_sweep_survives_a_killed_worker(reference: Path, tmp_path: Path, spec_
     assert not alive(victim)
     assert p.returncode == 0, err
     assert "worker process died" in err and "retried" in err
-    assert combined(out) == combined(reference)
+    serial = tmp_path / "serial"
+    run_sweep(parse_spec(HEAVY, "heavy.toml"), serial, workers=1, progress=False)
+    assert combined(out) == combined(serial)
 
 
 # ----------------------------------------------------------------------------- the operating system
