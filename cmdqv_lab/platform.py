@@ -72,7 +72,7 @@ class Platform(Params):
         source="discussion-2019-cmdq-cmpxchg-fairness.txt (John Garry: the reservation cmpxchg 'was failing' "
         "on his D06; Will Deacon: 'It definitely lacks fairness'); discussion-2020-cmdq-cmpxchg-and-spinlock-fallback.txt "
         "(success rate at 64 CPUs 'poor, but not totally awful')",
-        doc="holder-first: whether a plain load (READ_ONCE, atomic_read, a cond_read's poll) gives its CPU the "
+        doc="holder-first: whether a plain load (READ_ONCE, atomic_read; a cond_read polls with LDXR, exclusively) gives its CPU the "
         "holder's priority like an atomic (holder) or takes the line shared and leaves none, so that the "
         "cmpxchg after a READ_ONCE competes with the waiting CPUs and can fail (none)",
     )  # fmt: skip

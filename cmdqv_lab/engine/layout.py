@@ -53,7 +53,7 @@ LAYOUT_PER_FIELD = 0  # llq, lock, the valid bitmap and owner_prod each a line (
 # pointer), owner_prod and lock share the line after them (offsets 192, 200, 204).
 LAYOUT_V59 = 1
 LAYOUT_NAMES = ("per-field", "v5.9")
-# holder-first: what a plain load (READ_ONCE, atomic_read, a cond_read's poll) leaves behind
+# holder-first: what a plain load (READ_ONCE, atomic_read; not a cond_read, which polls with LDXR) leaves behind
 LOAD_HOLDER = 0  # the holder's priority, as after an atomic (the model before)
 LOAD_NONE = 1  # none: the load takes the line shared, the cmpxchg after it competes with waiting CPUs
 LOAD_NAMES = ("holder", "none")

@@ -170,10 +170,10 @@ def line_access(M, q, which, cpu, now):
 
 @njit(cache=True)
 def line_read(M, q, which, cpu, now):
-    """A plain load of the line (READ_ONCE, atomic_read, a cond_read's poll): :func:`line_access`, but
-    with holder-first and ``load_priority=none`` the reader gets no priority for its next access (the
-    load brings the line in shared state; the reader's cmpxchg that follows must win it again against
-    waiting requesters)."""
+    """A plain load of the line (READ_ONCE, atomic_read; a cond_read polls with LDXR and is a
+    :func:`line_access`): the same access, but with holder-first and ``load_priority=none`` the reader
+    gets no priority for its next access (the load brings the line in shared state; the reader's
+    cmpxchg that follows must win it again against waiting requesters)."""
     return _access(M, q, which, cpu, now, True)
 
 
