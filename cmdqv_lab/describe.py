@@ -61,16 +61,17 @@ METRICS: dict[str, tuple[str, str]] = {
     "events": ("events", "engine events (a measure of work, not of the model)"),
     "shared_lock_wait_ns": (
         "ns",
-        "host: arm_smmu_cmdq_shared_lock of a CMD_SYNC batch, from its atomic_fetch_inc to holding cmdq->lock",
+        "host and guest drivers: arm_smmu_cmdq_shared_lock of a CMD_SYNC batch, from its atomic_fetch_inc to holding cmdq->lock",
     ),
     "op_phase_ns": (
         "ns",
-        "host: mean time per op in each phase of its lock-free batches (reserve, write, shared_lock, "
-        "owner_gather, publish, until_smmu_at_sync, sync_completion, unlock)",
+        "host and guest drivers: mean time per op in each phase of its batches (reserve, write, shared_lock, "
+        "owner_gather, publish (a trapped guest: the PROD write's exit to the VMM), until_smmu_at_sync, "
+        "sync_completion, unlock)",
     ),
     "cpus_in_retry_loop": (
         "CPUs",
-        "host: time-averaged CPUs in the reservation loop (llq reads, space check, retries)",
+        "host and guest drivers: time-averaged CPUs in the reservation loop (llq reads, space check, retries)",
     ),
     "stopped_at_ns": ("ns", "the run stopped at this simulated time (until_ns) with work left"),
     "offered_load": ("Erlang", "arrival rate x mean service time"),

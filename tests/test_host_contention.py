@@ -64,3 +64,37 @@ def test_op_phases_add_up_to_the_op_latency(extra: dict) -> None:  # type: ignor
     assert sum(ph.values()) == pytest.approx(m["op_latency_ns"]["mean"], rel=1e-9)
     assert ph["sync_completion"] > 0 and ph["reserve"] > 0
     assert m["cpus_in_retry_loop"] == pytest.approx(ph["reserve"] * m["ops"] / m["sim_time_ns"], rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("scenario", "extra"),
+    [("guest-vcmdq", {"threads": 4}), ("guest-fixup", {"threads": 2}), ("guest-trap", {"threads": 2}),
+     ("guest-wl-dma-map", {"threads": 2})],
+)  # fmt: skip
+def test_guest_scenarios_report_where_the_time_goes(scenario: str, extra: dict) -> None:  # type: ignore[type-arg]
+    """Guest vCPUs run the same driver path on their VCMDQs or trapped queue: op_phase_ns,
+    shared_lock_wait_ns and cpus_in_retry_loop are reported for them too. The phases cover the
+    driver's batches, so they add up to at most the op latency (which also holds the guest's own
+    unmap work before the driver); a trapped PROD write exits to the user-space VMM, so the publish
+    phase of guest-trap holds at least one trap round trip."""
+    from cmdqv_lab.platform import load_platform
+
+    r = simulate(scenario, extra, seed=3, count=600)
+    m = r.metrics
+    ph = m["op_phase_ns"]
+    assert all(v is not None and v >= 0 for v in ph.values())
+    assert 0 < sum(ph.values()) <= m["op_latency_ns"]["mean"] * (1 + 1e-9)
+    assert m["shared_lock_wait_ns"]["mean"] is not None and m["cpus_in_retry_loop"] > 0
+    grace = load_platform("grace")
+    if scenario == "guest-trap":
+        assert ph["publish"] >= grace.trap_user_ns
+    else:
+        assert ph["publish"] < grace.trap_user_ns
+        if scenario == "guest-vcmdq":  # the op is its unmap work, then one driver batch
+            assert sum(ph.values()) + grace.guest_unmap_ns == pytest.approx(m["op_latency_ns"]["mean"], rel=1e-6)
+
+
+def test_open_queue_has_no_driver_metrics() -> None:
+    """open-queue's commands come from nowhere: no driver runs, so no driver phases are reported."""
+    m = simulate("open-queue", {"rate_mcmd_s": 1}, seed=0, count=2000).metrics
+    assert "op_phase_ns" not in m and "cpus_in_retry_loop" not in m

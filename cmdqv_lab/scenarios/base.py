@@ -44,9 +44,10 @@ def no_prefix(_p: Any, _plat: Platform) -> float:
     return 0.0
 
 
-def host_metrics(_p: Any, _plat: Platform | None, res: EngineResult, _seed: int = 0) -> dict[str, Any]:
-    """Metrics of host scenarios beyond the common set: ``shared_lock_wait_ns``, ``op_phase_ns``,
-    ``cpus_in_retry_loop``."""
+def cmdq_metrics(res: EngineResult) -> dict[str, Any]:
+    """Metrics of every scenario whose CPUs run a driver's submission path (host CPUs, and guest
+    vCPUs on their VCMDQs or their trapped queue), beyond the common set: ``shared_lock_wait_ns``,
+    ``op_phase_ns``, ``cpus_in_retry_loop``."""
     return {
         "shared_lock_wait_ns": res.shared_lock_wait(),
         "op_phase_ns": res.op_phases(),
@@ -62,7 +63,8 @@ class Scenario:
     workload)`` and ``routing(...)`` say where they go; ``prefix_ns(params, platform)`` is CPU work
     at the start of every op. A scenario without a preset (``uses_platform=False``) makes its
     platform from its own parameters with ``platform``. ``extra_metrics(params, platform, result,
-    seed)`` adds metrics of its own; with ``op_records`` the engine keeps a record of every op for it
+    seed)`` adds metrics of its own; ``driver_metrics`` adds :func:`cmdq_metrics` (every scenario
+    whose CPUs run a driver); with ``op_records`` the engine keeps a record of every op for it
     (``result.ops``).
     """
 
@@ -79,6 +81,7 @@ class Scenario:
     platform: Callable[[Any], Platform] | None = None
     extra_metrics: Callable[[Any, Platform | None, EngineResult, int], dict[str, Any]] | None = None
     op_records: bool = False
+    driver_metrics: bool = True
 
     def run_platform(self, p: Any, preset: Platform | None) -> Platform:
         """The platform a run uses: the resolved preset, or the one the scenario makes from ``p``."""
@@ -278,6 +281,8 @@ def simulate(
     metrics = res.metrics()
     if res.stopped_at_ps is not None:
         metrics["stopped_at_ns"] = res.stopped_at_ps / 1e3
+    if scn.driver_metrics:
+        metrics.update(cmdq_metrics(res))
     if scn.extra_metrics is not None:
         metrics.update(scn.extra_metrics(params, platform, res, seed))
     resolved = {**(platform.to_dict() if platform else {}), **params.to_dict()}

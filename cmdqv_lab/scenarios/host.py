@@ -16,7 +16,7 @@ from cmdqv_lab.engine.layout import SUBMITS
 from cmdqv_lab.params import Params, param
 from cmdqv_lab.platform import Platform
 from cmdqv_lab.programs.topology import HOST_TOPOLOGIES, Topology, host_topology
-from cmdqv_lab.scenarios.base import Scenario, host_metrics, register
+from cmdqv_lab.scenarios.base import Scenario, register
 from cmdqv_lab.workloads.stream import Workload
 from cmdqv_lab.workloads.synthetic.common import draw_times, exp_ps
 from cmdqv_lab.workloads.synthetic.io import DmaMapParams, unmap_workload
@@ -68,6 +68,5 @@ SCENARIO = register(
         topology=_topology,
         count="ops",
         default_count=100_000,
-        extra_metrics=host_metrics,
     )
 )

@@ -107,5 +107,6 @@ SCENARIO = register(
         uses_platform=False,
         platform=_platform,
         extra_metrics=_extra,
+        driver_metrics=False,  # single commands from nowhere: no driver runs
     )
 )

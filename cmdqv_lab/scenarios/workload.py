@@ -18,7 +18,7 @@ from cmdqv_lab.engine.layout import SUBMITS
 from cmdqv_lab.params import Params, param
 from cmdqv_lab.platform import Platform
 from cmdqv_lab.programs.topology import HOST_TOPOLOGIES, Topology, host_topology
-from cmdqv_lab.scenarios.base import Scenario, host_metrics, register
+from cmdqv_lab.scenarios.base import Scenario, register
 from cmdqv_lab.workloads.registry import get_workload, workload_names
 from cmdqv_lab.workloads.stream import Workload
 
@@ -106,8 +106,7 @@ def register_host(name: str) -> Scenario:
             prefix_ns=op_cpu,
             count=size or "ops",
             default_count=int(spec.params.field_infos()[size][0]) if size else 0,
-            extra_metrics=host_metrics,
-        )
+            )
     )
 
 
