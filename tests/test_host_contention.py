@@ -91,7 +91,9 @@ def test_guest_scenarios_report_where_the_time_goes(scenario: str, extra: dict) 
     else:
         assert ph["publish"] < grace.trap_user_ns
         if scenario == "guest-vcmdq":  # the op is its unmap work, then one driver batch
-            assert sum(ph.values()) + grace.guest_unmap_ns == pytest.approx(m["op_latency_ns"]["mean"], rel=1e-6)
+            assert sum(ph.values()) + grace.guest_unmap_ns == pytest.approx(
+                m["op_latency_ns"]["mean"], rel=1e-6
+            )
 
 
 def test_open_queue_has_no_driver_metrics() -> None:

@@ -106,7 +106,7 @@ def register_host(name: str) -> Scenario:
             prefix_ns=op_cpu,
             count=size or "ops",
             default_count=int(spec.params.field_infos()[size][0]) if size else 0,
-            )
+        )
     )
 
 
