@@ -100,3 +100,21 @@ def test_open_queue_has_no_driver_metrics() -> None:
     """open-queue's commands come from nowhere: no driver runs, so no driver phases are reported."""
     m = simulate("open-queue", {"rate_mcmd_s": 1}, seed=0, count=2000).metrics
     assert "op_phase_ns" not in m and "cpus_in_retry_loop" not in m
+
+
+def test_atomic_add_caps_batches_as_garrys_v2_does() -> None:
+    """Garry's v2 cannot wait for space after its fetch_add, so it caps a batch at
+    min(entries / cpus - 1, 64) commands: 64 CPUs on a 256-entry queue issue an unmap of 32 TLBIs as
+    11 batches of at most 3 commands (the last with the CMD_SYNC), where lock-free issues one batch;
+    a queue of fewer than 2 entries per CPU is refused with one line naming the rule."""
+    from cmdqv_lab.errors import ParamError
+
+    cfg = {**NEARLY_FULL, "exclusive_unlock": "clear-sign"}
+    aa = simulate("host-map-unmap", {**cfg, "submit": "atomic-add"}, seed=0, count=128, record=True)
+    lf = simulate("host-map-unmap", cfg, seed=0, count=128, record=True)
+    assert aa.engine.ops is not None and lf.engine.ops is not None
+    assert set(aa.engine.ops["batches"].to_list()) == {11}
+    assert set(lf.engine.ops["batches"].to_list()) == {1}
+    assert aa.metrics["commands"] == lf.metrics["commands"] == 128 * 33
+    with pytest.raises(ParamError, match="too small for 200 CPUs"):
+        simulate("host-map-unmap", {"cpus": 200, "cmdq_log2size": 8, "submit": "atomic-add"}, count=10)

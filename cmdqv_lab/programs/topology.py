@@ -36,6 +36,7 @@ from cmdqv_lab.engine.layout import SUBMITS
 from cmdqv_lab.engine.runner import EngineConfig, QueueSpec
 from cmdqv_lab.errors import ParamError
 from cmdqv_lab.platform import Platform
+from cmdqv_lab.workloads.synthetic.inval import BATCH_ENTRIES
 
 HOST_TOPOLOGIES = ("main", "vcmdq", "ecmdq")
 #: Ops per CPU when its stream decides where it ends.
@@ -96,6 +97,41 @@ class Topology:
         )
 
 
+def host_log2size(kind: str, plat: Platform) -> int:
+    """log2 of the entries of a host topology's queues."""
+    if kind not in HOST_TOPOLOGIES:
+        raise ParamError(f"queues={kind!r} is not allowed: one of {', '.join(HOST_TOPOLOGIES)}")
+    return {"main": plat.cmdq_log2size, "vcmdq": plat.vcmdq_log2size, "ecmdq": plat.ecmdq_log2size}[kind]
+
+
+def host_sharers(kind: str, cpus: int, vcmdqs: int) -> int:
+    """The most CPUs sharing one queue of a host topology."""
+    return cpus if kind == "main" else (-(-cpus // vcmdqs) if kind == "vcmdq" else 1)
+
+
+def driver_batch(submit: str, *, log2size: int, sharers: int) -> int:
+    """Commands a full driver batch holds before it is issued without a CMD_SYNC.
+
+    ``CMDQ_BATCH_ENTRIES`` (64), except with atomic-add, which has no way to wait for space after
+    reserving it: Garry's v2 (patch-2020-garry-v2-remove-cmpxchg.txt 1/2, ``arm_smmu_init_cmd_queue``)
+    caps a batch at ``max_cmd_per_batch = min(entries / cpus - 1, CMDQ_BATCH_ENTRIES)`` (one entry
+    per CPU left for its CMD_SYNC) and refuses a queue of fewer than ``2 * cpus`` entries. v2 divides
+    by ``num_possible_cpus()``; the model by the CPUs sharing the queue (it has no idle CPUs).
+
+    >>> driver_batch("atomic-add", log2size=8, sharers=64), driver_batch("linux-lockfree", log2size=8, sharers=64)
+    (3, 64)
+    """
+    if submit != "atomic-add":
+        return BATCH_ENTRIES
+    entries = 1 << log2size
+    if entries < 2 * sharers:
+        raise ParamError(
+            f"submit=atomic-add: a 2^{log2size}-entry queue is too small for {sharers} CPUs (Garry's v2 needs at "
+            f"least 2 entries per CPU: 'command queue size too small, suggest reduce #CPUs')"
+        )
+    return min(entries // sharers - 1, BATCH_ENTRIES)
+
+
 def host_topology(
     kind: str, *, cpus: int, vcmdqs: int, submit: str, plat: Platform, max_batch: int
 ) -> Topology:
@@ -115,7 +151,7 @@ def host_topology(
             f"submit=exclusive needs one queue per CPU: use queues=ecmdq or vcmdqs>={cpus} (got queues={kind}"
             + (f", vcmdqs={vcmdqs})" if kind == "vcmdq" else ")")
         )
-    log2 = {"main": plat.cmdq_log2size, "vcmdq": plat.vcmdq_log2size, "ecmdq": plat.ecmdq_log2size}[kind]
+    log2 = host_log2size(kind, plat)
     if submit == "atomic-add":
         sharers = max(owners.count(q) for q in set(owners))
         if sharers * max_batch > (1 << log2):

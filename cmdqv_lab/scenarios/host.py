@@ -15,7 +15,14 @@ from dataclasses import dataclass
 from cmdqv_lab.engine.layout import SUBMITS
 from cmdqv_lab.params import Params, param
 from cmdqv_lab.platform import Platform
-from cmdqv_lab.programs.topology import HOST_TOPOLOGIES, Topology, host_topology
+from cmdqv_lab.programs.topology import (
+    HOST_TOPOLOGIES,
+    Topology,
+    driver_batch,
+    host_log2size,
+    host_sharers,
+    host_topology,
+)
 from cmdqv_lab.scenarios.base import Scenario, register
 from cmdqv_lab.workloads.stream import Workload
 from cmdqv_lab.workloads.synthetic.common import draw_times, exp_ps
@@ -43,19 +50,28 @@ class HostMapUnmapParams(Params):
     )
 
 
+def _batch(p: HostMapUnmapParams, plat: Platform) -> int:
+    """Commands of a full driver batch (atomic-add: Garry's v2 max_cmd_per_batch)."""
+    return driver_batch(
+        p.submit, log2size=host_log2size(p.queues, plat), sharers=host_sharers(p.queues, p.cpus, p.vcmdqs)
+    )
+
+
 def _workload(p: HostMapUnmapParams, plat: Platform, seed: int, n: int) -> Workload:
     wp = DmaMapParams(threads=p.cpus, ops=n, max_tlbi_ops=1 << 30, chunk=1024)
+    batch = _batch(p, plat)
     if p.arrival == "poisson":
         mean_ps = 1e9 / p.rate_kops_s
         return unmap_workload("host-map-unmap", wp, seed, pages=p.tlbis, slots=1, open_loop=True,
-                              gap=lambda g, m: exp_ps(g, m, mean_ps))  # fmt: skip
+                              gap=lambda g, m: exp_ps(g, m, mean_ps), batch=batch)  # fmt: skip
     return unmap_workload("host-map-unmap", wp, seed, pages=p.tlbis, slots=1, open_loop=False,
-                          gap=lambda g, m: draw_times(g, plat.think_ns, plat.think_dist, m))  # fmt: skip
+                          gap=lambda g, m: draw_times(g, plat.think_ns, plat.think_dist, m), batch=batch)  # fmt: skip
 
 
 def _topology(p: HostMapUnmapParams, plat: Platform, _w: Workload) -> Topology:
+    largest = min(p.tlbis, _batch(p, plat)) + 1  # + the CMD_SYNC
     return host_topology(
-        p.queues, cpus=p.cpus, vcmdqs=p.vcmdqs, submit=p.submit, plat=plat, max_batch=p.tlbis + 1
+        p.queues, cpus=p.cpus, vcmdqs=p.vcmdqs, submit=p.submit, plat=plat, max_batch=largest
     )
 
 

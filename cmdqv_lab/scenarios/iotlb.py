@@ -35,11 +35,18 @@ from cmdqv_lab.iotlb.model import IotlbParams
 from cmdqv_lab.iotlb.traffic import PAGE, Unmaps, build_events, iotlb_metrics
 from cmdqv_lab.params import param
 from cmdqv_lab.platform import Platform
-from cmdqv_lab.programs.topology import HOST_TOPOLOGIES, Topology, host_topology
+from cmdqv_lab.programs.topology import (
+    HOST_TOPOLOGIES,
+    Topology,
+    driver_batch,
+    host_log2size,
+    host_sharers,
+    host_topology,
+)
 from cmdqv_lab.scenarios.base import Scenario, register
 from cmdqv_lab.workloads.stream import Workload
 from cmdqv_lab.workloads.synthetic.common import draw_times
-from cmdqv_lab.workloads.synthetic.inval import BATCH_ENTRIES, flushes_asid, tlbi_count
+from cmdqv_lab.workloads.synthetic.inval import flushes_asid, tlbi_count
 from cmdqv_lab.workloads.synthetic.io import IOVA_BASE, DmaMapParams, _region, unmap_workload
 
 NAME = "host-iotlb"
@@ -92,15 +99,23 @@ def transfer_ns(p: HostIotlbParams) -> float:
     return p.unmap_pages * PAGE / p.dma_link_gbps
 
 
+def _batch(p: HostIotlbParams, plat: Platform) -> int:
+    """Commands of a full driver batch (atomic-add: Garry's v2 max_cmd_per_batch)."""
+    return driver_batch(
+        p.submit, log2size=host_log2size(p.queues, plat), sharers=host_sharers(p.queues, p.cpus, p.vcmdqs)
+    )
+
+
 def _workload(p: HostIotlbParams, plat: Platform, seed: int, n: int) -> Workload:
     extra = round(transfer_ns(p) * 1000.0)
     return unmap_workload(NAME, _dma(p, n), seed, pages=p.unmap_pages, slots=1, open_loop=False,
-                          gap=lambda g, m: draw_times(g, plat.think_ns, plat.think_dist, m) + extra)  # fmt: skip
+                          gap=lambda g, m: draw_times(g, plat.think_ns, plat.think_dist, m) + extra,
+                          batch=_batch(p, plat))  # fmt: skip
 
 
 def _topology(p: HostIotlbParams, plat: Platform, _w: Workload) -> Topology:
     return host_topology(p.queues, cpus=p.cpus, vcmdqs=p.vcmdqs, submit=p.submit, plat=plat,
-                         max_batch=BATCH_ENTRIES + 1)  # fmt: skip
+                         max_batch=_batch(p, plat) + 1)  # fmt: skip
 
 
 def _unmaps(p: HostIotlbParams) -> Unmaps:

@@ -141,8 +141,11 @@ def _atc(span: int | None) -> tuple[int, dict[str, Any]]:
     return int(Opcode.CMD_ATC_INV), {"sid": Var("sid"), "ssid": 0, "addr": Var("iova"), "size": span}
 
 
-def unmap_batches(pages: int, p: Any) -> list[tuple[list[tuple[int, dict[str, Any]]], bool]]:
-    """Batches of one strict unmap of ``pages`` pages at variable ``iova`` (see module docstring)."""
+def unmap_batches(
+    pages: int, p: Any, batch: int = BATCH_ENTRIES
+) -> list[tuple[list[tuple[int, dict[str, Any]]], bool]]:
+    """Batches of one strict unmap of ``pages`` pages at variable ``iova`` (see module docstring);
+    ``batch`` commands make a full batch (CMDQ_BATCH_ENTRIES, or atomic-add's ``max_cmd_per_batch``)."""
     ids = _domain_ids(p)
     va = int(Opcode.CMD_TLBI_S2_IPA if p.stage == "s2" else Opcode.CMD_TLBI_NH_VA)
     cmds: list[tuple[int, dict[str, Any]]]
@@ -160,7 +163,7 @@ def unmap_batches(pages: int, p: Any) -> list[tuple[list[tuple[int, dict[str, An
         cmds = [(va, {**ids, "addr": Var("iova", k * PAGE), **z}) for k in range(pages)]
     # arm_smmu_cmdq_batch_add: a full batch of CMDQ_BATCH_ENTRIES is issued without a SYNC; the
     # last one is submitted with it
-    parts = [cmds[i : i + BATCH_ENTRIES] for i in range(0, len(cmds), BATCH_ENTRIES)] or [[]]
+    parts = [cmds[i : i + batch] for i in range(0, len(cmds), batch)] or [[]]
     batches = [(part, False) for part in parts[:-1]] + [(parts[-1], True)]
     if p.ats:
         batches.append(([_atc(None if whole else atc_span(pages))], True))
@@ -178,9 +181,9 @@ def flush_batches(p: Any) -> list[tuple[list[tuple[int, dict[str, Any]]], bool]]
     return batches
 
 
-def unmap_template(pages: int, p: Any, kind: str = "unmap") -> Template:
+def unmap_template(pages: int, p: Any, kind: str = "unmap", batch: int = BATCH_ENTRIES) -> Template:
     """One strict unmap as a :class:`Template` (variables ``iova``, ``vmid``, ``asid``, ``sid``)."""
-    return Template.build([(kind, unmap_batches(pages, p))])
+    return Template.build([(kind, unmap_batches(pages, p, batch))])
 
 
 def flush_template(p: Any) -> Template:

@@ -47,7 +47,14 @@ from cmdqv_lab.workloads.registry import WorkloadSpec, register
 from cmdqv_lab.workloads.stream import Chunk, Workload
 from cmdqv_lab.workloads.synthetic.common import exp_ps, quotas, rng, sid_of, stream_ids, think_ps, vmid_of
 from cmdqv_lab.workloads.synthetic.flushq import FlushQueue
-from cmdqv_lab.workloads.synthetic.inval import PAGE, InvalParams, flush_template, iova_stride, unmap_template
+from cmdqv_lab.workloads.synthetic.inval import (
+    BATCH_ENTRIES,
+    PAGE,
+    InvalParams,
+    flush_template,
+    iova_stride,
+    unmap_template,
+)
 
 IOVA_BASE = 1 << 32
 #: Unmaps scanned per step in lazy mode (frames still hold at most ``chunk`` ops).
@@ -67,13 +74,22 @@ def _region(p: Any, pages: int, slots: int) -> int:
 
 
 def unmap_workload(
-    name: str, p: Any, seed: int, *, pages: int, slots: int, open_loop: bool, gap: GapFn
+    name: str,
+    p: Any,
+    seed: int,
+    *,
+    pages: int,
+    slots: int,
+    open_loop: bool,
+    gap: GapFn,
+    batch: int = BATCH_ENTRIES,
 ) -> Workload:
-    """The unmap streams of ``p.ops`` unmaps of ``pages`` pages (see module docstring)."""
+    """The unmap streams of ``p.ops`` unmaps of ``pages`` pages (see module docstring); ``batch``:
+    commands in a full driver batch (see :func:`~cmdqv_lab.workloads.synthetic.inval.unmap_batches`)."""
     ids = stream_ids(p)
     region = _region(p, pages, slots)
     stride = iova_stride(pages)
-    tmpl = unmap_template(pages, p) if p.mode == "strict" else flush_template(p)
+    tmpl = unmap_template(pages, p, batch=batch) if p.mode == "strict" else flush_template(p)
 
     def ids_of(vm: int, cpu: int) -> dict[str, int]:
         k = cpu % p.sids_per_vm
