@@ -126,7 +126,7 @@ def test_host_tables() -> None:
     )  # fmt: skip
     assert bottleneck_table(summary, [16])["bottleneck"].to_list() == ["SMMU-bound"]
     xm = pl.DataFrame(
-        {"line_xfer_ns": [30.0] * 3, "cpus": [16] * 3, "smmu_parallel": [1] * 3, "ops_per_s_per_cpu": [100.0, 200.0, 400.0],
+        {"line_xfer_xdie_ns": [80.0] * 3, "cpus": [16] * 3, "smmu_parallel": [1] * 3, "ops_per_s_per_cpu": [100.0, 200.0, 400.0],
          "config": ["main cmdq, lock-free", "8 VCMDQs (cpu % N), lock-free", "ECMDQ per CPU, exclusive"]}
     )  # fmt: skip
     assert line_xfer_table(xm)["exclusive / main lock-free"].to_list() == [4.0]

@@ -279,9 +279,9 @@ HF_ALGS = ["linux-lockfree", "atomic-add", "spinlock", "cas-spinlock-fallback"]
 
 @pytest.mark.parametrize(("alg", "topo"), list(itertools.product(HF_ALGS, ["main", "vcmdq"])))
 def test_holder_first_matches_reference(alg: str, topo: str) -> None:
-    """line_arbitration=holder-first (random hold window and count) with a random cluster/die/socket
-    topology, with and without cmdq->lock's exclusive path: identical per-command times; the cases
-    reach arbitrations that are not in arrival order."""
+    """line_arbitration=holder-first (random hold window, count and chance line_hold_p) with a random
+    cluster/die/socket topology and home (line_home), with and without cmdq->lock's exclusive path:
+    identical per-command times; the cases reach arbitrations that are not in arrival order."""
     from cmdqv_lab.engine.layout import G_LINE_BYPASS
 
     fails = bypass = 0
@@ -297,7 +297,9 @@ def test_holder_first_matches_reference(alg: str, topo: str) -> None:
                  "socket_cpus": int(rng.integers(4, 9)), "xfer_cluster": r(5, 30), "xfer_die": r(5, 40),
                  "xfer_xdie": r(5, 90), "xfer_socket": r(5, 200), "line_local": max(costs.line_local, 5000),
                  "line_xfer": max(costs.line_xfer, 10_000),
-                 "excl_unlock": int(rng.integers(0, 3)) if alg != "atomic-add" else 0}  # fmt: skip
+                 "excl_unlock": int(rng.integers(0, 3)) if alg != "atomic-add" else 0,
+                 "line_hold_ppm": 1_000_000 if seed % 3 == 0 else int(rng.integers(0, 1_000_000)),
+                 "line_home": int(rng.integers(0, 3))}  # fmt: skip
         costs = Costs(**{**dict(costs.items()), **extra})
         cfg, streams = build(alg, topo, WAITS[seed % 4], cpus=int(rng.integers(2, 7)), procs=int(rng.integers(1, 3)),
                              log2=int(rng.choice([3, 4, 7])), costs=costs, open_loop=seed % 3 == 2, rng=rng,

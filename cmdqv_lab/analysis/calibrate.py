@@ -205,7 +205,7 @@ def fit(
         return value + penalty
 
     res = minimize(loss, x0, method="Nelder-Mead", options={"maxiter": maxiter, "xatol": 1e-3, "fatol": 1e-6})
-    values = {k: round(v, 1) for k, v in values_of(res.x).items()}
+    values = {k: float(f"{v:.5g}") for k, v in values_of(res.x).items()}  # 5 significant digits
     rows = evaluate(spec, values, count)
     errs = [math.log(r["model"] / r["measured"]) for r in rows]
     result = FitResult(

@@ -104,12 +104,12 @@ def best_shared_vcmdqs(summary: pl.DataFrame, p: int, cpus: int) -> tuple[str, f
 
 
 def line_xfer_table(xmeans: pl.DataFrame) -> pl.DataFrame:
-    """Per-CPU exclusive vs shared lock-free across ``line_xfer_ns`` (ops/s per CPU)."""
+    """Per-CPU exclusive vs shared lock-free across ``line_xfer_xdie_ns`` (ops/s per CPU)."""
 
     def x(line: float, cpus: int, p: int, config: str) -> float:
         return float(
             xmeans.filter(
-                (pl.col("line_xfer_ns") == line) & (pl.col("cpus") == cpus) & (pl.col("smmu_parallel") == p)
+                (pl.col("line_xfer_xdie_ns") == line) & (pl.col("cpus") == cpus) & (pl.col("smmu_parallel") == p)
                 & (pl.col("config") == config)
             )["ops_per_s_per_cpu"].item()
         )  # fmt: skip
@@ -117,14 +117,14 @@ def line_xfer_table(xmeans: pl.DataFrame) -> pl.DataFrame:
     rows = []
     for c in sorted(xmeans["cpus"].unique().to_list()):
         for p in sorted(xmeans["smmu_parallel"].unique().to_list()):
-            for line in sorted(xmeans["line_xfer_ns"].unique().to_list()):
+            for line in sorted(xmeans["line_xfer_xdie_ns"].unique().to_list()):
                 lf, v8, ex = (
                     x(line, c, p, MAIN_LOCKFREE),
                     x(line, c, p, VCMDQ8_LOCKFREE),
                     x(line, c, p, ECMDQ_EXCLUSIVE),
                 )
                 rows.append(
-                    {"cpus": c, "smmu_parallel": p, "line_xfer_ns": line, "main lock-free": round(lf),
+                    {"cpus": c, "smmu_parallel": p, "line_xfer_xdie_ns": line, "main lock-free": round(lf),
                      "8 VCMDQs lock-free": round(v8), "ECMDQ exclusive": round(ex),
                      "exclusive / main lock-free": round(ex / lf, 2), "exclusive / 8 VCMDQs": round(ex / v8, 2)}
                 )  # fmt: skip

@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 
 from cmdqv_lab.engine import layout as L
-from cmdqv_lab.engine.layout import K_FETCH_LINE, K_NF, K_POLL_SPINS
+from cmdqv_lab.engine.layout import K_FETCH_LINE, K_LINE_HOLD_PPM, K_NF, K_POLL_SPINS
 from cmdqv_lab.errors import ParamError
 from cmdqv_lab.units import ns, us
 
@@ -38,12 +38,12 @@ SLOTS: dict[str, int] = {
     and isinstance(value, int)
     and name[2:].lower() not in RUN_SLOTS
 }
-#: Slots whose zero would be meaningless (counts of at least one).
-_AT_LEAST_ONE = {K_FETCH_LINE: 1, K_POLL_SPINS: 1}
+#: Slots whose default is not 0: counts of at least one; the holder's chance is 1 (holder-first as before).
+_DEFAULTS = {K_FETCH_LINE: 1, K_POLL_SPINS: 1, K_LINE_HOLD_PPM: 1_000_000}
 
 
 class Costs(Mapping[str, int]):
-    """Integer engine costs by slot name (unset slots are 0; counts of at least one default to 1)."""
+    """Integer engine costs by slot name (unset slots are 0, except those in ``_DEFAULTS``)."""
 
     def __init__(self, **values: int) -> None:
         for k, v in values.items():
@@ -58,7 +58,7 @@ class Costs(Mapping[str, int]):
     def __getitem__(self, key: str) -> int:
         if key not in SLOTS:
             raise KeyError(key)
-        return self._values.get(key, _AT_LEAST_ONE.get(SLOTS[key], 0))
+        return self._values.get(key, _DEFAULTS.get(SLOTS[key], 0))
 
     def __getattr__(self, name: str) -> int:
         """``costs.line_xfer`` reads slot ``line_xfer`` (the SimPy reference reads costs this way)."""
@@ -94,9 +94,12 @@ class Costs(Mapping[str, int]):
 
 
 def to_engine(value: float | int | bool, unit: str) -> int:
-    """A parameter value in engine units: ``ns``/``us`` to integer ps, flags and counts as integers."""
+    """A parameter value in engine units: ``ns``/``us`` to integer ps, a ``fraction`` to parts per million,
+    flags and counts as integers."""
     if unit == "ns":
         return ns(value)
     if unit == "us":
         return us(value)
+    if unit == "fraction":  # parts per million
+        return round(float(value) * 1_000_000)
     return int(value)

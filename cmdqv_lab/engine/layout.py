@@ -57,6 +57,11 @@ LAYOUT_NAMES = ("per-field", "v5.9")
 LOAD_HOLDER = 0  # the holder's priority, as after an atomic (the model before)
 LOAD_NONE = 1  # none: the load takes the line shared, the cmpxchg after it competes with waiting CPUs
 LOAD_NAMES = ("holder", "none")
+# Where the memory that homes the cmdq's lines sits (a transfer goes through the line's home node):
+HOME_NEAR = 0  # transfers cost by the two CPUs' distance only (the model before; memory on every node)
+HOME_OTHER_DIE = 1  # memory on die 1 (CPU 0's socket's other die): D06 "memory poor" (Garry, 13 Nov 2020)
+HOME_OTHER_SOCKET = 2  # memory on the other socket's first die
+HOME_NAMES = ("near", "other-die", "other-socket")
 
 # ----------------------------------------------------------------------------- CMD_SYNC wait modes
 WAIT_MSI = 0  # CS=SIG_IRQ, MSI write to the SYNC's own slot; the waiter spins on that word
@@ -334,7 +339,9 @@ K_XFER_XDIE = 43  # ... to the other die of the socket
 K_XFER_SOCKET = 44  # ... to another socket
 K_CMDQ_LAYOUT = 45  # LAYOUT_*: which cmdq fields share a cache line
 K_LOAD_PRIORITY = 46  # LOAD_*: does a plain load give its CPU the holder's priority (holder-first)
-K_NF = 47
+K_LINE_HOLD_PPM = 47  # holder-first: chance (ppm) that the holder's next access beats waiting requesters
+K_LINE_HOME = 48  # HOME_*: where the cmdq lines' memory (their home node) sits
+K_NF = 49
 
 # ----------------------------------------------------------------------------- global counters
 G_OPS_STARTED = 0

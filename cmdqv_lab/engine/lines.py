@@ -12,7 +12,9 @@ the distance between the two CPUs (``topology``).
 ``line_arbitration = holder-first``
     coherence as the 2019 and 2020 threads describe it ("It definitely lacks fairness": the CPU that
     holds the line wins its next cmpxchg): after an atomic or a store by CPU ``o`` ends at ``e``, ``o``
-    keeps priority until ``e + line_hold_ns`` for at most ``line_hold_max`` consecutive accesses (with
+    keeps priority until ``e + line_hold_ns`` for at most ``line_hold_max`` consecutive accesses; when
+    other CPUs are already waiting, its access wins only with chance ``line_hold_p`` (a deterministic
+    draw, :func:`holder_wins`), else it waits behind the current round like a remote request (with
     ``load_priority=none`` a plain load, :func:`line_read`, takes the line shared and leaves no
     priority: the cmpxchg after a READ_ONCE competes with the waiting CPUs, which is how it fails
     under contention; ``holder``: a load counts as an atomic); then the
@@ -29,10 +31,15 @@ Topology (``topology = platform``): CPU ``c`` sits in cluster ``c // cluster_cpu
 ``c // die_cpus`` and socket ``c // socket_cpus`` (Linux numbers Kunpeng 920 cores consecutively
 by cluster, die and socket); a transfer costs ``xfer_cluster``, ``xfer_die``, ``xfer_xdie`` or
 ``xfer_socket`` by the nearest level the two CPUs share. ``flat``: every transfer is ``line_xfer``.
+With ``line_home`` other than ``near``, the memory homing the lines sits on another die (``other-die``:
+die 1; ``other-socket``: the first die of socket 1) and every transfer goes through it: it costs at
+least the requester's distance to that die (Garry's D06 is "memory poor", so two CPUs of die 0 pass
+a line through die 1 at C4's cross-die cost).
 """
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 from cmdqv_lab.engine.layout import (
@@ -44,11 +51,15 @@ from cmdqv_lab.engine.layout import (
     G_LINE_BYPASS,
     H_NCPU,
     H_NPROC,
+    HOME_NEAR,
+    HOME_OTHER_DIE,
     K_CLUSTER_CPUS,
     K_DIE_CPUS,
     K_LINE_ARB,
     K_LINE_HOLD,
     K_LINE_HOLD_MAX,
+    K_LINE_HOLD_PPM,
+    K_LINE_HOME,
     K_LINE_LOCAL,
     K_LINE_XFER,
     K_LOAD_PRIORITY,
@@ -90,13 +101,33 @@ def distance(M, a, b):
 
 
 @njit(cache=True)
+def home_distance(M, cpu):
+    """How far ``cpu`` is from the die whose memory homes the lines: 2 the same die, 3 the same
+    socket, 4 another socket (0 with ``line_home = near``: no constraint)."""
+    home = kget(M, K_LINE_HOME)
+    if home == HOME_NEAR:
+        return 0
+    die = 1 if home == HOME_OTHER_DIE else kget(M, K_SOCKET_CPUS) // kget(M, K_DIE_CPUS)
+    if cpu // kget(M, K_DIE_CPUS) == die:
+        return 2
+    if cpu // kget(M, K_SOCKET_CPUS) == (die * kget(M, K_DIE_CPUS)) // kget(M, K_SOCKET_CPUS):
+        return 3
+    return 4
+
+
+@njit(cache=True)
 def xfer_cost(M, prev, cpu):
-    """Cost of ``cpu``'s access to a line ``prev`` touched last (-1: nobody; a transfer)."""
+    """Cost of ``cpu``'s access to a line ``prev`` touched last (-1: nobody; a transfer). With a
+    remote home (``line_home``) the transfer goes through it: it costs by the larger of the two CPUs'
+    distance and the requester's distance to the home die."""
     if prev == cpu:
         return kget(M, K_LINE_LOCAL)
-    if kget(M, K_TOPOLOGY) == 0 or prev < 0:
-        return kget(M, K_LINE_XFER) if kget(M, K_TOPOLOGY) == 0 else kget(M, K_XFER_DIE)
-    d = distance(M, prev, cpu)
+    if kget(M, K_TOPOLOGY) == 0:
+        return kget(M, K_LINE_XFER)
+    d = 2 if prev < 0 else distance(M, prev, cpu)
+    h = home_distance(M, cpu)
+    if h > d:
+        d = h
     if d == 1:
         return kget(M, K_XFER_CLUSTER)
     if d == 2:
@@ -207,6 +238,21 @@ def _wait(M, c, line, now, pc):
 
 
 @njit(cache=True)
+def holder_wins(M, now, c, line):
+    """Does the holder's access at ``now`` beat the waiting requesters (chance ``line_hold_p``)? A
+    deterministic draw: a 64-bit mix (splitmix64's finaliser) of the time, the CPU and the line, so a
+    run is the same on every machine and with any number of workers."""
+    ppm = kget(M, K_LINE_HOLD_PPM)
+    if ppm >= 1_000_000:
+        return True
+    h = np.uint64(now) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(c * 4099 + line)
+    h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    h = h ^ (h >> np.uint64(31))
+    return np.int64(h % np.uint64(1_000_000)) < ppm
+
+
+@njit(cache=True)
 def line_grant(M, c, q, which, now, pc):
     """May CPU ``c`` access line ``which`` of queue ``q`` now (step ``pc``)? False: it was blocked.
 
@@ -225,7 +271,7 @@ def line_grant(M, c, q, which, now, pc):
         if resv < 0:
             if lget(M, line, L_NREQ) == 0 and (now >= wend or c == owner):
                 return True  # the line is idle (or its own holder's)
-            if c == owner and now < wend:
+            if c == owner and now < wend and holder_wins(M, now, c, line):
                 gadd(M, G_LINE_BYPASS, 1)
                 return True  # holder first: its next access within the window
         return _wait(M, c, line, now, pc)

@@ -34,6 +34,7 @@ class Line:
     arb: int = -1  # the pending CPU carrying the next arbitration
     resv: int = -1  # granted, not yet served
     round: int = -1  # requests made up to this time go before later ones
+    index: int = 0  # the engine's line number (queue * LINES_PER_Q + which)
 
 
 @dataclass
@@ -141,8 +142,10 @@ class Reference:
         self.P = cfg.n_procs
         self.queues = [Queue(q.log2size, q.alg, q.wait, q.proc, q.err, q.vmm, q.bql) for q in cfg.queues]
         self.v59 = cfg.costs.cmdq_layout == 1  # owner_prod, lock and the valid_map pointer share a line
-        for q in self.queues:
+        for qi, q in enumerate(self.queues):
             q.lock = -1 if q.alg == "spinlock" else 0  # spinlock: holder CPU, -1 free
+            for which, name in enumerate(("llq", "lock", "valid", "owner", "cons")):
+                q.lines[name].index = qi * 5 + which  # the engine's line number (LINES_PER_Q = 5)
             if self.v59:
                 q.lines["owner"] = q.lines["lock"]
         self.proc_queues = [
@@ -228,15 +231,36 @@ class Reference:
             return 3
         return 4
 
+    def home_distance(self, cpu: int) -> int:
+        """cmdqv_lab.engine.lines.home_distance: the requester's distance to the lines' home die."""
+        k = self.k
+        if k.line_home == 0:
+            return 0
+        die = 1 if k.line_home == 1 else k.socket_cpus // k.die_cpus
+        if cpu // k.die_cpus == die:
+            return 2
+        return 3 if cpu // k.socket_cpus == die * k.die_cpus // k.socket_cpus else 4
+
     def xfer(self, prev: int, cpu: int) -> int:
         k = self.k
         if prev == cpu:
             return k.line_local
         if not k.topology:
             return k.line_xfer
-        if prev < 0:
-            return k.xfer_die
-        return {1: k.xfer_cluster, 2: k.xfer_die, 3: k.xfer_xdie, 4: k.xfer_socket}[self.distance(prev, cpu)]
+        d = max(2 if prev < 0 else self.distance(prev, cpu), self.home_distance(cpu))
+        return {1: k.xfer_cluster, 2: k.xfer_die, 3: k.xfer_xdie, 4: k.xfer_socket}[d]
+
+    def holder_wins(self, c: int, ln_index: int) -> bool:
+        """cmdqv_lab.engine.lines.holder_wins, written again: splitmix64's finaliser of (time, CPU, line)."""
+        ppm = self.k.line_hold_ppm
+        if ppm >= 1_000_000:
+            return True
+        m = (1 << 64) - 1
+        h = (self.env.now * 0x9E3779B97F4A7C15 + c * 4099 + ln_index) & m
+        h = ((h ^ (h >> 30)) * 0xBF58476D1CE4E5B9) & m
+        h = ((h ^ (h >> 27)) * 0x94D049BB133111EB) & m
+        h ^= h >> 31
+        return h % 1_000_000 < ppm
 
     def window_end(self, ln: Line) -> int:
         return ln.free + (self.k.line_hold if ln.run < self.k.line_hold_max else 0)
@@ -288,7 +312,7 @@ class Reference:
             if ln.resv < 0:
                 if not ln.pending and (now >= wend or c == ln.owner):
                     return True
-                if c == ln.owner and now < wend:
+                if c == ln.owner and now < wend and self.holder_wins(c, ln.index):
                     self.bypass += 1
                     return True
             ln.pending[c] = now
