@@ -141,6 +141,8 @@ contention = st.fixed_dictionaries(
         "cluster_cpus": st.integers(1, 2),
         "die_cpus": st.integers(2, 4),
         "socket_cpus": st.integers(4, 8),
+        "line_hold_ppm": st.sampled_from([0, 100_000, 1_000_000]),
+        "line_home": st.integers(0, 2),
     }
 )
 
@@ -148,7 +150,8 @@ contention = st.fixed_dictionaries(
 @settings(max_examples=40, deadline=None)
 @given(cases, contention)
 def test_no_two_cpus_own_overlapping_slots(case: dict, extra: dict) -> None:  # type: ignore[type-arg]
-    """Whatever the algorithm, lock release, line arbitration and topology: every queue slot counter
+    """Whatever the algorithm, lock release, line arbitration (holder's chance too), topology and
+    home of the lines: every queue slot counter
     is reserved by one batch only, a batch's slots are contiguous, and a slot's memory is not written
     again (one lap later) before the SMMU completed the command in it. Runs stop at 200 us (set-zero
     can starve a CPU forever in a deterministic configuration)."""
