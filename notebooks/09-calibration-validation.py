@@ -421,7 +421,7 @@ result_table(
 #
 # One seed per run with common random numbers: differences of a percent or two at 16 CPUs are
 # run-to-run noise (compare notebook 07's intervals). A parameter a preset fitted (d06: `think_ns`,
-# `sync_service_ns`; grace: `guest_unmap_ns`, `vmm_trap_ns`, `vmm_per_cmd_ns`) is still varied: its
+# `line_hold_p`; grace: `guest_unmap_ns`, `vmm_trap_ns`, `vmm_per_cmd_ns`) is still varied: its
 # bar says how much the conclusion would move if the fit were off by that much. The ranges:
 
 # %%
