@@ -10,7 +10,11 @@ PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11; do \
             && { echo $$p; break; }; done)
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+HASH := $(shell cat pyproject.toml | sha1sum | cut -c1-12)
+# Two install steps: the package (all `make report`, `lab`, `results` and `reproduce` need) and the
+# test tools on top ([test]: pytest, playwright, mypy, ruff, simpy, ...; about 15 s more).
+STAMP := $(VENV)/.installed-$(HASH)
+TEST_STAMP := $(VENV)/.installed-test-$(HASH)
 # The compiled engine is cached where the CLI and Jupyter look too (cmdqv_lab/engine/__init__.py:
 # $NUMBA_CACHE_DIR if set, else ~/.cache/cmdqv-lab/numba), so make, the CLI and notebooks compile it once.
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
@@ -30,40 +34,45 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || { echo "venv: creating $(VENV) with $$($(PYTHON) --version)"; $(PYTHON) -m venv $(VENV); }
 	@echo "venv: installing cmdqv-lab and its dependencies into $(VENV) (a few minutes the first time)"
 	@$(BIN)/python -m pip install -q --upgrade pip
-	@$(BIN)/python -m pip install -q -e '.[test]'
+	@$(BIN)/python -m pip install -q -e .
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 	@echo "venv: ready"
 
-venv: $(STAMP)
+$(TEST_STAMP): $(STAMP)
+	@echo "venv: installing the test tools ([test] extras) into $(VENV)"
+	@$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $@
+
+venv: $(TEST_STAMP)
 
 sysdeps:
 	@scripts/install-sysdeps
 
-lint: venv
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check cmdqv_lab tests benchmarks $(wildcard notebooks/*.py)
 	$(BIN)/ruff format --check cmdqv_lab tests benchmarks
 
-typecheck: venv
+typecheck: $(TEST_STAMP)
 	$(BIN)/mypy
 
-unit: venv
+unit: $(TEST_STAMP)
 	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadscope
 
-test: venv sysdeps lint typecheck unit
+test: $(TEST_STAMP) sysdeps lint typecheck unit
 
-report: venv
+report: $(STAMP)
 	@echo "report: executing notebooks/NN-*.py into report/ (progress below, one line per notebook)"
 	@$(BIN)/cmdqv-lab report --out report
 
-report-smoke: venv
+report-smoke: $(STAMP)
 	@$(BIN)/cmdqv-lab report --smoke --out report-smoke
 
-lab: venv
+lab: $(STAMP)
 	@$(BIN)/python -m cmdqv_lab.report.lab
 	$(BIN)/jupyter lab notebooks
 
-bench: venv
+bench: $(TEST_STAMP)
 	$(BIN)/python benchmarks/bench_engine.py --startup
 	$(BIN)/python benchmarks/bench_end_to_end.py
 	$(BIN)/python benchmarks/bench_widgets.py
@@ -72,13 +81,13 @@ bench: venv
 # Regenerate every published sweep in data/results from its spec (commit code changes first:
 # each manifest records the git commit it was made from). Points are computed (and cached) in
 # .cache/sweeps/NAME; data/results/NAME gets the packed result: results.parquet + manifest.json.
-results: venv
+results: $(STAMP)
 	@for spec in data/specs/*.toml; do \
 	  name=$$(basename $$spec .toml); \
 	  $(BIN)/cmdqv-lab sweep $$spec --publish data/results/$$name --prune || exit 1; \
 	done
 
-reproduce: venv
+reproduce: $(STAMP)
 	$(BIN)/cmdqv-lab reproduce --quick
 
 clean:

@@ -11,8 +11,10 @@ core: on a shared machine the wall time includes waiting for one). The explorer'
 (a user's slider move waits that long before the run starts) is printed beside it. Median of the
 moves.
 
-Measured at load 3-4 (CPU s per move): single-run explorers 0.05-0.25 s; those running a comparison
-or an x sweep per move 0.3-2.7 s (DESIGN.md, "Speed as the user sees it").
+Beside each, the 95% interval its status line shows for the charted metric at that op count (over
+seeds, or by batch means over one run's ops). Measured before issue 16's widget work at load 3-4
+(CPU s per move): single-run explorers 0.05-0.25 s, comparisons and x sweeps 0.3-2.7 s; after it
+every explorer's default answers in 0.05-0.33 s (DESIGN.md, "Speed as the user sees it").
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from cmdqv_lab import widgets  # noqa: E402
 from cmdqv_lab.widgets import Control  # noqa: E402
+from cmdqv_lab.widgets.runs import metric_interval  # noqa: E402
 
 TARGET_S = 0.3
 
@@ -92,7 +95,7 @@ def main() -> None:
     )
     print(
         f"{'notebook':<30} {'scenario':<16} {'sims/move':>9} {'count':>7} {'move s (median)':>16} {'CPU s':>6} "
-        f"{'debounce s':>11}"
+        f"{'debounce s':>11}  interval shown"
     )
     worst = 0.0
     for nb in sorted((ROOT / "notebooks").glob("[0-9][0-9]-*.py")):
@@ -110,8 +113,9 @@ def main() -> None:
             med_cpu = statistics.median(cpu) if cpu else float("nan")
             worst = max(worst, med)
             sims = len(ex.plan())
+            iv = metric_interval(ex.last) if ex.last else None
             print(f"{nb.stem[:30]:<30} {ex.scenario.name:<16} {sims:>9} {ex.count.value:>7,} {med:>16.3f} "
-                  f"{med_cpu:>6.3f} {ex.debounce_s:>11.2f}")  # fmt: skip
+                  f"{med_cpu:>6.3f} {ex.debounce_s:>11.2f}  {iv.text() if iv else 'none'}")  # fmt: skip
     print(
         f"slowest explorer: {worst:.3f} s per move ({'meets' if worst <= TARGET_S else 'misses'} the target)"
     )

@@ -115,14 +115,12 @@ result_table(trace_batches, "Batches (doorbells) of the captured Linux 6.1 strea
 # so every hazard is a Q1 hazard; notebook 02 switches lone SYNCs back on.
 
 # %%
-KINDS = "CFGI_STE,CFGI_CD,CFGI_CD_ALL,PREFETCH_CONFIG,TLBI_NH_ALL,TLBI_S12_VMALL"
-stream = {
-    "vms": 2, "threads": 2, "tlbis": 2, "unsupported": KINDS,
-    "split_sync_fraction": 0.0, "foreign_sid_fraction": 0.0,
-}  # fmt: skip
-check_ops = 400 if smoke else 2000
-fractions = [0.0, 0.05, 0.2] if smoke else [0.0, 0.01, 0.02, 0.05, 0.1, 0.2]
-mixes = ["batch"] if smoke else ["command", "batch"]
+safety = policy_safety(sweep("nb-q1-policy-safety", smoke=smoke))
+check_ops = int(safety["count"][0])
+mixes = safety["mix_per"].unique(maintain_order=True).to_list()
+stream_keys = ["vms", "threads", "tlbis", "unsupported", "split_sync_fraction", "foreign_sid_fraction"]
+stream = {k: safety[k][0] for k in stream_keys}
+assert safety["disagreements"].sum() == 0, "routing and the functional model disagree on ILL"
 result_table(
     MixedParams(**stream, ops=check_ops)
     .table()
@@ -130,12 +128,6 @@ result_table(
     .select("name", "value", "unit", "doc"),
     "Checker stream: registry `mixed` workload (the swept fraction and mix are set per run)",
 )
-
-# %%
-t0 = time.perf_counter()
-safety = policy_safety(stream, ops=check_ops, fractions=fractions, mixes=mixes)
-assert safety["disagreements"].sum() == 0, "routing and the functional model disagree on ILL"
-print(f"{safety.height} checker runs in {time.perf_counter() - t0:.1f} s")
 result_table(
     safety.filter(pl.col("unsupported_fraction") == 0.05).select(
         "mix_per", "policy", "ill", "q2", "ill_per_1e4_ops", "trapped_share", "inserted_syncs"
@@ -185,7 +177,7 @@ plots.show(
     plots.hazard_counts(
         safety.filter(pl.col("unsupported_fraction") == f_bar)
         .unpivot(index=["policy", "mix_per"], on=["ill", "q2", "q3", "unsynced"], variable_name="hazard",
-                 value_name="count").rename({"count": "hazards"}),
+                 value_name="hazards"),
         count="hazards",
         title=f"Hazards per policy at {f_bar:.0%} unsupported ({check_ops} unmaps per mix, both mixes summed)",
     )

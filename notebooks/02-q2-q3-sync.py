@@ -58,7 +58,6 @@ import polars as pl
 
 from cmdqv_lab import plots, widgets
 from cmdqv_lab.analysis.frames import sweep, value
-from cmdqv_lab.analysis.guest import guest_stream_run
 from cmdqv_lab.analysis.hazards import (
     POLICIES,
     hw_sync_explore_rows,
@@ -68,14 +67,11 @@ from cmdqv_lab.analysis.hazards import (
     q2_corner_cases,
     rely_on_hw_syncs,
 )
-from cmdqv_lab.checker.check import check
-from cmdqv_lab.checker.scenarios import load_source
 from cmdqv_lab.device.cmdqv import CmdqvParams
 from cmdqv_lab.device.commands import CS_NONE, Opcode, encode_batch, sync_command
 from cmdqv_lab.device.smmu import SMMU, SmmuConfig
 from cmdqv_lab.platform import platform_table
 from cmdqv_lab.report import answer, param_table, result_table
-from cmdqv_lab.scenarios import simulate
 
 plots.enable()
 t_start = time.perf_counter()
@@ -162,9 +158,9 @@ assert all(r["tlbis_done"] for r in order if r["sync_seen"])
 #   cannot know that (a VMM may forward asynchronously), so it is an architectural hazard.
 
 # %%
-gm_ops = 600 if smoke else 4000
-gm = load_source("guest-mixed", {"ops": gm_ops}, seed=1)
-corner, examples = q2_corner_cases(gm, gm_ops)
+corner_runs = sweep("nb-q2-corner-cases", smoke=smoke)
+gm_ops = int(corner_runs["count"][0])
+corner, examples = q2_corner_cases(corner_runs)
 assert corner["disagreements"].sum() == 0
 result_table(corner.drop("disagreements"), f"guest-mixed ({gm_ops} unmaps): hazards per policy (checker)")
 print("first-opcode, first Q2 hazard:", examples["first-opcode"])
@@ -187,13 +183,7 @@ plots.show(
 # earlier TLBIs):
 
 # %%
-mixed_base = {"vms": 2, "threads": 2, "tlbis": 2, "unsupported_fraction": 0.05, "foreign_sid_fraction": 0.0}
-mx_ops = 400 if smoke else 2000
-split_fracs = [0.0, 0.05, 0.2] if smoke else [0.0, 0.02, 0.05, 0.1, 0.2]
-ats_values = [False] if smoke else [True, False]
-t0 = time.perf_counter()
-swept = lone_sync_sweep(mixed_base, ops=mx_ops, split_fractions=split_fracs, ats_values=ats_values)
-print(f"{swept.height} checker runs in {time.perf_counter() - t0:.1f} s")
+swept = lone_sync_sweep(sweep("nb-q2-lone-sync", smoke=smoke))
 result_table(
     swept.filter(pl.col("split_sync_fraction") == 0.05).select("atc_batch", "policy", "ill", "q2", "q2_unmaps",
                                                                "q2_unmaps_per_1e4"),
@@ -210,25 +200,18 @@ plots.show(
 #
 # `scan-fanout` is `scan` plus one rule: a CMD_SYNC the issuer waits for is also issued, and
 # waited for, on every other queue the issuer used since its previous waited SYNC. The checker
-# counts the SYNCs it adds; the timing engine prices them. The engine has no guest scenario for
-# registry workloads, so the cell below builds one from the same parts `guest-vcmdq` uses (routing,
-# the trap and pass-through paths of `cmdqv_lab.virt.paths`, the Grace preset): one VM, one VCMDQ
-# per VM, an IRQ thread for VCMDQ errors forwarded to the guest.
+# counts the SYNCs it adds; the timing engine prices them with scenario `guest-wl-mixed` (the same
+# registry stream issued by guests, built from the parts `guest-vcmdq` uses: routing, the trap and
+# pass-through paths of `cmdqv_lab.virt.paths`, the Grace preset): one VM, one VCMDQ per VM, an IRQ
+# thread for VCMDQ errors forwarded to the guest (sweep `nb-q2-fix-cost`).
 
 
 # %%
-fix_ops = 2000 if smoke else 10_000
-fix_seeds = [0] if smoke else [0, 1, 2]
-rows = []
-for sf in [0.05] if smoke else [0.0, 0.05, 0.2]:
-    for policy in ["first-opcode", "scan", "split", "scan-fanout"]:
-        for seed in fix_seeds:
-            over = {**mixed_base, "vms": 1, "ops": fix_ops, "ats": False, "split_sync_fraction": sf}
-            m = guest_stream_run("mixed", over, policy=policy, seed=seed)
-            rows.append({"split_sync_fraction": sf, "policy": policy, "seed": seed,
-                         "mean_us": m["op_latency_ns"]["mean"] / 1e3, "p99_us": m["op_latency_ns"]["p99"] / 1e3,
-                         "syncs_per_op": m["syncs"] / m["ops"], "exits_per_op": m["exits"] / m["ops"]})  # fmt: skip
-fix_cost = pl.DataFrame(rows)
+fix_cost = sweep("nb-q2-fix-cost", smoke=smoke).select(
+    "split_sync_fraction", "policy", "seed",
+    (pl.col("op_latency_ns_mean") / 1e3).alias("mean_us"), (pl.col("op_latency_ns_p99") / 1e3).alias("p99_us"),
+    (pl.col("syncs") / pl.col("ops")).alias("syncs_per_op"), (pl.col("exits") / pl.col("ops")).alias("exits_per_op"),
+)  # fmt: skip
 fix_summary = fix_cost.group_by("split_sync_fraction", "policy", maintain_order=True).agg(pl.exclude("seed").mean()).sort(pl.all())
 result_table(fix_summary, "What the fix costs: guest unmap latency per policy (model prediction, Grace)")
 plots.show(plots.throughput_vs_cpus(fix_cost, x="split_sync_fraction", y="mean_us", color="policy",
@@ -245,33 +228,23 @@ plots.show(plots.throughput_vs_cpus(fix_cost, x="split_sync_fraction", y="mean_u
 # observes a CONS past a SYNC it wrote.
 
 # %%
-rely, vcmdq_invals = rely_on_hw_syncs(gm)
+rely_runs = sweep("nb-q3-rely-hw-sync", smoke=smoke)
+rely, vcmdq_invals = rely_on_hw_syncs(rely_runs)
 print(f"rely-hw-sync sends {vcmdq_invals} invalidations to VCMDQs without a SYNC of their own")
 result_table(rely, "Relying on hardware-inserted SYNCs (checker)")
-print(
-    next(f"{h.opcode} on {h.queue}: {h.reason}" for h in check(gm, "rely-hw-sync").hazards if h.kind == "q3")
-)
+print(rely_runs.filter(pl.col("example_q3") != "")["example_q3"][0])
 
 # %% [markdown]
 # What relying on them would save: the guest stops waiting for its own SYNC. Timing of
 # `guest-vcmdq` (Grace, 2 vCPUs, hardware SYNCs on), `scan` against `rely-hw-sync`:
 
 # %%
-rows = []
-for g in [4, 64]:
-    for policy in ["scan", "rely-hw-sync"]:
-        for seed in fix_seeds:
-            m = simulate("guest-vcmdq", {"policy": policy, "granule_kib": g, "threads": 2, "hw_sync_insert": True},
-                         seed=seed, count=fix_ops).metrics  # fmt: skip
-            rows.append(
-                {
-                    "granule_kib": g,
-                    "policy": policy,
-                    "seed": seed,
-                    "mean_us": m["op_latency_ns"]["mean"] / 1e3,
-                }
-            )
-rely_t = pl.DataFrame(rows).group_by("granule_kib", "policy", maintain_order=True).agg(pl.col("mean_us").mean()).sort(pl.all())
+rely_t = (
+    sweep("nb-q3-rely-timing", smoke=smoke)
+    .group_by("granule_kib", "policy", maintain_order=True)
+    .agg((pl.col("op_latency_ns_mean") / 1e3).mean().alias("mean_us"))
+    .sort(pl.all())
+)
 result_table(rely_t, "What relying on hardware SYNCs would save (model prediction)")
 
 # %% [markdown]
@@ -450,4 +423,4 @@ print(f"notebook ran in {time.perf_counter() - t_start:.1f} s (smoke={smoke})")
 # `smmu_parallel = 1`. **Not modelled**: the guest's IOVA reuse itself (the checker reports the
 # missing guarantee, the timeline above shows the window); a VMM that completes trapped commands
 # asynchronously (the "trapped" direction of Q2 matters only with one). The mixed-stream timing
-# uses a notebook-built guest scenario (same engine parts as `guest-vcmdq`, one VCMDQ per VM).
+# is scenario `guest-wl-mixed` (same engine parts as `guest-vcmdq`).

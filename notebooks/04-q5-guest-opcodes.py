@@ -68,7 +68,7 @@ import polars as pl
 from IPython.display import display
 
 from cmdqv_lab import plots
-from cmdqv_lab.analysis.frames import value
+from cmdqv_lab.analysis.frames import sweep, value
 from cmdqv_lab.analysis.guest import guest_stream_run
 from cmdqv_lab.analysis.opcodes import opcode_table as guest_opcode_table
 from cmdqv_lab.analysis.traces import census_by_set, opcode_census, short_name
@@ -192,9 +192,8 @@ param_table(
 # list could help.
 
 # %%
-cycles = 300 if smoke else 2000
-seeds = [0] if smoke else [0, 1, 2]
-churn = {"threads": 2, "sids_per_vm": 4, "cycles": cycles}
+churn_runs = sweep("nb-q5-churn", smoke=smoke)
+churn = {"threads": 2, "sids_per_vm": 4, "cycles": int(churn_runs["count"][0])}
 result_table(ChurnParams(**churn, vms=1).table().filter(pl.col("name").is_in([*churn, "vms", "stage", "rate_hz", "hold_us",
              "ste_writes", "cd_writes", "prefetch", "free_domain"])).select("name", "value", "unit", "doc"),
              "config-churn parameters")  # fmt: skip
@@ -202,15 +201,14 @@ cases = {
     "guest, stage-1 domains": ("config-churn", {**churn, "vms": 1}, False),
     "hypothetical guest, stage-2 domains": ("config-churn", {**churn, "vms": 0, "stage": "s2"}, True),
 }
-rows = []
-for case, (wl, over, as_guest) in cases.items():
-    for key in SETS:
-        for seed in seeds:
-            m = guest_stream_run(wl, over, guest_opcodes=key, seed=seed, as_guest=as_guest, prefix_ns=0.0)
-            rows.append({"case": case, "accepted_set": key, "seed": seed, "ops": m["ops"],
-                         "mean_us": m["op_latency_ns"]["mean"] / 1e3, "p99_us": m["op_latency_ns"]["p99"] / 1e3,
-                         "exits_per_op": m["exits"] / m["ops"], "illegal": m["illegal_commands"]})  # fmt: skip
-churn_t = pl.DataFrame(rows)
+case_of = {(over.get("stage", "s1"), as_guest): case for case, (_wl, over, as_guest) in cases.items()}
+churn_t = churn_runs.select(
+    pl.struct("stage", "as_guest").map_elements(lambda r: case_of[(r["stage"], r["as_guest"])],
+                                                return_dtype=pl.String).alias("case"),
+    pl.col("guest_opcodes").alias("accepted_set"), "seed", "ops",
+    (pl.col("op_latency_ns_mean") / 1e3).alias("mean_us"), (pl.col("op_latency_ns_p99") / 1e3).alias("p99_us"),
+    (pl.col("exits") / pl.col("ops")).alias("exits_per_op"), pl.col("illegal_commands").alias("illegal"),
+)  # fmt: skip
 churn_s = churn_t.group_by("case", "accepted_set", maintain_order=True).agg(pl.exclude("seed").mean()).sort("case", "accepted_set")
 result_table(churn_s.drop("illegal"), "Configuration churn: latency per attach/detach (model prediction)")
 
@@ -221,22 +219,10 @@ result_table(churn_s.drop("illegal"), "Configuration churn: latency per attach/d
 # batch and `split` traps the S12_VMALL alone; under the 2021 set both go to the VCMDQ.
 
 # %%
-fracs = [0.0, 0.05, 0.2] if smoke else [0.0, 0.02, 0.05, 0.1, 0.2]
-mops = 2000 if smoke else 10_000
-rows = []
-for policy in ["scan", "split"]:
-    for f in fracs:
-        for key in SETS:
-            for seed in seeds:
-                over = {"vms": 1, "threads": 2, "ops": mops, "unsupported": "TLBI_S12_VMALL", "mix_per": "batch",
-                        "unsupported_fraction": f, "split_sync_fraction": 0.0, "foreign_sid_fraction": 0.0}  # fmt: skip
-                m = guest_stream_run(
-                    "mixed", over, policy=policy, guest_opcodes=key, seed=seed, prefix_ns=None
-                )
-                rows.append({"policy": policy, "s12_fraction": f, "accepted_set": key, "seed": seed,
-                             "mean_us": m["op_latency_ns"]["mean"] / 1e3,
-                             "p99_us": m["op_latency_ns"]["p99"] / 1e3})  # fmt: skip
-mixed_t = pl.DataFrame(rows)
+mixed_t = sweep("nb-q5-s12-mixed", smoke=smoke).select(
+    "policy", pl.col("unsupported_fraction").alias("s12_fraction"), pl.col("guest_opcodes").alias("accepted_set"),
+    "seed", (pl.col("op_latency_ns_mean") / 1e3).alias("mean_us"), (pl.col("op_latency_ns_p99") / 1e3).alias("p99_us"),
+)  # fmt: skip
 mixed_s = mixed_t.group_by("policy", "s12_fraction", "accepted_set", maintain_order=True).agg(pl.col("mean_us", "p99_us").mean())
 plots.show(
     plots.throughput_vs_cpus(mixed_t.filter(pl.col("policy") == "split"), x="s12_fraction", y="mean_us",

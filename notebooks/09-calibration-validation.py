@@ -48,13 +48,13 @@ smoke = False
 # %%
 # ruff: noqa: E402  (a notebook imports after its parameters cell)
 import time
-from functools import partial
 
 import altair as alt
 import polars as pl
 
 from cmdqv_lab import plots, widgets
 from cmdqv_lab.analysis.calibrate import CalibrationSpec
+from cmdqv_lab.analysis.sensitivity_task import GUEST_DIVISOR
 from cmdqv_lab.analysis.summary import summarize_sweep
 from cmdqv_lab.analysis.validation import (
     CONCLUSIONS,
@@ -63,14 +63,12 @@ from cmdqv_lab.analysis.validation import (
     assumptions_table,
     by_effect,
     checks_table,
-    conclusions,
     cpus_of,
     fit_table,
     granule_of,
     identifiability_table,
     mva_table,
     queue_theory,
-    range_points,
     rms_log_error,
     sensitivity,
     worst_row,
@@ -419,7 +417,8 @@ result_table(
 # * **Q6/Q7**: error-interrupt fix-up latency, from a VCMDQ error to the queue resumed (`grace`,
 #   `guest-fixup` with 5% of unmaps carrying an unsupported command).
 #
-# One seed per run with common random numbers: differences of a percent or two at 16 CPUs are
+# The runs are the published sweep `nb-cal-sensitivity` (task `sensitivity`; smoke mode runs its
+# quick variant: the two ends, fewer ops). One seed per run with common random numbers: differences of a percent or two at 16 CPUs are
 # run-to-run noise (compare notebook 07's intervals). A parameter a preset fitted (d06: `think_ns`,
 # `line_hold_p`; grace: `guest_unmap_ns`, `vmm_trap_ns`, `vmm_per_cmd_ns`) is still varied: its
 # bar says how much the conclusion would move if the fit were off by that much. The ranges:
@@ -448,16 +447,16 @@ range_table = pl.DataFrame(
 result_table(range_table, f"The {len(assumed)} assumed Platform parameters and the ranges varied")
 
 # %%
-N_HOST = 4_000 if smoke else 20_000
-N_GUEST = 400 if smoke else 2_000
 CONCL = CONCLUSIONS
-run = partial(conclusions, host_ops=N_HOST, guest_ops=N_GUEST)
-t_sens = time.perf_counter()
-base = run({})
-sens, errors = sensitivity(assumed, base, run, partial(range_points, smoke=smoke))
+sens_runs = sweep_frame("nb-cal-sensitivity", smoke=smoke)
+print(sens_runs.describe())
+swept = [p for p in sens_runs.frame["parameter"].unique(maintain_order=True).to_list() if p != "none"]
+assert swept == assumed, f"the sensitivity sweep covers {swept}, the assumptions are {assumed}: update its spec"
+sens, base, errors = sensitivity(sens_runs.frame)
+N_HOST = int(sens_runs.frame["count"][0])
 print(
-    f"sensitivity: {len(assumed)} parameters, {sens.height // len(CONCL)} settings, {N_HOST} host ops / {N_GUEST} guest ops "
-    f"per run, {time.perf_counter() - t_sens:.1f} s"
+    f"sensitivity: {len(assumed)} parameters, {sens.height // len(CONCL)} settings, {N_HOST} host ops / "
+    f"{N_HOST // GUEST_DIVISOR} guest ops per run"
 )
 print("baseline:", {CONCL[k]: round(v, 3) for k, v in base.items()})
 for e in errors:

@@ -72,8 +72,9 @@ def test_published_specs_are_valid_with_quick_variants() -> None:
     for path in specs:
         full, quick = load_spec(path), load_spec(path, quick=True)
         assert full.name == path.stem
-        assert 0 < len(quick.points()) < len(full.points())
         assert quick.count <= full.count
+        # cheaper: fewer points, or as many with fewer ops each
+        assert 0 < len(quick.points()) * quick.count < len(full.points()) * full.count, path.name
 
 
 BAD = [

@@ -505,3 +505,62 @@ def test_sweeping_a_platform_cost_uses_its_control_range() -> None:
     assert got == [10.0, 56.0, 320.0, 1800.0, 10000.0]
     ops = ex.last.metrics()["ops_per_s"].to_list()
     assert ops[0] > ops[-1]  # a 10 us TLBI bounds throughput far below a 10 ns one
+
+
+# ------------------------------------------------------------------------ op count, interval, "more ops"
+def _rel_half(status: str) -> float:
+    """The ``±X%`` of a status line as a fraction."""
+    import re
+
+    m = re.search(r"±([0-9.]+)% \(95% CI, ([^)]*)\)", status)
+    assert m, status
+    return float(m.group(1)) / 100
+
+
+def test_status_shows_op_count_and_batch_means_interval_of_one_run() -> None:
+    ex = W.explore_host(cpus=2, count=1000)
+    assert "1 simulation of 1,000 ops" in ex.status.value
+    assert (
+        "op_latency_ns_mean ±" in ex.status.value and "batch means, 10 batches of 100 ops" in ex.status.value
+    )
+    # the interval is the batch-means one computed from the run's own op records
+    expected = R.batch_half(ex.last.results[0].ops, "op_latency_ns_mean")
+    assert expected is not None and expected > 0
+    assert abs(_rel_half(ex.status.value) / expected - 1) < 0.05  # the status gives two digits
+
+
+def test_more_ops_button_reruns_with_the_next_count_and_narrows_the_interval() -> None:
+    ex = W.explore_host(cpus=4, count=1000)
+    before = _rel_half(ex.status.value)
+    assert ex.more.description == "more ops" and ex.more in ex.widget.children[2].children
+    ex.more.click()
+    assert ex.count.value == 2000 and ex.runs_done == 2
+    assert ex.result.metrics["ops"] == 2000 and "of 2,000 ops" in ex.status.value
+    ex.set(count=20_000)
+    assert _rel_half(ex.status.value) < before  # ten times the ops: a narrower interval
+    ex.count.value = ex.count.options[-1][1]
+    ex.more_ops()  # the largest count: nothing larger, no run
+    assert ex.runs_done == 4
+
+
+def test_sweep_interval_is_over_seeds_and_says_how_to_get_one() -> None:
+    cpus = Control("cpus", values=(1, 4))
+    one = W.explore("host-map-unmap", ["tlbis"], x=cpus, count=300)
+    assert "ops_per_s: no interval from one seed, set seeds ≥ 2" in one.status.value
+    two = W.explore("host-map-unmap", ["tlbis"], x=cpus, count=300, seeds=2)
+    assert "ops_per_s ±" in two.status.value and "over 2 seeds" in two.status.value
+    s = R.summary_frame(two.last, ["ops_per_s"])
+    widest = ((s["ops_per_s_ci"]) / s["ops_per_s"]).max()
+    assert abs(_rel_half(two.status.value) / widest - 1) < 0.05
+
+
+def test_unchanged_simulations_come_from_the_cache_with_the_same_results() -> None:
+    ex = W.explore_host(cpus=2, count=500)
+    first = ex.result.metrics
+    ex.set(seeds=3)  # seed 0 is unchanged: only seeds 1 and 2 run
+    assert ex.cache.hits == 1 and len(ex.last.results) == 3
+    ex.set(cpus=3)
+    ex.set(cpus=2, seeds=1)  # back to the first configuration: nothing runs
+    assert ex.cache.hits == 2 and ex.result.metrics == first
+    fresh = W.explore_host(cpus=2, count=500)
+    assert fresh.cache.hits == 0 and fresh.result.metrics == first

@@ -1,8 +1,9 @@
 """Q1-Q3 findings from the correctness checker: ILL and Q2/Q3 hazards per routing policy.
 
-Each function routes generated guest streams under several policies, replays them through the
-functional model (:func:`cmdqv_lab.checker.check.check`) and tabulates the counts; the notebooks
-chart the tables and quote them. The closed form of Q1 (:func:`first_opcode_ill_closed_form`) and
+The checker runs themselves are sweeps (task ``check:<source>``,
+:mod:`cmdqv_lab.checker.sweep_task`: route a stream under a policy, replay it through the
+functional model); their specs are in ``data/specs`` and their results published like the timing
+sweeps. The functions here turn those sweeps into the tables the notebooks chart and quote. The closed form of Q1 (:func:`first_opcode_ill_closed_form`) and
 the hardware-SYNC overhead table of Q3 (:func:`hw_sync_overhead`) are here too.
 
 >>> first_opcode_ill_closed_form(0.05, 2, "batch") * 1e4, first_opcode_ill_closed_form(0.05, 2, "command") * 1e4
@@ -10,10 +11,6 @@ the hardware-SYNC overhead table of Q3 (:func:`hw_sync_overhead`) are here too.
 """
 
 from __future__ import annotations
-
-from collections import Counter
-from collections.abc import Mapping, Sequence
-from typing import Any
 
 import polars as pl
 
@@ -36,43 +33,17 @@ def first_opcode_ill_closed_form(f: float, tlbis: int, mix_per: str) -> float:
     raise ValueError(f"mix_per={mix_per!r}: one of batch, command")
 
 
-def policy_safety(
-    stream: Mapping[str, Any],
-    *,
-    ops: int,
-    fractions: Sequence[float],
-    mixes: Sequence[str],
-    policies: Sequence[str] = POLICIES,
-    seed: int = 0,
-) -> pl.DataFrame:
-    """Q1: the checker on the ``mixed`` workload per (mix, unsupported fraction, policy).
-
-    Columns: mix_per, unsupported_fraction, policy, ops, the hazard counts, trapped commands,
-    commands, inserted SYNCs, disagreements between routing and the functional model, an example
-    ILL reason, ``ill_per_1e4_ops`` and ``trapped_share``.
-    """
-    from cmdqv_lab.checker.check import check
-    from cmdqv_lab.checker.scenarios import load_source
-
-    rows = []
-    for mix in mixes:
-        for f in fractions:
-            src = load_source(
-                "mixed", {**stream, "ops": ops, "unsupported_fraction": f, "mix_per": mix}, seed=seed
-            )
-            for policy in policies:
-                r = check(src, policy)
-                rows.append(
-                    {
-                        "mix_per": mix, "unsupported_fraction": f, "policy": policy, "ops": ops,
-                        **r.counts, "trapped": r.routed["paths"]["trap"], "commands": src.frame.height,
-                        "inserted_syncs": r.routed["inserted_syncs"], "disagreements": len(r.disagreements),
-                        "example": next((h.reason for h in r.hazards if h.kind == "ill"), None),
-                    }
-                )  # fmt: skip
-    return pl.DataFrame(rows).with_columns(
-        (pl.col("ill") * 1e4 / pl.col("ops")).alias("ill_per_1e4_ops"),
-        (pl.col("trapped") / pl.col("commands")).alias("trapped_share"),
+def policy_safety(frame: pl.DataFrame) -> pl.DataFrame:
+    """Q1 from a ``check:mixed`` sweep over (mix_per, unsupported_fraction, policy) (notebook 01's
+    ``nb-q1-policy-safety``): the sweep's rows with ``ops`` (the run's count), ``trapped`` (commands
+    sent to the VMM), ``example`` (the first ILL's reason, null if none), ``ill_per_1e4_ops`` and
+    ``trapped_share``."""
+    return frame.with_columns(
+        pl.col("count").alias("ops"),
+        pl.col("trap_commands").alias("trapped"),
+        pl.when(pl.col("example_ill") != "").then(pl.col("example_ill")).alias("example"),
+        (pl.col("ill") * 1e4 / pl.col("count")).alias("ill_per_1e4_ops"),
+        (pl.col("trap_commands") / pl.col("commands")).alias("trapped_share"),
     )
 
 
@@ -92,87 +63,52 @@ def closed_form_check(safety: pl.DataFrame, tlbis: int) -> pl.DataFrame:
     )
 
 
-def q2_corner_cases(
-    src: Any, ops: int, policies: Sequence[str] = POLICIES
-) -> tuple[pl.DataFrame, dict[str, str | None]]:
-    """Q2 on a checker source: hazard counts per policy, Q2 hazards split by direction.
-
-    Returns the table (``q2_on_vcmdq``: invalidations left on a VCMDQ whose SYNC went elsewhere;
-    ``q2_trapped``: the reverse; ``q2_unmaps``: ops with at least one) and the first Q2 hazard of
-    each policy in words.
+def q2_corner_cases(frame: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, str | None]]:
+    """Q2 from a ``check:guest-mixed`` sweep over ``policy`` (notebook 02's ``nb-q2-corner-cases``):
+    hazard counts per policy with Q2 hazards split by direction (``q2_on_vcmdq``: invalidations left
+    on a VCMDQ whose SYNC went elsewhere; ``q2_trapped``: the reverse; ``q2_unmaps``: ops with at
+    least one, also per 10^4 ops), and the first Q2 hazard of each policy in words (None if none).
     """
-    from cmdqv_lab.checker.check import check
-
-    rows, examples = [], {}
-    for policy in policies:
-        r = check(src, policy)
-        q2 = [h for h in r.hazards if h.kind == "q2"]
-        by_dir = Counter(("vcmdq" if h.queue.startswith("vcmdq") else "trapped") for h in q2)
-        hit = {(h.vm, h.cpu, h.op) for h in q2}
-        rows.append({"policy": policy, **r.counts, "q2_on_vcmdq": by_dir["vcmdq"], "q2_trapped": by_dir["trapped"],
-                     "q2_unmaps": len(hit), "inserted_syncs": r.routed["inserted_syncs"],
-                     "disagreements": len(r.disagreements)})  # fmt: skip
-        examples[policy] = next((f"{h.where()}: {h.opcode} on {h.queue}: {h.reason}" for h in q2), None)
-    out = pl.DataFrame(rows).with_columns((pl.col("q2_unmaps") * 1e4 / ops).alias("q2_unmaps_per_1e4"))
-    return out, examples
+    table = frame.select(
+        "policy", "ill", "q2", "q3", "unsynced", "q2_on_vcmdq", "q2_trapped", "q2_unmaps", "inserted_syncs",
+        "disagreements", (pl.col("q2_unmaps") * 1e4 / pl.col("count")).alias("q2_unmaps_per_1e4"),
+    )  # fmt: skip
+    examples = {p: (e or None) for p, e in frame.select("policy", "example_q2").iter_rows()}
+    return table, examples
 
 
-def lone_sync_sweep(
-    base: Mapping[str, Any],
-    *,
-    ops: int,
-    split_fractions: Sequence[float],
-    ats_values: Sequence[bool],
-    policies: Sequence[str] = POLICIES,
-    seed: int = 0,
-) -> pl.DataFrame:
-    """Q2 on the ``mixed`` workload with a swept share of lone SYNCs (``split_sync_fraction``)."""
-    from cmdqv_lab.checker.check import check
-    from cmdqv_lab.checker.scenarios import load_source
-
-    rows = []
-    for ats in ats_values:
-        for sf in split_fractions:
-            src = load_source("mixed", {**base, "ops": ops, "ats": ats, "split_sync_fraction": sf}, seed=seed)
-            for policy in policies:
-                r = check(src, policy)
-                hit = {(h.vm, h.cpu, h.op) for h in r.hazards if h.kind == "q2"}
-                rows.append({"atc_batch": "ATC_INV batch after" if ats else "no ATC_INV batch",
-                             "split_sync_fraction": sf, "policy": policy, **r.counts, "q2_unmaps": len(hit),
-                             "inserted_syncs": r.routed["inserted_syncs"], "ops": ops})  # fmt: skip
-    return pl.DataFrame(rows).with_columns(
-        (pl.col("q2_unmaps") * 1e4 / pl.col("ops")).alias("q2_unmaps_per_1e4"),
-        (pl.col("inserted_syncs") * 1e4 / pl.col("ops")).alias("inserted_syncs_per_1e4_ops"),
-    )
+def lone_sync_sweep(frame: pl.DataFrame) -> pl.DataFrame:
+    """Q2 from a ``check:mixed`` sweep over (ats, split_sync_fraction, policy) (notebook 02's
+    ``nb-q2-lone-sync``): ``atc_batch`` in words, the hazard counts, Q2 unmaps and inserted SYNCs
+    per 10^4 ops."""
+    return frame.select(
+        pl.when(pl.col("ats")).then(pl.lit("ATC_INV batch after")).otherwise(pl.lit("no ATC_INV batch"))
+        .alias("atc_batch"),
+        "split_sync_fraction", "policy", "ill", "q2", "q3", "unsynced", "q2_unmaps", "inserted_syncs",
+        pl.col("count").alias("ops"),
+        (pl.col("q2_unmaps") * 1e4 / pl.col("count")).alias("q2_unmaps_per_1e4"),
+        (pl.col("inserted_syncs") * 1e4 / pl.col("count")).alias("inserted_syncs_per_1e4_ops"),
+    )  # fmt: skip
 
 
-def rely_on_hw_syncs(src: Any) -> tuple[pl.DataFrame, int]:
-    """Q3: ``rely-hw-sync`` with hardware SYNCs on/off and CMD_BATCH 1/32.
+def rely_on_hw_syncs(frame: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+    """Q3 from a ``check:guest-mixed`` sweep of ``rely-hw-sync`` over (hw_sync, cmd_batch) (notebook
+    02's ``nb-q3-rely-hw-sync``).
 
-    Returns the table (hazard counts, hardware SYNCs in the event log, dropped SYNCs) and the
-    number of invalidations the policy sends to VCMDQs without a SYNC of their own.
+    Returns the table (hazard counts, hardware SYNCs in the event log, dropped SYNCs, q3 as a share
+    of the VCMDQ invalidations) and the number of invalidations the policy sends to VCMDQs without a
+    SYNC of their own (the same in every row: routing does not depend on hw_sync or cmd_batch).
     """
-    from cmdqv_lab.checker.check import CheckOptions, check, plan_for, route
-    from cmdqv_lab.device.cmdqv import CmdqvParams
-    from cmdqv_lab.device.commands import INVALIDATION_OPCODES
-
-    rows = []
-    for hw in (True, False):
-        for cb in (1, 32):
-            r = check(src, "rely-hw-sync", CmdqvParams(hw_sync=hw, cmd_batch=cb))
-            rows.append({"hw_sync": hw, "cmd_batch": cb, **r.counts, "hw_syncs_in_log": r.model["hw_syncs"],
-                         "dropped_syncs": r.routed["dropped_syncs"]})  # fmt: skip
-    _cap, vms = plan_for(src, CmdqvParams(), CheckOptions())
-    routed = route(src, "rely-hw-sync", CmdqvParams(), vms)
-    vcmdq_invals = routed.filter(
-        (pl.col("path") == "vcmdq")
-        & pl.col("opcode").is_in([int(o) for o in INVALIDATION_OPCODES])
-        & ~pl.col("illegal")
-    ).height
-    table = pl.DataFrame(rows).with_columns(
-        (pl.col("q3") / vcmdq_invals).alias("q3_share_of_vcmdq_invalidations")
-    )
-    return table, vcmdq_invals
+    invals = frame["vcmdq_invalidations"].unique()
+    if invals.len() != 1:
+        raise ValueError(
+            f"rely_on_hw_syncs: the runs route differently ({invals.to_list()} VCMDQ invalidations)"
+        )
+    table = frame.select(
+        "hw_sync", "cmd_batch", "ill", "q2", "q3", "unsynced", pl.col("hw_syncs").alias("hw_syncs_in_log"),
+        "dropped_syncs", (pl.col("q3") / pl.col("vcmdq_invalidations")).alias("q3_share_of_vcmdq_invalidations"),
+    )  # fmt: skip
+    return table, int(invals[0])
 
 
 def hw_sync_frame(frame: pl.DataFrame, size: str) -> pl.DataFrame:

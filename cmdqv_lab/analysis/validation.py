@@ -14,7 +14,7 @@ parameter and :func:`sensitivity` recomputes three headline conclusions at the e
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import polars as pl
@@ -230,24 +230,33 @@ def assumed_parameters() -> list[str]:
     return assumed
 
 
-def range_points(name: str, smoke: bool) -> list[Any]:
-    """The values a parameter is set to: its range's ends (and two geometric points between them, linear
-    ones for a range from 0)."""
+#: Where along its range a parameter is set (0: the low end, 1: the high end); smoke runs use the ends.
+FRACTIONS: tuple[float, ...] = (0.0, 1 / 3, 2 / 3, 1.0)
+SMOKE_FRACTIONS: tuple[float, ...] = (0.0, 1.0)
+
+
+def range_value(name: str, fraction: float) -> Any:
+    """The value of parameter ``name`` at ``fraction`` of its range: geometric between the ends, linear
+    for a range from 0, rounded for an integer, ``fraction >= 0.5`` for a boolean.
+
+    >>> range_value("spin_ns", 0.0), range_value("spin_ns", 1.0), range_value("fetch_line_cmds", 1 / 3)
+    (1.0, 50.0, 2)
+    """
     from cmdqv_lab.platform import Platform
 
     lo, hi, _ = RANGES[name]
     default = Platform.field_infos()[name][0]
     if isinstance(default, bool):
-        return [False, True]
-    if smoke:
-        pts = [lo, hi]
-    elif lo > 0:
-        pts = [lo * (hi / lo) ** f for f in (0, 1 / 3, 2 / 3, 1)]
-    else:  # a range from 0 has no geometric points
-        pts = [lo + (hi - lo) * f for f in (0, 1 / 3, 2 / 3, 1)]
-    if isinstance(default, int):
-        pts = sorted({round(p) for p in pts})
-    return pts
+        return fraction >= 0.5
+    v = lo * (hi / lo) ** fraction if lo > 0 else lo + (hi - lo) * fraction
+    return round(v) if isinstance(default, int) else v
+
+
+def range_points(name: str, smoke: bool) -> list[Any]:
+    """The values a parameter is set to: its range's ends (and two geometric points between them, linear
+    ones for a range from 0), without repeats (a rounded integer or a boolean may repeat)."""
+    values = [range_value(name, f) for f in (SMOKE_FRACTIONS if smoke else FRACTIONS)]
+    return list(dict.fromkeys(values))
 
 
 def conclusions(over: Mapping[str, Any], *, host_ops: int, guest_ops: int, seed: int = 1) -> dict[str, float]:
@@ -272,42 +281,44 @@ def conclusions(over: Mapping[str, Any], *, host_ops: int, guest_ops: int, seed:
     }
 
 
-def sensitivity(
-    assumed: Iterable[str],
-    base: Mapping[str, float],
-    run: Callable[[dict[str, Any]], dict[str, float]],
-    points: Callable[[str], list[Any]],
-) -> tuple[pl.DataFrame, list[str]]:
-    """Every assumed parameter at each of its points: the change of each conclusion vs ``base``.
+def sensitivity(frame: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, float], list[str]]:
+    """The change of each conclusion at each point of each parameter's range, from a ``sensitivity``
+    sweep (:mod:`cmdqv_lab.analysis.sensitivity_task`: one row per parameter and fraction, plus
+    ``parameter = "none"``, the baseline).
 
     Returns the long table (parameter, value, position, end, conclusion, result, baseline,
-    change_pct) and the settings the model refused (one line each).
+    change_pct; a value reached at two fractions, e.g. a rounded integer, counted once), the
+    baseline conclusions, and the settings the model refused (one line each).
     """
-    from cmdqv_lab.errors import CmdqvError
-
-    rows, errors = [], []
-    for name in assumed:
-        pts = points(name)
-        for i, v in enumerate(pts):
-            try:
-                c = run({name: v})
-            except CmdqvError as e:
-                errors.append(f"{name}={v}: {e}")
-                continue
-            for key, val in c.items():
+    base_rows = frame.filter(pl.col("parameter") == "none")
+    if base_rows.height == 0:
+        raise ValueError("sensitivity: the sweep has no baseline row (parameter = none)")
+    base = {k: float(base_rows[k][0]) for k in CONCLUSIONS}
+    runs = frame.filter(pl.col("parameter") != "none")  # point order: parameter, then fraction
+    errors = [
+        f"{r['parameter']}={r['value']}: {r['refused']}" for r in runs.iter_rows(named=True) if r["refused"]
+    ]
+    rows = []
+    for name in dict.fromkeys(runs["parameter"].to_list()):
+        pts = runs.filter((pl.col("parameter") == name) & (pl.col("refused") == "")).unique(
+            "value", keep="first", maintain_order=True
+        )
+        n = pts.height
+        for i, r in enumerate(pts.iter_rows(named=True)):
+            for key, label in CONCLUSIONS.items():
                 rows.append(
                     {
                         "parameter": name,
-                        "value": float(v),
-                        "position": i / (len(pts) - 1),
-                        "end": "low" if i == 0 else ("high" if i == len(pts) - 1 else "between"),
-                        "conclusion": CONCLUSIONS[key],
-                        "result": val,
+                        "value": float(r["value"]),
+                        "position": i / (n - 1) if n > 1 else 0.0,
+                        "end": "low" if i == 0 else ("high" if i == n - 1 else "between"),
+                        "conclusion": label,
+                        "result": float(r[key]),
                         "baseline": base[key],
-                        "change_pct": (val / base[key] - 1) * 100,
+                        "change_pct": (float(r[key]) / base[key] - 1) * 100,
                     }
                 )
-    return pl.DataFrame(rows), errors
+    return pl.DataFrame(rows), base, errors
 
 
 def by_effect(ends: pl.DataFrame) -> list[str]:

@@ -374,6 +374,9 @@ def check(
         "paths": {p: int(paths.get(p, 0)) for p in ("vcmdq", "trap", "host")},
         "inserted_syncs": int(routed["inserted"].sum()),
         "dropped_syncs": source.frame.height - int((~routed["inserted"]).sum()),
+        "vcmdq_invalidations": routed.filter(
+            (pl.col("path") == "vcmdq") & pl.col("opcode").is_in(list(_INV)) & ~pl.col("illegal")
+        ).height,
     }
     return CheckResult(
         source.name,

@@ -189,12 +189,10 @@ def is_packed(m: dict[str, Any]) -> bool:
 
 def _column_groups(df: pl.DataFrame) -> tuple[list[str], list[str], list[str]]:
     """Split the row columns into ids, parameters and metrics (parameters follow ``count``)."""
-    from cmdqv_lab.scenarios.base import get_scenario, resolve
+    from cmdqv_lab.experiments.tasks import get_task
 
     ids = ["point", "scenario", "seed", "count"]
-    scenario = df["scenario"][0]
-    params, plat = resolve(get_scenario(scenario), {})
-    names = {*(plat.to_dict() if plat else {}), *params.to_dict()}
+    names = set(get_task(df["scenario"][0]).resolve({}))
     pcols = [c for c in df.columns if c in names]
     mcols = [c for c in df.columns if c not in names and c not in ids]
     return ids, pcols, mcols

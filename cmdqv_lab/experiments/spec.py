@@ -219,13 +219,9 @@ def _is_kind(value: Any, kind: type) -> bool:
     return isinstance(value, kind)
 
 
-def _param_types(scenario: Any) -> dict[str, type]:
-    """Every parameter of ``scenario`` (its fields and its platform's) with its value type."""
-    from cmdqv_lab.scenarios.base import resolve
-
-    params, platform = resolve(scenario, {})
-    values = {**(platform.to_dict() if platform else {}), **params.to_dict()}
-    return {k: type(v) for k, v in values.items()}
+def _param_types(task: Any) -> dict[str, type]:
+    """Every parameter of ``task`` (a scenario's fields and its platform's) with its value type."""
+    return {k: type(v) for k, v in task.resolve({}).items()}
 
 
 def load_spec(path: str | Path, *, quick: bool = False) -> Spec:
@@ -238,7 +234,7 @@ def load_spec(path: str | Path, *, quick: bool = False) -> Spec:
 
 def parse_spec(text: str, source: str = "<spec>", *, quick: bool = False, default_name: str = "") -> Spec:
     """Validate spec ``text``; ``source`` names it in error messages (see the module docstring)."""
-    from cmdqv_lab.scenarios.base import get_scenario
+    from cmdqv_lab.experiments.tasks import get_task
 
     ck = _Check(source)
     if len(text) > MAX_SPEC_BYTES:
@@ -257,7 +253,7 @@ def parse_spec(text: str, source: str = "<spec>", *, quick: bool = False, defaul
     if not isinstance(data["scenario"], str):
         raise ck.fail("scenario", f"expected a string, got {data['scenario']!r}")
     try:
-        scn = get_scenario(data["scenario"])
+        scn = get_task(data["scenario"])
     except ParamError as e:
         raise ck.fail("scenario", str(e)) from None
     types = _param_types(scn)
@@ -348,13 +344,11 @@ def _seeds(ck: _Check, table: Mapping[str, Any], prefix: str) -> list[int]:
 
 
 def _check_param(ck: _Check, scn: Any, types: Mapping[str, type], key: str, path: str) -> None:
-    """Unknown parameters are reported with the scenario's own message (from resolve)."""
+    """Unknown parameters are reported with the task's own message (from its resolve)."""
     if key in types:
         return
-    from cmdqv_lab.scenarios.base import resolve
-
     try:
-        resolve(scn, {key: None})
+        scn.resolve({key: None})
     except ParamError as e:
         raise ck.fail(path, str(e)) from None
     raise ck.fail(path, f"unknown parameter {key!r} for scenario {scn.name}")  # pragma: no cover
@@ -463,18 +457,12 @@ def _check_combinations(ck: _Check, scn: Any, spec: Spec, where: Mapping[str, st
     """Resolve and build (no simulation) every distinct combination; name the key on failure.
 
     Entity counts and the engine's memory are checked as :func:`~cmdqv_lab.scenarios.base.simulate`
-    checks them, the entities before anything is built.
+    checks them, the entities before anything is built (the task's ``prepare``).
     """
-    from cmdqv_lab.limits import check_entities, check_memory
-    from cmdqv_lab.scenarios.base import resolve
-
     for combo in spec.combinations():
         overrides = {**dict(spec.fixed), **dict(combo)}
         try:
-            params, platform = resolve(scn, overrides)
-            check_entities(scn.name, params, platform)
-            cfg, _ = scn.build(params, scn.run_platform(params, platform), spec.seeds[0], spec.count)
-            check_memory(scn.name, cfg)
+            scn.prepare(overrides, spec.seeds[0], spec.count)
         except CmdqvError as e:
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
             key = _blamed_key(msg, overrides)

@@ -88,14 +88,12 @@ def row_frame(row: dict[str, Any]) -> pl.DataFrame:
 
 
 def run_point(task: dict[str, Any]) -> dict[str, Any]:
-    """Simulate one point (runs in a worker); check its key against the caller's when given."""
-    from cmdqv_lab.scenarios.base import simulate
+    """Run one point (in a worker; a simulation or another task); check its key against the caller's."""
+    from cmdqv_lab.experiments.tasks import get_task
 
     t0 = time.perf_counter()
     try:
-        res = simulate(
-            task["scenario"], task["overrides"], seed=task["seed"], count=task["count"], record=task["record"]
-        )
+        res = get_task(task["scenario"]).run(task["overrides"], task["seed"], task["count"], task["record"])
     except CmdqvError as e:  # name the point; same type, so the caller still sees an expected error
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise type(e)(f"point {task['index']} ({task.get('label', '')}): {msg}") from None
@@ -106,15 +104,11 @@ def run_point(task: dict[str, Any]) -> dict[str, Any]:
             f"{task['key']}: worker code version {code_version()} (cmdqv-lab {package_version()}) differs "
             "from the client's"
         )
-    records: dict[str, pl.DataFrame] = {}
-    if task["record"]:
-        for kind, frame in (("ops", res.ops), ("commands", res.commands)):
-            if frame is not None:
-                records[kind] = frame
+    records = res.records
     return {
         "index": task["index"],
         "key": key,
-        "row": point_row(res.scenario, res.seed, task["count"], res.params, res.metrics_row()),
+        "row": point_row(res.scenario, res.seed, task["count"], res.params, res.metrics),
         "records": records,
         "wall_s": time.perf_counter() - t0,
         "pid": os.getpid(),
@@ -146,17 +140,16 @@ def point_cost(task: Mapping[str, Any]) -> float:
 
 def make_tasks(spec: Spec) -> list[dict[str, Any]]:
     """One task per point, in point order, each with its cache key."""
-    from cmdqv_lab.scenarios.base import get_scenario, resolve
+    from cmdqv_lab.experiments.tasks import get_task
 
-    scn = get_scenario(spec.scenario)
+    scn = get_task(spec.scenario)
     tasks = []
     resolved: dict[int, dict[str, Any]] = {}
     for p in spec.points():
         overrides = spec.overrides(p)
         combo = p.index // len(spec.seeds)
         if combo not in resolved:
-            params, platform = resolve(scn, overrides)
-            resolved[combo] = {**(platform.to_dict() if platform else {}), **params.to_dict()}
+            resolved[combo] = scn.resolve(overrides)
         key = point_key(spec.scenario, resolved[combo], p.seed, spec.count, spec.record)
         tasks.append(
             {

@@ -2,7 +2,7 @@
 
 Layout, top to bottom: the scenario's one-line description; one control per parameter (see
 :mod:`.controls`); for a comparison, the values to compare (``compare``: one series per value) and
-to sweep along the x axis (``x``); seeds, count, the metric a sweep plots, a Run button and a "run
+to sweep along the x axis (``x``); seeds, count and a "more ops" button, the metric a sweep plots, a Run button and a "run
 on change" switch; a progress bar and a one-line status; the metrics summary; the chart.
 
 When runs happen, and why dragging does not start one:
@@ -58,6 +58,7 @@ from cmdqv_lab.widgets.runs import (
     SUMMARY_METRICS,
     ChartFn,
     Plan,
+    RunCache,
     RunSet,
     default_chart,
     error_output,
@@ -187,6 +188,7 @@ class Explorer:
         self.summary_metrics, self.notes = tuple(summary), notes
         self.debounce_s, self.max_sims = debounce_s, max_sims
         self.bar = StatusBar(progress_after_s)
+        self.cache = RunCache()
         self.svg, self.scheduler = svg, scheduler
         cap = 5_000 if varied else 20_000  # a scenario's default_count 0 means "all of its input"
         n = (min(self.scenario.default_count, cap) or cap) if count is None else count
@@ -233,6 +235,10 @@ class Explorer:
         self.count = w.Dropdown(
             options=[(f"{c:,}", c) for c in opts], value=count, description=scn.count, **small
         )
+        self.more = w.Button(
+            description=f"more {scn.count}", icon="plus", layout=w.Layout(width="120px"),
+            tooltip=f"the next larger count of {scn.count} per simulation: a narrower interval, a slower answer",
+        )  # fmt: skip
         self.metric = w.Dropdown(options=[metric], value=metric, description="metric", **small)
         self.metric.layout.display = "" if self.x is not None else "none"
         self.run_button = w.Button(description="Run", icon="play", tooltip="run the simulations now")
@@ -257,6 +263,7 @@ class Explorer:
         self.metric.observe(self._on_metric, names="value")
         self.auto.observe(self._on_auto, names="value")
         self.run_button.on_click(lambda _b: self._run_safely())
+        self.more.on_click(lambda _b: self.more_ops())
 
         grid = w.GridBox(
             [b.widget for b in self.controls.values()],
@@ -265,7 +272,7 @@ class Explorer:
             ),
         )
         varied = [v.widget for v in (self.compare, self.x) if v is not None]
-        settings = w.HBox([self.seeds, self.count, self.metric, self.run_button, self.auto])
+        settings = w.HBox([self.seeds, self.count, self.more, self.metric, self.run_button, self.auto])
         self.widget = w.VBox(
             [
                 self.header,
@@ -377,6 +384,17 @@ class Explorer:
                 else:
                     self.controls[k].set(v)
 
+    def more_ops(self) -> None:
+        """Step the count to the next larger choice (the "more ops" button): one run.
+
+        >>> ex = Explorer("open-queue", ["rate_mcmd_s"], count=1000)
+        >>> ex.more_ops(); ex.count.value, ex.result.metrics["commands"]
+        (2000, 2000)
+        """
+        larger = [c for _label, c in self.count.options if c > self.count.value]
+        if larger:
+            self.count.value = larger[0]
+
     # ------------------------------------------------------------------------ events
     def _on_platform(self, change: Any) -> None:
         with self._quiet():  # load the new preset's values; the platform change itself runs once
@@ -477,6 +495,7 @@ class Explorer:
                 series=self.compare.name if self.compare else None,
                 metric=self.metric.value,
                 on_step=self.bar.step,
+                cache=self.cache,
             )
         finally:
             self.bar.end()

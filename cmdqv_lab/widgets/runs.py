@@ -5,8 +5,11 @@ run (configurations x seeds) with the varied values of each (``points``). Chart 
 ``RunSet`` and return an Altair chart; :func:`default_chart` draws ``metric`` against ``x`` per
 ``series`` when a parameter is swept along ``x``, else the latency CDF (per ``series``).
 :func:`summary_frame` / :func:`summary_html` give the metrics table (mean and 95% confidence
-half-width over seeds). :func:`estimate_s` predicts a run's wall time from the speed of earlier runs
-of the same scenario, to decide whether a progress bar is worth showing.
+half-width over seeds). :func:`metric_interval` gives the 95% interval of the metric a run shows
+(over seeds, or by batch means over one run's ops) for the status line. :func:`estimate_s`
+predicts a run's wall time from the speed of earlier runs of the same scenario, to decide whether a
+progress bar is worth showing. :class:`RunCache` keeps recent simulations, so a run repeats none
+whose inputs are unchanged (more seeds, more x values, a value moved back).
 
 >>> from cmdqv_lab.scenarios import simulate
 >>> r = simulate("open-queue", {"rate_mcmd_s": 5}, seed=0, count=2000, record=True)
@@ -20,9 +23,11 @@ of the same scenario, to decide whether a progress bar is worth showing.
 from __future__ import annotations
 
 import html
+import math
 import re
 import time
 import traceback
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,7 +35,7 @@ from typing import Any
 import altair as alt
 import polars as pl
 
-from cmdqv_lab.analysis.summary import summarize_replicates
+from cmdqv_lab.analysis.summary import summarize_replicates, t_critical
 from cmdqv_lab.analysis.theory import mg1_wait
 from cmdqv_lab.describe import KEY_METRICS
 from cmdqv_lab.errors import CmdqvError, FrameError, ParamError
@@ -235,6 +240,91 @@ def queue_theory(runs: RunSet) -> str:
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------------------------------- intervals
+#: Batches of a single run's batch-means interval (consecutive ops in completion order).
+BATCHES = 10
+#: Metrics a single run's per-op records give batch means for: a batch's value from its ops (the
+#: throughputs in ops per ps: only their relative interval is used).
+_SPAN = (pl.col("complete_ps").max() - pl.col("complete_ps").min()).cast(pl.Float64).clip(lower_bound=1.0)
+BATCH_METRICS: dict[str, pl.Expr] = {
+    "op_latency_ns_mean": pl.col("latency_ps").mean() / 1e3,
+    "ops_per_s": pl.len() / _SPAN,
+    "ops_per_s_per_cpu": pl.len() / _SPAN,
+    "commands_per_s": pl.col("cmds").sum() / _SPAN,
+}
+
+
+@dataclass(frozen=True)
+class Interval:
+    """The 95% confidence interval of a metric: the widest (relative) over a run's configurations."""
+
+    metric: str
+    rel_half: float  # half-width / |mean|
+    method: str  # "over 3 seeds", "batch means, 10 batches of 200 ops"
+
+    def text(self) -> str:
+        """``op_latency_ns_mean ±1.8% (95% CI, batch means, 10 batches of 200 ops)`` (two digits).
+
+        >>> Interval("ops_per_s", 0.0123, "over 3 seeds").text(), Interval("x", 3.344, "m").text()
+        ('ops_per_s ±1.2% (95% CI, over 3 seeds)', 'x ±334% (95% CI, m)')
+        """
+        pct = 100 * self.rel_half
+        return (
+            f"{self.metric} ±{pct:.2g}% (95% CI, {self.method})"
+            if pct < 100
+            else (f"{self.metric} ±{pct:.0f}% (95% CI, {self.method})")
+        )
+
+
+def shown_metric(runs: RunSet) -> str:
+    """The metric the default chart shows: ``metric`` of a sweep, else the mean op latency (the CDF)."""
+    return runs.metric if runs.x is not None else "op_latency_ns_mean"
+
+
+def batch_half(ops: pl.DataFrame, metric: str, batches: int = BATCHES) -> float | None:
+    """Relative 95% half-width of ``metric`` from one run's op records by batch means, or None.
+
+    >>> import polars as pl
+    >>> ops = pl.DataFrame({"latency_ps": [1000.0, 3000.0] * 50, "complete_ps": range(100), "cmds": [2] * 100})
+    >>> round(batch_half(ops, "op_latency_ns_mean"), 6), batch_half(ops, "fixups")
+    (0.0, None)
+    """
+    expr = BATCH_METRICS.get(metric)
+    if expr is None or ops.height < 2 * batches:
+        return None
+    ordered = ops.sort("complete_ps").with_row_index("_i")
+    ordered = ordered.with_columns((pl.col("_i") * batches // ordered.height).alias("_b"))
+    values = ordered.group_by("_b").agg(expr.alias("v"))["v"].cast(pl.Float64).to_list()
+    mean = sum(values) / len(values)
+    if mean == 0:
+        return None
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    return float(t_critical(pl.Series([len(values)]), 0.95)[0]) * sd / math.sqrt(len(values)) / abs(mean)
+
+
+def metric_interval(runs: RunSet, metric: str | None = None) -> Interval | None:
+    """The widest relative 95% interval of ``metric`` (default: the shown one) over the configurations.
+
+    Over seeds (Student t) when each configuration ran two or more; else by batch means over each
+    run's per-op records (:data:`BATCH_METRICS`); None when neither applies (one seed of a metric
+    the op records do not give, or no records).
+    """
+    metric = metric or shown_metric(runs)
+    df = runs.metrics()
+    n_seeds = len({r.seed for r in runs.results})
+    if n_seeds >= 2 and metric in df.columns and df[metric].dtype.is_numeric():
+        s = summarize_replicates(df, runs.keys or None, metric).filter(pl.col("n") >= 2)
+        rel = s.select(((pl.col("ci_hi") - pl.col("ci_lo")) / 2 / pl.col("mean").abs()).max()).item()
+        return None if rel is None else Interval(metric, float(rel), f"over {n_seeds} seeds")
+    halves = [batch_half(r.ops, metric) if r.ops is not None else None for r in runs.results]
+    if not halves or any(h is None for h in halves):
+        return None
+    per = runs.count // BATCHES
+    return Interval(
+        metric, max(h for h in halves if h is not None), f"batch means, {BATCHES} batches of {per:,} ops"
+    )
+
+
 # ---------------------------------------------------------------------------------------- running
 #: ``(point, overrides, seed)`` of each simulation of a run.
 Plan = list[tuple[dict[str, Any], dict[str, Any], int]]
@@ -285,6 +375,42 @@ def make_plan(
     return out
 
 
+class RunCache:
+    """The last ``size`` simulations by their inputs (scenario, parameters, seed, count, records).
+
+    A simulation is a pure function of its inputs (seeded), so a result found here is the result
+    it would compute again.
+
+    >>> c = RunCache(size=1)
+    >>> c.put(("s", (), 0, 10, False), "r1"); c.put(("s", (), 1, 10, False), "r2")
+    >>> c.get(("s", (), 0, 10, False)), c.get(("s", (), 1, 10, False)), c.hits
+    (None, 'r2', 1)
+    """
+
+    def __init__(self, size: int = 64) -> None:
+        self.size, self.hits = size, 0
+        self._d: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+
+    @staticmethod
+    def key(
+        scenario: str, overrides: Mapping[str, Any], seed: int, count: int, record: bool
+    ) -> tuple[Any, ...]:
+        return (scenario, tuple(sorted((k, repr(v)) for k, v in overrides.items())), seed, count, record)
+
+    def get(self, key: tuple[Any, ...]) -> Any:
+        r = self._d.get(key)
+        if r is not None:
+            self._d.move_to_end(key)
+            self.hits += 1
+        return r
+
+    def put(self, key: tuple[Any, ...], result: Any) -> None:
+        self._d[key] = result
+        self._d.move_to_end(key)
+        while len(self._d) > self.size:
+            self._d.popitem(last=False)
+
+
 def run_plan(
     scenario: str,
     plan: Plan,
@@ -295,11 +421,13 @@ def run_plan(
     series: str | None = None,
     metric: str = "ops_per_s",
     on_step: Callable[[int, int, float], None] | None = None,
+    cache: RunCache | None = None,
 ) -> RunSet:
     """Simulate every entry of ``plan`` in order, calling ``on_step(done, total, elapsed_s)`` after each.
 
     A configuration whose simulation raises an expected error (:class:`~cmdqv_lab.errors.CmdqvError`)
-    is recorded once in ``failures`` and its other seeds are skipped; the others still run.
+    is recorded once in ``failures`` and its other seeds are skipped; the others still run. With a
+    ``cache``, a simulation whose inputs it holds is not run again.
     """
     t0 = time.perf_counter()
     results: list[SimResult] = []
@@ -309,13 +437,20 @@ def run_plan(
     for i, (pt, ov, seed) in enumerate(plan):
         key = tuple(pt.items())
         if key not in failed:
-            try:
-                r = simulate(scenario, ov, seed=seed, count=count, record=record)
-            except CmdqvError as e:
-                failed.add(key)
-                failures.append((pt, one_line(e)))
-            else:
-                learn_rate(scenario, r.wall_s, count)
+            ck = RunCache.key(scenario, ov, seed, count, record)
+            r = cache.get(ck) if cache is not None else None
+            if r is None:
+                try:
+                    r = simulate(scenario, ov, seed=seed, count=count, record=record)
+                except CmdqvError as e:
+                    failed.add(key)
+                    failures.append((pt, one_line(e)))
+                    r = None
+                else:
+                    learn_rate(scenario, r.wall_s, count)
+                    if cache is not None:
+                        cache.put(ck, r)
+            if r is not None:
                 results.append(r)
                 points.append(pt)
         if on_step is not None:
@@ -344,10 +479,18 @@ def error_output(e: BaseException) -> dict[str, Any]:
 
 
 def status_line(runs: RunSet, unit: str) -> tuple[str, str | None]:
-    """The status HTML after a successful run, and the warning about failed configurations (or None)."""
+    """The status HTML after a successful run, and the warning about failed configurations (or None).
+
+    It says how many simulations of how many ops ran, and the 95% interval that gives for the shown
+    metric (:func:`metric_interval`), or how to get one.
+    """
     n, cfg = len(runs.results), len({tuple(p.items()) for p in runs.points})
     what = f"{n} simulation{'s' if n > 1 else ''}" + (f" ({cfg} configurations)" if cfg > 1 else "")
-    line = html.escape(f"{what} of {runs.count:,} {unit} in {runs.wall_s:.2f} s")
+    iv = metric_interval(runs)
+    ci = iv.text() if iv else f"{shown_metric(runs)}: no interval from one seed, set seeds ≥ 2"
+    line = html.escape(
+        f"{what} of {runs.count:,} {unit} in {runs.wall_s:.2f} s · {ci}; more {unit} or seeds narrow it"
+    )
     if not runs.failures:
         return line, None
     pt, msg = runs.failures[0]
