@@ -112,9 +112,36 @@ def load_numba_registries() -> None:
 
 
 def _configure_numba_cache() -> None:
+    """Point numba's cache at :func:`_engine_cache_dir` and put the engine's own functions directly
+    in it (:class:`_EngineCacheLocator`)."""
     import numba
+    from numba.core import caching
 
     numba.config.CACHE_DIR = _engine_cache_dir()  # type: ignore[attr-defined]
+
+    class _EngineCacheLocator(caching.UserProvidedCacheLocator):  # type: ignore[misc]
+        """Numba's user-directory locator files a function under a subdirectory named after the
+        absolute path of its source directory, so a fresh clone or a worktree of the same engine
+        compiled it again (about a minute, twice when two notebooks start together). The engine's
+        functions go straight into the directory already keyed by the hash of every engine source;
+        numba's index still checks each file's content hash (its source stamp), so a checkout
+        anywhere reuses the compiled engine only when the source is the same. Other cached numba
+        functions in the process fall through to numba's own locators."""
+
+        def __init__(self, py_func: object, py_file: str) -> None:
+            super().__init__(py_func, py_file)
+            self._cache_path = numba.config.CACHE_DIR  # type: ignore[attr-defined]
+
+        @classmethod
+        def from_function(cls, py_func: object, py_file: str) -> object:
+            if _Path(py_file).resolve().parent != _Path(__file__).resolve().parent:
+                return None
+            return super().from_function(py_func, py_file)
+
+    # the locators numba tries, in order (a class attribute; ``_CacheImpl`` before numba 0.63)
+    impl = getattr(caching, "CacheImpl", None) or caching._CacheImpl
+    if not any(c.__name__ == "_EngineCacheLocator" for c in impl._locator_classes):
+        impl._locator_classes = [_EngineCacheLocator, *impl._locator_classes]
 
 
 _configure_numba_cache()
