@@ -543,12 +543,13 @@ widgets.explore_host(
 #   CPU) Linux's lock-free path touches only lines the CPU already owns, so it is within a few
 #   percent of the exclusive path (compare "VCMDQ per CPU, lock-free" and "..., exclusive"). What
 #   collapses is one queue shared by many CPUs: every reservation is a cmpxchg on one line, and
-#   beyond about 16 CPUs per queue the success ratio falls towards zero (the retry storm). Spreading
-#   CPUs over N VCMDQs with `cpu % N` divides that contention by N.
+#   beyond about 16 CPUs per queue most attempts fail (the retry storm; the summary below prints the
+#   success ratio at 64 CPUs). Spreading CPUs over N VCMDQs with `cpu % N` divides that contention
+#   by N.
 # * **Whether per-CPU queues pay off depends on the SMMU, an implementation-defined property.**
-#   With one command processor serving all queues round robin, everything is SMMU-bound from about
-#   16 CPUs and per-CPU queues do *worse* than a few shared ones: a shared queue's owner gathers
-#   other CPUs' commands into one doorbell, so one fetch burst carries several commands, while a
+#   With one command processor serving all queues round robin, the fast configurations become
+#   SMMU-bound as CPUs are added and per-CPU queues can do *worse* than a few shared ones: a shared
+#   queue's owner gathers other CPUs' commands into one doorbell, so one fetch burst carries several commands, while a
 #   per-CPU queue publishes two commands at a time. (This rests on the fitted `fetch_ns` and the
 #   assumed `fetch_line_cmds`; notebook 09 varies the latter.) If the SMMU consumes queues in
 #   parallel, per-CPU queues scale almost flat and a few shared VCMDQs become SMMU-bound again.
