@@ -52,7 +52,11 @@ RANGES: dict[str, tuple[float, float, str]] = {
         "accesses in a row the core holding a contended line makes first (2019/2020 threads)",
     ),
     "line_hold_ns": (0, 50, "how long the holder keeps that priority after its access"),
-    "line_hold_p": (0.02, 1, "chance the holder's retry beats CPUs already waiting (the d06 fit's value: 0.11)"),
+    "line_hold_p": (
+        0.02,
+        1,
+        "chance the holder's retry beats CPUs already waiting (the d06 fit's value: 0.11)",
+    ),
     "line_xfer_cluster_ns": (10, 38, "a line moving within a 4-core cluster (below C4's in-die 30-38 ns)"),
     "line_xfer_socket_ns": (100, 300, "a line moving to the other socket (above C4's cross-die 72-87 ns)"),
     "cluster_cpus": (2, 8, "cores per cluster (Hi1620: 4; consecutive CPU numbering assumed)"),

@@ -119,7 +119,7 @@ def _configure_numba_cache() -> None:
 
     numba.config.CACHE_DIR = _engine_cache_dir()  # type: ignore[attr-defined]
 
-    class _EngineCacheLocator(caching.UserProvidedCacheLocator):  # type: ignore[misc]
+    class _EngineCacheLocator(caching.UserProvidedCacheLocator):
         """Numba's user-directory locator files a function under a subdirectory named after the
         absolute path of its source directory, so a fresh clone or a worktree of the same engine
         compiled it again (about a minute, twice when two notebooks start together). The engine's
@@ -139,7 +139,7 @@ def _configure_numba_cache() -> None:
             return super().from_function(py_func, py_file)
 
     # the locators numba tries, in order (a class attribute; ``_CacheImpl`` before numba 0.63)
-    impl = getattr(caching, "CacheImpl", None) or caching._CacheImpl
+    impl = getattr(caching, "CacheImpl", None) or getattr(caching, "_CacheImpl")  # noqa: B009
     if not any(c.__name__ == "_EngineCacheLocator" for c in impl._locator_classes):
         impl._locator_classes = [_EngineCacheLocator, *impl._locator_classes]
 
