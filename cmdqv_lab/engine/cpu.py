@@ -108,6 +108,7 @@ from cmdqv_lab.engine.layout import (
     G_EXITS,
     G_FIRST_FINISH,
     G_GUEST_IRQS,
+    G_NOW,
     G_OPS_STARTED,
     G_PH_LOCK,
     G_PH_OWNER,
@@ -741,7 +742,7 @@ def via_valid_map(M, c, pc):
     return PC_LF_PTR
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def phase(M, c, g, t):
     """CPU ``c``'s current phase of a lock-free batch ends at ``t``: add it to counter ``g``."""
     gadd(M, g, t - cget(M, c, C_PH_T))
@@ -998,7 +999,8 @@ def _step_direct(M, c, now):
 
 @njit(cache=True)
 def step_cpu(M, c, now):
-    """Run CPU ``c`` at time ``now`` until it schedules a later step, blocks, or needs input."""
+    """Run CPU ``c`` at time ``now`` until it schedules a later step, blocks, or needs input (steps
+    that are the next event anyway run here at once, see :func:`.sched.run_ahead`)."""
     while True:
         pc = cget(M, c, C_PC)
         if pc < 10 or pc in (PC_BATCH_END, PC_LOCK_GOT):
@@ -1018,4 +1020,7 @@ def step_cpu(M, c, now):
         else:
             r = _step_direct(M, c, now)
         if r != CONTINUE:
+            if r == NEED_INPUT:  # resumed at this step once refilled (it may have run ahead to ``now``)
+                sched(M, M[H_NPROC] + c, now)
             return r
+        now = gget(M, G_NOW)  # a step that ran ahead (flow.go) moved the clock
