@@ -92,7 +92,7 @@ def unmanaged(M):
     reference count (``M`` itself stays alive in the caller for the whole run). The accessors below,
     ``M[i]`` and ``range(M[...])`` work on either.
     """
-    return _as_int64_ptr(M.ctypes.data)
+    return _as_int64_ptr(M.ctypes.data)  # type: ignore[call-arg]
 
 
 # ----------------------------------------------------------------------------- raw loads and stores
