@@ -108,7 +108,6 @@ from cmdqv_lab.engine.layout import (
     G_EXITS,
     G_FIRST_FINISH,
     G_GUEST_IRQS,
-    G_NOW,
     G_OPS_STARTED,
     G_PH_LOCK,
     G_PH_OWNER,
@@ -258,7 +257,7 @@ from cmdqv_lab.engine.mem import (
     sget,
     sset,
 )
-from cmdqv_lab.engine.sched import sched, sync_observed, sync_observed_k
+from cmdqv_lab.engine.sched import next_is, sched, sync_observed, sync_observed_k
 from cmdqv_lab.engine.slots import record_fixup_done, record_op_done, slot_row, write_batch
 from cmdqv_lab.engine.smmu import publish, resume_queue
 from cmdqv_lab.engine.stats import hist_add_at
@@ -999,8 +998,7 @@ def _step_direct(M, c, now):
 
 @njit(cache=True)
 def step_cpu(M, c, now):
-    """Run CPU ``c`` at time ``now`` until it schedules a later step, blocks, or needs input (steps
-    that are the next event anyway run here at once, see :func:`.sched.run_ahead`)."""
+    """Run CPU ``c`` at time ``now`` until another entity's step is next, it blocks, or it needs input."""
     while True:
         pc = cget(M, c, C_PC)
         if pc < 10 or pc in (PC_BATCH_END, PC_LOCK_GOT):
@@ -1019,8 +1017,10 @@ def step_cpu(M, c, now):
             r = _step_exclusive(M, c, now, pc)
         else:
             r = _step_direct(M, c, now)
-        if r != CONTINUE:
-            if r == NEED_INPUT:  # resumed at this step once refilled (it may have run ahead to ``now``)
-                sched(M, M[H_NPROC] + c, now)
+        if r == YIELD:
+            t = next_is(M, M[H_NPROC] + c)  # its next step is the loop's next anyway: take it here
+            if t < 0:
+                return r
+            now = t
+        elif r != CONTINUE:
             return r
-        now = gget(M, G_NOW)  # a step that ran ahead (flow.go) moved the clock

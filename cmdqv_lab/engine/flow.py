@@ -10,7 +10,7 @@ from numba import njit
 
 from cmdqv_lab.engine.layout import C_PC, H_NPROC, TIME_NEVER
 from cmdqv_lab.engine.mem import cset
-from cmdqv_lab.engine.sched import run_ahead, sched
+from cmdqv_lab.engine.sched import sched
 
 CONTINUE = 0  # keep stepping this CPU at the same time
 NEED_INPUT = 1  # the CPU's input ring is empty: return to the driver
@@ -19,11 +19,8 @@ YIELD = 2  # the CPU scheduled its next step (or blocked)
 
 @njit(cache=True, inline="always")
 def go(M, c, t, pc):
-    """Continue CPU ``c`` at time ``t`` with program counter ``pc``: at once (``CONTINUE``, the
-    clock moved to ``t``) if that is the next event anyway (:func:`.sched.run_ahead`), else scheduled."""
+    """Continue CPU ``c`` at time ``t`` with program counter ``pc``."""
     cset(M, c, C_PC, pc)
-    if run_ahead(M, M[H_NPROC] + c, t):
-        return CONTINUE
     sched(M, M[H_NPROC] + c, t)
     return YIELD
 

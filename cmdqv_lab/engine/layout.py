@@ -393,7 +393,7 @@ G_PH_PUBLISH = 39  # PROD write and owner_prod release
 G_PH_TO_SYNC = 40  # waiting until the SMMU starts the CMD_SYNC
 G_PH_SYNC = 41  # the CMD_SYNC's service and its observation (MSI / poll)
 G_PH_UNLOCK = 42  # shared_tryunlock (and the llq.cons write of the last holder)
-# the event loop's limits while it runs, for a CPU step that continues without returning to it (sched.run_ahead)
+# the event loop's limits while it runs, for a CPU that takes its own next step without returning to it (sched.next_is)
 G_T_LIMIT = 43  # no step after this time
 G_EV_LEFT = 44  # events the loop may still run in this call
 G_NF = 48

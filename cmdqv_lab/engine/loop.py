@@ -39,7 +39,7 @@ def run_loop(M_owned, t_limit, ev_limit):
     M = unmanaged(M_owned)
     n_proc = M[H_NPROC]
     status = ST_DONE
-    # the limits, where a CPU step that runs ahead (sched.run_ahead) sees them
+    # the limits, where a CPU that takes its own next step (sched.next_is) sees them
     gset(M, G_T_LIMIT, t_limit)
     gset(M, G_EV_LEFT, ev_limit)
     while True:

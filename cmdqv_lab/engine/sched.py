@@ -53,29 +53,22 @@ def sched(M, e, t):
         pos >>= 1
 
 
-@njit(cache=True)
-def run_ahead(M, e, t):
-    """May entity ``e``, stepping now, take its next step at ``t`` at once, without returning to the
-    loop? Yes if that step is the one the loop would run next: its key is below every other entity's
-    (the siblings on the path from ``e``'s leaf to the root; ``e``'s own leaf is not looked at, it still
-    holds the step being run), ``t`` is within the loop's time limit and an event of its budget is left.
-    Then the clock moves to ``t`` and the step is counted as an event, as the loop would. The
-    results are those of the loop; only the tree update and the loop's dispatch are saved."""
-    if t > gget(M, G_T_LIMIT) or t == TIME_NEVER:
-        return False
+@njit(cache=True, inline="always")
+def next_is(M, e):
+    """If the loop's next step is entity ``e``'s (stepping now) and within the loop's time limit and
+    event budget: take it here, as the loop would (the clock moves to its time, which is returned,
+    and it is counted as an event); else -1. A CPU whose next step is its own anyway continues
+    without returning to the loop (:func:`.cpu.step_cpu`); results and events are those of the loop."""
+    key = load(M, load(M, H_TREE) + 1)
+    if key == TIME_NEVER or (key & ((1 << ID_BITS) - 1)) != e:
+        return -1
+    t = key >> ID_BITS
     left = gget(M, G_EV_LEFT)
-    if left <= 0:
-        return False
-    k = (t << ID_BITS) | e
-    base = load(M, H_TREE)
-    pos = load(M, H_LEAVES) + e
-    while pos > 1:
-        if load(M, base + (pos ^ 1)) < k:
-            return False
-        pos >>= 1
+    if t > gget(M, G_T_LIMIT) or left <= 0:
+        return -1
     gset(M, G_EV_LEFT, left - 1)
     gset(M, G_NOW, t)
-    return True
+    return t
 
 
 @njit(cache=True)
