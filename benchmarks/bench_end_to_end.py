@@ -131,7 +131,7 @@ def main() -> None:
         f"  numba Lindley     {n_lin:>11,} cmds {lin_rate / 1e6:>10.1f} Mcmd/s  mean wait {lin_w / 1e3:.2f} ns"
     )
     hdr = (f"{'scenario':<15} {'cpus':>4} {'commands':>11} {'end-to-end Mcmd/s':>18} {'(process)':>10} "
-           f"{'engine-only':>12} {'e2e/SimPy':>10} {'e2e/Lindley':>12}")  # fmt: skip
+           f"{'engine-only':>12} {'e2e/SimPy':>10} {'e2e/Lindley':>12} {'engine/Lindley':>15}")  # fmt: skip
     print(hdr)
     for scenario, sets, ops in CASES:
         n = int(ops * a.scale)
@@ -142,9 +142,12 @@ def main() -> None:
         eng = bench_case(scenario, over, n, 2_000, repeats=1)["engine_wall_rate"]
         cpus = int(sets.get("cpus", 1))  # type: ignore[call-overload]
         rel_simpy = f"{e2e / simpy_rate:>9.0f}x"
-        rel_lin = f"{e2e / lin_rate:>11.0%}" if scenario == "open-queue" else f"{'':>12}"
+        oq = scenario == "open-queue"
+        rel_lin = f"{e2e / lin_rate:>12.1%}" if oq else f"{'':>12}"
+        eng_lin = f"{eng / lin_rate:>15.1%}" if oq else f"{'':>15}"
         print(f"{scenario:<15} {cpus:>4} {cmds:>11,} {e2e / 1e6:>18.2f} {e2e_proc / 1e6:>10.2f} {eng / 1e6:>12.2f} "
-              f"{rel_simpy} {rel_lin}")  # fmt: skip
+              f"{rel_simpy} {rel_lin} {eng_lin}", flush=True)  # fmt: skip
+    print(f"load average at the end: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
