@@ -15,8 +15,10 @@ metrics) and of the whole process (imports included). Beside it, the engine-only
 Measured on the 2-core machine with other jobs running (load 3.0-4.3), end-to-end M commands/s (x SimPy):
 open-queue 2e7 5.05-5.87 (46-53x; main before issue 16: 3.17, 28x), host-map-unmap d06 1 CPU 1.06-1.24
 (0.52), 16 CPUs 1.03 (0.72), 64 CPUs 0.41-0.49 (0.32); engine-only 6.3-6.7, 2.4, 1.5-1.7, 0.75-0.83;
-SimPy 109-113 k commands/s, Lindley 243-245 M/s (the engine is 2 % of it). DESIGN.md, "Speed as the
-user sees it", says what bounds them.
+SimPy 109-113 k commands/s, Lindley 243-245 M/s (the engine is 2 % of it). With the faster loop and
+start-up of branch loop-speed (load 3.1 -> 2.9): open-queue 6.68 (57x SimPy's 117 k/s; 2.6 % of Lindley's
+253 M/s, engine-only 3.5 %), host 1 CPU 2.67, 16 CPUs 1.47, 64 CPUs 0.76. DESIGN.md, "Speed as the user
+sees it", says what bounds them.
 """
 
 from __future__ import annotations
