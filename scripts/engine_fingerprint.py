@@ -1,10 +1,10 @@
-"""Fingerprint the engine's results on 86 configurations, to check that a speed change left them identical.
+"""Fingerprint the engine's results on 98 configurations, to check that a speed change left them identical.
 
     PYTHONPATH=/path/to/main-checkout .venv/bin/python scripts/engine_fingerprint.py before.json
     .venv/bin/python scripts/engine_fingerprint.py after.json
     .venv/bin/python scripts/engine_fingerprint.py --compare before.json after.json
 
-Each configuration (every submission algorithm, line arbitration, layout, topology, wait mode, queue
+Each configuration (every submission algorithm, line arbitration, hold chance and home, layout, topology, wait mode, queue
 topology, the guest and workload scenarios, open-queue) runs with records; the fingerprint is every metric
 except ``events`` plus a hash of the per-command and per-op records; ``events`` is kept apart (a measure of
 work, not of the model) and compared as a total. Two configurations livelock (set-zero on a nearly full
@@ -64,6 +64,10 @@ for w in ("msi", "sev", "poll", "busy"):
             2000,
         )
     )
+for hold_p in (0.05, 0.5):
+    for home in ("near", "other-die", "other-socket"):
+        for cpus in (16, 96):
+            CASES.append((H, {"cpus": cpus, "line_hold_p": hold_p, "line_home": home}, 2000))
 CASES += [
     (H, {"cpus": 8, "queues": "ecmdq"}, 2000),
     (H, {"cpus": 8, "arrival": "poisson", "rate_kops_s": 300}, 3000),
