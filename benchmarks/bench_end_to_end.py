@@ -15,8 +15,10 @@ metrics) and of the whole process (imports included). Beside it, the engine-only
 Measured on the 2-core machine with other jobs running (load 3.0-4.3), end-to-end M commands/s (x SimPy):
 open-queue 2e7 5.05-5.87 (46-53x; main before issue 16: 3.17, 28x), host-map-unmap d06 1 CPU 1.06-1.24
 (0.52), 16 CPUs 1.03 (0.72), 64 CPUs 0.41-0.49 (0.32); engine-only 6.3-6.7, 2.4, 1.5-1.7, 0.75-0.83;
-SimPy 109-113 k commands/s, Lindley 243-245 M/s (the engine is 2 % of it). DESIGN.md, "Speed as the
-user sees it", says what bounds them.
+SimPy 109-113 k commands/s, Lindley 243-245 M/s (the engine is 2 % of it). With the faster loop and
+start-up of branch loop-speed (load 3.1 -> 2.9): open-queue 6.68 (57x SimPy's 117 k/s; 2.6 % of Lindley's
+253 M/s, engine-only 3.5 %), host 1 CPU 2.67, 16 CPUs 1.47, 64 CPUs 0.76. DESIGN.md, "Speed as the user
+sees it", says what bounds them.
 """
 
 from __future__ import annotations
@@ -131,7 +133,7 @@ def main() -> None:
         f"  numba Lindley     {n_lin:>11,} cmds {lin_rate / 1e6:>10.1f} Mcmd/s  mean wait {lin_w / 1e3:.2f} ns"
     )
     hdr = (f"{'scenario':<15} {'cpus':>4} {'commands':>11} {'end-to-end Mcmd/s':>18} {'(process)':>10} "
-           f"{'engine-only':>12} {'e2e/SimPy':>10} {'e2e/Lindley':>12}")  # fmt: skip
+           f"{'engine-only':>12} {'e2e/SimPy':>10} {'e2e/Lindley':>12} {'engine/Lindley':>15}")  # fmt: skip
     print(hdr)
     for scenario, sets, ops in CASES:
         n = int(ops * a.scale)
@@ -142,9 +144,12 @@ def main() -> None:
         eng = bench_case(scenario, over, n, 2_000, repeats=1)["engine_wall_rate"]
         cpus = int(sets.get("cpus", 1))  # type: ignore[call-overload]
         rel_simpy = f"{e2e / simpy_rate:>9.0f}x"
-        rel_lin = f"{e2e / lin_rate:>11.0%}" if scenario == "open-queue" else f"{'':>12}"
+        oq = scenario == "open-queue"
+        rel_lin = f"{e2e / lin_rate:>12.1%}" if oq else f"{'':>12}"
+        eng_lin = f"{eng / lin_rate:>15.1%}" if oq else f"{'':>15}"
         print(f"{scenario:<15} {cpus:>4} {cmds:>11,} {e2e / 1e6:>18.2f} {e2e_proc / 1e6:>10.2f} {eng / 1e6:>12.2f} "
-              f"{rel_simpy} {rel_lin}")  # fmt: skip
+              f"{rel_simpy} {rel_lin} {eng_lin}", flush=True)  # fmt: skip
+    print(f"load average at the end: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -78,37 +78,70 @@ _REGISTRIES = False
 
 
 def load_numba_registries() -> None:
-    """Load numba's typing and lowering registries (its first compiled call does it) without
-    importing SciPy.
+    """Let cached ``cmdqv_lab`` code load without numba's registries; load those (for a compile)
+    without importing SciPy.
+
+    numba refreshes its typing and lowering registries before every load from its on-disk cache
+    (``Cache.load_overload``): it imports every implementation module of numba (arrays, random,
+    typed containers, ...), 0.15-0.2 s of every CLI run. Rebuilding cached machine code needs only
+    numba's runtime (``rtsys.initialize``, the reference-counting and allocation functions it
+    links to), and a compile refreshes the registries itself (``compiler.compile_extra``). So a
+    cache hit of a ``cmdqv_lab`` function initialises the runtime and loads; a miss takes numba's
+    own path.
 
     One of those registries (``numba.np.arraymath``) imports ``scipy.linalg`` only to learn whether
     BLAS is there; in a fresh process that import took 0.2-0.3 s of a CLI run (numpy.f2py, scipy's
     array-API shims), more than simulating 10^5 ops. The engine uses no BLAS, so the check is
     answered "no" while the registries load, then set to whether SciPy is installed: BLAS-backed
-    functions (``np.dot``, ``np.linalg``) look SciPy up again when they are compiled. Does nothing
-    when SciPy's linear algebra is already imported (nothing to save) or after the first call.
+    functions (``np.dot``, ``np.linalg``) look SciPy up again when they are compiled. The first
+    refresh does this unless SciPy's linear algebra is already imported (nothing to save).
     """
     global _REGISTRIES
     if _REGISTRIES:
         return
     _REGISTRIES = True
+    import functools
     import importlib.util
     import sys
 
-    if "scipy.linalg" in sys.modules:
-        return
+    from numba.core import caching
     from numba.core.registry import cpu_target
+    from numba.core.runtime import rtsys
 
-    key = "scipy.linalg.cython_blas"
-    sys.modules[key] = None  # type: ignore[assignment]
-    try:
-        cpu_target.target_context.refresh()
-    finally:
-        if key in sys.modules and sys.modules[key] is None:
-            del sys.modules[key]
-    import numba.np.arraymath as arraymath
+    numba_load = caching.Cache.load_overload
 
-    arraymath._HAVE_BLAS = importlib.util.find_spec("scipy") is not None
+    @functools.wraps(numba_load)
+    def load_overload(self, sig, target_context):
+        if getattr(self._py_func, "__module__", "").startswith("cmdqv_lab."):
+            rtsys.initialize(target_context)
+            data = self._load_overload(sig, target_context)
+            if data is not None:
+                return data
+        return numba_load(self, sig, target_context)
+
+    caching.Cache.load_overload = load_overload  # type: ignore[method-assign]
+
+    ctx = cpu_target.target_context
+    numba_refresh = ctx.refresh
+    first = [True]
+
+    def refresh() -> None:
+        if not first[0] or "scipy.linalg" in sys.modules:
+            numba_refresh()
+            return
+        first[0] = False
+        key = "scipy.linalg.cython_blas"
+        sys.modules[key] = None  # type: ignore[assignment]
+        try:
+            numba_refresh()
+        finally:
+            if key in sys.modules and sys.modules[key] is None:
+                del sys.modules[key]
+        import numba.np.arraymath as arraymath
+
+        arraymath._HAVE_BLAS = importlib.util.find_spec("scipy") is not None
+
+    ctx.refresh = refresh
 
 
 def _configure_numba_cache() -> None:

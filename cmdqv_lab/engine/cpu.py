@@ -257,7 +257,7 @@ from cmdqv_lab.engine.mem import (
     sget,
     sset,
 )
-from cmdqv_lab.engine.sched import sched, sync_observed, sync_observed_k
+from cmdqv_lab.engine.sched import next_is, sched, sync_observed, sync_observed_k
 from cmdqv_lab.engine.slots import record_fixup_done, record_op_done, slot_row, write_batch
 from cmdqv_lab.engine.smmu import publish, resume_queue
 from cmdqv_lab.engine.stats import hist_add_at
@@ -741,7 +741,7 @@ def via_valid_map(M, c, pc):
     return PC_LF_PTR
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def phase(M, c, g, t):
     """CPU ``c``'s current phase of a lock-free batch ends at ``t``: add it to counter ``g``."""
     gadd(M, g, t - cget(M, c, C_PH_T))
@@ -998,7 +998,7 @@ def _step_direct(M, c, now):
 
 @njit(cache=True)
 def step_cpu(M, c, now):
-    """Run CPU ``c`` at time ``now`` until it schedules a later step, blocks, or needs input."""
+    """Run CPU ``c`` at time ``now`` until another entity's step is next, it blocks, or it needs input."""
     while True:
         pc = cget(M, c, C_PC)
         if pc < 10 or pc in (PC_BATCH_END, PC_LOCK_GOT):
@@ -1017,5 +1017,10 @@ def step_cpu(M, c, now):
             r = _step_exclusive(M, c, now, pc)
         else:
             r = _step_direct(M, c, now)
-        if r != CONTINUE:
+        if r == YIELD:
+            t = next_is(M, M[H_NPROC] + c)  # its next step is the loop's next anyway: take it here
+            if t < 0:
+                return r
+            now = t
+        elif r != CONTINUE:
             return r

@@ -222,7 +222,12 @@ C_SLOCKED = 55  # cas-spinlock-fallback: 1 while this CPU holds cmdq->slock
 C_NEXT_PC = 56  # where PC_CS_UNLOCK continues
 C_PH_T = 57  # start of the current phase of a lock-free batch (op_phase_ns)
 C_SYNC_START = 58  # time the SMMU started the CMD_SYNC this CPU waits for
-C_NF = 59
+C_CLUSTER = (
+    59  # topology=platform: c // cluster_cpus, c // die_cpus, c // socket_cpus (set once by the driver)
+)
+C_DIE = 60
+C_SOCKET = 61
+C_NF = 62
 
 # ----------------------------------------------------------------------------- queue state columns
 Q_LOG2 = 0
@@ -388,6 +393,9 @@ G_PH_PUBLISH = 39  # PROD write and owner_prod release
 G_PH_TO_SYNC = 40  # waiting until the SMMU starts the CMD_SYNC
 G_PH_SYNC = 41  # the CMD_SYNC's service and its observation (MSI / poll)
 G_PH_UNLOCK = 42  # shared_tryunlock (and the llq.cons write of the last holder)
+# the event loop's limits while it runs, for a CPU that takes its own next step without returning to it (sched.next_is)
+G_T_LIMIT = 43  # no step after this time
+G_EV_LEFT = 44  # events the loop may still run in this call
 G_NF = 48
 
 # ----------------------------------------------------------------------------- records

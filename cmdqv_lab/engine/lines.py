@@ -44,16 +44,18 @@ from numba import njit
 
 from cmdqv_lab.engine.layout import (
     ARB_FIFO,
+    C_CLUSTER,
+    C_DIE,
     C_LGRANT,
     C_LREQ_LINE,
     C_LREQ_T,
     C_PC,
+    C_SOCKET,
     G_LINE_BYPASS,
     H_NCPU,
     H_NPROC,
     HOME_NEAR,
     HOME_OTHER_DIE,
-    K_CLUSTER_CPUS,
     K_DIE_CPUS,
     K_LINE_ARB,
     K_LINE_HOLD,
@@ -91,11 +93,11 @@ def distance(M, a, b):
         return 0
     if kget(M, K_TOPOLOGY) == 0:
         return 1
-    if a // kget(M, K_CLUSTER_CPUS) == b // kget(M, K_CLUSTER_CPUS):
+    if cget(M, a, C_CLUSTER) == cget(M, b, C_CLUSTER):  # a // cluster_cpus == b // cluster_cpus
         return 1
-    if a // kget(M, K_DIE_CPUS) == b // kget(M, K_DIE_CPUS):
+    if cget(M, a, C_DIE) == cget(M, b, C_DIE):
         return 2
-    if a // kget(M, K_SOCKET_CPUS) == b // kget(M, K_SOCKET_CPUS):
+    if cget(M, a, C_SOCKET) == cget(M, b, C_SOCKET):
         return 3
     return 4
 
@@ -137,7 +139,7 @@ def xfer_cost(M, prev, cpu):
     return kget(M, K_XFER_SOCKET)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def window_end(M, line):
     """Until when the line's last holder keeps priority (holder-first)."""
     end = lget(M, line, L_FREE)
@@ -146,7 +148,7 @@ def window_end(M, line):
     return end
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _sched_cpu(M, c, t):
     sched(M, M[H_NPROC] + c, t)
 
@@ -187,7 +189,7 @@ def _line_access_any(M, line, cpu, now, read):
     return end
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def line_access(M, q, which, cpu, now):
     """CPU ``cpu`` accesses line ``which`` of queue ``q`` at ``now``; returns when the access ends.
 
@@ -199,7 +201,7 @@ def line_access(M, q, which, cpu, now):
     return _access(M, q, which, cpu, now, False)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def line_read(M, q, which, cpu, now):
     """A plain load of the line (READ_ONCE, atomic_read; a cond_read polls with LDXR and is a
     :func:`line_access`): the same access, but with holder-first and ``load_priority=none`` the reader
@@ -208,7 +210,7 @@ def line_read(M, q, which, cpu, now):
     return _access(M, q, which, cpu, now, True)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _access(M, q, which, cpu, now, read):
     line = q * LINES_PER_Q + which
     if kget(M, K_LINE_ARB) != ARB_FIFO or kget(M, K_TOPOLOGY) != 0:
@@ -252,15 +254,31 @@ def holder_wins(M, now, c, line):
     return np.int64(h % np.uint64(1_000_000)) < ppm
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def line_grant(M, c, q, which, now, pc):
     """May CPU ``c`` access line ``which`` of queue ``q`` now (step ``pc``)? False: it was blocked.
 
-    Always True with fifo arbitration (and nothing changes), so fifo runs are as before.
+    Always True with fifo arbitration (and nothing changes), so fifo runs are as before. Inlined: a
+    line nobody waits for, idle or its own holder's, is granted here; everything else is
+    :func:`_line_grant`.
     """
     if kget(M, K_LINE_ARB) == ARB_FIFO:
         return True
     line = q * LINES_PER_Q + which
+    if (
+        cget(M, c, C_LGRANT) != line
+        and cget(M, c, C_LREQ_LINE) != line
+        and lget(M, line, L_RESV) < 0
+        and lget(M, line, L_NREQ) == 0
+        and (c == lget(M, line, L_OWNER) or now >= window_end(M, line))
+    ):
+        return True  # as _line_grant decides it
+    return _line_grant(M, c, line, now, pc)
+
+
+@njit(cache=True)
+def _line_grant(M, c, line, now, pc):
+    """:func:`line_grant` for holder-first arbitration."""
     if cget(M, c, C_LGRANT) == line:  # the arbiter gave it to us
         cset(M, c, C_LGRANT, -1)
         return True

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
-from numba import carray, njit, types
+from numba import njit, types
 from numba.extending import intrinsic
 
 from cmdqv_lab.engine.layout import (
@@ -85,15 +85,24 @@ def _as_int64_ptr(typingctx, addr):
 
 @njit(cache=True)
 def unmanaged(M):
-    """A view of ``M`` without a reference-counted owner.
+    """``M`` as a raw pointer to its first word, for the compiled loop and everything it calls.
 
-    Every call that passes a managed array costs an atomic reference-count update; the loop
-    passes this view instead (``M`` itself stays alive in the caller for the whole run).
+    Every call that passes an array costs two calls into numba's reference counting (the argument's
+    incref and decref) and the array's seven words of arguments; a pointer is one register and no
+    reference count (``M`` itself stays alive in the caller for the whole run). The accessors below,
+    ``M[i]`` and ``range(M[...])`` work on either.
     """
-    return carray(_as_int64_ptr(M.ctypes.data), M.shape[0])  # type: ignore[call-arg]
+    return _as_int64_ptr(M.ctypes.data)  # type: ignore[call-arg]
 
 
 # ----------------------------------------------------------------------------- raw loads and stores
+
+
+def _data_ptr(context, builder, ty, val):
+    """The ``int64*`` of an array or a pointer argument."""
+    if isinstance(ty, types.CPointer):
+        return val
+    return context.make_array(ty)(context, builder, val).data
 
 
 @intrinsic
@@ -102,8 +111,8 @@ def _load(typingctx, arr, idx):
     sig = types.int64(arr, idx)
 
     def codegen(context, builder, signature, args):
-        ary = context.make_array(signature.args[0])(context, builder, args[0])
-        return builder.load(builder.gep(ary.data, [args[1]], inbounds=True))
+        data = _data_ptr(context, builder, signature.args[0], args[0])
+        return builder.load(builder.gep(data, [args[1]], inbounds=True))
 
     return sig, codegen
 
@@ -114,8 +123,8 @@ def _store(typingctx, arr, idx, val):
     sig = types.void(arr, idx, val)
 
     def codegen(context, builder, signature, args):
-        ary = context.make_array(signature.args[0])(context, builder, args[0])
-        builder.store(args[2], builder.gep(ary.data, [args[1]], inbounds=True))
+        data = _data_ptr(context, builder, signature.args[0], args[0])
+        builder.store(args[2], builder.gep(data, [args[1]], inbounds=True))
         return context.get_dummy_value()
 
     return sig, codegen

@@ -482,6 +482,10 @@ def build_memory(cfg: EngineConfig) -> Memory:
     mem.k[:] = cfg.costs.vector(cfg.record)
     mem.k[L.K_IRQ_CPU] = cfg.irq_cpu
     mem.k[L.K_HOST_QUEUE] = cfg.fixup_queue
+    ids = np.arange(C, dtype=np.int64)  # each CPU's cluster, die and socket (lines.distance compares them)
+    cs[:, L.C_CLUSTER] = ids // max(1, int(mem.k[L.K_CLUSTER_CPUS]))
+    cs[:, L.C_DIE] = ids // max(1, int(mem.k[L.K_DIE_CPUS]))
+    cs[:, L.C_SOCKET] = ids // max(1, int(mem.k[L.K_SOCKET_CPUS]))
     if cfg.irq_cpu >= 0:
         cs[cfg.irq_cpu, L.C_IRQ] = 1
         cs[cfg.irq_cpu, L.C_OPEN] = 1  # its ops arrive when errors are raised

@@ -11,6 +11,9 @@ from __future__ import annotations
 from numba import njit
 
 from cmdqv_lab.engine.layout import (
+    G_EV_LEFT,
+    G_NOW,
+    G_T_LIMIT,
     H_LEAVES,
     H_TREE,
     ID_BITS,
@@ -30,12 +33,15 @@ from cmdqv_lab.engine.layout import (
     WAIT_MSI,
     WAIT_SEV,
 )
-from cmdqv_lab.engine.mem import kget, lget, load, lset, store
+from cmdqv_lab.engine.mem import gget, gset, kget, lget, load, lset, store
 
 
 @njit(cache=True)
 def sched(M, e, t):
-    """Set entity ``e``'s next step to time ``t`` (``TIME_NEVER``: blocked)."""
+    """Set entity ``e``'s next step to time ``t`` (``TIME_NEVER``: blocked).
+
+    Not inlined: every ``go`` and ``block`` calls it, and a copy of this loop at each of them made
+    the engine's first compile 50 % longer (64 s of CPU instead of 42) for 5-8 % of loop speed."""
     base = load(M, H_TREE)
     pos = load(M, H_LEAVES) + e
     store(M, base + pos, TIME_NEVER if t == TIME_NEVER else (t << ID_BITS) | e)
@@ -48,6 +54,24 @@ def sched(M, e, t):
             break
         store(M, base + pos, m)
         pos >>= 1
+
+
+@njit(cache=True, inline="always")
+def next_is(M, e):
+    """If the loop's next step is entity ``e``'s (stepping now) and within the loop's time limit and
+    event budget: take it here, as the loop would (the clock moves to its time, which is returned,
+    and it is counted as an event); else -1. A CPU whose next step is its own anyway continues
+    without returning to the loop (:func:`.cpu.step_cpu`); results and events are those of the loop."""
+    key = load(M, load(M, H_TREE) + 1)
+    if key == TIME_NEVER or (key & ((1 << ID_BITS) - 1)) != e:
+        return -1
+    t = key >> ID_BITS
+    left = gget(M, G_EV_LEFT)
+    if t > gget(M, G_T_LIMIT) or left <= 0:
+        return -1
+    gset(M, G_EV_LEFT, left - 1)
+    gset(M, G_NOW, t)
+    return t
 
 
 @njit(cache=True)

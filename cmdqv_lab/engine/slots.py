@@ -88,7 +88,7 @@ from cmdqv_lab.engine.mem import (
 from cmdqv_lab.engine.stats import hist_add_at
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def slot_row(M, q, ctr):
     """Row of the slot pool holding queue ``q``'s entry with counter ``ctr``."""
     return qget(M, q, Q_SLOT_BASE) + (ctr & ((1 << qget(M, q, Q_LOG2)) - 1))
