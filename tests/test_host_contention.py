@@ -118,3 +118,31 @@ def test_atomic_add_caps_batches_as_garrys_v2_does() -> None:
     assert aa.metrics["commands"] == lf.metrics["commands"] == 128 * 33
     with pytest.raises(ParamError, match="too small for 200 CPUs"):
         simulate("host-map-unmap", {"cpus": 200, "cmdq_log2size": 8, "submit": "atomic-add"}, count=10)
+
+
+def _d06_16(**over: object) -> dict:  # type: ignore[type-arg]
+    m: dict = simulate("host-map-unmap", {"cpus": 16, **over}, seed=1, count=6000).metrics  # type: ignore[type-arg]
+    return m
+
+
+def test_line_home_routes_transfers_through_the_home_die() -> None:
+    """line_home: CPUs 0-15 sit on die 0; with the lines homed on die 1 every transfer between them
+    costs the cross-die price. Setting that price to the in-die one gives back the near-home run
+    exactly; a dearer one slows the contended path."""
+    near = _d06_16(line_home="near", line_xfer_cluster_ns=38.0, line_xfer_die_ns=80.0)
+    same = _d06_16(line_home="other-die", line_xfer_cluster_ns=38.0, line_xfer_xdie_ns=80.0)
+    assert same == near  # every transfer among die 0's CPUs costs 80 ns either way
+    close = _d06_16(line_home="near")  # C4's in-die costs
+    assert near["op_phase_ns"]["reserve"] > close["op_phase_ns"]["reserve"]
+
+
+def test_line_hold_p_decides_whether_the_cmpxchg_storms() -> None:
+    """line_hold_p is the chance that a failed cmpxchg's retry (the line's holder) beats the CPUs
+    already waiting: at 1 the reservation hardly fails; the lower it is, the more cmpxchg fail and the
+    slower lock-free gets, while atomic-add (no cmpxchg) is not moved."""
+    cas = {p: _d06_16(line_hold_p=p)["cas_success_ratio"] for p in (1.0, 0.1, 0.0)}
+    assert cas[1.0] > cas[0.1] > cas[0.0]
+    lf = {p: _d06_16(line_hold_p=p)["ops_per_s_per_cpu"] for p in (1.0, 0.0)}
+    aa = {p: _d06_16(line_hold_p=p, submit="atomic-add")["ops_per_s_per_cpu"] for p in (1.0, 0.0)}
+    assert lf[0.0] < 0.9 * lf[1.0]
+    assert aa[0.0] == pytest.approx(aa[1.0], rel=0.1)

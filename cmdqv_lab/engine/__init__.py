@@ -109,6 +109,8 @@ def load_numba_registries() -> None:
     from numba.core.runtime import rtsys
 
     numba_load = caching.Cache.load_overload
+    # numba internals this relies on (0.62-0.68): without them, numba's own load path is kept
+    patchable = hasattr(caching.Cache, "_load_overload") and hasattr(rtsys, "initialize")
 
     @functools.wraps(numba_load)
     def load_overload(self, sig, target_context):
@@ -119,7 +121,8 @@ def load_numba_registries() -> None:
                 return data
         return numba_load(self, sig, target_context)
 
-    caching.Cache.load_overload = load_overload  # type: ignore[method-assign]
+    if patchable:
+        caching.Cache.load_overload = load_overload  # type: ignore[method-assign]
 
     ctx = cpu_target.target_context
     numba_refresh = ctx.refresh
