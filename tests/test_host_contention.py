@@ -129,11 +129,11 @@ def test_line_home_routes_transfers_through_the_home_die() -> None:
     """line_home: CPUs 0-15 sit on die 0; with the lines homed on die 1 every transfer between them
     costs the cross-die price. Setting that price to the in-die one gives back the near-home run
     exactly; a dearer one slows the contended path."""
-    near = _d06_16(line_home="near", line_xfer_cluster_ns=38.0, line_xfer_die_ns=80.0)
-    same = _d06_16(line_home="other-die", line_xfer_cluster_ns=38.0, line_xfer_xdie_ns=80.0)
-    assert same == near  # every transfer among die 0's CPUs costs 80 ns either way
-    close = _d06_16(line_home="near")  # C4's in-die costs
-    assert near["op_phase_ns"]["reserve"] > close["op_phase_ns"]["reserve"]
+    near = _d06_16(line_home="near", line_xfer_cluster_ns=38.0, line_xfer_die_ns=38.0)
+    same = _d06_16(line_home="other-die", line_xfer_xdie_ns=38.0)
+    assert same == near  # every transfer among die 0's CPUs costs 38 ns either way
+    far, close = _d06_16(), _d06_16(line_home="near")  # the preset (other-die, 80 ns); C4's in-die costs
+    assert far["op_phase_ns"]["reserve"] > close["op_phase_ns"]["reserve"]
 
 
 def test_line_hold_p_decides_whether_the_cmpxchg_storms() -> None:
