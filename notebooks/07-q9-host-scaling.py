@@ -54,7 +54,8 @@
 # CS=SIG_NONE), the main cmdq and ECMDQs by MSI.
 #
 # Sources: [C1 (Garry 2020)](../docs/sources.md#c1-garry-2020) (the D06 rows), [C4 (Viennot 2022)](../docs/sources.md#c4-core-to-core)
-# (line transfer), [Deacon 2019](../docs/sources.md#deacon-2019-lockfree) (lock-free insertion),
+# (line transfer), [Garry, Nov 2020](../docs/sources.md#garry-2020-memory-poor) (the D06's memory on few
+# nodes: `line_home`), [Deacon 2019](../docs/sources.md#deacon-2019-lockfree) (lock-free insertion),
 # [Garry 2020](../docs/sources.md#garry-2020-atomic-add) (atomic add), [Grest 2026](../docs/sources.md#lock-fairness-2026)
 # (the current shared/exclusive lock), [Jagdale 2024](../docs/sources.md#ecmdq-marvell-2024) (ECMDQ),
 # [Linux 7.0 SMMUv3 driver](../docs/sources.md#linux-7.0-smmu) (`cpu % N` VCMDQ choice).
