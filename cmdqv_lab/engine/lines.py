@@ -110,9 +110,9 @@ def home_distance(M, cpu):
     if home == HOME_NEAR:
         return 0
     die = 1 if home == HOME_OTHER_DIE else kget(M, K_SOCKET_CPUS) // kget(M, K_DIE_CPUS)
-    if cpu // kget(M, K_DIE_CPUS) == die:
+    if cget(M, cpu, C_DIE) == die:  # cpu // die_cpus (runner sets the ids once)
         return 2
-    if cpu // kget(M, K_SOCKET_CPUS) == (die * kget(M, K_DIE_CPUS)) // kget(M, K_SOCKET_CPUS):
+    if cget(M, cpu, C_SOCKET) == (die * kget(M, K_DIE_CPUS)) // kget(M, K_SOCKET_CPUS):
         return 3
     return 4
 
