@@ -14,7 +14,7 @@ one line each, :func:`format_preset` prints one preset's table (``cmdqv-lab para
 >>> rows["hw_sync_insert"].allowed, rows["cpus"].unit
 ('true/false', 'CPUs')
 >>> rows["tlbi_service_ns"].provenance
-'derived; d06: fitted; grace: fitted'
+'derived; d06: assumption; grace: fitted'
 """
 
 from __future__ import annotations

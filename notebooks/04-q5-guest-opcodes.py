@@ -61,6 +61,7 @@ smoke = False
 
 # %%
 # ruff: noqa: E402  (a notebook imports after its parameters cell)
+import html
 import time
 
 import ipywidgets as ipw
@@ -240,22 +241,29 @@ plots.show(
 
 
 # %%
-def live(case: str, accepted_set: str, threads: int) -> None:
+live_case = ipw.Dropdown(options=list(cases), description="case")
+live_set = ipw.Dropdown(options=list(SETS), description="accepted")
+live_threads = ipw.IntSlider(value=2, min=1, max=8, description="vCPUs", continuous_update=False)
+live_result = ipw.HTML()
+
+
+def live(_change: object = None) -> None:
+    """One run of the chosen case; the result goes into an HTML widget's value (not printed into an
+    Output widget: under papermill that capture lost the cell's reply and hung the report build)."""
+    case, accepted_set = live_case.value, live_set.value
     wl, over, as_guest = cases[case]
-    m = guest_stream_run(wl, {**over, "threads": threads, "cycles": 300}, guest_opcodes=accepted_set,
+    m = guest_stream_run(wl, {**over, "threads": live_threads.value, "cycles": 300}, guest_opcodes=accepted_set,
                          as_guest=as_guest, prefix_ns=0.0)  # fmt: skip
-    print(f"{case}, {accepted_set}: {m['ops']} ops, mean {m['op_latency_ns']['mean'] / 1e3:.1f} us, "
-          f"p99 {m['op_latency_ns']['p99'] / 1e3:.1f} us, {m['exits'] / m['ops']:.1f} exits per op")  # fmt: skip
-
-
-display(
-    ipw.interactive(
-        live,
-        case=ipw.Dropdown(options=list(cases), description="case"),
-        accepted_set=ipw.Dropdown(options=list(SETS), description="accepted"),
-        threads=ipw.IntSlider(value=2, min=1, max=8, description="vCPUs", continuous_update=False),
+    live_result.value = html.escape(
+        f"{case}, {accepted_set}: {m['ops']} ops, mean {m['op_latency_ns']['mean'] / 1e3:.1f} us, "
+        f"p99 {m['op_latency_ns']['p99'] / 1e3:.1f} us, {m['exits'] / m['ops']:.1f} exits per op"
     )
-)
+
+
+for _w in (live_case, live_set, live_threads):
+    _w.observe(live, names="value")
+live()
+display(ipw.VBox([ipw.HBox([live_case, live_set, live_threads]), live_result]))
 
 # %% [markdown]
 # ## 4. Answer

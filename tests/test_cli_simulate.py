@@ -107,7 +107,7 @@ def test_a_positional_scenario_is_the_same_as_dash_s(capsys: pytest.CaptureFixtu
         (
             ["simulate", "-s", "host-map-unmap", "--set", "cpu=8"],
             "unknown parameter 'cpu' for scenario host-map-unmap: did you mean cpus? "
-            "(cmdqv-lab describe host-map-unmap lists all 73)",
+            "(cmdqv-lab describe host-map-unmap lists all 75)",
         ),
         (
             ["simulate", "host-map-unmapp"],
@@ -174,7 +174,7 @@ def test_list_with_a_scenario_explains_each_parameter(capsys: pytest.CaptureFixt
     head = next(ln for ln in lines if ln.split()[:2] == ["name", "d06*"])
     assert head.split()[:4] == ["name", "d06*", "generic", "grace"]
     d06, grace = (f"{read_preset(n).values['tlbi_service_ns']:g}" for n in ("d06", "grace"))
-    assert text["tlbi_service_ns"].split()[1:5] == [d06, "(fitted)", "250", grace]
+    assert text["tlbi_service_ns"].split()[1:5] == [d06, "(assumption)", "250", grace]
     assert "executing one TLBI" in text["tlbi_service_ns"]  # its description
     assert "0 .. 100000 ns" in text["tlbi_service_ns"] and "derived" in text["tlbi_service_ns"]
     assert "true/false" in text["hw_sync_insert"] and "inf" not in out
@@ -191,7 +191,7 @@ def test_list_with_a_scenario_explains_each_parameter(capsys: pytest.CaptureFixt
 
 def test_describe_sources_and_json(capsys: pytest.CaptureFixture[str]) -> None:
     out = cli(capsys, "describe", "host-map-unmap", "--sources")[1]
-    assert "source (d06): fitted to calibration.md C1 within [20, 320]" in out
+    assert "source (d06): fitted to calibration.md C1 within [500, 4000]" in out  # think_ns
     rows = json.loads(cli(capsys, "describe", "host-map-unmap", "--json")[1])["params"]
     tlbi = next(r for r in rows if r["name"] == "tlbi_service_ns")
     assert tlbi["values"] == {n: read_preset(n).values["tlbi_service_ns"] for n in ("d06", "grace")} | {
@@ -205,7 +205,7 @@ def test_params_shows_a_preset_with_descriptions(capsys: pytest.CaptureFixture[s
     assert code == 0
     row = next(ln for ln in out.splitlines() if ln.split()[:1] == ["tlbi_service_ns"])
     value = f"{read_preset('d06').values['tlbi_service_ns']:g}"
-    assert row.split()[1:3] == [value, "0"] and "fitted" in row and "executing one TLBI" in row
+    assert row.split()[1:3] == [value, "0"] and "assumption" in row and "executing one TLBI" in row
     assert "fitted rows:" in out and "predictions (not fitted):" in out
 
 
