@@ -132,6 +132,11 @@ def driver_batch(submit: str, *, log2size: int, sharers: int) -> int:
     return min(entries // sharers - 1, BATCH_ENTRIES)
 
 
+def host_driver_batch(kind: str, *, cpus: int, vcmdqs: int, submit: str, plat: Platform) -> int:
+    """:func:`driver_batch` for a host topology (its queue size and the most CPUs sharing a queue)."""
+    return driver_batch(submit, log2size=host_log2size(kind, plat), sharers=host_sharers(kind, cpus, vcmdqs))
+
+
 def host_topology(
     kind: str, *, cpus: int, vcmdqs: int, submit: str, plat: Platform, max_batch: int
 ) -> Topology:
@@ -153,7 +158,7 @@ def host_topology(
         )
     log2 = host_log2size(kind, plat)
     if submit == "atomic-add":
-        sharers = max(owners.count(q) for q in set(owners))
+        sharers = host_sharers(kind, cpus, vcmdqs)
         if sharers * max_batch > (1 << log2):
             raise ParamError(
                 f"submit=atomic-add cannot wait for space after reserving: {sharers} CPUs x {max_batch} entries "

@@ -18,9 +18,7 @@ from cmdqv_lab.platform import Platform
 from cmdqv_lab.programs.topology import (
     HOST_TOPOLOGIES,
     Topology,
-    driver_batch,
-    host_log2size,
-    host_sharers,
+    host_driver_batch,
     host_topology,
 )
 from cmdqv_lab.scenarios.base import Scenario, register
@@ -52,9 +50,7 @@ class HostMapUnmapParams(Params):
 
 def _batch(p: HostMapUnmapParams, plat: Platform) -> int:
     """Commands of a full driver batch (atomic-add: Garry's v2 max_cmd_per_batch)."""
-    return driver_batch(
-        p.submit, log2size=host_log2size(p.queues, plat), sharers=host_sharers(p.queues, p.cpus, p.vcmdqs)
-    )
+    return host_driver_batch(p.queues, cpus=p.cpus, vcmdqs=p.vcmdqs, submit=p.submit, plat=plat)
 
 
 def _workload(p: HostMapUnmapParams, plat: Platform, seed: int, n: int) -> Workload:
