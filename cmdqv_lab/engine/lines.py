@@ -47,12 +47,13 @@ from cmdqv_lab.engine.layout import (
     C_CLUSTER,
     C_DIE,
     C_LGRANT,
+    C_LNEXT,
+    C_LPREV,
     C_LREQ_LINE,
     C_LREQ_T,
     C_PC,
     C_SOCKET,
     G_LINE_BYPASS,
-    H_NCPU,
     H_NPROC,
     HOME_NEAR,
     HOME_OTHER_DIE,
@@ -78,6 +79,7 @@ from cmdqv_lab.engine.layout import (
     L_RESV,
     L_ROUND,
     L_RUN,
+    L_WHEAD,
     LINES_PER_Q,
     LOAD_NONE,
     TIME_NEVER,
@@ -165,11 +167,13 @@ def _served(M, line, prev, cpu, read):
     lset(M, line, L_RESV, -1)
     if lget(M, line, L_NREQ) > 0:
         arb = lget(M, line, L_ARB)
-        if arb < 0:
-            for w in range(M[H_NCPU]):  # the lowest-numbered pending CPU carries the arbitration
-                if cget(M, w, C_LREQ_LINE) == line:
+        if arb < 0:  # the lowest-numbered pending CPU carries the arbitration
+            w = lget(M, line, L_WHEAD)
+            arb = w
+            while w >= 0:
+                if w < arb:
                     arb = w
-                    break
+                w = cget(M, w, C_LNEXT)
             lset(M, line, L_ARB, arb)
         _sched_cpu(M, arb, window_end(M, line))
 
@@ -230,6 +234,12 @@ def _wait(M, c, line, now, pc):
     cset(M, c, C_LREQ_LINE, line)
     cset(M, c, C_LREQ_T, now)
     lset(M, line, L_NREQ, lget(M, line, L_NREQ) + 1)
+    head = lget(M, line, L_WHEAD)  # onto the line's list of waiters
+    cset(M, c, C_LNEXT, head)
+    cset(M, c, C_LPREV, -1)
+    if head >= 0:
+        cset(M, head, C_LPREV, c)
+    lset(M, line, L_WHEAD, c)
     cset(M, c, C_PC, pc)
     if lget(M, line, L_ARB) < 0 and lget(M, line, L_RESV) < 0:
         lset(M, line, L_ARB, c)
@@ -308,27 +318,39 @@ def _line_grant(M, c, line, now, pc):
     run_out = lget(M, line, L_RUN) >= kget(M, K_LINE_HOLD_MAX)
     rnd = lget(M, line, L_ROUND)
     fresh = True
-    for w in range(M[H_NCPU]):
-        if cget(M, w, C_LREQ_LINE) == line and cget(M, w, C_LREQ_T) <= rnd:
+    w = lget(M, line, L_WHEAD)  # the line's waiters (every w with C_LREQ_LINE == line), in no order
+    while w >= 0:
+        if cget(M, w, C_LREQ_T) <= rnd:
             fresh = False
             break
+        w = cget(M, w, C_LNEXT)
     if fresh:  # every request of the last round was served: a new round of all pending requests
         rnd = now
         lset(M, line, L_ROUND, now)
-    for w in range(M[H_NCPU]):
-        if cget(M, w, C_LREQ_LINE) != line or cget(M, w, C_LREQ_T) > rnd:
-            continue
-        d = distance(M, owner, w) if owner >= 0 else 1
-        if w == owner and run_out:
-            d = 5  # its window is used up: everyone else first
+    w = lget(M, line, L_WHEAD)
+    while w >= 0:
         t = cget(M, w, C_LREQ_T)
-        if t < first_t:
-            first_t = t
-        if best < 0 or d < bkey_d or (d == bkey_d and t < bkey_t):
-            best, bkey_d, bkey_t = w, d, t
+        if t <= rnd:
+            d = distance(M, owner, w) if owner >= 0 else 1
+            if w == owner and run_out:
+                d = 5  # its window is used up: everyone else first
+            if t < first_t:
+                first_t = t
+            # nearest, then earliest, then the lowest CPU number
+            if best < 0 or d < bkey_d or (d == bkey_d and (t < bkey_t or (t == bkey_t and w < best))):
+                best, bkey_d, bkey_t = w, d, t
+        w = cget(M, w, C_LNEXT)
     if bkey_t > first_t:
         gadd(M, G_LINE_BYPASS, 1)  # nearest first, not the earliest
     cset(M, best, C_LREQ_LINE, -1)
+    nxt = cget(M, best, C_LNEXT)  # off the list of waiters
+    prv = cget(M, best, C_LPREV)
+    if prv >= 0:
+        cset(M, prv, C_LNEXT, nxt)
+    else:
+        lset(M, line, L_WHEAD, nxt)
+    if nxt >= 0:
+        cset(M, nxt, C_LPREV, prv)
     lset(M, line, L_NREQ, lget(M, line, L_NREQ) - 1)
     lset(M, line, L_RESV, best)
     if best == c:

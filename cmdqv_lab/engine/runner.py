@@ -451,6 +451,8 @@ def build_memory(cfg: EngineConfig) -> Memory:
     cs[:, L.C_POLL_T0] = -1
     cs[:, L.C_LREQ_LINE] = -1
     cs[:, L.C_LGRANT] = -1
+    cs[:, L.C_LNEXT] = -1
+    cs[:, L.C_LPREV] = -1
     base = 0
     for i, qspec in enumerate(cfg.queues):
         row = mem.qs[i]
@@ -478,6 +480,7 @@ def build_memory(cfg: EngineConfig) -> Memory:
     mem.ls[:, L.L_ARB] = -1
     mem.ls[:, L.L_RESV] = -1
     mem.ls[:, L.L_ROUND] = -1
+    mem.ls[:, L.L_WHEAD] = -1
     mem.g[L.G_FIRST_FINISH] = -1
     mem.k[:] = cfg.costs.vector(cfg.record)
     mem.k[L.K_IRQ_CPU] = cfg.irq_cpu
