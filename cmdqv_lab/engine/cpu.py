@@ -520,9 +520,9 @@ def _step_lockfree(M, c, now, pc):
         end = line_access(M, q, LINE_VALID, c, now)
         start = cget(M, c, C_START)
         for ctr in range(start, start + n):
-            sset(M, slot_row(M, q, ctr), SL_VALID, ctr)
+            sset(M, slot_row(M, q, ctr), SL_VALID, ctr + 1)
         v = qget(M, q, Q_VALID_UPTO)
-        while v < qget(M, q, Q_PROD) and sget(M, slot_row(M, q, v), SL_VALID) == v:
+        while v < qget(M, q, Q_PROD) and sget(M, slot_row(M, q, v), SL_VALID) == v + 1:
             v += 1
         qset(M, q, Q_VALID_UPTO, v)
         w = qget(M, q, Q_VALID_WAITER)

@@ -446,10 +446,10 @@ SL_CPU = 4  # CPU waiting for this CMD_SYNC, -1 if none
 SL_AOP = 5  # asynchronous (direct) op ending here: its op id, else -1
 SL_ACPU = 6
 SL_AREADY = 7
-SL_VALID = 8  # counter value whose valid bit is set in this slot (lap stamp), -1 initially
+SL_VALID = 8  # 1 + the counter value whose valid bit is set in this slot (a lap stamp; 0: never set)
 SL_ANCMD = 9
 SL_FLAGS = 10  # CMD_* flags (CMD_ILLEGAL)
-SL_NF = 11
+SL_NF = 11  # every field but SL_VALID is written before it is read: slots start as zeros
 
 # ----------------------------------------------------------------------------- flat memory header
 # The compiled code sees one int64 array M. Its first words are the offsets and sizes of the
