@@ -324,80 +324,94 @@ def _op_end(M, c, now):
 
 @njit(cache=True)
 def _step_common(M, c, now, pc):
-    if pc == PC_NEXT_OP:
-        if cget(M, c, C_STARTED) >= cget(M, c, C_QUOTA):
-            return block(M, c, PC_DONE)
-        h = cget(M, c, C_OPHEAD)
-        if h == cget(M, c, C_OPTAIL):
-            if cget(M, c, C_IRQ) > 0:  # IRQ / VMM threads sleep until the engine appends work
-                cset(M, c, C_WAITING, 2)
-                return block(M, c, PC_NEXT_OP)
-            if cget(M, c, C_MORE) == 1:
-                return NEED_INPUT
-            return block(M, c, PC_DONE)
-        t = ring_op(M, c, h, 0)
-        cset(M, c, C_BEND, cget(M, c, C_BCTR) + ring_op(M, c, h, 1))
-        if cget(M, c, C_OPEN) == 1:
-            cset(M, c, C_T_READY, t)
-            return go(M, c, t if t > now else now, PC_OP_BEGIN)
-        cset(M, c, C_T_READY, now + t)
-        return go(M, c, now + t, PC_OP_BEGIN)
-    if pc == PC_OP_BEGIN:
-        if cget(M, c, C_IRQ) == 2:  # a VMM thread works for its vCPU's current op
-            cset(M, c, C_OPID, cget(M, cget(M, c, C_VMM), C_OPID))
-        else:
-            cset(M, c, C_OPID, gget(M, G_OPS_STARTED))
-            gadd(M, G_OPS_STARTED, 1)
-        cadd(M, c, C_STARTED, 1)
-        cset(M, c, C_OP_CMDS, 0)
-        cset(M, c, C_OP_BATCHES, 0)
-        cset(M, c, C_OP_RETRIES, 0)
-        cset(M, c, C_OP_SYNC_T, -1)
-        cset(M, c, C_PC, PC_BATCH_BEGIN)
-        return CONTINUE
-    if pc == PC_BATCH_BEGIN:
-        b = cget(M, c, C_BCTR)
-        if b == cget(M, c, C_BEND):
-            _op_end(M, c, now)
+    """Op and batch boundaries. Runs its own program counters through in one call (an op's
+    end, the next op's start, a batch's begin), as :func:`step_cpu` would one by one."""
+    while True:
+        if pc == PC_NEXT_OP:
+            if cget(M, c, C_STARTED) >= cget(M, c, C_QUOTA):
+                return block(M, c, PC_DONE)
+            h = cget(M, c, C_OPHEAD)
+            if h == cget(M, c, C_OPTAIL):
+                if cget(M, c, C_IRQ) > 0:  # IRQ / VMM threads sleep until the engine appends work
+                    cset(M, c, C_WAITING, 2)
+                    return block(M, c, PC_NEXT_OP)
+                if cget(M, c, C_MORE) == 1:
+                    return NEED_INPUT
+                return block(M, c, PC_DONE)
+            t = ring_op(M, c, h, 0)
+            cset(M, c, C_BEND, cget(M, c, C_BCTR) + ring_op(M, c, h, 1))
+            if cget(M, c, C_OPEN) == 1:
+                cset(M, c, C_T_READY, t)
+                return go(M, c, t if t > now else now, PC_OP_BEGIN)
+            cset(M, c, C_T_READY, now + t)
+            return go(M, c, now + t, PC_OP_BEGIN)
+        if pc == PC_OP_BEGIN:
+            if cget(M, c, C_IRQ) == 2:  # a VMM thread works for its vCPU's current op
+                cset(M, c, C_OPID, cget(M, cget(M, c, C_VMM), C_OPID))
+            else:
+                cset(M, c, C_OPID, gget(M, G_OPS_STARTED))
+                gadd(M, G_OPS_STARTED, 1)
+            cadd(M, c, C_STARTED, 1)
+            cset(M, c, C_OP_CMDS, 0)
+            cset(M, c, C_OP_BATCHES, 0)
+            cset(M, c, C_OP_RETRIES, 0)
+            cset(M, c, C_OP_SYNC_T, -1)
+            cset(M, c, C_PC, PC_BATCH_BEGIN)
+            pc = PC_BATCH_BEGIN
+            continue
+        if pc == PC_BATCH_BEGIN:
+            b = cget(M, c, C_BCTR)
+            if b == cget(M, c, C_BEND):
+                _op_end(M, c, now)  # on to PC_NEXT_OP
+                pc = PC_NEXT_OP
+                continue
+            kind = ring_b(M, c, b, 0)
+            cset(M, c, C_KIND, kind)
+            if kind != STEP_BATCH:
+                cset(M, c, C_N, 0)
+                return _step_other(
+                    M, c, now, kind, ring_b(M, c, b, 1), ring_b(M, c, b, 2), ring_b(M, c, b, 3)
+                )
+            q = ring_b(M, c, b, 3)
+            cset(M, c, C_N, ring_b(M, c, b, 1))
+            cset(M, c, C_SYNC, ring_b(M, c, b, 2))
+            cset(M, c, C_Q, q)
+            cset(M, c, C_T_ISSUE, now)
+            cset(M, c, C_RETRIES, 0)
+            alg = qget(M, q, Q_ALG)
+            if alg in (ALG_LOCKFREE, ALG_ATOMIC_ADD, ALG_CAS_SLOCK):
+                cset(M, c, C_SLOCKED, 0)
+                cset(M, c, C_PH_T, now)
+                cset(M, c, C_PC, PC_AA_ADD if alg == ALG_ATOMIC_ADD else PC_LF_READ)
+            elif alg == ALG_SPINLOCK:
+                cset(M, c, C_PC, PC_SL_ACQ)
+            elif alg == ALG_EXCLUSIVE:
+                cset(M, c, C_PC, PC_EX_BEGIN)
+            else:  # direct: written at once (open-queue), then on to the batch's end here
+                cset(M, c, C_PC, PC_DI_BEGIN)
+                r = _step_direct(M, c, now)
+                if r != CONTINUE:
+                    return r
+                pc = cget(M, c, C_PC)
+                continue
             return CONTINUE
-        kind = ring_b(M, c, b, 0)
-        cset(M, c, C_KIND, kind)
-        if kind != STEP_BATCH:
-            cset(M, c, C_N, 0)
-            return _step_other(M, c, now, kind, ring_b(M, c, b, 1), ring_b(M, c, b, 2), ring_b(M, c, b, 3))
-        q = ring_b(M, c, b, 3)
-        cset(M, c, C_N, ring_b(M, c, b, 1))
-        cset(M, c, C_SYNC, ring_b(M, c, b, 2))
-        cset(M, c, C_Q, q)
-        cset(M, c, C_T_ISSUE, now)
-        cset(M, c, C_RETRIES, 0)
-        alg = qget(M, q, Q_ALG)
-        if alg in (ALG_LOCKFREE, ALG_ATOMIC_ADD, ALG_CAS_SLOCK):
-            cset(M, c, C_SLOCKED, 0)
-            cset(M, c, C_PH_T, now)
-            cset(M, c, C_PC, PC_AA_ADD if alg == ALG_ATOMIC_ADD else PC_LF_READ)
-        elif alg == ALG_SPINLOCK:
-            cset(M, c, C_PC, PC_SL_ACQ)
-        elif alg == ALG_EXCLUSIVE:
-            cset(M, c, C_PC, PC_EX_BEGIN)
-        else:
-            cset(M, c, C_PC, PC_DI_BEGIN)
-        return CONTINUE
-    if pc == PC_LOCK_GOT:  # the previous holder handed the lock over
-        cset(M, c, C_PC, PC_BATCH_END)
-        return CONTINUE
-    if pc == PC_BATCH_END:
-        if cget(M, c, C_KIND) == STEP_BATCH:
-            cadd(M, c, C_OP_CMDS, cget(M, c, C_N))
-            cadd(M, c, C_OP_BATCHES, 1)
-            cadd(M, c, C_OP_RETRIES, cget(M, c, C_RETRIES))
-            if cget(M, c, C_SYNC) == 1:
-                cset(M, c, C_OP_SYNC_T, cget(M, c, C_SYNC_DONE))
-        cadd(M, c, C_CCTR, cget(M, c, C_N))
-        cadd(M, c, C_BCTR, 1)
-        cset(M, c, C_PC, PC_BATCH_BEGIN)
-        return CONTINUE
-    return block(M, c, PC_DONE)
+        if pc == PC_LOCK_GOT:  # the previous holder handed the lock over
+            cset(M, c, C_PC, PC_BATCH_END)
+            pc = PC_BATCH_END
+            continue
+        if pc == PC_BATCH_END:
+            if cget(M, c, C_KIND) == STEP_BATCH:
+                cadd(M, c, C_OP_CMDS, cget(M, c, C_N))
+                cadd(M, c, C_OP_BATCHES, 1)
+                cadd(M, c, C_OP_RETRIES, cget(M, c, C_RETRIES))
+                if cget(M, c, C_SYNC) == 1:
+                    cset(M, c, C_OP_SYNC_T, cget(M, c, C_SYNC_DONE))
+            cadd(M, c, C_CCTR, cget(M, c, C_N))
+            cadd(M, c, C_BCTR, 1)
+            cset(M, c, C_PC, PC_BATCH_BEGIN)
+            pc = PC_BATCH_BEGIN
+            continue
+        return block(M, c, PC_DONE)
 
 
 @njit(cache=True)
