@@ -3,8 +3,8 @@
     python benchmarks/bench_end_to_end.py            # the table (a few minutes on 2 cores)
     python benchmarks/bench_end_to_end.py --scale 0.2
 
-For each case, one fresh ``cmdqv-lab simulate ... --json`` process (warm compile cache, as a user's second
-run): simulated commands per second of its in-process ``wall_s`` (input generation, compile stage, engine,
+For each case, ``--repeats`` fresh ``cmdqv-lab simulate ... --json`` processes (warm compile cache, as a
+user's second run; the median and the range are printed): simulated commands per second of its in-process ``wall_s`` (input generation, compile stage, engine,
 metrics) and of the whole process (imports included). Beside it, the engine-only rate on pre-built inputs
 (``bench_engine.py``'s method) and, for open-queue, two references on the *same arrival times*:
 
@@ -109,6 +109,7 @@ def simpy_md1(a: np.ndarray, s: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scale", type=float, default=1.0, help="multiply command counts")
+    ap.add_argument("--repeats", type=int, default=3, help="CLI processes per case (the median is shown)")
     a = ap.parse_args()
     print(f"machine: {platform.machine()} cpus={os.cpu_count()} load={os.getloadavg()[0]:.2f} "
           f"python={platform.python_version()}")  # fmt: skip
@@ -138,8 +139,11 @@ def main() -> None:
     for scenario, sets, ops in CASES:
         n = int(ops * a.scale)
         cli_run(scenario, sets, min(n, 10_000))  # warm the compile cache for this scenario
-        cmds, wall_s, proc = cli_run(scenario, sets, n)
-        e2e, e2e_proc = cmds / wall_s, cmds / proc
+        runs = [cli_run(scenario, sets, n) for _ in range(a.repeats)]
+        cmds = runs[0][0]
+        rates = sorted(cmds / w for _, w, _ in runs)
+        e2e = float(np.median(rates))
+        e2e_proc = float(np.median([cmds / p for _, _, p in runs]))
         over = {k: v for k, v in sets.items() if k != "platform"}
         eng = bench_case(scenario, over, n, 2_000, repeats=1)["engine_wall_rate"]
         cpus = int(sets.get("cpus", 1))  # type: ignore[call-overload]
@@ -148,7 +152,8 @@ def main() -> None:
         rel_lin = f"{e2e / lin_rate:>12.1%}" if oq else f"{'':>12}"
         eng_lin = f"{eng / lin_rate:>15.1%}" if oq else f"{'':>15}"
         print(f"{scenario:<15} {cpus:>4} {cmds:>11,} {e2e / 1e6:>18.2f} {e2e_proc / 1e6:>10.2f} {eng / 1e6:>12.2f} "
-              f"{rel_simpy} {rel_lin} {eng_lin}", flush=True)  # fmt: skip
+              f"{rel_simpy} {rel_lin} {eng_lin}   (end-to-end over {len(rates)} runs: "
+              f"{rates[0] / 1e6:.2f}-{rates[-1] / 1e6:.2f})", flush=True)  # fmt: skip
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
 
 

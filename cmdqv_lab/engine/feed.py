@@ -138,3 +138,36 @@ def feed(M, c, t, nb, s_kind, s_a, s_b, s_c, c_opc, c_svc, c_flags, op0, st0, cm
     cset(M, c, C_BTAIL, bt)
     cset(M, c, C_CTAIL, ct)
     return i, j, k
+
+
+@njit(cache=True)
+def feed_times(M, c, t, op0, ns, nc):
+    """:func:`feed` for a uniform block (:attr:`~cmdqv_lab.engine.stream.OpBlock.repeats_op0`: every op
+    has ``ns`` steps and ``nc`` commands, the same as op 0) whose program the rings already hold in
+    every slot: only the ops' times are written, the tails advance as :func:`feed` would advance them.
+    Returns the same ``(op, step, command)`` positions."""
+    r_op = load(M, H_ROP_N)
+    ot = cget(M, c, C_OPTAIL)
+    m = t.size - op0
+    room = r_op - (ot - cget(M, c, C_OPHEAD))
+    if room < m:
+        m = room
+    if ns > 0:
+        room = (load(M, H_RB_N) - (cget(M, c, C_BTAIL) - cget(M, c, C_BCTR))) // ns
+        if room < m:
+            m = room
+    if nc > 0:
+        room = (load(M, H_RCM_N) - (cget(M, c, C_CTAIL) - cget(M, c, C_CCTR))) // nc
+        if room < m:
+            m = room
+    if m <= 0:
+        return op0, op0 * ns, op0 * nc
+    base_op = load(M, H_ROP) + c * r_op * 2
+    mask = r_op - 1
+    for i in range(op0, op0 + m):
+        store(M, base_op + (ot & mask) * 2, t[i])
+        ot += 1
+    cset(M, c, C_OPTAIL, ot)
+    cset(M, c, C_BTAIL, cget(M, c, C_BTAIL) + m * ns)
+    cset(M, c, C_CTAIL, cget(M, c, C_CTAIL) + m * nc)
+    return op0 + m, (op0 + m) * ns, (op0 + m) * nc

@@ -25,7 +25,16 @@ from cmdqv_lab.device.commands import Opcode
 from cmdqv_lab.engine import layout as L
 from cmdqv_lab.engine import load_numba_registries
 from cmdqv_lab.engine.costs import Costs
-from cmdqv_lab.engine.feed import BAD_BATCH, BAD_KIND, BAD_LOCK, BAD_QUEUE, BAD_TIME, check_block, feed
+from cmdqv_lab.engine.feed import (
+    BAD_BATCH,
+    BAD_KIND,
+    BAD_LOCK,
+    BAD_QUEUE,
+    BAD_TIME,
+    check_block,
+    feed,
+    feed_times,
+)
 from cmdqv_lab.engine.loop import run_loop
 from cmdqv_lab.engine.mem import Memory
 from cmdqv_lab.engine.sched import sched
@@ -297,6 +306,10 @@ def _dist(h: np.ndarray, total: int, mx: int, n: int) -> dict[str, float | None]
 
 
 Cols = tuple[np.ndarray, ...]
+#: a uniform block's op program: (steps, kind, commands, sync, queue, commands per op, opcodes,
+#: service times, flags) of its op 0, which every op repeats (:meth:`_Rings.uniform_program`)
+Program = tuple[Any, ...]
+Prepared = tuple[Cols, Program | None]
 
 
 class _Rings:
@@ -308,18 +321,31 @@ class _Rings:
     which runs without the GIL."""
 
     def __init__(
-        self, mem: Memory, streams: Sequence[CpuStream], n_queues: int, n_locks: int, prefetch: int = -1
+        self,
+        mem: Memory,
+        streams: Sequence[CpuStream],
+        n_queues: int,
+        n_locks: int,
+        prefetch: int = -1,
+        engine_fed: Sequence[int] = (),
     ):
         self.mem = mem
         self.n_queues = n_queues
         self.n_locks = n_locks
-        self.sources: list[Iterator[Cols]] = [map(partial(self.prepare, c), s) for c, s in enumerate(streams)]
+        self.sources: list[Iterator[Prepared]] = [
+            map(partial(self.prepare, c), s) for c, s in enumerate(streams)
+        ]
         self.prefetcher: _Prefetch | None = None
         if prefetch >= 0:
             self.prefetcher = _Prefetch(self.sources[prefetch])
             self.sources[prefetch] = self.prefetcher
-        #: per CPU: the block being loaded (its int64 columns) and the position reached in it
-        self.pending: list[tuple[Cols, int, int, int] | None] = [None] * len(self.sources)
+        #: per CPU: the block being loaded (its int64 columns and uniform program) and the position reached
+        self.pending: list[tuple[Cols, Program | None, int, int, int] | None] = [None] * len(self.sources)
+        #: per CPU: the uniform program its rings were last filled with, and how many ops in a row of it
+        #: (once they cover every ring slot, a refill writes the times alone: :func:`.feed.feed_times`)
+        self.lap: list[tuple[Program | None, int]] = [(None, 0)] * len(self.sources)
+        #: CPUs whose rings the engine itself appends to (the IRQ thread, VMM threads): never shortcut
+        self.engine_fed = frozenset(engine_fed)
 
     def close(self) -> None:
         if self.prefetcher is not None:
@@ -330,20 +356,29 @@ class _Rings:
         cs = self.mem.cs
         while True:
             cur = self.pending[c]
-            if cur is None or cur[1] == cur[0][0].size:
-                cols = next(self.sources[c], None)
-                if cols is None:
+            if cur is None or cur[2] == cur[0][0].size:
+                nxt = next(self.sources[c], None)
+                if nxt is None:
                     cs[c, L.C_MORE] = 0
                     self.pending[c] = None
                     return
-                cur = (cols, 0, 0, 0)
+                cols, prog = nxt
+                cur = (cols, None if c in self.engine_fed else prog, 0, 0, 0)
                 if cols[0].size == 0:
                     self.pending[c] = cur
                     continue
-            cols, i, j, k = cur
+            cols, prog, i, j, k = cur
             t, nb, s_kind, s_a, s_b, s_c, c_opc, c_svc, c_flags = cols
-            i2, j2, k2 = feed(self.mem.M, c, t, nb, s_kind, s_a, s_b, s_c, c_opc, c_svc, c_flags, i, j, k)
-            self.pending[c] = (cols, i2, j2, k2)
+            lap_prog, lap_ops = self.lap[c]
+            if prog is not None and prog == lap_prog and lap_ops >= self._full_lap(prog):
+                i2, j2, k2 = feed_times(self.mem.M, c, t, i, prog[0], prog[5])
+            else:
+                i2, j2, k2 = feed(self.mem.M, c, t, nb, s_kind, s_a, s_b, s_c, c_opc, c_svc, c_flags, i, j, k)
+            if prog is not None and prog == lap_prog:
+                self.lap[c] = (prog, lap_ops + i2 - i)
+            else:
+                self.lap[c] = (prog, i2 - i)
+            self.pending[c] = (cols, prog, i2, j2, k2)
             cs[c, L.C_MORE] = 1
             if i2 == i:
                 if cs[c, L.C_OPTAIL] == cs[c, L.C_OPHEAD]:
@@ -356,8 +391,35 @@ class _Rings:
             if i2 < cols[0].size:
                 return
 
-    def prepare(self, c: int, blk: OpBlock) -> Cols:
-        """CPU ``c``'s block as contiguous int64 columns, checked for this run."""
+    def _full_lap(self, prog: Program) -> int:
+        """Ops of program ``prog`` in a row that write every slot of the three rings."""
+        ns, nc = prog[0], prog[5]
+        rb, rc = self.mem.rb.shape[1], self.mem.rcm.shape[1]
+        return max(self.mem.rop.shape[1], -(-rb // ns) if ns else 0, -(-rc // nc) if nc else 0)
+
+    @staticmethod
+    def uniform_program(cols: Cols) -> Program | None:
+        """Op 0's program if every op of the block repeats it (one batch step), else None."""
+        t, nb, s_kind, s_a, s_b, s_c, c_opc, c_svc, c_flags = cols
+        n = t.size
+        if n == 0 or nb[0] != 1 or s_kind[0] != L.STEP_BATCH:
+            return None
+        nc = int(s_a[0])
+        if nb.size != n or s_kind.size != n or c_opc.size != n * nc:
+            return None
+        for a in (nb, s_kind, s_a, s_b, s_c):
+            if not (a == a[0]).all():
+                return None
+        for a in (c_opc, c_svc, c_flags):
+            if not (a.reshape(n, nc) == a[:nc]).all():
+                return None
+        return (1, int(s_kind[0]), nc, int(s_b[0]), int(s_c[0]), nc,
+                tuple(int(x) for x in c_opc[:nc]), tuple(int(x) for x in c_svc[:nc]),
+                tuple(int(x) for x in c_flags[:nc]))  # fmt: skip
+
+    def prepare(self, c: int, blk: OpBlock) -> Prepared:
+        """CPU ``c``'s block as contiguous int64 columns, checked for this run, with its program if the
+        block says it is uniform (:attr:`.OpBlock.repeats_op0`, verified here)."""
         cols = tuple(np.ascontiguousarray(getattr(blk, f), dtype=np.int64) for f in _BLOCK_FIELDS)
         t, _nb, s_kind, s_a, _s_b, s_c, _opc, c_svc, _flags = cols
         err = check_block(self.n_queues, self.n_locks, t, s_kind, s_a, s_c, c_svc)
@@ -371,20 +433,20 @@ class _Rings:
             raise ParamError(f"CPU {c}: lock id out of range 0 .. {self.n_locks - 1}")
         if err == BAD_KIND:
             raise ParamError(f"CPU {c}: unknown step kind")
-        return cols
+        return cols, (self.uniform_program(cols) if blk.repeats_op0 else None)
 
 
-class _Prefetch(Iterator[Cols]):
+class _Prefetch(Iterator[Prepared]):
     """Items of ``source`` computed by a daemon thread, at most ``depth`` ahead of the reader; an
     exception of the source is raised to the reader at its position in the stream."""
 
-    def __init__(self, source: Iterator[Cols], depth: int = 2):
-        self._q: queue.Queue[tuple[Cols | None, BaseException | None]] = queue.Queue(maxsize=depth)
+    def __init__(self, source: Iterator[Prepared], depth: int = 2):
+        self._q: queue.Queue[tuple[Prepared | None, BaseException | None]] = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._done = False
         threading.Thread(target=self._run, args=(source,), name="cmdqv-lab-input", daemon=True).start()
 
-    def _put(self, item: tuple[Cols | None, BaseException | None]) -> bool:
+    def _put(self, item: tuple[Prepared | None, BaseException | None]) -> bool:
         while not self._stop.is_set():
             try:
                 self._q.put(item, timeout=0.05)
@@ -393,7 +455,7 @@ class _Prefetch(Iterator[Cols]):
                 continue
         return False
 
-    def _run(self, source: Iterator[Cols]) -> None:
+    def _run(self, source: Iterator[Prepared]) -> None:
         try:
             for item in source:
                 if not self._put((item, None)):
@@ -402,7 +464,7 @@ class _Prefetch(Iterator[Cols]):
         except BaseException as e:  # handed to the reader
             self._put((None, e))
 
-    def __next__(self) -> Cols:
+    def __next__(self) -> Prepared:
         if self._done:
             raise StopIteration
         item, exc = self._q.get()
@@ -523,8 +585,15 @@ def run_engine(
     # One issuing CPU: its input is built by a thread while the engine runs (with several, the
     # streams are read in the order the engine asks, as generators may share state)
     issuing = [c for c in range(cfg.n_cpus) if c != cfg.irq_cpu and all(c not in p for p in cfg.vmm_threads)]
+    engine_fed = [cfg.irq_cpu] if cfg.irq_cpu >= 0 else []
+    engine_fed += [t for _, t in cfg.vmm_threads]
     rings = _Rings(
-        mem, streams, len(cfg.queues), cfg.n_locks, prefetch=issuing[0] if len(issuing) == 1 else -1
+        mem,
+        streams,
+        len(cfg.queues),
+        cfg.n_locks,
+        prefetch=issuing[0] if len(issuing) == 1 else -1,
+        engine_fed=engine_fed,
     )
     try:
         return _run(cfg, mem, rings, t_wall, event_limit, until_ps)

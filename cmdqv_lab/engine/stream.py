@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 
@@ -48,6 +49,11 @@ class OpBlock:
     c_opc: np.ndarray
     c_svc: np.ndarray
     c_flags: np.ndarray
+    #: every op is op 0's program (its steps and commands, one batch step); only ``t`` differs. Said by
+    #: the generator that built the block (:mod:`cmdqv_lab.programs.compile`'s tiling) and verified
+    #: by :class:`~cmdqv_lab.engine.runner._Rings`, which then refills the rings by writing the times
+    #: alone once they hold that program in every slot.
+    repeats_op0: bool = False
 
     def __post_init__(self) -> None:
         if self.t.shape != self.nb.shape:
@@ -151,7 +157,8 @@ class OpBlock:
             return OpBlock.empty()
         if len(blocks) == 1:
             return blocks[0]
-        return OpBlock(*(np.concatenate([getattr(b, f) for b in blocks]) for f in _FIELDS))
+        cols: dict[str, Any] = {f: np.concatenate([getattr(b, f) for b in blocks]) for f in _FIELDS}
+        return OpBlock(**cols)
 
     def opcode_counts(self) -> dict[str, int]:
         """Count of each opcode (by spec name) in the block."""

@@ -181,8 +181,10 @@ def _compile_periodic(
         svc = _tile(service_times(blk.c_opc, plat, rng), m)
     else:
         svc = service_times(opc, plat, rng)
+    # one op of one batch step, its times drawn for no command: every op is the first one's program
+    uniform = blk.nb.size == 1 and blk.s_kind.size == 1 and plat.service_dist == "deterministic"
     return OpBlock(t, _tile(blk.nb, m), _tile(blk.s_kind, m), _tile(blk.s_a, m), _tile(blk.s_b, m),
-                   _tile(blk.s_c, m), opc, svc, np.zeros(opc.size, np.int64))  # fmt: skip
+                   _tile(blk.s_c, m), opc, svc, np.zeros(opc.size, np.int64), repeats_op0=uniform)  # fmt: skip
 
 
 def _tile(a: np.ndarray, m: int) -> np.ndarray:
