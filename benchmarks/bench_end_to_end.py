@@ -4,21 +4,19 @@
     python benchmarks/bench_end_to_end.py --scale 0.2
 
 For each case, ``--repeats`` fresh ``cmdqv-lab simulate ... --json`` processes (warm compile cache, as a
-user's second run; the median and the range are printed): simulated commands per second of its in-process ``wall_s`` (input generation, compile stage, engine,
-metrics) and of the whole process (imports included). Beside it, the engine-only rate on pre-built inputs
+user's second run; the median and the range are printed): simulated commands per second of its
+in-process ``wall_s`` (input generation, compile stage, engine, metrics) and of the whole process
+(imports included). Beside it, the engine-only rate on pre-built inputs
 (``bench_engine.py``'s method) and, for open-queue, two references on the *same arrival times*:
 
 * a plain SimPy M/D/1 queue (one ``simpy.Resource``, a process per command), the usual way to write it;
 * a numba Lindley recursion ``W[n+1] = max(0, W[n] + S - (A[n+1] - A[n]))``: the fastest possible simulation
   of that queue (no events at all), the ceiling. Its mean wait is printed beside the engine's as a check.
 
-Measured on the 2-core machine with other jobs running (load 3.0-4.3), end-to-end M commands/s (x SimPy):
-open-queue 2e7 5.05-5.87 (46-53x; main before issue 16: 3.17, 28x), host-map-unmap d06 1 CPU 1.06-1.24
-(0.52), 16 CPUs 1.03 (0.72), 64 CPUs 0.41-0.49 (0.32); engine-only 6.3-6.7, 2.4, 1.5-1.7, 0.75-0.83;
-SimPy 109-113 k commands/s, Lindley 243-245 M/s (the engine is 2 % of it). With the faster loop and
-start-up of branch loop-speed (load 3.1 -> 2.9): open-queue 6.68 (57x SimPy's 117 k/s; 2.6 % of Lindley's
-253 M/s, engine-only 3.5 %), host 1 CPU 2.67, 16 CPUs 1.47, 64 CPUs 0.76. DESIGN.md, "Speed as the user
-sees it", says what bounds them.
+Measured on the 2-core machine (load 0.5-0.9), median of 3 processes, end-to-end M commands/s:
+open-queue 2e7 10.08 (9.42-10.38; 95x SimPy's 106 k/s, 4.3 % of the Lindley recursion's 235 M/s),
+host-map-unmap d06 1 CPU 2.34, 16 CPUs 0.83, 64 CPUs 0.31; engine-only 10.94, 3.24, 1.03, 0.42.
+DESIGN.md, "Speed as the user sees it", has the history and says what bounds them.
 """
 
 from __future__ import annotations
