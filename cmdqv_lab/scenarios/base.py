@@ -15,6 +15,7 @@ field defaults, then the platform preset's values, then the overrides.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -99,7 +100,8 @@ class Scenario:
             w, topo, plat, seed=seed, name=self.name, routing=self.routing(p, plat, w),
             prefix_ps=ns(self.prefix_ns(p, plat)),
         )  # fmt: skip
-        return topo.engine_config(plat.costs(), w.ops, open_loop=w.open_loop), streams
+        cfg = topo.engine_config(plat.costs(), w.ops, open_loop=w.open_loop)
+        return dataclasses.replace(cfg, independent_streams=w.independent), streams
 
 
 #: name -> "module" defining it (imported on first use)
