@@ -311,35 +311,51 @@ def _line_grant(M, c, line, now, pc):
     if now < wend:
         _sched_cpu(M, c, wend)
         return False
-    best = -1
-    bkey_d = 0
-    bkey_t = 0
-    first_t = TIME_NEVER
     run_out = lget(M, line, L_RUN) >= kget(M, K_LINE_HOLD_MAX)
     rnd = lget(M, line, L_ROUND)
-    fresh = True
-    w = lget(M, line, L_WHEAD)  # the line's waiters (every w with C_LREQ_LINE == line), in no order
-    while w >= 0:
-        if cget(M, w, C_LREQ_T) <= rnd:
-            fresh = False
-            break
-        w = cget(M, w, C_LNEXT)
-    if fresh:  # every request of the last round was served: a new round of all pending requests
-        rnd = now
-        lset(M, line, L_ROUND, now)
+    flat = kget(M, K_TOPOLOGY) == 0
+    o_cl = o_die = o_sock = -1
+    if owner >= 0:
+        o_cl = cget(M, owner, C_CLUSTER)
+        o_die = cget(M, owner, C_DIE)
+        o_sock = cget(M, owner, C_SOCKET)
+    # One walk over the line's waiters (every w with C_LREQ_LINE == line, in no order): the best of
+    # the current round's requests (made by L_ROUND) and the best of all of them, for a new round if
+    # the current one has none left. Best: nearest to the owner (distance(), here inline), then the
+    # earliest, then the lowest CPU number.
+    r_best = a_best = -1
+    r_d = a_d = r_t = a_t = 0
+    r_first = a_first = TIME_NEVER
     w = lget(M, line, L_WHEAD)
     while w >= 0:
         t = cget(M, w, C_LREQ_T)
+        if owner < 0:
+            d = 1
+        elif w == owner:
+            d = 5 if run_out else 0  # its window used up: everyone else first
+        elif flat or cget(M, w, C_CLUSTER) == o_cl:
+            d = 1
+        elif cget(M, w, C_DIE) == o_die:
+            d = 2
+        elif cget(M, w, C_SOCKET) == o_sock:
+            d = 3
+        else:
+            d = 4
+        if t < a_first:
+            a_first = t
+        if a_best < 0 or d < a_d or (d == a_d and (t < a_t or (t == a_t and w < a_best))):
+            a_best, a_d, a_t = w, d, t
         if t <= rnd:
-            d = distance(M, owner, w) if owner >= 0 else 1
-            if w == owner and run_out:
-                d = 5  # its window is used up: everyone else first
-            if t < first_t:
-                first_t = t
-            # nearest, then earliest, then the lowest CPU number
-            if best < 0 or d < bkey_d or (d == bkey_d and (t < bkey_t or (t == bkey_t and w < best))):
-                best, bkey_d, bkey_t = w, d, t
+            if t < r_first:
+                r_first = t
+            if r_best < 0 or d < r_d or (d == r_d and (t < r_t or (t == r_t and w < r_best))):
+                r_best, r_d, r_t = w, d, t
         w = cget(M, w, C_LNEXT)
+    if r_best >= 0:
+        best, bkey_t, first_t = r_best, r_t, r_first
+    else:  # every request of the last round was served: a new round of all pending requests
+        lset(M, line, L_ROUND, now)
+        best, bkey_t, first_t = a_best, a_t, a_first
     if bkey_t > first_t:
         gadd(M, G_LINE_BYPASS, 1)  # nearest first, not the earliest
     cset(M, best, C_LREQ_LINE, -1)
