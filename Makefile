@@ -73,7 +73,7 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks
 
 bench: $(TEST_STAMP)
-	$(BIN)/python benchmarks/bench_engine.py --startup
+	$(BIN)/python benchmarks/bench_engine.py --startup --billion
 	$(BIN)/python benchmarks/bench_end_to_end.py
 	$(BIN)/python benchmarks/bench_widgets.py
 	$(BIN)/python benchmarks/bench_sweep.py
