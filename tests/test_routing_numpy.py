@@ -1,9 +1,10 @@
-"""The numpy routing of a chunk's rows equals routing its polars frame (route_frame), bit for bit.
+"""The numpy routing and injection of a chunk's rows equal their polars versions, bit for bit.
 
 :func:`~cmdqv_lab.driver.route_rows.route_rows` (through ``Columns.of``, on chunks and on one
-CPU's frames) against :func:`~cmdqv_lab.driver.routing.route_frame`, on random chunks (random
+CPU's frames) against :func:`~cmdqv_lab.driver.routing.route_frame`, and the numpy
+:func:`~cmdqv_lab.workloads.transforms.inject` against its frame version, on random chunks (random
 opcodes, batches with and without CMD_SYNC, SYNC-only batches, ops without commands, empty chunks,
-host rows, SIDs matched or not), and whole guest simulations with the numpy path on and off.
+host rows, SIDs matched or not), and whole guest simulations with the numpy paths on and off.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
 
 from cmdqv_lab.device.commands import Opcode
 from cmdqv_lab.driver.route_rows import ROW_POLICIES, applies, route_rows
@@ -22,6 +24,7 @@ from cmdqv_lab.driver.routing import GUEST_ACCEPTED, GUEST_ACCEPTED_2021, POLICI
 from cmdqv_lab.programs import compile as compile_mod
 from cmdqv_lab.programs.compile import Columns, Routing
 from cmdqv_lab.scenarios.base import simulate
+from cmdqv_lab.workloads import transforms
 from cmdqv_lab.workloads.stream import Chunk, Rows
 
 OPCODES = [int(o) for o in Opcode]
@@ -135,6 +138,17 @@ def test_the_split_policies_stay_with_route_frame() -> None:
     assert not applies("split", np.arange(3)) and not applies("scan", np.array([0, 2, 1]))
 
 
+@given(chunks(), st.sampled_from([0.0, 0.3, 1.0]),
+       st.sampled_from([Opcode.CMD_CFGI_CD, Opcode.CMD_CFGI_STE, Opcode.CMD_TLBI_NH_ALL, Opcode.CMD_ATC_INV]),
+       st.integers(0, 2**32))  # fmt: skip
+def test_numpy_inject_equals_inject_frame(chunk: Chunk, fraction: float, opcode: Opcode, seed: int) -> None:
+    g1, g2 = np.random.default_rng(seed), np.random.default_rng(seed)
+    got = transforms._inject_rows(chunk, g1, fraction, int(opcode), 0x1234)
+    want = transforms._inject_frame(chunk.frame(), g2, fraction, int(opcode), 0x1234)
+    assert_frame_equal(got.frame(), want)
+    assert g1.random() == g2.random()  # the same draws
+
+
 GUEST_RUNS = [
     ("guest-fixup", {"vms": 2, "threads": 3, "unsupported_fraction": 0.2}),
     ("guest-fixup", {"vms": 4, "threads": 6}),
@@ -153,5 +167,6 @@ def test_guest_simulations_equal_with_and_without_numpy(
 ) -> None:
     fast = simulate(scenario, {"platform": "grace", **params}, seed=3, count=300)
     monkeypatch.setattr(compile_mod, "NUMPY_ROUTING", False)
+    monkeypatch.setattr(transforms, "_runs", lambda op: False)
     slow = simulate(scenario, {"platform": "grace", **params}, seed=3, count=300)
     assert fast.metrics == slow.metrics
