@@ -74,7 +74,7 @@ def routings(draw: Any) -> Routing:
             st.frozensets(st.sampled_from(OPCODES), max_size=6),
         )
     )
-    sids = draw(st.sampled_from([None, {0: [8]}, {0: [8, 16], 1: [24]}, {1: [8]}, {0: []}]))
+    sids = draw(st.sampled_from([None, {0: [8]}, {0: [8, 16], 1: [24]}, {1: [8]}, {0: []}, {0: [8, 8, 16]}]))
     return Routing(draw(st.sampled_from(ROW_POLICIES)), frozenset(int(a) for a in accepted), sids)
 
 
@@ -170,3 +170,16 @@ def test_guest_simulations_equal_with_and_without_numpy(
     monkeypatch.setattr(transforms, "_runs", lambda op: False)
     slow = simulate(scenario, {"platform": "grace", **params}, seed=3, count=300)
     assert fast.metrics == slow.metrics
+
+
+def test_a_sid_listed_twice_matches_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    opc = np.array([Opcode.CMD_TLBI_NH_VA, Opcode.CMD_ATC_INV, Opcode.CMD_SYNC], np.uint8)
+    sid = (np.array([0, 8, 0], np.int64), np.array([False, True, False]))
+    rows = Rows(
+        np.zeros(3, np.int64), np.zeros(3, np.int64), opc, np.zeros(3, np.int8), ("unmap",), {"sid": sid}
+    )
+    ch = Chunk(rows, 0, 0, 0, 0, np.zeros(1, np.int64))
+    r = Routing("scan", GUEST_ACCEPTED, {0: [8, 8]})
+    want = columns(ch, r, False, monkeypatch)
+    assert want.opcode.size == 3 and (want.path == 1).all()
+    assert_same(columns(ch, r, True, monkeypatch), want)
