@@ -100,6 +100,25 @@ def test_numpy_routing_equals_route_frame(chunk: Chunk, routing: Routing) -> Non
         assert_same(columns(chunk.frame(), routing, True, mp), want)  # the same rows as a frame
 
 
+@settings(max_examples=400)
+@given(chunks(vm=0), st.sampled_from(["split", "homogeneous"]), st.frozensets(st.sampled_from(OPCODES)))
+def test_split_policies_equal_route_frame(chunk: Chunk, policy: str, accepted: frozenset[int]) -> None:
+    """Parts by support and by type, their inserted CMD_SYNCs, a closing SYNC joining its run."""
+    with pytest.MonkeyPatch.context() as mp:
+        r = Routing(policy, accepted, {0: [8]})
+        assert_same(columns(chunk, r, True, mp), columns(chunk, r, False, mp))
+
+
+def test_homogeneous_splits_tlbis_from_other_commands(monkeypatch: pytest.MonkeyPatch) -> None:
+    opc = np.array([Opcode.CMD_TLBI_NH_VA, Opcode.CMD_PREFETCH_CONFIG, Opcode.CMD_SYNC], np.uint8)
+    rows = Rows(np.zeros(3, np.int64), np.zeros(3, np.int64), opc, np.zeros(3, np.int8), ("unmap",), {})
+    ch = Chunk(rows, 0, 0, 0, 0, np.zeros(1, np.int64))
+    r = Routing("homogeneous", frozenset())
+    want = columns(ch, r, False, monkeypatch)
+    assert want.opcode.tolist() == [int(Opcode.CMD_TLBI_NH_VA), SYNC, int(Opcode.CMD_PREFETCH_CONFIG), SYNC]
+    assert_same(columns(ch, r, True, monkeypatch), want)
+
+
 @settings(max_examples=200)
 @given(chunks(), chunks(), routings())
 def test_frames_of_two_cpus_equal_route_frame(a: Chunk, b: Chunk, routing: Routing) -> None:
@@ -133,9 +152,9 @@ def test_empty_and_host_chunks_take_the_host_path() -> None:
     ).path.tolist() == [0]
 
 
-def test_the_split_policies_stay_with_route_frame() -> None:
-    assert set(POLICIES) - set(ROW_POLICIES) == {"split", "homogeneous"}
-    assert not applies("split", np.arange(3)) and not applies("scan", np.array([0, 2, 1]))
+def test_route_rows_covers_every_policy_of_batches_as_runs() -> None:
+    assert set(ROW_POLICIES) == set(POLICIES)
+    assert applies("split", np.arange(3)) and not applies("scan", np.array([0, 2, 1]))
 
 
 @given(chunks(), st.sampled_from([0.0, 0.3, 1.0]),

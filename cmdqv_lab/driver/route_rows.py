@@ -1,15 +1,15 @@
-"""Routing of one CPU's chunk held as numpy columns: the policies that decide per batch or per command.
+"""Routing of one CPU's chunk held as numpy columns: every policy of a guest driver.
 
 What :func:`~cmdqv_lab.driver.routing.route_frame` does to the rows of one issuing CPU (one ``vm``,
-one ``cpu``, batches as runs of equal ``batch`` values), for the policies of :data:`ROW_POLICIES`,
-with whole-array operations instead of a polars frame: a guest's batch goes to its VCMDQ or the
-trapped way as a whole (``first-opcode``, ``scan``, ``rely-hw-sync``, ``scan-fanout``, ``all-trap``,
-``all-vcmdq``); ``rely-hw-sync`` drops the CMD_SYNC closing a VCMDQ batch and ``scan-fanout`` adds
-a waited CMD_SYNC on the other path the issuer used since its previous waited one. A command is
-*supported* when the VCMDQ accepts its opcode (``accepted``) and, for the opcodes of
-:data:`~cmdqv_lab.driver.routing.SID_OPCODES`, when its SID is one the VM's VINTF SID pairs match
-(``sids``). The result equals ``route_frame``'s row for row (``tests/test_routing_numpy.py``); the
-policies that split batches (``split``, ``homogeneous``) stay with ``route_frame``.
+one ``cpu``, batches as runs of equal ``batch`` values), with whole-array operations instead of a
+polars frame: a guest's batch goes to its VCMDQ or the trapped way as a whole (``first-opcode``,
+``scan``, ``rely-hw-sync``, ``scan-fanout``, ``all-trap``, ``all-vcmdq``) or is split into runs, each
+closed by an inserted CMD_SYNC (``split``, ``homogeneous``); ``rely-hw-sync`` drops the CMD_SYNC
+closing a VCMDQ batch and ``scan-fanout`` adds a waited CMD_SYNC on the other path the issuer used
+since its previous waited one. A command is *supported* when the VCMDQ accepts its opcode
+(``accepted``) and, for the opcodes of :data:`~cmdqv_lab.driver.routing.SID_OPCODES`, when its SID
+is one the VM's VINTF SID pairs match (``sids``). The result equals ``route_frame``'s row for row
+(``tests/test_routing_numpy.py``); frames of several CPUs stay with ``route_frame``.
 
 >>> from cmdqv_lab.device.commands import Opcode as O
 >>> opc = np.array([O.CMD_TLBI_NH_VA, O.CMD_CFGI_CD, O.CMD_SYNC, O.CMD_TLBI_NH_VA, O.CMD_SYNC])
@@ -29,11 +29,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from cmdqv_lab.device.commands import Opcode
-from cmdqv_lab.driver.routing import GUEST_ACCEPTED, SID_OPCODES
+from cmdqv_lab.driver.routing import _CLASS_ID, GUEST_ACCEPTED, POLICIES, SID_OPCODES
 from cmdqv_lab.errors import ParamError
 
-#: Policies routed here (the others split batches: :func:`~cmdqv_lab.driver.routing.route_frame`).
-ROW_POLICIES = ("first-opcode", "scan", "rely-hw-sync", "all-trap", "all-vcmdq", "scan-fanout")
+#: Policies routed here: all of them.
+ROW_POLICIES = POLICIES
 #: Path codes of a routed command (``route_frame``'s ``path``: host, vcmdq, trap).
 PATH_HOST, PATH_VCMDQ, PATH_TRAP = 0, 1, 2
 PATH_CODES = {"host": PATH_HOST, "vcmdq": PATH_VCMDQ, "trap": PATH_TRAP}
@@ -67,6 +67,9 @@ def _opcode_set(codes: Iterable[int]) -> np.ndarray:
 
 #: Opcodes whose SID a guest VINTF must match, as a lookup table.
 _SID_OPCODE = _opcode_set(SID_OPCODES)
+#: Each opcode's coarse type (``homogeneous``: :func:`~cmdqv_lab.driver.routing.opcode_class`).
+_CLASS = np.zeros(256, np.int64)
+_CLASS[list(_CLASS_ID)] = list(_CLASS_ID.values())
 
 
 def route_rows(
@@ -120,6 +123,8 @@ def route_rows(
         to_vcmdq = np.zeros(n, bool)
     elif policy == "all-vcmdq":
         to_vcmdq = np.ones(n, bool)
+    elif policy in ("split", "homogeneous"):
+        return _split(opc, supported, tail, sync, starts, run, last, by_class=policy == "homogeneous")
     else:  # scan, rely-hw-sync, scan-fanout: the whole batch must be supported (its tail SYNC aside)
         bad = np.add.reduceat((~(supported | tail)).astype(np.int64), starts)
         to_vcmdq = (bad == 0)[run]
@@ -171,3 +176,46 @@ def _fanout(
     o_wait[new] = True
     o_ill[new] = False
     return RoutedRows(out, o_opc, new.astype(np.int64), o_path, o_wait, o_ill)
+
+
+def _split(
+    opc: np.ndarray,
+    supported: np.ndarray,
+    tail: np.ndarray,
+    sync: np.ndarray,
+    starts: np.ndarray,
+    run: np.ndarray,
+    last: np.ndarray,
+    *,
+    by_class: bool,
+) -> RoutedRows:
+    """Split each batch into runs of supported and unsupported commands (and, ``homogeneous``, of one
+    coarse type); a part goes the way of its first command (the batch's closing SYNC joins the run
+    before it); every part but a batch's last is closed by an inserted CMD_SYNC, waited on if the
+    batch is."""
+    n = opc.size
+    first = np.zeros(n, bool)
+    first[starts] = True
+    sig = supported.astype(np.int64) * 16 + (_CLASS[opc] if by_class else 0)
+    t = np.flatnonzero(tail)  # a tail is its batch's last row: it takes the run before it (-1: alone)
+    sig[t] = np.where(first[t], -1, sig[np.maximum(t - 1, 0)])
+    change = first.copy()
+    change[1:] |= sig[1:] != sig[:-1]
+    cs = np.cumsum(change)
+    part = cs - cs[starts][run]
+    part_start = np.flatnonzero(change)
+    path = np.where(supported | tail, PATH_VCMDQ, PATH_TRAP)[part_start][cs - 1].astype(np.int64)
+    last_part = part[last][run]
+    wait = np.logical_or.reduceat(sync, starts)[run]
+    illegal = (path == PATH_VCMDQ) & ~supported
+    part_end = np.r_[change[1:], True]
+    extra = (part_end & (part < last_part)).astype(np.int64)
+    if not extra.any():
+        return RoutedRows(np.arange(n, dtype=np.int64), opc, part, path, wait, illegal)
+    take = np.repeat(np.arange(n, dtype=np.int64), 1 + extra)
+    new = np.zeros(take.size, bool)
+    new[1:] = take[1:] == take[:-1]
+    o_opc, o_ill = opc[take], illegal[take]
+    o_opc[new] = _SYNC
+    o_ill[new] = False
+    return RoutedRows(take, o_opc, part[take], path[take], wait[take], o_ill)

@@ -2,6 +2,7 @@
 
 Every scenario's stream reaches the engine through :func:`compile_streams`. A chunk of one CPU's
 stream (:data:`~cmdqv_lab.workloads.stream.StreamChunk`) is routed (guests: :class:`Routing`, i.e.
+:func:`~cmdqv_lab.driver.route_rows.route_rows` on one CPU's numpy rows, else
 :func:`~cmdqv_lab.driver.routing.route_frame`; host rows always take the ``host`` path) and each op
 becomes a list of steps (:mod:`cmdqv_lab.engine.stream`). Each op may start with ``prefix_ps`` of
 CPU work (e.g. ``guest_unmap_ns``: part of the measured unmap latency); then each *part* of a batch
@@ -94,9 +95,10 @@ class Columns:
     def of(cls, chunk: StreamChunk, routing: Routing | None) -> Columns:
         """Route ``chunk`` (host rows need no routing: their batches go whole to the host queue).
 
-        One CPU's rows under a policy of :data:`~cmdqv_lab.driver.route_rows.ROW_POLICIES` are routed
-        on numpy columns (:func:`~cmdqv_lab.driver.route_rows.route_rows`); other chunks and the
-        policies that split batches go through :func:`~cmdqv_lab.driver.routing.route_frame`."""
+        One CPU's rows (a :class:`Chunk`, or a frame of one CPU) are routed on numpy columns
+        (:func:`~cmdqv_lab.driver.route_rows.route_rows`); other frames (several CPUs, batches not
+        as runs, columns of other types or with nulls) go through
+        :func:`~cmdqv_lab.driver.routing.route_frame`."""
         if isinstance(chunk, Chunk) and (routing is None or chunk.vm < 0 or chunk.height == 0):
             rows = chunk.rows
             n = rows.opcode.size
