@@ -107,7 +107,7 @@ def route_frame(
     df = df.with_row_index("_row")
     if sids is not None:
         pairs = pl.DataFrame(
-            [(vm, int(s)) for vm, ss in sids.items() for s in ss],
+            sorted({(vm, int(s)) for vm, ss in sids.items() for s in ss}),  # a SID listed twice matches once
             schema={"vm": pl.Int32, "sid": pl.Int64},
             orient="row",
         ).with_columns(pl.lit(True).alias("_sid_ok"))

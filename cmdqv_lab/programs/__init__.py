@@ -3,7 +3,7 @@
 Every scenario is a declaration (:mod:`cmdqv_lab.scenarios`): a *workload* (the one stream form,
 :data:`~cmdqv_lab.workloads.stream.WORKLOAD_SCHEMA` chunks per issuing CPU, from a generator or a
 real trace), a *routing* (which queue each batch of a guest goes to,
-:func:`~cmdqv_lab.driver.routing.route_frame`; host streams need none), a :class:`Topology` (queues,
+:func:`~cmdqv_lab.driver.route_rows.route_rows`; host streams need none), a :class:`Topology` (queues,
 which queue each CPU uses, VMM locks, the host's CMDQV IRQ thread) and a platform (costs). This
 package turns them into what the timing engine runs:
 

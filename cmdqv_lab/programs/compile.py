@@ -2,6 +2,7 @@
 
 Every scenario's stream reaches the engine through :func:`compile_streams`. A chunk of one CPU's
 stream (:data:`~cmdqv_lab.workloads.stream.StreamChunk`) is routed (guests: :class:`Routing`, i.e.
+:func:`~cmdqv_lab.driver.route_rows.route_rows` on one CPU's numpy rows, else
 :func:`~cmdqv_lab.driver.routing.route_frame`; host rows always take the ``host`` path) and each op
 becomes a list of steps (:mod:`cmdqv_lab.engine.stream`). Each op may start with ``prefix_ps`` of
 CPU work (e.g. ``guest_unmap_ns``: part of the measured unmap latency); then each *part* of a batch
@@ -36,6 +37,14 @@ import numpy as np
 import polars as pl
 
 from cmdqv_lab.device.commands import Opcode
+from cmdqv_lab.driver.route_rows import (
+    PATH_CODES,
+    PATH_TRAP,
+    PATH_VCMDQ,
+    ROW_POLICIES,
+    applies,
+    route_rows,
+)
 from cmdqv_lab.driver.routing import route_frame
 from cmdqv_lab.engine.layout import (
     CMD_ILLEGAL,
@@ -48,11 +57,12 @@ from cmdqv_lab.errors import ParamError
 from cmdqv_lab.platform import Platform
 from cmdqv_lab.programs.topology import Route, Topology
 from cmdqv_lab.rng import stream as rng_stream
-from cmdqv_lab.workloads.stream import Chunk, Period, StreamChunk, Workload, as_frame
+from cmdqv_lab.workloads.stream import WORKLOAD_SCHEMA, Chunk, Period, StreamChunk, Workload, as_frame
 
 SYNC = int(Opcode.CMD_SYNC)
-PATH_HOST, PATH_VCMDQ, PATH_TRAP = 0, 1, 2
-_PATHS = {"host": PATH_HOST, "vcmdq": PATH_VCMDQ, "trap": PATH_TRAP}
+#: Route guest chunks held as numpy rows without polars where the policy allows (tests turn it off
+#: to compare with :func:`~cmdqv_lab.driver.routing.route_frame`).
+NUMPY_ROUTING = True
 #: Distributions of durations: name -> coefficient of variation.
 DISTRIBUTIONS = {"deterministic": 0.0, "uniform": 1 / (2 * 3**0.5), "exponential": 1.0}
 
@@ -83,12 +93,23 @@ class Columns:
 
     @classmethod
     def of(cls, chunk: StreamChunk, routing: Routing | None) -> Columns:
-        """Route ``chunk`` (host rows need no routing: their batches go whole to the host queue)."""
-        if routing is None and isinstance(chunk, Chunk):
+        """Route ``chunk`` (host rows need no routing: their batches go whole to the host queue).
+
+        One CPU's rows (a :class:`Chunk`, or a frame of one CPU) are routed on numpy columns
+        (:func:`~cmdqv_lab.driver.route_rows.route_rows`); other frames (several CPUs, batches not
+        as runs, columns of other types or with nulls) go through
+        :func:`~cmdqv_lab.driver.routing.route_frame`."""
+        if isinstance(chunk, Chunk) and (routing is None or chunk.vm < 0 or chunk.height == 0):
             rows = chunk.rows
             n = rows.opcode.size
-            return cls(rows.op + chunk.op0, np.asarray(chunk.t_ps, np.int64)[rows.op], rows.opcode.astype(np.int64),
-                       rows.batch + chunk.batch0, np.zeros(n, np.int64), rows.sync(), np.zeros(n, bool))  # fmt: skip
+            op = (rows.op + chunk.op0).astype(np.int64, copy=False)
+            batch = (rows.batch + chunk.batch0).astype(np.int64, copy=False)
+            return cls(op, np.asarray(chunk.t_ps, np.int64)[rows.op], rows.opcode.astype(np.int64), batch,
+                       np.zeros(n, np.int64), rows.sync(), np.zeros(n, bool))  # fmt: skip
+        if isinstance(chunk, Chunk):
+            assert routing is not None
+            if NUMPY_ROUTING and applies(routing.policy, chunk.rows.batch):
+                return cls._of_rows(chunk, routing)
         df = as_frame(chunk)
         host = routing is None or bool((df["vm"] < 0).all())
         if host:
@@ -96,7 +117,50 @@ class Columns:
             return cls(df["op"].to_numpy(), df["t_ps"].to_numpy(), df["opcode"].to_numpy().astype(np.int64),
                        df["batch"].to_numpy(), np.zeros(n, np.int64), df["sync"].to_numpy(), np.zeros(n, bool))  # fmt: skip
         assert routing is not None
+        if NUMPY_ROUTING and routing.policy in ROW_POLICIES:
+            cols = cls._of_frame(df, routing)
+            if cols is not None:
+                return cols
         return cls.routed(routing.route(df))
+
+    @classmethod
+    def _of_rows(cls, chunk: Chunk, routing: Routing) -> Columns:
+        """A guest chunk routed on its numpy rows (identical to routing its frame)."""
+        rows = chunk.rows
+
+        def sid() -> tuple[np.ndarray, np.ndarray]:
+            if "sid" not in rows.fields:
+                return np.zeros(rows.opcode.size, np.int64), np.zeros(rows.opcode.size, bool)
+            return rows.fields["sid"]
+
+        r = route_rows(rows.opcode, rows.batch, rows.sync(), routing.policy, vm=chunk.vm,
+                       accepted=routing.accepted, sids=routing.sids, sid=sid)  # fmt: skip
+        op = rows.op[r.take]
+        batch = (rows.batch[r.take] + chunk.batch0).astype(np.int64)
+        return cls((op + chunk.op0).astype(np.int64), np.asarray(chunk.t_ps, np.int64)[op], r.opcode,
+                   (batch << 8) + r.part, r.path, r.wait, r.illegal)  # fmt: skip
+
+    @classmethod
+    def _of_frame(cls, df: pl.DataFrame, routing: Routing) -> Columns | None:
+        """A frame of one CPU's rows (one ``vm``, one ``cpu``, batches as runs, the columns routing
+        reads of the schema's types and without nulls) routed on its numpy columns; ``None`` for any
+        other frame."""
+        need = ("cpu", "vm", "op", "batch", "t_ps", "sync", "opcode")
+        if any(df.schema[c] != WORKLOAD_SCHEMA[c] or df[c].null_count() for c in need):
+            return None
+        if df.schema["sid"] != WORKLOAD_SCHEMA["sid"]:
+            return None
+        vm, cpu, batch = df["vm"].to_numpy(), df["cpu"].to_numpy(), df["batch"].to_numpy()
+        if (vm != vm[0]).any() or (cpu != cpu[0]).any() or not applies(routing.policy, batch):
+            return None
+
+        def sid() -> tuple[np.ndarray, np.ndarray]:
+            return df["sid"].fill_null(0).to_numpy(), df["sid"].is_not_null().to_numpy()
+
+        r = route_rows(df["opcode"].to_numpy(), batch, df["sync"].to_numpy(), routing.policy, vm=int(vm[0]),
+                       accepted=routing.accepted, sids=routing.sids, sid=sid)  # fmt: skip
+        return cls(df["op"].to_numpy()[r.take], df["t_ps"].to_numpy()[r.take], r.opcode,
+                   (batch[r.take] << 8) + r.part, r.path, r.wait, r.illegal)  # fmt: skip
 
     @classmethod
     def routed(cls, r: pl.DataFrame) -> Columns:
@@ -106,7 +170,7 @@ class Columns:
             r["t_ps"].to_numpy(),
             r["opcode"].to_numpy().astype(np.int64),
             (r["batch"].to_numpy() << 8) + r["part"].to_numpy(),
-            r["path"].replace_strict(_PATHS, return_dtype=pl.Int64).to_numpy(),
+            r["path"].replace_strict(PATH_CODES, return_dtype=pl.Int64).to_numpy(),
             r["wait"].to_numpy(),
             r["illegal"].to_numpy(),
         )

@@ -7,8 +7,9 @@ operation (an unmap, a flush-queue flush, an attach); a *batch* is one driver su
 set. Fields the command does not have are null. ``t_ps`` is per op (repeated on its rows): the think
 gap before the op (closed loop) or its absolute arrival time (open loop).
 
-The timing engine consumes it through :func:`cmdqv_lab.driver.routing.route_frame` (which queue
-each batch goes to) and the scenario builders; the correctness checker consumes it through the
+The timing engine consumes it through :func:`cmdqv_lab.driver.route_rows.route_rows` (which queue
+each batch goes to; on a :class:`Chunk`'s rows, or :func:`~cmdqv_lab.driver.routing.route_frame` on
+a frame of several CPUs) and the scenario builders; the correctness checker consumes it through the
 functional device model (:func:`encode`).
 
 >>> import polars as pl

@@ -21,8 +21,8 @@ import numpy as np
 import polars as pl
 
 from cmdqv_lab.device.commands import Opcode
-from cmdqv_lab.workloads.stream import StreamChunk, Workload, as_frame
-from cmdqv_lab.workloads.synthetic.common import SID_STRIDE, TopologyParams, rng
+from cmdqv_lab.workloads.stream import FIELD_COLUMNS, Chunk, Rows, StreamChunk, Workload, as_frame
+from cmdqv_lab.workloads.synthetic.common import SID_STRIDE, LazyFields, TopologyParams, rng
 
 
 def inject(w: Workload, *, fraction: float, opcode: int, seed: int, name: str) -> Workload:
@@ -31,7 +31,8 @@ def inject(w: Workload, *, fraction: float, opcode: int, seed: int, name: str) -
     Each op draws one double from the stream's own generator (``(name, "inject", vm, cpu)``); a
     chosen op gets the command after its first command (before the SYNC of a SYNC-only op), in the
     same batch, addressed to the stream's VM's first device (SID, SSID 0, LEAF), and its ``kind``
-    becomes ``mixed``. A zero fraction returns ``w`` unchanged.
+    becomes ``mixed``. A zero fraction returns ``w`` unchanged. A :class:`Chunk` stays one (its rows
+    get the new commands, so the chunk can still be routed without polars); a frame stays a frame.
     """
     if fraction <= 0:
         return w
@@ -42,7 +43,10 @@ def inject(w: Workload, *, fraction: float, opcode: int, seed: int, name: str) -
         g = rng(seed, name, "inject", vm, cpu)
         sid = int(sid_of_base(sid_base, vm))
         for ch in chunks:
-            yield _inject_frame(as_frame(ch), g, fraction, int(code), sid)
+            if isinstance(ch, Chunk) and _runs(ch.rows.op):
+                yield _inject_rows(ch, g, fraction, int(code), sid)
+            else:
+                yield _inject_frame(as_frame(ch), g, fraction, int(code), sid)
 
     return Workload(
         name=w.name,
@@ -94,3 +98,61 @@ def _inject_frame(
     return out.with_columns(
         pl.when(mixed).then(pl.lit("mixed")).otherwise(pl.col("kind")).alias("kind")
     ).drop("_i", "_k")
+
+
+def _runs(op: np.ndarray) -> bool:
+    """Each op's rows are one run (``op`` never decreases): ops are then counted as runs."""
+    return bool(op.size < 2 or (np.diff(op) >= 0).all())
+
+
+def _inject_rows(ch: Chunk, g: np.random.Generator, fraction: float, opcode: int, sid: int) -> Chunk:
+    """:func:`_inject_frame` on a chunk's numpy rows (same draws, same rows, same kinds)."""
+    rows = ch.rows
+    n = rows.opcode.size
+    if n == 0:
+        return ch
+    first = np.flatnonzero(np.r_[True, rows.op[1:] != rows.op[:-1]])
+    count = np.diff(np.r_[first, n])
+    chosen = g.random(first.size) < fraction
+    if not chosen.any():
+        return ch
+    at = first[chosen] + np.minimum(1, count[chosen] - 1)  # the new row goes before this one
+    kinds = rows.kinds if "mixed" in rows.kinds else (*rows.kinds, "mixed")
+    mixed = kinds.index("mixed")
+    in_chosen = np.repeat(chosen, count)
+    dtype = rows.kind.dtype if np.iinfo(rows.kind.dtype).max >= mixed else np.int64
+    kind = np.where(in_chosen, mixed, rows.kind).astype(dtype)
+    cfgi = opcode in (int(Opcode.CMD_CFGI_CD), int(Opcode.CMD_CFGI_STE))
+    # the new row's fields: (value, valid)
+    new: dict[str, tuple[int, bool]] = {"sid": (sid, True), "ssid": (0, cfgi), "leaf": (1, True)}
+    dtypes = {"sid": np.int64, "ssid": np.int32, "leaf": np.bool_}
+    old = rows.fields
+
+    def fields() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for f in FIELD_COLUMNS:
+            value, valid = new.get(f, (0, False))
+            if f in old:
+                vals, ok = old[f]
+            elif valid:
+                vals, ok = np.zeros(n, dtypes[f]), np.zeros(n, bool)
+            else:
+                continue
+            out[f] = (np.insert(vals, at, value), np.insert(ok, at, valid))
+        return out
+
+    return Chunk(
+        Rows(
+            op=np.insert(rows.op, at, rows.op[at]),
+            batch=np.insert(rows.batch, at, rows.batch[at]),
+            opcode=np.insert(rows.opcode, at, opcode),
+            kind=np.insert(kind, at, mixed),
+            kinds=kinds,
+            fields=LazyFields(fields),
+        ),
+        ch.cpu,
+        ch.vm,
+        ch.op0,
+        ch.batch0,
+        ch.t_ps,
+    )

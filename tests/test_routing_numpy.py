@@ -1,0 +1,204 @@
+"""The numpy routing and injection of a chunk's rows equal their polars versions, bit for bit.
+
+:func:`~cmdqv_lab.driver.route_rows.route_rows` (through ``Columns.of``, on chunks and on one
+CPU's frames) against :func:`~cmdqv_lab.driver.routing.route_frame`, and the numpy
+:func:`~cmdqv_lab.workloads.transforms.inject` against its frame version, on random chunks (random
+opcodes, batches with and without CMD_SYNC, SYNC-only batches, ops without commands, empty chunks,
+host rows, SIDs matched or not), and whole guest simulations with the numpy paths on and off.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
+
+from cmdqv_lab.device.commands import Opcode
+from cmdqv_lab.driver.route_rows import ROW_POLICIES, applies, route_rows
+from cmdqv_lab.driver.routing import GUEST_ACCEPTED, GUEST_ACCEPTED_2021, POLICIES
+from cmdqv_lab.programs import compile as compile_mod
+from cmdqv_lab.programs.compile import Columns, Routing
+from cmdqv_lab.scenarios.base import simulate
+from cmdqv_lab.workloads import transforms
+from cmdqv_lab.workloads.stream import Chunk, Rows
+
+OPCODES = [int(o) for o in Opcode]
+SYNC = int(Opcode.CMD_SYNC)
+#: The guest streams' commands, drawn as often as all opcodes together (lone SYNCs, SYNC-first batches).
+COMMON = [SYNC, int(Opcode.CMD_TLBI_NH_VA), int(Opcode.CMD_CFGI_CD), int(Opcode.CMD_ATC_INV)]
+SIDS = (8, 16, 24)
+
+
+@st.composite
+def chunks(draw: Any, vm: int | None = None) -> Chunk:
+    """One CPU's chunk: ops of batches of random opcodes; a batch may end with a CMD_SYNC (or be one)."""
+    n_ops = draw(st.integers(0, 6))
+    op, batch, opcode, kind = [], [], [], []
+    b = 0
+    for i in range(n_ops):
+        k = draw(st.integers(0, 1))
+        for _ in range(draw(st.integers(0, 3))):  # an op may have no command
+            body = draw(st.lists(st.one_of(st.sampled_from(COMMON), st.sampled_from(OPCODES)), max_size=4))
+            cmds = [*body, SYNC] if draw(st.booleans()) or not body else body
+            for c in cmds:
+                op.append(i)
+                batch.append(b)
+                opcode.append(c)
+                kind.append(k)
+            b += 1
+    n = len(opcode)
+    fields: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    if draw(st.booleans()):
+        sid = np.array(draw(st.lists(st.sampled_from(SIDS), min_size=n, max_size=n)), np.int64)
+        ok = np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)), bool)
+        fields["sid"] = (sid, ok)
+    if draw(st.booleans()):
+        fields["ssid"] = (np.arange(n, dtype=np.int32), np.ones(n, bool))
+    rows = Rows(op=np.array(op, np.int64), batch=np.array(batch, np.int64), opcode=np.array(opcode, np.uint8),
+                kind=np.array(kind, np.int8), kinds=("unmap", "flush"), fields=fields)  # fmt: skip
+    t = np.array(draw(st.lists(st.integers(0, 10**6), min_size=n_ops, max_size=n_ops)), np.int64)
+    v = draw(st.sampled_from([-1, 0, 1])) if vm is None else vm
+    return Chunk(rows, draw(st.integers(0, 3)), v, draw(st.integers(0, 50)), draw(st.integers(0, 50)), t)
+
+
+@st.composite
+def routings(draw: Any) -> Routing:
+    accepted = draw(
+        st.one_of(
+            st.sampled_from([GUEST_ACCEPTED, GUEST_ACCEPTED_2021]),
+            st.frozensets(st.sampled_from(OPCODES), max_size=6),
+        )
+    )
+    sids = draw(st.sampled_from([None, {0: [8]}, {0: [8, 16], 1: [24]}, {1: [8]}, {0: []}, {0: [8, 8, 16]}]))
+    return Routing(draw(st.sampled_from(ROW_POLICIES)), frozenset(int(a) for a in accepted), sids)
+
+
+def columns(chunk: Chunk, routing: Routing, numpy: bool, monkeypatch: pytest.MonkeyPatch) -> Columns:
+    with monkeypatch.context() as m:
+        m.setattr(compile_mod, "NUMPY_ROUTING", numpy)
+        return Columns.of(chunk, routing)
+
+
+def assert_same(a: Columns, b: Columns) -> None:
+    for name in ("op", "t", "opcode", "part", "path", "wait", "illegal"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert x.dtype == y.dtype, name
+        np.testing.assert_array_equal(x, y, err_msg=name)
+
+
+@settings(max_examples=400)
+@given(chunks(), routings())
+def test_numpy_routing_equals_route_frame(chunk: Chunk, routing: Routing) -> None:
+    with pytest.MonkeyPatch.context() as mp:
+        want = columns(chunk, routing, False, mp)
+        assert_same(columns(chunk, routing, True, mp), want)
+        assert_same(columns(chunk.frame(), routing, True, mp), want)  # the same rows as a frame
+
+
+@settings(max_examples=400)
+@given(chunks(vm=0), st.sampled_from(["split", "homogeneous"]), st.frozensets(st.sampled_from(OPCODES)))
+def test_split_policies_equal_route_frame(chunk: Chunk, policy: str, accepted: frozenset[int]) -> None:
+    """Parts by support and by type, their inserted CMD_SYNCs, a closing SYNC joining its run."""
+    with pytest.MonkeyPatch.context() as mp:
+        r = Routing(policy, accepted, {0: [8]})
+        assert_same(columns(chunk, r, True, mp), columns(chunk, r, False, mp))
+
+
+def test_homogeneous_splits_tlbis_from_other_commands(monkeypatch: pytest.MonkeyPatch) -> None:
+    opc = np.array([Opcode.CMD_TLBI_NH_VA, Opcode.CMD_PREFETCH_CONFIG, Opcode.CMD_SYNC], np.uint8)
+    rows = Rows(np.zeros(3, np.int64), np.zeros(3, np.int64), opc, np.zeros(3, np.int8), ("unmap",), {})
+    ch = Chunk(rows, 0, 0, 0, 0, np.zeros(1, np.int64))
+    r = Routing("homogeneous", frozenset())
+    want = columns(ch, r, False, monkeypatch)
+    assert want.opcode.tolist() == [int(Opcode.CMD_TLBI_NH_VA), SYNC, int(Opcode.CMD_PREFETCH_CONFIG), SYNC]
+    assert_same(columns(ch, r, True, monkeypatch), want)
+
+
+@settings(max_examples=200)
+@given(chunks(), chunks(), routings())
+def test_frames_of_two_cpus_equal_route_frame(a: Chunk, b: Chunk, routing: Routing) -> None:
+    """A frame of two CPUs (or VMs) is routed by route_frame; one CPU's frame by route_rows."""
+    df = pl.concat([a.frame(), b.frame()])
+    with pytest.MonkeyPatch.context() as mp:
+        assert_same(columns(df, routing, True, mp), columns(df, routing, False, mp))
+
+
+@given(chunks(vm=0), st.sampled_from(ROW_POLICIES))
+def test_sync_only_batches(chunk: Chunk, policy: str) -> None:
+    """Every batch a lone CMD_SYNC (waited), and batches without one."""
+    rows = chunk.rows
+    n = rows.opcode.size
+    for opcode in (np.full(n, SYNC, np.uint8), np.full(n, int(Opcode.CMD_TLBI_NH_VA), np.uint8)):
+        ch = Chunk(
+            Rows(rows.op, rows.batch, opcode, rows.kind, rows.kinds, rows.fields), 0, 0, 0, 0, chunk.t_ps
+        )
+        with pytest.MonkeyPatch.context() as mp:
+            r = Routing(policy, GUEST_ACCEPTED)
+            assert_same(columns(ch, r, True, mp), columns(ch, r, False, mp))
+
+
+def test_empty_and_host_chunks_take_the_host_path() -> None:
+    empty = Rows(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.uint8), np.zeros(0, np.int8),
+                 ("unmap",), {})  # fmt: skip
+    r = route_rows(empty.opcode, empty.batch, empty.sync(), "scan", vm=0)
+    assert r.take.size == 0 and r.path.dtype == np.int64
+    assert route_rows(
+        np.array([SYNC]), np.array([0]), np.array([True]), "all-vcmdq", vm=-1
+    ).path.tolist() == [0]
+
+
+def test_route_rows_covers_every_policy_of_batches_as_runs() -> None:
+    assert set(ROW_POLICIES) == set(POLICIES)
+    assert applies("split", np.arange(3)) and not applies("scan", np.array([0, 2, 1]))
+
+
+@given(chunks(), st.sampled_from([0.0, 0.3, 1.0]),
+       st.sampled_from([Opcode.CMD_CFGI_CD, Opcode.CMD_CFGI_STE, Opcode.CMD_TLBI_NH_ALL, Opcode.CMD_ATC_INV]),
+       st.integers(0, 2**32))  # fmt: skip
+def test_numpy_inject_equals_inject_frame(chunk: Chunk, fraction: float, opcode: Opcode, seed: int) -> None:
+    g1, g2 = np.random.default_rng(seed), np.random.default_rng(seed)
+    got = transforms._inject_rows(chunk, g1, fraction, int(opcode), 0x1234)
+    want = transforms._inject_frame(chunk.frame(), g2, fraction, int(opcode), 0x1234)
+    assert_frame_equal(got.frame(), want)
+    assert g1.random() == g2.random()  # the same draws
+
+
+GUEST_RUNS = [
+    ("guest-fixup", {"vms": 2, "threads": 3, "unsupported_fraction": 0.2}),
+    ("guest-fixup", {"vms": 4, "threads": 6}),
+    ("guest-trap", {"vms": 2, "threads": 2, "unsupported_fraction": 0.3}),
+    *[("guest-vcmdq", {"vms": 2, "threads": 2, "unsupported_fraction": 0.3, "policy": p}) for p in POLICIES],
+    ("guest-vcmdq", {"vms": 1, "threads": 2, "granule_kib": 64, "unsupported_fraction": 0.5, "policy": "scan-fanout"}),
+    ("guest-noisy", {"aggressor_vms": 1, "queue_sharing": "shared"}),
+    ("guest-noisy", {"aggressor_vms": 1, "queue_sharing": "private"}),
+    *[("guest-mixed", {"policy": p, "lone_sync_frac": 0.3, "sid_pairs": 4}) for p in ROW_POLICIES],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("scenario", "params"), GUEST_RUNS)
+def test_guest_simulations_equal_with_and_without_numpy(
+    scenario: str, params: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fast = simulate(scenario, {"platform": "grace", **params}, seed=3, count=300)
+    monkeypatch.setattr(compile_mod, "NUMPY_ROUTING", False)
+    monkeypatch.setattr(transforms, "_runs", lambda op: False)
+    slow = simulate(scenario, {"platform": "grace", **params}, seed=3, count=300)
+    assert fast.metrics == slow.metrics
+
+
+def test_a_sid_listed_twice_matches_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    opc = np.array([Opcode.CMD_TLBI_NH_VA, Opcode.CMD_ATC_INV, Opcode.CMD_SYNC], np.uint8)
+    sid = (np.array([0, 8, 0], np.int64), np.array([False, True, False]))
+    rows = Rows(
+        np.zeros(3, np.int64), np.zeros(3, np.int64), opc, np.zeros(3, np.int8), ("unmap",), {"sid": sid}
+    )
+    ch = Chunk(rows, 0, 0, 0, 0, np.zeros(1, np.int64))
+    r = Routing("scan", GUEST_ACCEPTED, {0: [8, 8]})
+    want = columns(ch, r, False, monkeypatch)
+    assert want.opcode.size == 3 and (want.path == 1).all()
+    assert_same(columns(ch, r, True, monkeypatch), want)
