@@ -1,11 +1,7 @@
-"""How the engine's input arrives gives the same run: refilling a CPU's rings with the times alone (a
-uniform block whose program the rings already hold in every slot,
-:func:`cmdqv_lab.engine.feed.feed_times`) gives the run a full copy gives, and independent streams
-built ahead by the input thread give the run read in the engine's order."""
+"""Refilling a CPU's rings with the times alone (a uniform block whose program the rings already hold
+in every slot, :func:`cmdqv_lab.engine.feed.feed_times`) gives the run a full copy gives."""
 
 from __future__ import annotations
-
-import dataclasses
 
 import numpy as np
 import pytest
@@ -68,42 +64,3 @@ def test_a_block_that_does_not_repeat_its_first_op_is_not_taken_as_uniform() -> 
         n_ops=5, t=np.arange(5), opcodes=[0x12], svc=[100], sync=False, queue=np.r_[0, 0, 1, 0, 0]
     )
     assert runner._Rings.uniform_program(_cols(queues)) is None
-
-
-def test_independent_streams_built_ahead_give_the_same_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    from cmdqv_lab.scenarios import base
-
-    over = {"cpus": 8, "platform": "d06"}
-    ahead = simulate("host-map-unmap", over, seed=5, count=20_000)
-    built: list[bool] = []
-    orig = base.Scenario.build
-
-    def in_order(self, *a, **k):  # type: ignore[no-untyped-def]
-        cfg, streams = orig(self, *a, **k)
-        built.append(cfg.independent_streams)
-        return dataclasses.replace(cfg, independent_streams=False), streams
-
-    monkeypatch.setattr(base.Scenario, "build", in_order)
-    asked = simulate("host-map-unmap", over, seed=5, count=20_000)
-    assert built == [True], "host-map-unmap's streams are independent: the test would check nothing"
-    assert ahead.metrics == asked.metrics
-
-
-def test_the_input_thread_raises_a_streams_error_at_its_position_and_the_others_go_on() -> None:
-    def src(name: str, n: int, bad_at: int = -1):  # type: ignore[no-untyped-def]
-        for i in range(n):
-            if i == bad_at:
-                raise ValueError(f"{name} broken at {i}")
-            yield (name, i)
-
-    pf = runner._Prefetch({0: src("a", 5), 1: src("b", 6, bad_at=2), 2: src("c", 1)}, depth=1)
-    try:
-        assert list(pf.reader(2)) == [("c", 0)]
-        b = pf.reader(1)
-        assert next(b) == ("b", 0) and next(b) == ("b", 1)
-        with pytest.raises(ValueError, match="b broken at 2"):
-            next(b)
-        assert list(pf.reader(0)) == [("a", i) for i in range(5)]
-        assert list(pf.reader(0)) == []  # the end stays the end
-    finally:
-        pf.close()

@@ -9,7 +9,7 @@ and per-op records as polars frames (:data:`COMMAND_SCHEMA`, :data:`OP_SCHEMA`).
 
 from __future__ import annotations
 
-import collections
+import queue
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -121,9 +121,6 @@ class EngineConfig:
     fixup_queue: int = 0  # the host queue the IRQ thread emulates commands on
     #: (vCPU, its VMM thread) CPU pairs: the thread runs the emulation of the vCPU's exits (engine/vmm.py)
     vmm_threads: tuple[tuple[int, int], ...] = ()
-    #: the streams may be built in any interleaving (:attr:`.Workload.independent`): with several
-    #: issuing CPUs, one thread builds every stream's blocks ahead of the engine
-    independent_streams: bool = False
 
     @property
     def n_issuing(self) -> int:
@@ -319,9 +316,9 @@ class _Rings:
     """Feeds each CPU's input rings (in the engine memory) from its stream (:mod:`.feed`).
 
     A block's columns are made int64 and checked once (:meth:`prepare`), then copied in as often as
-    the rings have room. The streams of the CPUs in ``prefetch`` are read a few blocks ahead by a
-    thread (:class:`_Prefetch`): building the input then overlaps the compiled loop, which runs
-    without the GIL."""
+    the rings have room. With ``prefetch``, CPU ``prefetch``'s stream is read by a thread of its own
+    a few blocks ahead (:class:`_Prefetch`): building the input then overlaps the compiled loop,
+    which runs without the GIL."""
 
     def __init__(
         self,
@@ -329,7 +326,7 @@ class _Rings:
         streams: Sequence[CpuStream],
         n_queues: int,
         n_locks: int,
-        prefetch: Sequence[int] = (),
+        prefetch: int = -1,
         engine_fed: Sequence[int] = (),
     ):
         self.mem = mem
@@ -339,10 +336,9 @@ class _Rings:
             map(partial(self.prepare, c), s) for c, s in enumerate(streams)
         ]
         self.prefetcher: _Prefetch | None = None
-        if prefetch:
-            self.prefetcher = _Prefetch({c: self.sources[c] for c in prefetch})
-            for c in prefetch:
-                self.sources[c] = self.prefetcher.reader(c)
+        if prefetch >= 0:
+            self.prefetcher = _Prefetch(self.sources[prefetch])
+            self.sources[prefetch] = self.prefetcher
         #: per CPU: the block being loaded (its int64 columns and uniform program) and the position reached
         self.pending: list[tuple[Cols, Program | None, int, int, int] | None] = [None] * len(self.sources)
         #: per CPU: the uniform program its rings were last filled with, and how many ops in a row of it
@@ -440,68 +436,47 @@ class _Rings:
         return cols, (self.uniform_program(cols) if blk.repeats_op0 else None)
 
 
-class _Prefetch:
-    """Items of several streams computed by one daemon thread, at most ``depth`` ahead of the reader of
-    each (it goes round the streams, skipping those that are far enough ahead); an exception of a
-    stream is raised to that stream's reader at its position (the other streams go on)."""
+class _Prefetch(Iterator[Prepared]):
+    """Items of ``source`` computed by a daemon thread, at most ``depth`` ahead of the reader; an
+    exception of the source is raised to the reader at its position in the stream."""
 
-    def __init__(self, sources: dict[int, Iterator[Prepared]], depth: int = 2):
-        self._cv = threading.Condition()
-        self._items: dict[int, collections.deque[tuple[Prepared | None, BaseException | None]]] = {
-            c: collections.deque() for c in sources
-        }
-        self._depth = depth
-        self._stop = False
-        threading.Thread(target=self._run, args=(dict(sources),), name="cmdqv-lab-input", daemon=True).start()
+    def __init__(self, source: Iterator[Prepared], depth: int = 2):
+        self._q: queue.Queue[tuple[Prepared | None, BaseException | None]] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._done = False
+        threading.Thread(target=self._run, args=(source,), name="cmdqv-lab-input", daemon=True).start()
 
-    def _room(self, live: dict[int, Iterator[Prepared]]) -> bool:
-        return self._stop or any(len(self._items[c]) < self._depth for c in live)
+    def _put(self, item: tuple[Prepared | None, BaseException | None]) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
 
-    def _run(self, live: dict[int, Iterator[Prepared]]) -> None:
-        while live:
-            with self._cv:
-                self._cv.wait_for(lambda: self._room(live))
-                if self._stop:
+    def _run(self, source: Iterator[Prepared]) -> None:
+        try:
+            for item in source:
+                if not self._put((item, None)):
                     return
-                ready = [c for c in live if len(self._items[c]) < self._depth]
-            for c in ready:
-                try:
-                    item: tuple[Prepared | None, BaseException | None] = (next(live[c]), None)
-                except StopIteration:
-                    item = (None, None)
-                except BaseException as e:  # handed to the reader
-                    item = (None, e)
-                if item[0] is None:  # its end, or its error (the other streams go on)
-                    del live[c]
-                with self._cv:
-                    self._items[c].append(item)
-                    self._cv.notify_all()
+            self._put((None, None))
+        except BaseException as e:  # handed to the reader
+            self._put((None, e))
 
-    def _next(self, c: int) -> Prepared:
-        with self._cv:
-            self._cv.wait_for(lambda: bool(self._items[c]))
-            item, exc = self._items[c].popleft()
-            if item is None:
-                self._items[c].append((None, None))  # the end stays the end
-            self._cv.notify_all()
+    def __next__(self) -> Prepared:
+        if self._done:
+            raise StopIteration
+        item, exc = self._q.get()
         if item is None:
+            self._done = True
             if exc is not None:
                 raise exc
             raise StopIteration
         return item
 
-    def reader(self, c: int) -> Iterator[Prepared]:
-        """Stream ``c``'s items, in order."""
-        while True:
-            try:
-                yield self._next(c)
-            except StopIteration:
-                return
-
     def close(self) -> None:
-        with self._cv:
-            self._stop = True
-            self._cv.notify_all()
+        self._stop.set()
 
 
 _BLOCK_FIELDS = ("t", "nb", "s_kind", "s_a", "s_b", "s_c", "c_opc", "c_svc", "c_flags")
@@ -607,16 +582,19 @@ def run_engine(
     if len(streams) != cfg.n_cpus:
         raise ParamError(f"expected {cfg.n_cpus} CPU streams, got {len(streams)}")
     mem = build_memory(cfg)
-    # One issuing CPU, or independent streams: the input is built by a thread while the engine runs
-    # (otherwise the streams are read in the order the engine asks, as generators may share state)
+    # One issuing CPU: its input is built by a thread while the engine runs (with several, the
+    # streams are read in the order the engine asks, as generators may share state)
     issuing = [c for c in range(cfg.n_cpus) if c != cfg.irq_cpu and all(c not in p for p in cfg.vmm_threads)]
     engine_fed = [cfg.irq_cpu] if cfg.irq_cpu >= 0 else []
     engine_fed += [t for _, t in cfg.vmm_threads]
-    if len(issuing) == 1 or cfg.independent_streams:
-        prefetch = issuing
-    else:
-        prefetch = []
-    rings = _Rings(mem, streams, len(cfg.queues), cfg.n_locks, prefetch=prefetch, engine_fed=engine_fed)
+    rings = _Rings(
+        mem,
+        streams,
+        len(cfg.queues),
+        cfg.n_locks,
+        prefetch=issuing[0] if len(issuing) == 1 else -1,
+        engine_fed=engine_fed,
+    )
     try:
         return _run(cfg, mem, rings, t_wall, event_limit, until_ps)
     finally:

@@ -15,7 +15,6 @@ field defaults, then the platform preset's values, then the overrides.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -100,8 +99,7 @@ class Scenario:
             w, topo, plat, seed=seed, name=self.name, routing=self.routing(p, plat, w),
             prefix_ps=ns(self.prefix_ns(p, plat)),
         )  # fmt: skip
-        cfg = topo.engine_config(plat.costs(), w.ops, open_loop=w.open_loop)
-        return dataclasses.replace(cfg, independent_streams=w.independent), streams
+        return topo.engine_config(plat.costs(), w.ops, open_loop=w.open_loop), streams
 
 
 #: name -> "module" defining it (imported on first use)

@@ -323,9 +323,6 @@ class Workload:
     open_loop: bool = False
     params: dict[str, Any] = field(default_factory=dict)
     ops: tuple[int, ...] | None = None  # ops of each stream, when the generator knows them
-    #: each stream's chunks depend on that stream's own state only (its own random generators), so the
-    #: streams may be built in any interleaving (the engine then builds them ahead in a thread)
-    independent: bool = False
     streams: tuple[Iterator[pl.DataFrame], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

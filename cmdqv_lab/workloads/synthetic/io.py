@@ -145,7 +145,6 @@ def unmap_workload(
         open_loop=open_loop,
         params=p.to_dict(),
         ops=tuple(q * tmpl.n_ops for q in per) if p.mode == "strict" else None,
-        independent=True,  # each stream has its own generators (and flush queue)
     )
 
 
