@@ -564,6 +564,10 @@ def build_memory(cfg: EngineConfig) -> Memory:
     return mem
 
 
+#: Ops below which a one-CPU run reads its stream itself instead of by the input thread.
+PREFETCH_MIN_OPS = 1 << 14
+
+
 def run_engine(
     cfg: EngineConfig,
     streams: Sequence[CpuStream],
@@ -582,9 +586,12 @@ def run_engine(
     if len(streams) != cfg.n_cpus:
         raise ParamError(f"expected {cfg.n_cpus} CPU streams, got {len(streams)}")
     mem = build_memory(cfg)
-    # One issuing CPU: its input is built by a thread while the engine runs (with several, the
-    # streams are read in the order the engine asks, as generators may share state)
+    # One issuing CPU with a long stream: its input is built by a thread while the engine runs (with
+    # several, the streams are read in the order the engine asks, as generators may share state; a
+    # short run, a widget's, is not worth the thread's start and hand-offs)
     issuing = [c for c in range(cfg.n_cpus) if c != cfg.irq_cpu and all(c not in p for p in cfg.vmm_threads)]
+    if len(issuing) == 1 and cfg.quotas[issuing[0]] < PREFETCH_MIN_OPS:
+        issuing = []
     engine_fed = [cfg.irq_cpu] if cfg.irq_cpu >= 0 else []
     engine_fed += [t for _, t in cfg.vmm_threads]
     rings = _Rings(
