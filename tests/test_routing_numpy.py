@@ -1,10 +1,13 @@
-"""The numpy routing and injection of a chunk's rows equal their polars versions, bit for bit.
+"""A chunk's rows routed directly equal its frame routed, bit for bit; numpy injection equals its
+polars version.
 
-:func:`~cmdqv_lab.driver.route_rows.route_rows` (through ``Columns.of``, on chunks and on one
-CPU's frames) against :func:`~cmdqv_lab.driver.routing.route_frame`, and the numpy
+:func:`~cmdqv_lab.driver.route_rows.route_rows` on a chunk's rows (``Columns.of``) against the
+chunk's frame through :func:`~cmdqv_lab.driver.routing.route_frame` (route_rows per CPU, then a
+frame), a frame of two CPUs against each CPU routed alone, and the numpy
 :func:`~cmdqv_lab.workloads.transforms.inject` against its frame version, on random chunks (random
 opcodes, batches with and without CMD_SYNC, SYNC-only batches, ops without commands, empty chunks,
-host rows, SIDs matched or not), and whole guest simulations with the numpy paths on and off.
+host rows, SIDs matched or not), and whole guest simulations with chunks routed as rows and as
+frames. That route_frame still routes as the polars implementation did: ``test_routing_golden.py``.
 """
 
 from __future__ import annotations
@@ -14,18 +17,18 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from cmdqv_lab.device.commands import Opcode
 from cmdqv_lab.driver.route_rows import ROW_POLICIES, applies, route_rows
-from cmdqv_lab.driver.routing import GUEST_ACCEPTED, GUEST_ACCEPTED_2021, POLICIES
+from cmdqv_lab.driver.routing import GUEST_ACCEPTED, GUEST_ACCEPTED_2021, POLICIES, route_frame
 from cmdqv_lab.programs import compile as compile_mod
 from cmdqv_lab.programs.compile import Columns, Routing
 from cmdqv_lab.scenarios.base import simulate
 from cmdqv_lab.workloads import transforms
-from cmdqv_lab.workloads.stream import Chunk, Rows
+from cmdqv_lab.workloads.stream import Chunk, Rows, StreamChunk, as_frame
 
 OPCODES = [int(o) for o in Opcode]
 SYNC = int(Opcode.CMD_SYNC)
@@ -78,10 +81,17 @@ def routings(draw: Any) -> Routing:
     return Routing(draw(st.sampled_from(ROW_POLICIES)), frozenset(int(a) for a in accepted), sids)
 
 
-def columns(chunk: Chunk, routing: Routing, numpy: bool, monkeypatch: pytest.MonkeyPatch) -> Columns:
-    with monkeypatch.context() as m:
-        m.setattr(compile_mod, "NUMPY_ROUTING", numpy)
-        return Columns.of(chunk, routing)
+def via_route_frame(chunk: StreamChunk, routing: Routing) -> Columns:
+    """The chunk's frame routed by route_frame (a frame of host rows only is not routed, as in
+    ``Columns.of``: route_frame would split its batches under split and homogeneous)."""
+    df = as_frame(chunk)
+    if df.height == 0 or bool((df["vm"] < 0).all()):
+        return Columns.of(df, routing)
+    return routed(df, routing)
+
+
+def routed(df: pl.DataFrame, routing: Routing) -> Columns:
+    return Columns.routed(route_frame(df, routing.policy, accepted=routing.accepted, sids=routing.sids))
 
 
 def assert_same(a: Columns, b: Columns) -> None:
@@ -94,38 +104,41 @@ def assert_same(a: Columns, b: Columns) -> None:
 @settings(max_examples=400)
 @given(chunks(), routings())
 def test_numpy_routing_equals_route_frame(chunk: Chunk, routing: Routing) -> None:
-    with pytest.MonkeyPatch.context() as mp:
-        want = columns(chunk, routing, False, mp)
-        assert_same(columns(chunk, routing, True, mp), want)
-        assert_same(columns(chunk.frame(), routing, True, mp), want)  # the same rows as a frame
+    want = via_route_frame(chunk, routing)
+    assert_same(Columns.of(chunk, routing), want)
+    assert_same(Columns.of(chunk.frame(), routing), want)  # the same rows as a frame
 
 
 @settings(max_examples=400)
 @given(chunks(vm=0), st.sampled_from(["split", "homogeneous"]), st.frozensets(st.sampled_from(OPCODES)))
 def test_split_policies_equal_route_frame(chunk: Chunk, policy: str, accepted: frozenset[int]) -> None:
     """Parts by support and by type, their inserted CMD_SYNCs, a closing SYNC joining its run."""
-    with pytest.MonkeyPatch.context() as mp:
-        r = Routing(policy, accepted, {0: [8]})
-        assert_same(columns(chunk, r, True, mp), columns(chunk, r, False, mp))
+    r = Routing(policy, accepted, {0: [8]})
+    assert_same(Columns.of(chunk, r), via_route_frame(chunk, r))
 
 
-def test_homogeneous_splits_tlbis_from_other_commands(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_homogeneous_splits_tlbis_from_other_commands() -> None:
     opc = np.array([Opcode.CMD_TLBI_NH_VA, Opcode.CMD_PREFETCH_CONFIG, Opcode.CMD_SYNC], np.uint8)
     rows = Rows(np.zeros(3, np.int64), np.zeros(3, np.int64), opc, np.zeros(3, np.int8), ("unmap",), {})
     ch = Chunk(rows, 0, 0, 0, 0, np.zeros(1, np.int64))
     r = Routing("homogeneous", frozenset())
-    want = columns(ch, r, False, monkeypatch)
+    want = via_route_frame(ch, r)
     assert want.opcode.tolist() == [int(Opcode.CMD_TLBI_NH_VA), SYNC, int(Opcode.CMD_PREFETCH_CONFIG), SYNC]
-    assert_same(columns(ch, r, True, monkeypatch), want)
+    assert_same(Columns.of(ch, r), want)
 
 
 @settings(max_examples=200)
 @given(chunks(), chunks(), routings())
 def test_frames_of_two_cpus_equal_route_frame(a: Chunk, b: Chunk, routing: Routing) -> None:
-    """A frame of two CPUs (or VMs) is routed by route_frame; one CPU's frame by route_rows."""
+    """A frame of two CPUs (or VMs) routes each CPU's rows as if alone (host rows included)."""
+    assume((a.vm, a.cpu) != (b.vm, b.cpu))
     df = pl.concat([a.frame(), b.frame()])
-    with pytest.MonkeyPatch.context() as mp:
-        assert_same(columns(df, routing, True, mp), columns(df, routing, False, mp))
+    assume(df.height > 0)
+    alone = [routed(x.frame(), routing) for x in (a, b) if x.height]
+    want = Columns(*[np.concatenate([getattr(c, f) for c in alone]) for f in Columns.__dataclass_fields__])
+    assert_same(routed(df, routing), want)
+    if not bool((df["vm"] < 0).all()):
+        assert_same(Columns.of(df, routing), want)
 
 
 @given(chunks(vm=0), st.sampled_from(ROW_POLICIES))
@@ -137,9 +150,8 @@ def test_sync_only_batches(chunk: Chunk, policy: str) -> None:
         ch = Chunk(
             Rows(rows.op, rows.batch, opcode, rows.kind, rows.kinds, rows.fields), 0, 0, 0, 0, chunk.t_ps
         )
-        with pytest.MonkeyPatch.context() as mp:
-            r = Routing(policy, GUEST_ACCEPTED)
-            assert_same(columns(ch, r, True, mp), columns(ch, r, False, mp))
+        r = Routing(policy, GUEST_ACCEPTED)
+        assert_same(Columns.of(ch, r), via_route_frame(ch, r))
 
 
 def test_empty_and_host_chunks_take_the_host_path() -> None:
@@ -181,17 +193,17 @@ GUEST_RUNS = [
 
 
 @pytest.mark.parametrize(("scenario", "params"), GUEST_RUNS)
-def test_guest_simulations_equal_with_and_without_numpy(
+def test_guest_simulations_equal_with_chunks_as_rows_and_as_frames(
     scenario: str, params: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fast = simulate(scenario, {"platform": "grace", **params}, seed=3, count=300)
-    monkeypatch.setattr(compile_mod, "NUMPY_ROUTING", False)
+    monkeypatch.setattr(compile_mod, "applies", lambda policy, batch: False)  # chunks routed as frames
     monkeypatch.setattr(transforms, "_runs", lambda op: False)
     slow = simulate(scenario, {"platform": "grace", **params}, seed=3, count=300)
     assert fast.metrics == slow.metrics
 
 
-def test_a_sid_listed_twice_matches_once(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_sid_listed_twice_matches_once() -> None:
     opc = np.array([Opcode.CMD_TLBI_NH_VA, Opcode.CMD_ATC_INV, Opcode.CMD_SYNC], np.uint8)
     sid = (np.array([0, 8, 0], np.int64), np.array([False, True, False]))
     rows = Rows(
@@ -199,6 +211,6 @@ def test_a_sid_listed_twice_matches_once(monkeypatch: pytest.MonkeyPatch) -> Non
     )
     ch = Chunk(rows, 0, 0, 0, 0, np.zeros(1, np.int64))
     r = Routing("scan", GUEST_ACCEPTED, {0: [8, 8]})
-    want = columns(ch, r, False, monkeypatch)
+    want = via_route_frame(ch, r)
     assert want.opcode.size == 3 and (want.path == 1).all()
-    assert_same(columns(ch, r, True, monkeypatch), want)
+    assert_same(Columns.of(ch, r), want)

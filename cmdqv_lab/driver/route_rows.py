@@ -1,15 +1,16 @@
 """Routing of one CPU's chunk held as numpy columns: every policy of a guest driver.
 
-What :func:`~cmdqv_lab.driver.routing.route_frame` does to the rows of one issuing CPU (one ``vm``,
-one ``cpu``, batches as runs of equal ``batch`` values), with whole-array operations instead of a
-polars frame: a guest's batch goes to its VCMDQ or the trapped way as a whole (``first-opcode``,
-``scan``, ``rely-hw-sync``, ``scan-fanout``, ``all-trap``, ``all-vcmdq``) or is split into runs, each
-closed by an inserted CMD_SYNC (``split``, ``homogeneous``); ``rely-hw-sync`` drops the CMD_SYNC
-closing a VCMDQ batch and ``scan-fanout`` adds a waited CMD_SYNC on the other path the issuer used
-since its previous waited one. A command is *supported* when the VCMDQ accepts its opcode
-(``accepted``) and, for the opcodes of :data:`~cmdqv_lab.driver.routing.SID_OPCODES`, when its SID
-is one the VM's VINTF SID pairs match (``sids``). The result equals ``route_frame``'s row for row
-(``tests/test_routing_numpy.py``); frames of several CPUs stay with ``route_frame``.
+The one implementation of routing (:func:`~cmdqv_lab.driver.routing.route_frame` routes a frame by
+calling it on each issuing CPU's rows): the rows of one CPU (one ``vm``, one ``cpu``, batches as runs
+of equal ``batch`` values), with whole-array operations. A guest's batch goes to its VCMDQ or the
+trapped way as a whole (``first-opcode``, ``scan``, ``rely-hw-sync``, ``scan-fanout``, ``all-trap``,
+``all-vcmdq``) or is split into runs, each closed by an inserted CMD_SYNC (``split``,
+``homogeneous``); ``rely-hw-sync`` drops the CMD_SYNC closing a VCMDQ batch and ``scan-fanout`` adds
+a waited CMD_SYNC on the other path the issuer used since its previous waited one. A command is
+*supported* when the VCMDQ accepts its opcode (``accepted``) and, for the opcodes of
+:data:`~cmdqv_lab.driver.routing.SID_OPCODES`, when its SID is one the VM's VINTF SID pairs match
+(``sids``). ``tests/test_routing_golden.py`` holds the outputs of the former polars ``route_frame``,
+which this reproduces.
 
 >>> from cmdqv_lab.device.commands import Opcode as O
 >>> opc = np.array([O.CMD_TLBI_NH_VA, O.CMD_CFGI_CD, O.CMD_SYNC, O.CMD_TLBI_NH_VA, O.CMD_SYNC])
@@ -51,6 +52,8 @@ class RoutedRows:
     path: np.ndarray  # int64: PATH_*
     wait: np.ndarray  # the issuer waits for the part's final CMD_SYNC
     illegal: np.ndarray  # routed to a VCMDQ that will raise ILL on it
+    supported: np.ndarray  # legal on a guest-owned VCMDQ (opcode and SID; an inserted SYNC: True)
+    inserted: np.ndarray  # a CMD_SYNC the policy added
 
 
 def applies(policy: str, batch: np.ndarray) -> bool:
@@ -83,7 +86,8 @@ def route_rows(
     sids: Mapping[int, Iterable[int]] | None = None,
     sid: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> RoutedRows:
-    """Route the rows of one CPU of VM ``vm`` (``vm < 0``: the host) under ``policy``.
+    """Route the rows of one CPU of VM ``vm`` (``vm < 0``: the host, every part takes the ``host``
+    path; ``split`` and ``homogeneous`` still split its batches, as they do a guest's) under ``policy``.
 
     ``batch`` never decreases (:func:`applies`); ``sync[i]``: row ``i``'s batch ends with a CMD_SYNC
     the issuer waits for. ``accepted`` defaults to :data:`~cmdqv_lab.driver.routing.GUEST_ACCEPTED`;
@@ -96,9 +100,10 @@ def route_rows(
     n = opc.size
     sync = np.asarray(sync, bool)
     take = np.arange(n, dtype=np.int64)
-    if n == 0 or vm < 0:  # host rows: their batches go whole to the host queue
-        return RoutedRows(take, opc, np.zeros(n, np.int64), np.full(n, PATH_HOST, np.int64), sync.copy(),
-                          np.zeros(n, bool))  # fmt: skip
+    if n == 0:
+        none = np.zeros(0, bool)
+        return RoutedRows(take, opc, take.copy(), take.copy(), sync.copy(), none, none.copy(), none.copy())
+    host = vm < 0
     acc = _opcode_set(GUEST_ACCEPTED if accepted is None else accepted)
     supported = acc[opc]
     if sids is not None:
@@ -115,7 +120,9 @@ def route_rows(
     starts = np.flatnonzero(np.r_[True, last[:-1]])
     run = np.cumsum(np.r_[True, last[:-1]]) - 1
     tail = sync & last
-    if policy == "first-opcode":  # the patch looked at cmds[0]'s opcode only (a lone SYNC is trapped)
+    if host:  # the host's batches go to its own queue (a guest VCMDQ's support does not matter)
+        to_vcmdq = np.zeros(n, bool)
+    elif policy == "first-opcode":  # the patch looked at cmds[0]'s opcode only (a lone SYNC is trapped)
         acc_no_sync = acc.copy()
         acc_no_sync[_SYNC] = False
         to_vcmdq = acc_no_sync[opc[starts]][run]
@@ -123,12 +130,14 @@ def route_rows(
         to_vcmdq = np.zeros(n, bool)
     elif policy == "all-vcmdq":
         to_vcmdq = np.ones(n, bool)
-    elif policy in ("split", "homogeneous"):
-        return _split(opc, supported, tail, sync, starts, run, last, by_class=policy == "homogeneous")
     else:  # scan, rely-hw-sync, scan-fanout: the whole batch must be supported (its tail SYNC aside)
         bad = np.add.reduceat((~(supported | tail)).astype(np.int64), starts)
         to_vcmdq = (bad == 0)[run]
-    path = np.where(to_vcmdq, PATH_VCMDQ, PATH_TRAP).astype(np.int64)
+    if policy in ("split", "homogeneous"):
+        return _split(
+            opc, supported, tail, sync, starts, run, last, by_class=policy == "homogeneous", host=host
+        )
+    path = np.where(host, PATH_HOST, np.where(to_vcmdq, PATH_VCMDQ, PATH_TRAP)).astype(np.int64)
     part = np.zeros(n, np.int64)
     wait = sync.copy()
     if policy == "rely-hw-sync":  # VCMDQ batches drop their SYNC: nobody waits, completion unobservable
@@ -137,7 +146,8 @@ def route_rows(
         wait = sync[keep] & ~to_vcmdq[keep]
     elif policy == "scan-fanout":
         return _fanout(take, opc, path, wait, supported, tail, starts, last)
-    return RoutedRows(take, opc, part, path, wait, (path == PATH_VCMDQ) & ~supported)
+    return RoutedRows(take, opc, part, path, wait, (path == PATH_VCMDQ) & ~supported, supported,
+                      np.zeros(take.size, bool))  # fmt: skip
 
 
 def _fanout(
@@ -151,7 +161,7 @@ def _fanout(
     last: np.ndarray,
 ) -> RoutedRows:
     """After each batch closed by a waited CMD_SYNC, a waited CMD_SYNC (part 1) on the other path if
-    the issuer used it since its previous waited SYNC (within this chunk, as ``route_frame``)."""
+    the issuer used it since its previous waited SYNC (within these rows)."""
     ends = np.flatnonzero(last)
     waited = np.logical_or.reduceat(tail & wait, starts)
     bpath = path[starts]
@@ -163,19 +173,21 @@ def _fanout(
     ins = waited & other_used
     illegal = (path == PATH_VCMDQ) & ~supported
     if not ins.any():
-        return RoutedRows(take, opc, np.zeros(opc.size, np.int64), path, wait, illegal)
+        return RoutedRows(take, opc, np.zeros(opc.size, np.int64), path, wait, illegal, supported,
+                          np.zeros(opc.size, bool))  # fmt: skip
     extra = np.zeros(opc.size, np.int64)
     extra[ends[ins]] = 1
     out = np.repeat(take, 1 + extra)
     new = np.zeros(out.size, bool)
     new[1:] = out[1:] == out[:-1]
     src = out  # the input rows are take itself (no row was dropped)
-    o_opc, o_path, o_wait, o_ill = opc[src], path[src], wait[src], illegal[src]
+    o_opc, o_path, o_wait, o_ill, o_sup = opc[src], path[src], wait[src], illegal[src], supported[src]
     o_opc[new] = _SYNC
+    o_sup[new] = True
     o_path[new] = np.where(o_path[new] == PATH_VCMDQ, PATH_TRAP, PATH_VCMDQ)
     o_wait[new] = True
     o_ill[new] = False
-    return RoutedRows(out, o_opc, new.astype(np.int64), o_path, o_wait, o_ill)
+    return RoutedRows(out, o_opc, new.astype(np.int64), o_path, o_wait, o_ill, o_sup, new)
 
 
 def _split(
@@ -188,11 +200,12 @@ def _split(
     last: np.ndarray,
     *,
     by_class: bool,
+    host: bool,
 ) -> RoutedRows:
     """Split each batch into runs of supported and unsupported commands (and, ``homogeneous``, of one
     coarse type); a part goes the way of its first command (the batch's closing SYNC joins the run
     before it); every part but a batch's last is closed by an inserted CMD_SYNC, waited on if the
-    batch is."""
+    batch is (the host's parts all take the ``host`` path)."""
     n = opc.size
     first = np.zeros(n, bool)
     first[starts] = True
@@ -204,18 +217,23 @@ def _split(
     cs = np.cumsum(change)
     part = cs - cs[starts][run]
     part_start = np.flatnonzero(change)
-    path = np.where(supported | tail, PATH_VCMDQ, PATH_TRAP)[part_start][cs - 1].astype(np.int64)
+    if host:
+        path = np.full(n, PATH_HOST, np.int64)
+    else:
+        path = np.where(supported | tail, PATH_VCMDQ, PATH_TRAP)[part_start][cs - 1].astype(np.int64)
     last_part = part[last][run]
     wait = np.logical_or.reduceat(sync, starts)[run]
     illegal = (path == PATH_VCMDQ) & ~supported
     part_end = np.r_[change[1:], True]
     extra = (part_end & (part < last_part)).astype(np.int64)
     if not extra.any():
-        return RoutedRows(np.arange(n, dtype=np.int64), opc, part, path, wait, illegal)
+        return RoutedRows(np.arange(n, dtype=np.int64), opc, part, path, wait, illegal, supported,
+                          np.zeros(n, bool))  # fmt: skip
     take = np.repeat(np.arange(n, dtype=np.int64), 1 + extra)
     new = np.zeros(take.size, bool)
     new[1:] = take[1:] == take[:-1]
-    o_opc, o_ill = opc[take], illegal[take]
+    o_opc, o_ill, o_sup = opc[take], illegal[take], supported[take]
     o_opc[new] = _SYNC
     o_ill[new] = False
-    return RoutedRows(take, o_opc, part[take], path[take], wait[take], o_ill)
+    o_sup[new] = True
+    return RoutedRows(take, o_opc, part[take], path[take], wait[take], o_ill, o_sup, new)

@@ -21,19 +21,24 @@ Commands the VCMDQ cannot take must go the trapped way (the emulated vSMMU, then
 
 :func:`route_frame` adds to a workload frame (:mod:`cmdqv_lab.workloads.stream`) the columns of
 :data:`ROUTE_COLUMNS`; inserted SYNC rows have ``inserted`` set. Host rows (``vm == -1``) always
-take the ``host`` path.
+take the ``host`` path. The routing itself is :func:`~cmdqv_lab.driver.route_rows.route_rows`, on
+each issuing CPU's rows.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import polars as pl
 
 from cmdqv_lab.device.commands import CFGI_OPCODES, TLBI_OPCODES, Opcode
 from cmdqv_lab.errors import ParamError
-from cmdqv_lab.workloads.stream import WORKLOAD_SCHEMA
+from cmdqv_lab.workloads.stream import FIELD_COLUMNS, WORKLOAD_SCHEMA
+
+if TYPE_CHECKING:
+    from cmdqv_lab.driver.route_rows import RoutedRows
 
 POLICIES = (
     "first-opcode",
@@ -84,7 +89,6 @@ def opcode_class(op: int) -> str:
     return "other"
 
 
-_CLASS = {int(o): i for i, o in enumerate(Opcode)}
 _CLASS_ID = {int(o): ["tlbi", "cfgi", "atc", "sync", "other"].index(opcode_class(int(o))) for o in Opcode}
 
 
@@ -98,189 +102,92 @@ def route_frame(
     """Route every batch of ``df`` under ``policy``; returns rows in issue order with routing columns.
 
     ``sids[vm]`` are the guest SIDs matched by the VM's VINTF SID pairs (default: every SID matches).
+    The routing is :func:`route_columns`'s; the rows keep ``df``'s order, an inserted CMD_SYNC
+    following the row it is inserted after and copying its ``cpu``, ``vm``, ``op``, ``batch``,
+    ``t_ps`` and ``kind``, its fields null.
     """
+    from cmdqv_lab.driver.route_rows import PATH_CODES  # route_rows imports this module's constants
+
+    base = df.select([pl.col(c).cast(t) for c, t in WORKLOAD_SCHEMA.items()])
+    r, sync = route_columns(base, policy, accepted=accepted, sids=sids)
+    ins = pl.Series(r.inserted)
+    names = np.empty(len(PATH_CODES), object)
+    names[list(PATH_CODES.values())] = list(PATH_CODES)
+    out = base[r.take].with_columns(
+        pl.Series("opcode", r.opcode).cast(pl.UInt8),
+        pl.Series("sync", sync),
+        *[pl.when(ins).then(None).otherwise(pl.col(c)).alias(c) for c in FIELD_COLUMNS],
+        pl.Series("path", names[r.path], pl.String),
+        pl.Series("part", r.part),
+        pl.Series("inserted", r.inserted),
+        pl.Series("supported", r.supported),
+        pl.Series("illegal", r.illegal),
+        pl.Series("wait", r.wait),
+    )
+    types: dict[str, Any] = {**WORKLOAD_SCHEMA, **ROUTE_COLUMNS}
+    return out.select([pl.col(c).cast(types[c]) for c in [*WORKLOAD_SCHEMA, *ROUTE_COLUMNS]])
+
+
+def route_columns(
+    df: pl.DataFrame,
+    policy: str,
+    *,
+    accepted: Iterable[int] = GUEST_ACCEPTED,
+    sids: Mapping[int, Iterable[int]] | None = None,
+) -> tuple[RoutedRows, np.ndarray]:
+    """:func:`route_frame` as numpy columns: the routed rows (``take``: the row of ``df``, an
+    inserted CMD_SYNC's the row it follows) and each one's ``sync``.
+
+    Reads ``cpu``, ``vm``, ``batch``, ``sync``, ``opcode`` and ``sid``. Each issuing CPU's (``vm``,
+    ``cpu``) rows are routed by :func:`~cmdqv_lab.driver.route_rows.route_rows`, a batch being its
+    CPU's rows of one ``batch`` value (a run or not); the rows keep ``df``'s order, an inserted
+    CMD_SYNC after the last row of the part it closes (or, ``scan-fanout``, of the batch it
+    follows). ``sync`` is ``df``'s, except that ``split`` and ``homogeneous`` set it per part (a
+    part ends with a CMD_SYNC unless it is the last part of a batch without one) and that an
+    inserted CMD_SYNC has it.
+    """
+    from cmdqv_lab.driver.route_rows import RoutedRows, route_rows  # it imports this module's constants
+
     if policy not in POLICIES:
         raise ParamError(f"policy={policy!r} is not allowed: one of {', '.join(POLICIES)}")
-    acc = sorted({int(a) for a in accepted})
-    acc_no_sync = [a for a in acc if a != _SYNC]
-    sid_opcodes = [int(o) for o in SID_OPCODES]
-    df = df.with_row_index("_row")
-    if sids is not None:
-        pairs = pl.DataFrame(
-            sorted({(vm, int(s)) for vm, ss in sids.items() for s in ss}),  # a SID listed twice matches once
-            schema={"vm": pl.Int32, "sid": pl.Int64},
-            orient="row",
-        ).with_columns(pl.lit(True).alias("_sid_ok"))
-        df = df.join(pairs, on=["vm", "sid"], how="left").with_columns(pl.col("_sid_ok").fill_null(False))
-        df = df.sort("_row")
-    else:
-        df = df.with_columns(pl.lit(True).alias("_sid_ok"))
-    sid_ok = ~pl.col("opcode").is_in(sid_opcodes) | pl.col("_sid_ok")
-    host = pl.col("vm") < 0
-    key = ["cpu", "vm", "batch"]
-    df = df.with_columns(
-        (pl.col("opcode").is_in(acc) & sid_ok).alias("supported"),
-        (pl.col("sync") & (pl.int_range(pl.len()).over(key) == pl.len().over(key) - 1)).alias("_tail"),
-    )
-    body_ok = (pl.col("supported") | pl.col("_tail")).all().over(key)
-    first_ok = pl.col("opcode").is_in(acc_no_sync).first().over(key)  # the patch looked at the opcode only
-    if policy in ("first-opcode",):
-        to_vcmdq = first_ok
-    elif policy in ("scan", "rely-hw-sync", "scan-fanout"):
-        to_vcmdq = body_ok
-    elif policy == "all-trap":
-        to_vcmdq = pl.lit(False)
-    elif policy == "all-vcmdq":
-        to_vcmdq = pl.lit(True)
-    else:
-        to_vcmdq = pl.col("supported")  # per run, below
-    df = df.with_columns(
-        pl.when(host)
-        .then(pl.lit("host"))
-        .when(to_vcmdq)
-        .then(pl.lit("vcmdq"))
-        .otherwise(pl.lit("trap"))
-        .alias("path")
-    )
-    if policy in ("split", "homogeneous"):
-        df = _split(df, key, by_class=policy == "homogeneous")
-    else:
-        df = df.with_columns(
-            pl.lit(0, pl.Int32).alias("part"), pl.lit(False).alias("inserted"), pl.col("sync").alias("wait")
-        )
-    if policy == "rely-hw-sync":  # VCMDQ parts drop their SYNC: nobody waits, completion unobservable
-        drop = (pl.col("path") == "vcmdq") & pl.col("_tail")
-        df = df.filter(~drop).with_columns(
-            pl.when(pl.col("path") == "vcmdq").then(False).otherwise(pl.col("wait")).alias("wait")
-        )
-    if policy == "scan-fanout":
-        df = _fanout(df)
-    df = df.with_columns(((pl.col("path") == "vcmdq") & ~pl.col("supported")).alias("illegal"))
-    cols = list(WORKLOAD_SCHEMA) + list(ROUTE_COLUMNS)
-    types: dict[str, Any] = {**WORKLOAD_SCHEMA, **ROUTE_COLUMNS}
-    return df.select([pl.col(c).cast(types[c]) for c in cols])
+    acc = frozenset(int(a) for a in accepted)
+    cols = {c: df[c].cast(WORKLOAD_SCHEMA[c]) for c in ("cpu", "vm", "batch", "sync", "opcode", "sid")}
+    nulls = [c for c, v in cols.items() if c != "sid" and v.null_count()]
+    if nulls:
+        raise ParamError(f"route_frame: null values in {', '.join(nulls)}")
+    vm, cpu, batch = cols["vm"].to_numpy(), cols["cpu"].to_numpy(), cols["batch"].to_numpy()
+    opcode, sync = cols["opcode"].to_numpy(), cols["sync"].to_numpy()
+    sid_values, sid_valid = cols["sid"].fill_null(0).to_numpy(), cols["sid"].is_not_null().to_numpy()
+    if df.height == 0:
+        return route_rows(opcode, batch, sync, policy, vm=0), sync.copy()
+    cpu_key = (vm.astype(np.int64) << 32) | (cpu.astype(np.int64) & 0xFFFFFFFF)
+    _, group = np.unique(cpu_key, return_inverse=True)
+    pieces = []
+    for g in range(int(group.max()) + 1):
+        rows = np.flatnonzero(group == g)
+        # a batch is its CPU's rows of one value: make each a run, ordered by its last row (the
+        # order scan-fanout sees batches in)
+        _, b = np.unique(batch[rows], return_inverse=True)
+        end = np.zeros(int(b.max()) + 1, np.int64)
+        np.maximum.at(end, b, np.arange(rows.size))
+        order = np.argsort(end[b], kind="stable")
+        rows, run = rows[order], end[b][order]
 
+        def sid(rows: np.ndarray = rows) -> tuple[np.ndarray, np.ndarray]:
+            return sid_values[rows], sid_valid[rows]
 
-def _split(df: pl.DataFrame, key: list[str], by_class: bool) -> pl.DataFrame:
-    """Split batches into runs (by support, and by type for ``homogeneous``); close runs with SYNCs."""
-    cls = pl.col("opcode").replace_strict(_CLASS_ID, return_dtype=pl.Int8)
-    # the trailing SYNC joins the run before it; a body SYNC (rare) forms runs like any command
-    sig = (
-        pl.when(pl.col("_tail"))
-        .then(None)
-        .otherwise(pl.col("supported").cast(pl.Int8) * 16 + (cls if by_class else pl.lit(0, pl.Int8)))
-    )
-    df = df.with_columns(sig.forward_fill().over(key).fill_null(-1).alias("_sig"))
-    df = df.with_columns(
-        (pl.col("_sig") != pl.col("_sig").shift(1).over(key))
-        .fill_null(True)
-        .cum_sum()
-        .over(key)
-        .cast(pl.Int32)
-        .sub(1)
-        .alias("part")
-    )
-    df = df.with_columns(
-        pl.when(pl.col("vm") < 0)
-        .then(pl.lit("host"))
-        .when(pl.col("supported") | pl.col("_tail"))
-        .then(pl.lit("vcmdq"))
-        .otherwise(pl.lit("trap"))
-        .alias("path"),
-    )
-    # a part's path is that of its first command (the tail SYNC follows its run)
-    df = df.with_columns(pl.col("path").first().over([*key, "part"]).alias("path"))
-    # every part followed by another part of its batch is closed by an inserted CMD_SYNC; the last
-    # part keeps the batch's own trailing SYNC (if the batch had one)
-    df = df.with_columns(
-        pl.col("part").max().over(key).alias("_last"), pl.col("sync").any().over(key).alias("wait")
-    )
-    needs = (
-        df.group_by([*key, "part"], maintain_order=True)
-        .agg(
-            pl.col("_row").max().alias("_after"),
-            pl.all().exclude("_row", "_tail").last(),
-        )
-        .filter(pl.col("part") < pl.col("_last"))
-    )
-    ins = needs.with_columns(
-        pl.col("_after").alias("_row"),
-        pl.lit(_SYNC, pl.UInt8).alias("opcode"),
-        pl.lit(True).alias("supported"),
-        pl.lit(True).alias("_tail"),
-        pl.lit(True).alias("inserted"),
-        *[
-            pl.lit(None, WORKLOAD_SCHEMA[c]).alias(c)
-            for c in (
-                "vmid",
-                "asid",
-                "sid",
-                "ssid",
-                "addr",
-                "num",
-                "scale",
-                "tg",
-                "ttl",
-                "leaf",
-                "size",
-                "range",
-            )
-        ],
-    ).drop("_after")
-    df = df.with_columns(pl.lit(False).alias("inserted"))
-    ins = ins.select(df.columns)
-    out = pl.concat(
-        [
-            df.with_columns(pl.lit(0, pl.Int8).alias("_ord")),
-            ins.with_columns(pl.lit(1, pl.Int8).alias("_ord")),
-        ]
-    )
-    out = out.sort("_row", "_ord").drop("_ord")
-    # per part: it ends with a CMD_SYNC unless it is the last part of a batch without one
-    return out.with_columns((pl.col("part") < pl.col("_last")).or_(pl.col("wait")).alias("sync")).drop(
-        "_last"
-    )
-
-
-def _fanout(df: pl.DataFrame) -> pl.DataFrame:
-    """After each part that ends with a waited CMD_SYNC, insert a waited CMD_SYNC (one part each) on
-    every other path the issuer used since its previous waited SYNC."""
-    parts = (
-        df.group_by(["vm", "cpu", "batch", "part"], maintain_order=True)
-        .agg(
-            pl.col("_row").max().alias("_after"),
-            (pl.col("_tail") & pl.col("wait")).any().alias("_waited"),
-            pl.all().exclude("_row", "_tail", "vm", "cpu", "batch", "part").last(),
-        )
-        .sort("_after")
-    )
-    extra: list[dict[str, object]] = []
-    dirty: dict[tuple[int, int], set[str]] = {}
-    for r in parts.iter_rows(named=True):
-        used = dirty.setdefault((r["vm"], r["cpu"]), set())
-        used.add(r["path"])
-        if r["_waited"]:
-            for i, other in enumerate(sorted(used - {r["path"]})):
-                extra.append({**r, "path": other, "part": r["part"] + 1 + i})
-            used.clear()
-    if not extra:
-        return df
-    ins = pl.DataFrame(extra).with_columns(
-        pl.col("_after").alias("_row"),
-        pl.lit(_SYNC, pl.UInt8).alias("opcode"),
-        pl.lit(True).alias("supported"),
-        pl.lit(True).alias("_tail"),
-        pl.lit(True).alias("inserted"),
-        pl.lit(True).alias("sync"),
-        pl.lit(True).alias("wait"),
-        *[pl.lit(None, WORKLOAD_SCHEMA[c]).alias(c) for c in ("vmid", "asid", "sid", "ssid", "addr", "num", "scale",
-                                                               "tg", "ttl", "leaf", "size", "range")],
-    )  # fmt: skip
-    ins = ins.select([pl.col(c).cast(df.schema[c]) for c in df.columns])
-    out = pl.concat(
-        [
-            df.with_columns(pl.lit(0, pl.Int8).alias("_ord")),
-            ins.with_columns(pl.lit(1, pl.Int8).alias("_ord")),
-        ]
-    )
-    return out.sort("_row", "_ord", maintain_order=True).drop("_ord")
+        r = route_rows(opcode[rows], run, sync[rows], policy, vm=int(vm[rows[0]]), accepted=acc, sids=sids,
+                       sid=sid)  # fmt: skip
+        out_sync = sync[rows][r.take]
+        if policy in ("split", "homogeneous"):  # per part: closed by a CMD_SYNC unless the batch's last
+            rr = run[r.take]
+            new_batch = np.r_[True, rr[1:] != rr[:-1]]
+            last_part = np.maximum.reduceat(r.part, np.flatnonzero(new_batch))[np.cumsum(new_batch) - 1]
+            out_sync = (r.part < last_part) | r.wait
+        pieces.append((rows[r.take], r.opcode, r.part, r.path, r.wait, r.illegal, r.supported, r.inserted,
+                       out_sync | r.inserted))  # fmt: skip
+    take, opc, part, path, wait, illegal, supported, inserted, out_sync = map(np.concatenate, zip(*pieces))
+    order = np.argsort(take * 2 + inserted, kind="stable")  # df's order, an inserted SYNC after its row
+    routed = RoutedRows(take[order], opc[order], part[order], path[order], wait[order], illegal[order],
+                        supported[order], inserted[order])  # fmt: skip
+    return routed, out_sync[order]

@@ -2,11 +2,11 @@
 
 Every scenario's stream reaches the engine through :func:`compile_streams`. A chunk of one CPU's
 stream (:data:`~cmdqv_lab.workloads.stream.StreamChunk`) is routed (guests: :class:`Routing`, i.e.
-:func:`~cmdqv_lab.driver.route_rows.route_rows` on one CPU's numpy rows, else
-:func:`~cmdqv_lab.driver.routing.route_frame`; host rows always take the ``host`` path) and each op
-becomes a list of steps (:mod:`cmdqv_lab.engine.stream`). Each op may start with ``prefix_ps`` of
-CPU work (e.g. ``guest_unmap_ns``: part of the measured unmap latency); then each *part* of a batch
-becomes, by its path:
+:func:`~cmdqv_lab.driver.route_rows.route_rows` on one CPU's numpy rows, directly or, for a frame,
+on each CPU's rows through :func:`~cmdqv_lab.driver.routing.route_columns`; host rows always take
+the ``host`` path) and each op becomes a list of steps (:mod:`cmdqv_lab.engine.stream`). Each op
+may start with ``prefix_ps`` of CPU work (e.g. ``guest_unmap_ns``: part of the measured unmap
+latency); then each *part* of a batch becomes, by its path:
 
 ``host`` part
     one batch on the CPU's host queue (its :class:`~cmdqv_lab.programs.topology.Route`).
@@ -37,15 +37,8 @@ import numpy as np
 import polars as pl
 
 from cmdqv_lab.device.commands import Opcode
-from cmdqv_lab.driver.route_rows import (
-    PATH_CODES,
-    PATH_TRAP,
-    PATH_VCMDQ,
-    ROW_POLICIES,
-    applies,
-    route_rows,
-)
-from cmdqv_lab.driver.routing import route_frame
+from cmdqv_lab.driver.route_rows import PATH_CODES, PATH_TRAP, PATH_VCMDQ, applies, route_rows
+from cmdqv_lab.driver.routing import route_columns
 from cmdqv_lab.engine.layout import (
     CMD_ILLEGAL,
     CNT_NONE,
@@ -57,12 +50,9 @@ from cmdqv_lab.errors import ParamError
 from cmdqv_lab.platform import Platform
 from cmdqv_lab.programs.topology import Route, Topology
 from cmdqv_lab.rng import stream as rng_stream
-from cmdqv_lab.workloads.stream import WORKLOAD_SCHEMA, Chunk, Period, StreamChunk, Workload, as_frame
+from cmdqv_lab.workloads.stream import Chunk, Period, StreamChunk, Workload, as_frame
 
 SYNC = int(Opcode.CMD_SYNC)
-#: Route guest chunks held as numpy rows without polars where the policy allows (tests turn it off
-#: to compare with :func:`~cmdqv_lab.driver.routing.route_frame`).
-NUMPY_ROUTING = True
 #: Distributions of durations: name -> coefficient of variation.
 DISTRIBUTIONS = {"deterministic": 0.0, "uniform": 1 / (2 * 3**0.5), "exponential": 1.0}
 
@@ -74,9 +64,6 @@ class Routing:
     policy: str
     accepted: frozenset[int]
     sids: Mapping[int, Sequence[int]] | None = None  # vm -> SIDs its VINTF's SID pairs match
-
-    def route(self, df: pl.DataFrame) -> pl.DataFrame:
-        return route_frame(df, self.policy, accepted=self.accepted, sids=self.sids)
 
 
 @dataclass(frozen=True)
@@ -95,10 +82,9 @@ class Columns:
     def of(cls, chunk: StreamChunk, routing: Routing | None) -> Columns:
         """Route ``chunk`` (host rows need no routing: their batches go whole to the host queue).
 
-        One CPU's rows (a :class:`Chunk`, or a frame of one CPU) are routed on numpy columns
-        (:func:`~cmdqv_lab.driver.route_rows.route_rows`); other frames (several CPUs, batches not
-        as runs, columns of other types or with nulls) go through
-        :func:`~cmdqv_lab.driver.routing.route_frame`."""
+        A :class:`Chunk` whose batches are runs is routed on its numpy rows
+        (:func:`~cmdqv_lab.driver.route_rows.route_rows`); a frame (or a chunk with batches not as
+        runs) by :func:`~cmdqv_lab.driver.routing.route_columns` (route_rows on each CPU's rows)."""
         if isinstance(chunk, Chunk) and (routing is None or chunk.vm < 0 or chunk.height == 0):
             rows = chunk.rows
             n = rows.opcode.size
@@ -108,7 +94,7 @@ class Columns:
                        np.zeros(n, np.int64), rows.sync(), np.zeros(n, bool))  # fmt: skip
         if isinstance(chunk, Chunk):
             assert routing is not None
-            if NUMPY_ROUTING and applies(routing.policy, chunk.rows.batch):
+            if applies(routing.policy, chunk.rows.batch):
                 return cls._of_rows(chunk, routing)
         df = as_frame(chunk)
         host = routing is None or bool((df["vm"] < 0).all())
@@ -117,11 +103,10 @@ class Columns:
             return cls(df["op"].to_numpy(), df["t_ps"].to_numpy(), df["opcode"].to_numpy().astype(np.int64),
                        df["batch"].to_numpy(), np.zeros(n, np.int64), df["sync"].to_numpy(), np.zeros(n, bool))  # fmt: skip
         assert routing is not None
-        if NUMPY_ROUTING and routing.policy in ROW_POLICIES:
-            cols = cls._of_frame(df, routing)
-            if cols is not None:
-                return cols
-        return cls.routed(routing.route(df))
+        r, _ = route_columns(df, routing.policy, accepted=routing.accepted, sids=routing.sids)
+        batch = df["batch"].cast(pl.Int64).to_numpy()[r.take]
+        return cls(df["op"].cast(pl.Int64).to_numpy()[r.take], df["t_ps"].cast(pl.Int64).to_numpy()[r.take],
+                   r.opcode, (batch << 8) + r.part, r.path, r.wait, r.illegal)  # fmt: skip
 
     @classmethod
     def _of_rows(cls, chunk: Chunk, routing: Routing) -> Columns:
@@ -139,28 +124,6 @@ class Columns:
         batch = (rows.batch[r.take] + chunk.batch0).astype(np.int64)
         return cls((op + chunk.op0).astype(np.int64), np.asarray(chunk.t_ps, np.int64)[op], r.opcode,
                    (batch << 8) + r.part, r.path, r.wait, r.illegal)  # fmt: skip
-
-    @classmethod
-    def _of_frame(cls, df: pl.DataFrame, routing: Routing) -> Columns | None:
-        """A frame of one CPU's rows (one ``vm``, one ``cpu``, batches as runs, the columns routing
-        reads of the schema's types and without nulls) routed on its numpy columns; ``None`` for any
-        other frame."""
-        need = ("cpu", "vm", "op", "batch", "t_ps", "sync", "opcode")
-        if any(df.schema[c] != WORKLOAD_SCHEMA[c] or df[c].null_count() for c in need):
-            return None
-        if df.schema["sid"] != WORKLOAD_SCHEMA["sid"]:
-            return None
-        vm, cpu, batch = df["vm"].to_numpy(), df["cpu"].to_numpy(), df["batch"].to_numpy()
-        if (vm != vm[0]).any() or (cpu != cpu[0]).any() or not applies(routing.policy, batch):
-            return None
-
-        def sid() -> tuple[np.ndarray, np.ndarray]:
-            return df["sid"].fill_null(0).to_numpy(), df["sid"].is_not_null().to_numpy()
-
-        r = route_rows(df["opcode"].to_numpy(), batch, df["sync"].to_numpy(), routing.policy, vm=int(vm[0]),
-                       accepted=routing.accepted, sids=routing.sids, sid=sid)  # fmt: skip
-        return cls(df["op"].to_numpy()[r.take], df["t_ps"].to_numpy()[r.take], r.opcode,
-                   (batch[r.take] << 8) + r.part, r.path, r.wait, r.illegal)  # fmt: skip
 
     @classmethod
     def routed(cls, r: pl.DataFrame) -> Columns:

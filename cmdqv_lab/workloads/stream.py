@@ -8,8 +8,8 @@ set. Fields the command does not have are null. ``t_ps`` is per op (repeated on 
 gap before the op (closed loop) or its absolute arrival time (open loop).
 
 The timing engine consumes it through :func:`cmdqv_lab.driver.route_rows.route_rows` (which queue
-each batch goes to; on a :class:`Chunk`'s rows, or :func:`~cmdqv_lab.driver.routing.route_frame` on
-a frame of several CPUs) and the scenario builders; the correctness checker consumes it through the
+each batch goes to; on a :class:`Chunk`'s rows, or each CPU's rows of a frame through
+:func:`~cmdqv_lab.driver.routing.route_columns`) and the scenario builders; the correctness checker consumes it through the
 functional device model (:func:`encode`).
 
 >>> import polars as pl
