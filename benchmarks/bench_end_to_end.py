@@ -13,9 +13,9 @@ in-process ``wall_s`` (input generation, compile stage, engine, metrics) and of 
 * a numba Lindley recursion ``W[n+1] = max(0, W[n] + S - (A[n+1] - A[n]))``: the fastest possible simulation
   of that queue (no events at all), the ceiling. Its mean wait is printed beside the engine's as a check.
 
-Measured on the 2-core machine (load 0.5-0.9), median of 3 processes, end-to-end M commands/s:
-open-queue 2e7 10.08 (9.42-10.38; 95x SimPy's 106 k/s, 4.3 % of the Lindley recursion's 235 M/s),
-host-map-unmap d06 1 CPU 2.34, 16 CPUs 0.83, 64 CPUs 0.31; engine-only 10.94, 3.24, 1.03, 0.42.
+Measured on the 2-core machine (load 1.1), median of 3 processes, end-to-end M commands/s:
+open-queue 2e7 10.68 (10.24-11.06; 101x SimPy's 106 k/s, 4.6 % of the Lindley recursion's 233 M/s),
+host-map-unmap d06 1 CPU 2.43, 16 CPUs 0.86, 64 CPUs 0.33; engine-only 11.60, 3.65, 1.06, 0.43.
 DESIGN.md, "Speed as the user sees it", has the history and says what bounds them.
 """
 
