@@ -82,9 +82,6 @@ def simulate(
     for opt, v in (("--ops", ops), ("--commands", commands)):
         if v is not None and v < 1:
             raise ParamError(f"{opt}={v} must be a positive integer")
-    from cmdqv_lab.engine import preload
-
-    preload()  # load the compiled engine while the scenarios are imported and the input is built
     from cmdqv_lab.describe import format_result
     from cmdqv_lab.scenarios import simulate as run
     from cmdqv_lab.scenarios.base import get_scenario

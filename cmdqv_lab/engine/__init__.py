@@ -74,35 +74,6 @@ def announce_compile() -> bool:
     return True
 
 
-_PRELOAD = None
-
-
-def preload() -> None:
-    """Load the compiled engine from its on-disk cache in a background thread, once per process.
-
-    A process's first simulation otherwise spends 0.1-0.2 s (more on a loaded machine) loading the
-    loop, the ring feed and their numba runtime before it runs; the CLI starts this before importing
-    the scenarios, so the two overlap. The thread only loads: the run calls the same dispatchers, which
-    wait for it (numba's compiler lock), and an error there is raised by the run itself. On a cold
-    cache it compiles in the background, and the run announces it (:func:`announce_compile`).
-    """
-    global _PRELOAD
-    if _PRELOAD is not None:
-        return
-    import threading
-
-    def load() -> None:
-        try:
-            from cmdqv_lab.engine.runner import load_compiled
-
-            load_compiled()
-        except Exception:  # the run itself reports it, where the user sees it
-            pass
-
-    _PRELOAD = threading.Thread(target=load, name="cmdqv-lab-preload", daemon=True)
-    _PRELOAD.start()
-
-
 _REGISTRIES = False
 
 

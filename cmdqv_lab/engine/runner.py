@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from numba.core import types as nb_types
 
 from cmdqv_lab.device.commands import Opcode
 from cmdqv_lab.engine import layout as L
@@ -671,18 +670,6 @@ def _run(
         records_truncated=bool(truncated),
         stopped_at_ps=stopped,
     )
-
-
-def load_compiled() -> None:
-    """Load (or compile) the engine's dispatchers a run calls, for the argument types it passes
-    (:func:`cmdqv_lab.engine.preload` calls it in a thread)."""
-    load_numba_registries()
-    a = nb_types.Array(nb_types.int64, 1, "C")
-    i = nb_types.int64
-    run_loop.compile((a, i, i))
-    feed.compile((a, i) + (a,) * 9 + (i, i, i))
-    check_block.compile((i, i) + (a,) * 5)
-    sched.compile((a, i, i))
 
 
 def _own(mem: Memory, a: np.ndarray) -> np.ndarray:
