@@ -6,7 +6,9 @@ takes: each call copies as many whole ops as the three rings (ops, steps, comman
 from the block's current position on, and returns the new position. Doing this here instead of with
 numpy slices (split the block, find the fit with cumulative sums, copy nine columns into strided
 rings) removed most of the Python work per refill: the rings of a run are refilled every few
-thousand ops.
+thousand ops. A block whose ops all repeat one program, once the rings hold that program in every
+slot, goes to :func:`feed_times` instead, which writes the ops' times alone (open-queue: one of nine
+columns).
 """
 
 from __future__ import annotations
