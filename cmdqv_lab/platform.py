@@ -34,6 +34,12 @@ from cmdqv_lab.project import builtin_data
 
 #: Built-in presets: ``data/params`` of the checkout, or the copy a wheel ships (cmdqv_lab.project).
 PARAMS_DIR = builtin_data("params")
+#: The two threads on the reservation cmpxchg under contention, cited by the holder-first parameters.
+_CMPXCHG_2019 = (
+    "discussion-2019-cmdq-cmpxchg-fairness.txt (John Garry: the reservation cmpxchg 'was failing' on his "
+    "D06; Will Deacon: 'It definitely lacks fairness')"
+)
+_CMPXCHG_2020 = "discussion-2020-cmdq-cmpxchg-and-spinlock-fallback.txt (success rate at 64 CPUs 'poor, but not totally awful')"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,9 +75,8 @@ class Platform(Params):
     )  # fmt: skip
     line_hold_p: float = param(
         1.0, engine="line_hold_ppm", unit="fraction", lo=0, hi=1, provenance="assumption",
-        source="no public number; discussion-2019-cmdq-cmpxchg-fairness.txt (the cmpxchg 'was failing' on D06, "
-        "'It definitely lacks fairness'); discussion-2020-cmdq-cmpxchg-and-spinlock-fallback.txt (success rate at "
-        "64 CPUs 'poor, but not totally awful': not a collapse, so the holder's retry often wins)",
+        source=f"no public number; {_CMPXCHG_2019}; {_CMPXCHG_2020}: not a collapse, so the holder's retry "
+        "often wins",
         doc="holder-first: chance that the holder's next access within its window beats requesters already "
         "waiting (1: always, the holder-first of before; else it waits for the current round of requests)",
     )  # fmt: skip
@@ -85,9 +90,7 @@ class Platform(Params):
     )  # fmt: skip
     load_priority: str = param(
         "holder", choices=LOAD_NAMES, engine="load_priority", provenance="choice",
-        source="discussion-2019-cmdq-cmpxchg-fairness.txt (John Garry: the reservation cmpxchg 'was failing' "
-        "on his D06; Will Deacon: 'It definitely lacks fairness'); discussion-2020-cmdq-cmpxchg-and-spinlock-fallback.txt "
-        "(success rate at 64 CPUs 'poor, but not totally awful')",
+        source=f"{_CMPXCHG_2019}; {_CMPXCHG_2020}",
         doc="holder-first: whether a plain load (READ_ONCE, atomic_read; a cond_read polls with LDXR, exclusively) gives its CPU the "
         "holder's priority like an atomic (holder) or takes the line shared and leaves none, so that the "
         "cmpxchg after a READ_ONCE competes with the waiting CPUs and can fail (none)",

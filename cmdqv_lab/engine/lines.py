@@ -313,34 +313,19 @@ def _line_grant(M, c, line, now, pc):
         return False
     run_out = lget(M, line, L_RUN) >= kget(M, K_LINE_HOLD_MAX)
     rnd = lget(M, line, L_ROUND)
-    flat = kget(M, K_TOPOLOGY) == 0
-    o_cl = o_die = o_sock = -1
-    if owner >= 0:
-        o_cl = cget(M, owner, C_CLUSTER)
-        o_die = cget(M, owner, C_DIE)
-        o_sock = cget(M, owner, C_SOCKET)
     # One walk over the line's waiters (every w with C_LREQ_LINE == line, in no order): the best of
     # the current round's requests (made by L_ROUND) and the best of all of them, for a new round if
-    # the current one has none left. Best: nearest to the owner (distance(), here inline), then the
-    # earliest, then the lowest CPU number.
+    # the current one has none left. Best: nearest to the owner, then the earliest, then the lowest
+    # CPU number.
     r_best = a_best = -1
     r_d = a_d = r_t = a_t = 0
     r_first = a_first = TIME_NEVER
     w = lget(M, line, L_WHEAD)
     while w >= 0:
         t = cget(M, w, C_LREQ_T)
-        if owner < 0:
-            d = 1
-        elif w == owner:
-            d = 5 if run_out else 0  # its window used up: everyone else first
-        elif flat or cget(M, w, C_CLUSTER) == o_cl:
-            d = 1
-        elif cget(M, w, C_DIE) == o_die:
-            d = 2
-        elif cget(M, w, C_SOCKET) == o_sock:
-            d = 3
-        else:
-            d = 4
+        d = distance(M, owner, w) if owner >= 0 else 1
+        if w == owner and run_out:
+            d = 5  # its window is used up: everyone else first
         if t < a_first:
             a_first = t
         if a_best < 0 or d < a_d or (d == a_d and (t < a_t or (t == a_t and w < a_best))):
