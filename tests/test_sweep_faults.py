@@ -110,6 +110,8 @@ def test_the_abort_file_kills_a_process_that_parses_it_unchecked() -> None:
     )
     if r.returncode == 0:
         pytest.skip("this polars version reads the file without aborting")
+    if r.returncode == 1 and "polars.exceptions" in r.stderr:  # e.g. polars 2.2: a ComputeError
+        pytest.skip("this polars version rejects the file with an exception instead of aborting")
     assert (
         r.returncode in (-signal.SIGABRT, 134)
         and "memory allocation of 2305843009213693952 bytes" in r.stderr
