@@ -181,3 +181,7 @@ def _configure_numba_cache() -> None:
 
 
 _configure_numba_cache()
+
+from cmdqv_lab.engine import callconv as _callconv  # noqa: E402
+
+_callconv.install()
