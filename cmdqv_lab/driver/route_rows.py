@@ -8,7 +8,7 @@ trapped way as a whole (``first-opcode``, ``scan``, ``rely-hw-sync``, ``scan-fan
 ``homogeneous``); ``rely-hw-sync`` drops the CMD_SYNC closing a VCMDQ batch and ``scan-fanout`` adds
 a waited CMD_SYNC on the other path the issuer used since its previous waited one. A command is
 *supported* when the VCMDQ accepts its opcode (``accepted``) and, for the opcodes of
-:data:`~cmdqv_lab.driver.routing.SID_OPCODES`, when its SID is one the VM's VINTF SID pairs match
+:data:`SID_OPCODES`, when its SID is one the VM's VINTF SID pairs match
 (``sids``). ``tests/test_routing_golden.py`` holds the outputs of the former polars ``route_frame``,
 which this reproduces.
 
@@ -29,9 +29,48 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cmdqv_lab.device.commands import Opcode
-from cmdqv_lab.driver.routing import _CLASS_ID, GUEST_ACCEPTED, POLICIES, SID_OPCODES
+from cmdqv_lab.device.commands import CFGI_OPCODES, TLBI_OPCODES, Opcode
 from cmdqv_lab.errors import ParamError
+
+#: The routing policies (described in :mod:`.routing`, which routes frames with them).
+POLICIES = (
+    "first-opcode",
+    "scan",
+    "split",
+    "homogeneous",
+    "rely-hw-sync",
+    "all-trap",
+    "all-vcmdq",
+    "scan-fanout",
+)
+#: Current Linux guest-owned VCMDQ opcodes.
+GUEST_ACCEPTED = frozenset(
+    {Opcode.CMD_TLBI_NH_ASID, Opcode.CMD_TLBI_NH_VA, Opcode.CMD_ATC_INV, Opcode.CMD_SYNC}
+)
+#: The 2021 v3 patch's list (plus CMD_SYNC, which the hardware accepts).
+GUEST_ACCEPTED_2021 = GUEST_ACCEPTED | {Opcode.CMD_TLBI_S12_VMALL, Opcode.CMD_TLBI_S2_IPA}
+#: Opcodes whose SID a guest VINTF must match (else ILL).
+SID_OPCODES = frozenset(
+    {Opcode.CMD_ATC_INV, Opcode.CMD_PREFETCH_CONFIG, Opcode.CMD_PREFETCH_ADDR, Opcode.CMD_PRI_RESP,
+     Opcode.CMD_RESUME, Opcode.CMD_STALL_TERM} | CFGI_OPCODES
+)  # fmt: skip
+
+
+def opcode_class(op: int) -> str:
+    """Coarse command type used by the ``homogeneous`` policy."""
+    o = Opcode(op)
+    if o in TLBI_OPCODES:
+        return "tlbi"
+    if o in CFGI_OPCODES:
+        return "cfgi"
+    if o == Opcode.CMD_ATC_INV:
+        return "atc"
+    if o == Opcode.CMD_SYNC:
+        return "sync"
+    return "other"
+
+
+_CLASS_ID = {int(o): ["tlbi", "cfgi", "atc", "sync", "other"].index(opcode_class(int(o))) for o in Opcode}
 
 #: Policies routed here: all of them.
 ROW_POLICIES = POLICIES
@@ -70,7 +109,7 @@ def _opcode_set(codes: Iterable[int]) -> np.ndarray:
 
 #: Opcodes whose SID a guest VINTF must match, as a lookup table.
 _SID_OPCODE = _opcode_set(SID_OPCODES)
-#: Each opcode's coarse type (``homogeneous``: :func:`~cmdqv_lab.driver.routing.opcode_class`).
+#: Each opcode's coarse type (``homogeneous``: :func:`opcode_class`).
 _CLASS = np.zeros(256, np.int64)
 _CLASS[list(_CLASS_ID)] = list(_CLASS_ID.values())
 

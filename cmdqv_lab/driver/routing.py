@@ -28,39 +28,35 @@ each issuing CPU's rows.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import polars as pl
 
-from cmdqv_lab.device.commands import CFGI_OPCODES, TLBI_OPCODES, Opcode
+from cmdqv_lab.driver.route_rows import (
+    GUEST_ACCEPTED,
+    GUEST_ACCEPTED_2021,
+    PATH_CODES,
+    POLICIES,
+    SID_OPCODES,
+    RoutedRows,
+    opcode_class,
+    route_rows,
+)
 from cmdqv_lab.errors import ParamError
 from cmdqv_lab.workloads.stream import FIELD_COLUMNS, WORKLOAD_SCHEMA
 
-if TYPE_CHECKING:
-    from cmdqv_lab.driver.route_rows import RoutedRows
-
-POLICIES = (
-    "first-opcode",
-    "scan",
-    "split",
-    "homogeneous",
-    "rely-hw-sync",
-    "all-trap",
-    "all-vcmdq",
-    "scan-fanout",
-)
-#: Current Linux guest-owned VCMDQ opcodes.
-GUEST_ACCEPTED = frozenset(
-    {Opcode.CMD_TLBI_NH_ASID, Opcode.CMD_TLBI_NH_VA, Opcode.CMD_ATC_INV, Opcode.CMD_SYNC}
-)
-#: The 2021 v3 patch's list (plus CMD_SYNC, which the hardware accepts).
-GUEST_ACCEPTED_2021 = GUEST_ACCEPTED | {Opcode.CMD_TLBI_S12_VMALL, Opcode.CMD_TLBI_S2_IPA}
-#: Opcodes whose SID a guest VINTF must match (else ILL).
-SID_OPCODES = frozenset(
-    {Opcode.CMD_ATC_INV, Opcode.CMD_PREFETCH_CONFIG, Opcode.CMD_PREFETCH_ADDR, Opcode.CMD_PRI_RESP,
-     Opcode.CMD_RESUME, Opcode.CMD_STALL_TERM} | CFGI_OPCODES
-)  # fmt: skip
+#: The policy names and opcode sets are defined with the routing itself (:mod:`.route_rows`).
+__all__ = [
+    "GUEST_ACCEPTED",
+    "GUEST_ACCEPTED_2021",
+    "POLICIES",
+    "ROUTE_COLUMNS",
+    "SID_OPCODES",
+    "opcode_class",
+    "route_columns",
+    "route_frame",
+]
 
 #: Columns added by :func:`route_frame`.
 ROUTE_COLUMNS = {
@@ -71,25 +67,6 @@ ROUTE_COLUMNS = {
     "illegal": pl.Boolean,  # routed to a VCMDQ that will raise ILL on it
     "wait": pl.Boolean,  # per part: the issuer waits for the part's final CMD_SYNC
 }
-
-_SYNC = int(Opcode.CMD_SYNC)
-
-
-def opcode_class(op: int) -> str:
-    """Coarse command type used by the ``homogeneous`` policy."""
-    o = Opcode(op)
-    if o in TLBI_OPCODES:
-        return "tlbi"
-    if o in CFGI_OPCODES:
-        return "cfgi"
-    if o == Opcode.CMD_ATC_INV:
-        return "atc"
-    if o == Opcode.CMD_SYNC:
-        return "sync"
-    return "other"
-
-
-_CLASS_ID = {int(o): ["tlbi", "cfgi", "atc", "sync", "other"].index(opcode_class(int(o))) for o in Opcode}
 
 
 def route_frame(
@@ -106,8 +83,6 @@ def route_frame(
     following the row it is inserted after and copying its ``cpu``, ``vm``, ``op``, ``batch``,
     ``t_ps`` and ``kind``, its fields null.
     """
-    from cmdqv_lab.driver.route_rows import PATH_CODES  # route_rows imports this module's constants
-
     base = df.select([pl.col(c).cast(t) for c, t in WORKLOAD_SCHEMA.items()])
     r, sync = route_columns(base, policy, accepted=accepted, sids=sids)
     ins = pl.Series(r.inserted)
@@ -146,8 +121,6 @@ def route_columns(
     part ends with a CMD_SYNC unless it is the last part of a batch without one) and that an
     inserted CMD_SYNC has it.
     """
-    from cmdqv_lab.driver.route_rows import RoutedRows, route_rows  # it imports this module's constants
-
     if policy not in POLICIES:
         raise ParamError(f"policy={policy!r} is not allowed: one of {', '.join(POLICIES)}")
     acc = frozenset(int(a) for a in accepted)
