@@ -12,7 +12,7 @@ frames. That route_frame still routes as the polars implementation did: ``test_r
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -28,7 +28,7 @@ from cmdqv_lab.programs import compile as compile_mod
 from cmdqv_lab.programs.compile import Columns, Routing
 from cmdqv_lab.scenarios.base import simulate
 from cmdqv_lab.workloads import transforms
-from cmdqv_lab.workloads.stream import Chunk, Rows, StreamChunk, as_frame
+from cmdqv_lab.workloads.stream import FIELD_COLUMNS, WORKLOAD_SCHEMA, Chunk, Rows, StreamChunk, as_frame
 
 OPCODES = [int(o) for o in Opcode]
 SYNC = int(Opcode.CMD_SYNC)
@@ -178,6 +178,42 @@ def test_numpy_inject_equals_inject_frame(chunk: Chunk, fraction: float, opcode:
     want = transforms._inject_frame(chunk.frame(), g2, fraction, int(opcode), 0x1234)
     assert_frame_equal(got.frame(), want)
     assert g1.random() == g2.random()  # the same draws
+
+
+def test_inject_into_a_frame_whose_ops_are_not_runs() -> None:
+    # rows of ops 5 and 7 interleave: one draw per op in the order of their first rows; each chosen
+    # op gets the command before the row after its first, and a row picked twice gets one
+    ops = [5, 7, 5, 7, 9]
+    df = pl.DataFrame({"op": ops}).with_columns(
+        pl.lit(0, pl.Int32).alias("cpu"), pl.lit(0, pl.Int32).alias("vm"), pl.col("op").cast(pl.Int64),
+        pl.Series("batch", [0, 1, 0, 1, 2], pl.Int64), pl.lit(0, pl.Int64).alias("t_ps"),
+        pl.lit(False).alias("sync"), pl.lit("unmap").alias("kind"),
+        pl.lit(int(Opcode.CMD_TLBI_NH_VA), pl.UInt8).alias("opcode"),
+        *[pl.lit(None, WORKLOAD_SCHEMA[f]).alias(f) for f in FIELD_COLUMNS],
+    ).select(list(WORKLOAD_SCHEMA))  # fmt: skip
+    g = np.random.default_rng(0)
+    out = transforms._inject_frame(df, g, 1.0, int(Opcode.CMD_CFGI_CD), 0x99)
+    # op 5 (first row 0) -> before row 1; op 7 (first row 1) -> before row 2; op 9 (one row) -> before
+    # row 4; a new row copies the row it goes before (op, batch, ...)
+    assert out["op"].to_list() == [5, 7, 7, 5, 5, 7, 9, 9]
+    new = out["opcode"] == int(Opcode.CMD_CFGI_CD)
+    assert new.to_list() == [False, True, False, True, False, False, True, False]
+    assert out.filter(new)["sid"].to_list() == [0x99] * 3
+    assert out.filter(new)["ssid"].to_list() == [0] * 3
+    assert out["kind"].to_list() == ["mixed"] * 8
+    g2 = np.random.default_rng(0)
+    g2.random(3)
+    assert g.random() == g2.random()  # one draw per op, no more
+
+    # op 7 alone chosen (draws 0.9, 0.1, 0.9 against fraction 0.5): its rows become mixed; its new
+    # row goes before row 2, whose op (5) it takes, with op 5's kind
+    class Draws:
+        def random(self, n: int) -> np.ndarray:
+            return np.array([0.9, 0.1, 0.9])[:n]
+
+    out = transforms._inject_frame(df, cast(np.random.Generator, Draws()), 0.5, int(Opcode.CMD_CFGI_CD), 0x99)
+    assert out["op"].to_list() == [5, 7, 5, 5, 7, 9]
+    assert out["kind"].to_list() == ["unmap", "mixed", "unmap", "unmap", "mixed", "unmap"]
 
 
 GUEST_RUNS = [

@@ -63,41 +63,67 @@ def sid_of_base(sid_base: int, vm: int) -> int:
     return sid_base + (vm + 1) * SID_STRIDE
 
 
+def _inject_points(
+    op: np.ndarray, g: np.random.Generator, fraction: float
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Which ops get the command and where it goes (None: no op drawn).
+
+    One draw per op, in the order of the ops' first rows; a chosen op gets the new row before the
+    row after its first (its first, if it has one row). Returns the rows the new rows go before
+    (``np.insert`` positions, ascending, each once) and, per row, whether its op was chosen."""
+    n = op.size
+    if _runs(op):
+        first = np.flatnonzero(np.r_[True, op[1:] != op[:-1]])
+        count = np.diff(np.r_[first, n])
+        chosen = g.random(first.size) < fraction
+        if not chosen.any():
+            return None
+        in_chosen = np.repeat(chosen, count)
+    else:
+        values, first, inverse, count = np.unique(
+            op, return_index=True, return_inverse=True, return_counts=True
+        )
+        order = np.argsort(first, kind="stable")  # the ops in the order of their first rows
+        first, count = first[order], count[order]
+        chosen = np.zeros(values.size, bool)
+        chosen[order] = g.random(values.size) < fraction
+        if not chosen.any():
+            return None
+        in_chosen = chosen[inverse]
+        chosen = chosen[order]
+    # (ops that are not runs may pick the same row: it gets one new row)
+    at = np.unique(first[chosen] + np.minimum(1, count[chosen] - 1))
+    return at, in_chosen
+
+
+def _new_fields(opcode: int, sid: int) -> dict[str, tuple[int, bool]]:
+    """The inserted command's fields, ``(value, valid)``: the VM's first device (SID), SSID 0 for a
+    CFGI, LEAF; the others are not set."""
+    cfgi = opcode in (int(Opcode.CMD_CFGI_CD), int(Opcode.CMD_CFGI_STE))
+    return {"sid": (sid, True), "ssid": (0, cfgi), "leaf": (1, True)}
+
+
 def _inject_frame(
     df: pl.DataFrame, g: np.random.Generator, fraction: float, opcode: int, sid: int
 ) -> pl.DataFrame:
+    """:func:`_inject_rows` on a frame (the same draws, rows, fields and kinds)."""
     if df.height == 0:
         return df
-    df = df.with_row_index("_i")
-    ops = df.group_by("op", maintain_order=True).agg(
-        pl.col("_i").first().alias("_first"), pl.len().alias("_n")
+    points = _inject_points(df["op"].to_numpy(), g, fraction)
+    if points is None:
+        return df
+    at, in_chosen = points
+    src = np.insert(np.arange(df.height), at, at)  # a new row copies the row it goes before (its op)
+    is_new = np.zeros(src.size, bool)
+    is_new[at + np.arange(at.size)] = True
+    new, mixed = pl.Series(is_new), pl.Series(np.insert(in_chosen, at, in_chosen[at]))
+    fields = {f: v if ok else None for f, (v, ok) in _new_fields(opcode, sid).items()}
+    out = df[src].with_columns(
+        pl.when(new).then(pl.lit(opcode)).otherwise(pl.col("opcode")).alias("opcode"),
+        pl.when(mixed).then(pl.lit("mixed")).otherwise(pl.col("kind")).alias("kind"),
+        *[pl.when(new).then(pl.lit(fields.get(f))).otherwise(pl.col(f)).alias(f) for f in FIELD_COLUMNS],
     )
-    chosen = ops.filter(pl.Series(g.random(ops.height) < fraction))
-    if chosen.height == 0:
-        return df.drop("_i")
-    at = chosen.select("op", (pl.col("_first") + pl.min_horizontal(1, pl.col("_n") - 1)).alias("_i"))
-    before = df.join(at.select("_i"), on="_i", how="semi")
-    cfgi = (opcode == int(Opcode.CMD_CFGI_CD)) or (opcode == int(Opcode.CMD_CFGI_STE))
-    new = before.select(
-        "_i", "cpu", "vm", "op", "batch", "t_ps", "sync", "kind",
-        pl.lit(opcode, pl.UInt8).alias("opcode"),
-        *[pl.lit(None).alias(c) for c in ("vmid", "asid")],
-        pl.lit(sid, pl.Int64).alias("sid"),
-        pl.lit(0 if cfgi else None, pl.Int32).alias("ssid"),
-        *[pl.lit(None).alias(c) for c in ("addr", "num", "scale", "tg", "ttl")],
-        pl.lit(True).alias("leaf"),
-        *[pl.lit(None).alias(c) for c in ("size", "range")],
-    )  # fmt: skip
-    out = pl.concat(
-        [
-            df.with_columns((pl.col("_i") * 2 + 1).alias("_k")),
-            new.cast(df.schema).with_columns((pl.col("_i") * 2).alias("_k")),
-        ]
-    ).sort("_k")
-    mixed = pl.col("op").is_in(chosen["op"].implode())
-    return out.with_columns(
-        pl.when(mixed).then(pl.lit("mixed")).otherwise(pl.col("kind")).alias("kind")
-    ).drop("_i", "_k")
+    return out.cast(df.schema)
 
 
 def _runs(op: np.ndarray) -> bool:
@@ -106,25 +132,21 @@ def _runs(op: np.ndarray) -> bool:
 
 
 def _inject_rows(ch: Chunk, g: np.random.Generator, fraction: float, opcode: int, sid: int) -> Chunk:
-    """:func:`_inject_frame` on a chunk's numpy rows (same draws, same rows, same kinds)."""
+    """Insert the command into a ``fraction`` of the chunk's ops (:func:`_inject_points`), in its
+    numpy rows."""
     rows = ch.rows
     n = rows.opcode.size
     if n == 0:
         return ch
-    first = np.flatnonzero(np.r_[True, rows.op[1:] != rows.op[:-1]])
-    count = np.diff(np.r_[first, n])
-    chosen = g.random(first.size) < fraction
-    if not chosen.any():
+    points = _inject_points(rows.op, g, fraction)
+    if points is None:
         return ch
-    at = first[chosen] + np.minimum(1, count[chosen] - 1)  # the new row goes before this one
+    at, in_chosen = points
     kinds = rows.kinds if "mixed" in rows.kinds else (*rows.kinds, "mixed")
     mixed = kinds.index("mixed")
-    in_chosen = np.repeat(chosen, count)
     dtype = rows.kind.dtype if np.iinfo(rows.kind.dtype).max >= mixed else np.int64
     kind = np.where(in_chosen, mixed, rows.kind).astype(dtype)
-    cfgi = opcode in (int(Opcode.CMD_CFGI_CD), int(Opcode.CMD_CFGI_STE))
-    # the new row's fields: (value, valid)
-    new: dict[str, tuple[int, bool]] = {"sid": (sid, True), "ssid": (0, cfgi), "leaf": (1, True)}
+    new = _new_fields(opcode, sid)
     dtypes = {"sid": np.int64, "ssid": np.int32, "leaf": np.bool_}
     old = rows.fields
 
@@ -146,7 +168,7 @@ def _inject_rows(ch: Chunk, g: np.random.Generator, fraction: float, opcode: int
             op=np.insert(rows.op, at, rows.op[at]),
             batch=np.insert(rows.batch, at, rows.batch[at]),
             opcode=np.insert(rows.opcode, at, opcode),
-            kind=np.insert(kind, at, mixed),
+            kind=np.insert(kind, at, kind[at]),
             kinds=kinds,
             fields=LazyFields(fields),
         ),
