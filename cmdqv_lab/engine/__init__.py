@@ -55,7 +55,7 @@ def announce_compile() -> bool:
     """Say once per process, on stderr, that the engine is compiling when its on-disk cache is cold.
 
     Called before the first run of the compiled loop; a fresh environment otherwise goes silent
-    for about a minute. Returns whether it said so.
+    for half a minute. Returns whether it said so.
     """
     global _ANNOUNCED
     if _ANNOUNCED:
@@ -67,7 +67,7 @@ def announce_compile() -> bool:
     import sys
 
     print(
-        f"cmdqv-lab: compiling the timing engine for this version (once; about a minute), cached in {d}",
+        f"cmdqv-lab: compiling the timing engine for this version (once; about half a minute), cached in {d}",
         file=sys.stderr,
         flush=True,
     )

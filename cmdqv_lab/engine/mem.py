@@ -3,11 +3,12 @@
 Compiled functions take ``M`` alone (passing many arrays or a tuple of arrays costs an atomic
 reference-count update per array per call in numba, which dominated run time). Sections are
 addressed through the header (:mod:`.layout`, ``H_*``) by the tiny accessors below, e.g.
-``cget(M, c, C_PC)`` reads CPU ``c``'s program counter. They are inlined into their callers in
-numba's IR (``inline="always"``): as separate functions, numba compiled one specialisation per
-constant field argument (``Literal[int]``), about 550 compilations of one-line functions that
-took a third of the engine's first compile. :class:`Memory` allocates ``M``
-and exposes numpy views of each section to Python.
+``cget(M, c, C_PC)`` reads CPU ``c``'s program counter. The common ones are numba intrinsics
+(:func:`_accessor`) that emit their loads and stores in place: as ordinary functions numba compiled
+one specialisation per constant field argument (``Literal[int]``, about 550 compilations), and as
+``inline="always"`` functions it copied and re-typed their IR at every use (about 1,600 copies, half of
+the engine's first compile). :class:`Memory` allocates ``M`` and exposes numpy views of each
+section to Python.
 """
 
 from __future__ import annotations
@@ -159,9 +160,8 @@ def _accessor(name: str, header: int, stride: int, kind: str) -> Any:
     """An accessor of a section of ``M`` as a numba intrinsic: ``get(M, [row,] f)``, ``set(M, [row,]
     f, v)`` or ``add(M, [row,] f, v)`` (``stride`` 0: a section without rows, e.g. the globals).
 
-    Emitted in place as the two loads and the address arithmetic, at no compile cost of its own. As
-    ``inline="always"`` functions (before), numba copied and re-typed the accessor's IR at each of
-    its thousands of uses: about 40 % of the engine's first compile."""
+    Emitted in place as the header load, the address arithmetic and the access, at no compile cost
+    of its own (see the module docstring)."""
     n_index = 2 if stride else 1
 
     def typed(M, idx):
