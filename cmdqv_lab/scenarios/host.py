@@ -54,7 +54,7 @@ def _batch(p: HostMapUnmapParams, plat: Platform) -> int:
 
 
 def _workload(p: HostMapUnmapParams, plat: Platform, seed: int, n: int) -> Workload:
-    wp = DmaMapParams(threads=p.cpus, ops=n, max_tlbi_ops=1 << 30, chunk=1024)
+    wp = DmaMapParams(threads=p.cpus, ops=n, max_tlbi_ops=1 << 30)
     batch = _batch(p, plat)
     if p.arrival == "poisson":
         mean_ps = 1e9 / p.rate_kops_s
