@@ -13,9 +13,9 @@ in-process ``wall_s`` (input generation, compile stage, engine, metrics) and of 
 * a numba Lindley recursion ``W[n+1] = max(0, W[n] + S - (A[n+1] - A[n]))``: the fastest possible simulation
   of that queue (no events at all), the ceiling. Its mean wait is printed beside the engine's as a check.
 
-Measured on the 2-core machine (load 1.5-1.9), median of 3 processes, end-to-end M commands/s:
-open-queue 2e7 11.60 (11.52-11.67; 96x SimPy's 121 k/s, 4.7 % of the Lindley recursion's 249 M/s),
-host-map-unmap d06 1 CPU 2.56, 16 CPUs 0.93, 64 CPUs 0.35; engine-only 12.43, 3.67, 1.12, 0.45.
+Measured on the 2-core machine (load 1.1-1.2), median of 3 processes, end-to-end M commands/s:
+open-queue 2e7 11.14 (10.61-12.12; 88x SimPy's 126 k/s, 4.5 % of the Lindley recursion's 249 M/s),
+host-map-unmap d06 1 CPU 3.42 (3.33-3.60), 16 CPUs 1.00, 64 CPUs 0.38; engine-only 12.35, 5.59, 1.21, 0.38.
 DESIGN.md, "Speed as the user sees it", has the history and says what bounds them.
 """
 
