@@ -180,6 +180,22 @@ def test_numpy_inject_equals_inject_frame(chunk: Chunk, fraction: float, opcode:
     assert g1.random() == g2.random()  # the same draws
 
 
+@given(chunks(), st.sampled_from([0.3, 1.0]), st.integers(0, 2**32))
+def test_numpy_inject_equals_inject_frame_when_ops_are_not_runs(
+    chunk: Chunk, fraction: float, seed: int
+) -> None:
+    perm = np.random.default_rng(seed).permutation(chunk.height)  # the rows shuffled: ops interleave
+    r = chunk.rows
+    rows = Rows(op=r.op[perm], batch=r.batch[perm], opcode=r.opcode[perm], kind=r.kind[perm], kinds=r.kinds,
+                fields={f: (v[perm], ok[perm]) for f, (v, ok) in r.fields.items()})  # fmt: skip
+    shuffled = Chunk(rows, chunk.cpu, chunk.vm, chunk.op0, chunk.batch0, chunk.t_ps)
+    g1, g2 = np.random.default_rng(seed), np.random.default_rng(seed)
+    got = transforms._inject_rows(shuffled, g1, fraction, int(Opcode.CMD_CFGI_CD), 0x1234)
+    want = transforms._inject_frame(shuffled.frame(), g2, fraction, int(Opcode.CMD_CFGI_CD), 0x1234)
+    assert_frame_equal(got.frame(), want)
+    assert g1.random() == g2.random()
+
+
 def test_inject_into_a_frame_whose_ops_are_not_runs() -> None:
     # rows of ops 5 and 7 interleave: one draw per op in the order of their first rows; each chosen
     # op gets the command before the row after its first, and a row picked twice gets one

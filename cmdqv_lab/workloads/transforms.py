@@ -43,7 +43,7 @@ def inject(w: Workload, *, fraction: float, opcode: int, seed: int, name: str) -
         g = rng(seed, name, "inject", vm, cpu)
         sid = int(sid_of_base(sid_base, vm))
         for ch in chunks:
-            if isinstance(ch, Chunk) and _runs(ch.rows.op):
+            if isinstance(ch, Chunk):
                 yield _inject_rows(ch, g, fraction, int(code), sid)
             else:
                 yield _inject_frame(as_frame(ch), g, fraction, int(code), sid)
