@@ -229,7 +229,8 @@ C_DIE = 60
 C_SOCKET = 61
 C_LNEXT = 62  # holder-first: the next CPU waiting for the same line (C_LREQ_LINE), -1 at the end
 C_LPREV = 63  # holder-first: the previous one, -1 at the head (L_WHEAD)
-C_NF = 64
+C_HOME_D = 64  # line_home: this CPU's distance to the die homing the lines (lines.home_distance; set once)
+C_NF = 65
 
 # ----------------------------------------------------------------------------- queue state columns
 Q_LOG2 = 0
@@ -296,8 +297,9 @@ L_NREQ = 3  # holder-first: pending requests
 L_ARB = 4  # holder-first: the pending CPU that carries the next arbitration, -1 if none
 L_RESV = 5  # holder-first: CPU granted the line and not yet served, -1 if none
 L_ROUND = 6  # holder-first: requests made up to this time are served before later ones
-L_WHEAD = 7  # holder-first: a CPU waiting for this line (the head of their list, in no order), -1 if none
-L_NF = 8
+L_WHEAD = 7  # holder-first: the first CPU waiting for this line (their list is in (C_LREQ_T, CPU) order), -1 if none
+L_WTAIL = 8  # holder-first: the last one, -1 if none
+L_NF = 9
 
 # ----------------------------------------------------------------------------- cost vector (ps)
 K_LINE_LOCAL = 0

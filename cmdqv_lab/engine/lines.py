@@ -46,6 +46,7 @@ from cmdqv_lab.engine.layout import (
     ARB_FIFO,
     C_CLUSTER,
     C_DIE,
+    C_HOME_D,
     C_LGRANT,
     C_LNEXT,
     C_LPREV,
@@ -55,18 +56,13 @@ from cmdqv_lab.engine.layout import (
     C_SOCKET,
     G_LINE_BYPASS,
     H_NPROC,
-    HOME_NEAR,
-    HOME_OTHER_DIE,
-    K_DIE_CPUS,
     K_LINE_ARB,
     K_LINE_HOLD,
     K_LINE_HOLD_MAX,
     K_LINE_HOLD_PPM,
-    K_LINE_HOME,
     K_LINE_LOCAL,
     K_LINE_XFER,
     K_LOAD_PRIORITY,
-    K_SOCKET_CPUS,
     K_TOPOLOGY,
     K_XFER_CLUSTER,
     K_XFER_DIE,
@@ -80,6 +76,7 @@ from cmdqv_lab.engine.layout import (
     L_ROUND,
     L_RUN,
     L_WHEAD,
+    L_WTAIL,
     LINES_PER_Q,
     LOAD_NONE,
     TIME_NEVER,
@@ -105,31 +102,16 @@ def distance(M, a, b):
 
 
 @njit(cache=True)
-def home_distance(M, cpu):
-    """How far ``cpu`` is from the die whose memory homes the lines: 2 the same die, 3 the same
-    socket, 4 another socket (0 with ``line_home = near``: no constraint)."""
-    home = kget(M, K_LINE_HOME)
-    if home == HOME_NEAR:
-        return 0
-    die = 1 if home == HOME_OTHER_DIE else kget(M, K_SOCKET_CPUS) // kget(M, K_DIE_CPUS)
-    if cget(M, cpu, C_DIE) == die:  # cpu // die_cpus (runner sets the ids once)
-        return 2
-    if cget(M, cpu, C_SOCKET) == (die * kget(M, K_DIE_CPUS)) // kget(M, K_SOCKET_CPUS):
-        return 3
-    return 4
-
-
-@njit(cache=True)
 def xfer_cost(M, prev, cpu):
     """Cost of ``cpu``'s access to a line ``prev`` touched last (-1: nobody; a transfer). With a
     remote home (``line_home``) the transfer goes through it: it costs by the larger of the two CPUs'
-    distance and the requester's distance to the home die."""
+    distance and the requester's distance to the home die (``C_HOME_D``, :func:`.runner.home_distance`)."""
     if prev == cpu:
         return kget(M, K_LINE_LOCAL)
     if kget(M, K_TOPOLOGY) == 0:
         return kget(M, K_LINE_XFER)
     d = 2 if prev < 0 else distance(M, prev, cpu)
-    h = home_distance(M, cpu)
+    h = cget(M, cpu, C_HOME_D)
     if h > d:
         d = h
     if d == 1:
@@ -234,12 +216,25 @@ def _wait(M, c, line, now, pc):
     cset(M, c, C_LREQ_LINE, line)
     cset(M, c, C_LREQ_T, now)
     lset(M, line, L_NREQ, lget(M, line, L_NREQ) + 1)
-    head = lget(M, line, L_WHEAD)  # onto the line's list of waiters
-    cset(M, c, C_LNEXT, head)
-    cset(M, c, C_LPREV, -1)
-    if head >= 0:
-        cset(M, head, C_LPREV, c)
-    lset(M, line, L_WHEAD, c)
+    # onto the line's list of waiters, kept in (request time, CPU) order: requests come in time
+    # order, so this stops at the tail but for a lower-numbered CPU's request at the same time
+    prv = lget(M, line, L_WTAIL)
+    while prv >= 0:
+        pt = cget(M, prv, C_LREQ_T)
+        if pt < now or (pt == now and prv < c):
+            break
+        prv = cget(M, prv, C_LPREV)
+    nxt = lget(M, line, L_WHEAD) if prv < 0 else cget(M, prv, C_LNEXT)
+    cset(M, c, C_LPREV, prv)
+    cset(M, c, C_LNEXT, nxt)
+    if prv >= 0:
+        cset(M, prv, C_LNEXT, c)
+    else:
+        lset(M, line, L_WHEAD, c)
+    if nxt >= 0:
+        cset(M, nxt, C_LPREV, c)
+    else:
+        lset(M, line, L_WTAIL, c)
     cset(M, c, C_PC, pc)
     if lget(M, line, L_ARB) < 0 and lget(M, line, L_RESV) < 0:
         lset(M, line, L_ARB, c)
@@ -312,36 +307,39 @@ def _line_grant(M, c, line, now, pc):
         _sched_cpu(M, c, wend)
         return False
     run_out = lget(M, line, L_RUN) >= kget(M, K_LINE_HOLD_MAX)
-    rnd = lget(M, line, L_ROUND)
-    # One walk over the line's waiters (every w with C_LREQ_LINE == line, in no order): the best of
-    # the current round's requests (made by L_ROUND) and the best of all of them, for a new round if
-    # the current one has none left. Best: nearest to the owner, then the earliest, then the lowest
-    # CPU number.
-    r_best = a_best = -1
-    r_d = a_d = r_t = a_t = 0
-    r_first = a_first = TIME_NEVER
+    # The best request of the current round (made by L_ROUND), or, if every request of the last round
+    # was served, of a new round of all pending requests. Best: nearest to the owner, then the
+    # earliest, then the lowest CPU number. The waiters are listed in (time, CPU) order, so the
+    # round is a prefix of the list, its first request is the earliest, and the walk ends at the
+    # first request from the owner's own cluster (nothing later can be nearer); the owner's own
+    # request (distance 0, or last if its window is used up) is looked up directly.
     w = lget(M, line, L_WHEAD)
-    while w >= 0:
-        t = cget(M, w, C_LREQ_T)
-        d = distance(M, owner, w) if owner >= 0 else 1
-        if w == owner and run_out:
-            d = 5  # its window is used up: everyone else first
-        if t < a_first:
-            a_first = t
-        if a_best < 0 or d < a_d or (d == a_d and (t < a_t or (t == a_t and w < a_best))):
-            a_best, a_d, a_t = w, d, t
-        if t <= rnd:
-            if t < r_first:
-                r_first = t
-            if r_best < 0 or d < r_d or (d == r_d and (t < r_t or (t == r_t and w < r_best))):
-                r_best, r_d, r_t = w, d, t
-        w = cget(M, w, C_LNEXT)
-    if r_best >= 0:
-        best, bkey_t, first_t = r_best, r_t, r_first
-    else:  # every request of the last round was served: a new round of all pending requests
+    first_t = cget(M, w, C_LREQ_T)
+    rnd = lget(M, line, L_ROUND)
+    if first_t > rnd:  # a new round, of every pending request
+        rnd = TIME_NEVER
         lset(M, line, L_ROUND, now)
-        best, bkey_t, first_t = a_best, a_t, a_first
-    if bkey_t > first_t:
+    best = -1
+    if owner >= 0 and not run_out and cget(M, owner, C_LREQ_LINE) == line and cget(M, owner, C_LREQ_T) <= rnd:
+        best = owner
+    else:
+        b_d = 6
+        while w >= 0:
+            t = cget(M, w, C_LREQ_T)
+            if t > rnd:
+                break
+            if w == owner:
+                d = 5  # its window is used up: everyone else first
+            elif owner >= 0:
+                d = distance(M, owner, w)
+            else:
+                d = 1
+            if d < b_d:
+                best, b_d = w, d
+                if d <= 1:
+                    break
+            w = cget(M, w, C_LNEXT)
+    if cget(M, best, C_LREQ_T) > first_t:
         gadd(M, G_LINE_BYPASS, 1)  # nearest first, not the earliest
     cset(M, best, C_LREQ_LINE, -1)
     nxt = cget(M, best, C_LNEXT)  # off the list of waiters
@@ -352,6 +350,8 @@ def _line_grant(M, c, line, now, pc):
         lset(M, line, L_WHEAD, nxt)
     if nxt >= 0:
         cset(M, nxt, C_LPREV, prv)
+    else:
+        lset(M, line, L_WTAIL, prv)
     lset(M, line, L_NREQ, lget(M, line, L_NREQ) - 1)
     lset(M, line, L_RESV, best)
     if best == c:
