@@ -9,7 +9,7 @@ and per-op records as polars frames (:data:`COMMAND_SCHEMA`, :data:`OP_SCHEMA`).
 
 from __future__ import annotations
 
-import queue
+import collections
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -38,7 +38,7 @@ from cmdqv_lab.engine.loop import run_loop
 from cmdqv_lab.engine.mem import Memory
 from cmdqv_lab.engine.sched import sched
 from cmdqv_lab.engine.stats import bucket_of, hist_quantiles
-from cmdqv_lab.engine.stream import CpuStream, OpBlock
+from cmdqv_lab.engine.stream import CpuStream, IndependentStream, OpBlock
 from cmdqv_lab.errors import DeadlockError, ParamError
 
 ERR_MODES = {"none": L.ERR_NONE, "fixup": L.ERR_FIXUP, "guest": L.ERR_GUEST}
@@ -315,7 +315,7 @@ class _Rings:
     """Feeds each CPU's input rings (in the engine memory) from its stream (:mod:`.feed`).
 
     A block's columns are made int64 and checked once (:meth:`prepare`), then copied in as often as
-    the rings have room. With ``prefetch``, CPU ``prefetch``'s stream is read by a thread of its own
+    the rings have room. The streams of the CPUs in ``prefetch`` are read by a thread of their own
     a few blocks ahead (:class:`_Prefetch`): building the input then overlaps the compiled loop,
     which runs without the GIL."""
 
@@ -325,7 +325,7 @@ class _Rings:
         streams: Sequence[CpuStream],
         n_queues: int,
         n_locks: int,
-        prefetch: int = -1,
+        prefetch: Sequence[int] = (),
         engine_fed: Sequence[int] = (),
     ):
         self.mem = mem
@@ -335,9 +335,10 @@ class _Rings:
             map(partial(self.prepare, c), s) for c, s in enumerate(streams)
         ]
         self.prefetcher: _Prefetch | None = None
-        if prefetch >= 0:
-            self.prefetcher = _Prefetch(self.sources[prefetch])
-            self.sources[prefetch] = self.prefetcher
+        if prefetch:
+            self.prefetcher = _Prefetch([self.sources[c] for c in prefetch])
+            for k, c in enumerate(prefetch):
+                self.sources[c] = self.prefetcher.reader(k)
         #: per CPU: the block being loaded (its int64 columns and uniform program) and the position reached
         self.pending: list[tuple[Cols, Program | None, int, int, int] | None] = [None] * len(self.sources)
         #: per CPU: the uniform program its rings were last filled with, and how many ops in a row of it
@@ -435,47 +436,85 @@ class _Rings:
         return cols, (self.uniform_program(cols) if blk.repeats_op0 else None)
 
 
-class _Prefetch(Iterator[Prepared]):
-    """Items of ``source`` computed by a daemon thread, at most ``depth`` ahead of the reader; an
-    exception of the source is raised to the reader at its position in the stream."""
+class _Prefetch:
+    """Items of several sources computed by one daemon thread, at most ``depth`` ahead of the reader
+    on each (:meth:`reader` is source ``i`` as an iterator); an exception of a source is raised to the
+    reader at its position in that stream. The thread serves the source the reader waits for first,
+    else the next one with room, in turn. The sources must not share state (the order in which the
+    thread reads them is not the engine's)."""
 
-    def __init__(self, source: Iterator[Prepared], depth: int = 2):
-        self._q: queue.Queue[tuple[Prepared | None, BaseException | None]] = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
-        self._done = False
-        threading.Thread(target=self._run, args=(source,), name="cmdqv-lab-input", daemon=True).start()
+    def __init__(self, sources: Sequence[Iterator[Prepared]], depth: int = 2):
+        self._sources = list(sources)
+        self._depth = depth
+        self._ready: list[collections.deque[tuple[Prepared | None, BaseException | None]]] = [
+            collections.deque() for _ in self._sources
+        ]
+        self._ended = [False] * len(self._sources)
+        self._want = -1  # the source the reader waits for
+        self._turn = 0
+        self._stop = False
+        self._cv = threading.Condition()
+        threading.Thread(target=self._run, name="cmdqv-lab-input", daemon=True).start()
 
-    def _put(self, item: tuple[Prepared | None, BaseException | None]) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._q.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
+    def _pick(self) -> int:
+        """The source to read next (under the lock), -1 if none has room."""
+        w = self._want
+        if w >= 0 and not self._ended[w] and len(self._ready[w]) < self._depth:
+            return w
+        n = len(self._sources)
+        for k in range(n):
+            i = (self._turn + k) % n
+            if not self._ended[i] and len(self._ready[i]) < self._depth:
+                self._turn = (i + 1) % n
+                return i
+        return -1
 
-    def _run(self, source: Iterator[Prepared]) -> None:
-        try:
-            for item in source:
-                if not self._put((item, None)):
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                i = self._pick()
+                while i < 0 and not self._stop:
+                    self._cv.wait()
+                    i = self._pick()
+                if self._stop:
                     return
-            self._put((None, None))
-        except BaseException as e:  # handed to the reader
-            self._put((None, e))
+            item: Prepared | None = None
+            exc: BaseException | None = None
+            try:
+                item = next(self._sources[i], None)
+            except BaseException as e:  # handed to the reader
+                exc = e
+            with self._cv:
+                self._ready[i].append((item, exc))
+                self._ended[i] = item is None
+                self._cv.notify_all()
 
-    def __next__(self) -> Prepared:
-        if self._done:
-            raise StopIteration
-        item, exc = self._q.get()
-        if item is None:
-            self._done = True
+    def take(self, i: int) -> tuple[Prepared | None, BaseException | None]:
+        """Source ``i``'s next item (None at its end, with the exception that ended it, if any)."""
+        with self._cv:
+            while not self._ready[i]:
+                self._want = i
+                self._cv.notify_all()
+                self._cv.wait()
+            if self._want == i:
+                self._want = -1
+            out = self._ready[i].popleft()
+            self._cv.notify_all()
+            return out
+
+    def reader(self, i: int) -> Iterator[Prepared]:
+        while True:
+            item, exc = self.take(i)
             if exc is not None:
                 raise exc
-            raise StopIteration
-        return item
+            if item is None:
+                return
+            yield item
 
     def close(self) -> None:
-        self._stop.set()
+        with self._cv:
+            self._stop = True
+            self._cv.notify_all()
 
 
 _BLOCK_FIELDS = ("t", "nb", "s_kind", "s_a", "s_b", "s_c", "c_opc", "c_svc", "c_flags")
@@ -577,7 +616,7 @@ def build_memory(cfg: EngineConfig) -> Memory:
     return mem
 
 
-#: Ops below which a one-CPU run reads its stream itself instead of by the input thread.
+#: Ops per issuing CPU (on average) below which a run reads its streams itself, not by the input thread.
 PREFETCH_MIN_OPS = 1 << 14
 
 
@@ -599,11 +638,14 @@ def run_engine(
     if len(streams) != cfg.n_cpus:
         raise ParamError(f"expected {cfg.n_cpus} CPU streams, got {len(streams)}")
     mem = build_memory(cfg)
-    # One issuing CPU with a long stream: its input is built by a thread while the engine runs (with
-    # several, the streams are read in the order the engine asks, as generators may share state; a
-    # short run, a widget's, is not worth the thread's start and hand-offs)
+    # Long streams are built by a thread while the engine runs: one issuing CPU's, or several that
+    # share no state (IndependentStream; else they are read in the order the engine asks, as
+    # generators may share state). Short ones, a widget's or many CPUs' of a few blocks each, are
+    # not worth the thread's hand-offs: the engine needs every CPU's first block before it can run.
     issuing = [c for c in range(cfg.n_cpus) if c != cfg.irq_cpu and all(c not in p for p in cfg.vmm_threads)]
-    if len(issuing) == 1 and cfg.quotas[issuing[0]] < PREFETCH_MIN_OPS:
+    if sum(cfg.quotas[c] for c in issuing) < PREFETCH_MIN_OPS * len(issuing) or (
+        len(issuing) > 1 and not all(isinstance(streams[c], IndependentStream) for c in issuing)
+    ):
         issuing = []
     engine_fed = [cfg.irq_cpu] if cfg.irq_cpu >= 0 else []
     engine_fed += [t for _, t in cfg.vmm_threads]
@@ -612,7 +654,7 @@ def run_engine(
         streams,
         len(cfg.queues),
         cfg.n_locks,
-        prefetch=issuing[0] if len(issuing) == 1 else -1,
+        prefetch=issuing,
         engine_fed=engine_fed,
     )
     try:

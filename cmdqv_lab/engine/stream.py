@@ -175,3 +175,18 @@ def _slices(ops: slice, steps: slice, cmds: slice) -> tuple[slice, ...]:
 
 #: A CPU's stream: an iterator of blocks (finite: the CPU stops when it is exhausted).
 CpuStream = Iterator[OpBlock]
+
+
+class IndependentStream(Iterator[OpBlock]):
+    """A CPU's stream whose blocks depend on nothing that another CPU's stream changes (its own
+    generators only), so they are the same in whatever order the streams are read: the runner may
+    read several such streams ahead, in a thread of its own, while the engine runs."""
+
+    def __init__(self, blocks: Iterator[OpBlock]):
+        self._blocks = blocks
+
+    def __iter__(self) -> IndependentStream:
+        return self
+
+    def __next__(self) -> OpBlock:
+        return next(self._blocks)

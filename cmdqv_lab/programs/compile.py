@@ -45,7 +45,7 @@ from cmdqv_lab.engine.layout import (
     STEP_BATCH,
     STEP_DELAY,
 )
-from cmdqv_lab.engine.stream import CpuStream, OpBlock
+from cmdqv_lab.engine.stream import CpuStream, IndependentStream, OpBlock
 from cmdqv_lab.errors import ParamError
 from cmdqv_lab.platform import Platform
 from cmdqv_lab.programs.topology import Route, Topology
@@ -286,6 +286,8 @@ def compile_streams(
             yield compile_chunk(ch, topology.routes[i], plat, rng, routing=routing, prefix_ps=prefix_ps)
 
     streams: list[CpuStream] = [one(i, it) for i, it in enumerate(workload.chunks)]
+    if workload.independent:  # each has its own service-time generator too
+        streams = [IndependentStream(s) for s in streams]
     # the IRQ thread and the VMM threads get their ops from the engine
     streams.extend(iter(()) for _ in range(topology.n_cpus - len(streams)))
     return streams

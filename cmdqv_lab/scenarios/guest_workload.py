@@ -69,7 +69,9 @@ def _workload(name: str):
             chunks = tuple(
                 (as_frame(f).with_columns(pl.lit(0, pl.Int32).alias("vm")) for f in it) for it in w.chunks
             )
-            return Workload(w.name, tuple((0, c) for _, c in w.cpus), chunks, w.open_loop, w.params, w.ops)
+            return Workload(
+                w.name, tuple((0, c) for _, c in w.cpus), chunks, w.open_loop, w.params, w.ops, w.independent
+            )
         if "vms" in own and getattr(p, "vms", 1) < 1:
             raise ParamError(f"guest-wl-{name}: vms={p.vms} must be at least 1 (or set as_guest=true)")
         return make_workload(name, p, n, seed)

@@ -323,6 +323,9 @@ class Workload:
     open_loop: bool = False
     params: dict[str, Any] = field(default_factory=dict)
     ops: tuple[int, ...] | None = None  # ops of each stream, when the generator knows them
+    #: each stream's chunks come from that stream's own state alone (its own generators), so the
+    #: streams may be read in any order: the engine's input thread then builds them all ahead
+    independent: bool = False
     streams: tuple[Iterator[pl.DataFrame], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

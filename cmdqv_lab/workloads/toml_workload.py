@@ -258,6 +258,7 @@ def _toml_make(name: str, shapes: tuple[OpShape, ...]) -> Callable[[Any, int], W
             chunks=tuple(cpu_stream(vm, c, q) for (vm, c), q in zip(ids, quotas(p.ops, len(ids)))),
             open_loop=open_loop,
             params=p.to_dict(),
+            independent=True,  # each CPU's own generators
         )
 
     return make

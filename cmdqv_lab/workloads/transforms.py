@@ -55,6 +55,7 @@ def inject(w: Workload, *, fraction: float, opcode: int, seed: int, name: str) -
         open_loop=w.open_loop,
         params=w.params,
         ops=w.ops,
+        independent=w.independent,  # each CPU's own inject generator
     )
 
 

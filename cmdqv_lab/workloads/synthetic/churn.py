@@ -147,6 +147,7 @@ def _churn(p: ChurnParams, seed: int) -> Workload:
         chunks=tuple(cpu_stream(vm, c, q) for (vm, c), q in zip(ids, quotas(p.cycles, len(ids)))),
         open_loop=False,
         params=p.to_dict(),
+        independent=True,  # each CPU's own generators
     )
 
 

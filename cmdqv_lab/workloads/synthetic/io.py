@@ -145,6 +145,7 @@ def unmap_workload(
         open_loop=open_loop,
         params=p.to_dict(),
         ops=tuple(q * tmpl.n_ops for q in per) if p.mode == "strict" else None,
+        independent=True,  # each CPU's own gap generator and FlushQueue
     )
 
 

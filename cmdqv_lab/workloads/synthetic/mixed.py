@@ -237,6 +237,7 @@ def _mixed(p: MixedParams, seed: int) -> Workload:
         chunks=tuple(cpu_stream(vm, c, q) for (vm, c), q in zip(ids, quotas(p.ops, len(ids)))),
         open_loop=False,
         params=p.to_dict(),
+        independent=True,  # each CPU's own generators
     )
 
 
