@@ -233,7 +233,7 @@ def build_trapped(seed: int, alg: str) -> tuple[EngineConfig, list[list[OpBlock]
 @pytest.mark.parametrize("alg", ["linux-lockfree", "atomic-add"])
 def test_engine_matches_reference_on_trapped_guests(alg: str) -> None:
     exits = irqs = 0
-    for seed in range(10):
+    for seed in range(12):
         cfg, streams = build_trapped(seed, alg)
         out = compare(cfg, streams)
         eng = run_engine(cfg, [iter(s) for s in streams])
@@ -278,16 +278,18 @@ HF_ALGS = ["linux-lockfree", "atomic-add", "spinlock", "cas-spinlock-fallback"]
 
 
 @pytest.mark.parametrize(("alg", "topo"), list(itertools.product(HF_ALGS, ["main", "vcmdq"])))
-def test_holder_first_matches_reference(alg: str, topo: str) -> None:
+def test_holder_first_matches_reference(alg: str, topo: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """line_arbitration=holder-first (random hold window, count and chance line_hold_p) with a random
     cluster/die/socket topology and home (line_home), with and without cmdq->lock's exclusive path:
     identical per-command times; the cases reach arbitrations that are not in arrival order. Seeds 8
-    and 9 run 8-12 CPUs: long lists of waiters (the arbitration's walk stops early, requests at one
-    time are listed by CPU number)."""
+    to 11 run 8-16 CPUs: long lists of waiters (the arbitration's walk stops early, requests at one
+    time are listed by CPU number). Odd seeds look the owner's cluster up CPU by CPU at every
+    arbitration (runner.CLUSTER_SCAN_WAITERS = 0; by default only with many waiters)."""
+    import cmdqv_lab.engine.runner as R
     from cmdqv_lab.engine.layout import G_LINE_BYPASS
 
     fails = bypass = 0
-    for seed in range(10):
+    for seed in range(12):
         rng = np.random.default_rng([seed, 99, HF_ALGS.index(alg), topo == "main"])
         costs = random_costs(rng, hw_sync=seed % 2 == 1)
 
@@ -295,18 +297,20 @@ def test_holder_first_matches_reference(alg: str, topo: str) -> None:
             return int(rng.integers(lo, hi)) * 1000
 
         extra = {"line_arb": 1, "line_hold_max": int(rng.integers(1, 4)), "line_hold": r(0, 40),
-                 "topology": int(seed % 2), "cluster_cpus": int(rng.integers(1, 3)), "die_cpus": int(rng.integers(2, 5)),
-                 "socket_cpus": int(rng.integers(4, 9)), "xfer_cluster": r(5, 30), "xfer_die": r(5, 40),
+                 "topology": int(seed % 2 == 1 or seed >= 10), "cluster_cpus": int(rng.integers(1, 3) if seed < 8 else rng.integers(3, 5)),
+                 "die_cpus": int(rng.integers(2, 5) if seed < 8 else rng.integers(5, 9)),
+                 "socket_cpus": int(rng.integers(4, 9) if seed < 8 else rng.integers(9, 17)), "xfer_cluster": r(5, 30), "xfer_die": r(5, 40),
                  "xfer_xdie": r(5, 90), "xfer_socket": r(5, 200), "line_local": max(costs.line_local, 5000),
                  "line_xfer": max(costs.line_xfer, 10_000),
                  "excl_unlock": int(rng.integers(0, 3)) if alg != "atomic-add" else 0,
                  "line_hold_ppm": 1_000_000 if seed % 3 == 0 else int(rng.integers(0, 1_000_000)),
                  "line_home": int(rng.integers(0, 3))}  # fmt: skip
         costs = Costs(**{**dict(costs.items()), **extra})
-        cpus = int(rng.integers(2, 7) if seed < 8 else rng.integers(8, 13))
+        cpus = int(rng.integers(2, 7) if seed < 8 else rng.integers(8, 17))
         cfg, streams = build(alg, topo, WAITS[seed % 4], cpus=cpus, procs=int(rng.integers(1, 3)),
                              log2=int(rng.choice([3, 4, 7])), costs=costs, open_loop=seed % 3 == 2, rng=rng,
                              guest=seed in (6, 7))  # fmt: skip
+        monkeypatch.setattr(R, "CLUSTER_SCAN_WAITERS", 0 if seed % 2 else 4)
         out = compare(cfg, streams, until_ps=300_000_000)
         assert out["cmds"] > 0
         fails += out["cas_fail"]

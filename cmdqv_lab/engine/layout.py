@@ -351,7 +351,9 @@ K_CMDQ_LAYOUT = 45  # LAYOUT_*: which cmdq fields share a cache line
 K_LOAD_PRIORITY = 46  # LOAD_*: does a plain load give its CPU the holder's priority (holder-first)
 K_LINE_HOLD_PPM = 47  # holder-first: chance (ppm) that the holder's next access beats waiting requesters
 K_LINE_HOME = 48  # HOME_*: where the cmdq lines' memory (their home node) sits
-K_NF = 49
+K_SCAN_WAITERS = 49  # holder-first: waiters from which an arbitration looks up the owner's cluster CPU
+# by CPU (a speed choice, set by build_memory: runner.CLUSTER_SCAN_WAITERS clusters' worth)
+K_NF = 50
 
 # ----------------------------------------------------------------------------- global counters
 G_OPS_STARTED = 0

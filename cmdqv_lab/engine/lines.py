@@ -55,7 +55,9 @@ from cmdqv_lab.engine.layout import (
     C_PC,
     C_SOCKET,
     G_LINE_BYPASS,
+    H_NCPU,
     H_NPROC,
+    K_CLUSTER_CPUS,
     K_LINE_ARB,
     K_LINE_HOLD,
     K_LINE_HOLD_MAX,
@@ -63,6 +65,7 @@ from cmdqv_lab.engine.layout import (
     K_LINE_LOCAL,
     K_LINE_XFER,
     K_LOAD_PRIORITY,
+    K_SCAN_WAITERS,
     K_TOPOLOGY,
     K_XFER_CLUSTER,
     K_XFER_DIE,
@@ -150,12 +153,9 @@ def _served(M, line, prev, cpu, read):
     if lget(M, line, L_NREQ) > 0:
         arb = lget(M, line, L_ARB)
         if arb < 0:  # the lowest-numbered pending CPU carries the arbitration
-            w = lget(M, line, L_WHEAD)
-            arb = w
-            while w >= 0:
-                if w < arb:
-                    arb = w
-                w = cget(M, w, C_LNEXT)
+            arb = 0
+            while cget(M, arb, C_LREQ_LINE) != line:
+                arb += 1
             lset(M, line, L_ARB, arb)
         _sched_cpu(M, arb, window_end(M, line))
 
@@ -310,9 +310,9 @@ def _line_grant(M, c, line, now, pc):
     # The best request of the current round (made by L_ROUND), or, if every request of the last round
     # was served, of a new round of all pending requests. Best: nearest to the owner, then the
     # earliest, then the lowest CPU number. The waiters are listed in (time, CPU) order, so the
-    # round is a prefix of the list, its first request is the earliest, and the walk ends at the
-    # first request from the owner's own cluster (nothing later can be nearer); the owner's own
-    # request (distance 0, or last if its window is used up) is looked up directly.
+    # round is a prefix of the list and its first request is the earliest. The owner's own request
+    # (distance 0, or last if its window is used up) and its cluster's (distance 1: a few CPUs) are
+    # looked up directly; the walk then ends at the first request as near as any can still be.
     w = lget(M, line, L_WHEAD)
     first_t = cget(M, w, C_LREQ_T)
     rnd = lget(M, line, L_ROUND)
@@ -320,9 +320,21 @@ def _line_grant(M, c, line, now, pc):
         rnd = TIME_NEVER
         lset(M, line, L_ROUND, now)
     best = -1
+    near = 1  # no request can be nearer than this
     if owner >= 0 and not run_out and cget(M, owner, C_LREQ_LINE) == line and cget(M, owner, C_LREQ_T) <= rnd:
         best = owner
-    else:
+    elif owner >= 0 and kget(M, K_TOPOLOGY) != 0 and lget(M, line, L_NREQ) >= kget(M, K_SCAN_WAITERS):
+        cc = max(1, kget(M, K_CLUSTER_CPUS))
+        lo = cget(M, owner, C_CLUSTER) * cc
+        hi = min(lo + cc, M[H_NCPU])
+        b_t = TIME_NEVER
+        for v in range(lo, hi):  # in CPU order: the earliest, ties to the lowest number
+            if v != owner and cget(M, v, C_LREQ_LINE) == line:
+                t = cget(M, v, C_LREQ_T)
+                if t <= rnd and t < b_t:
+                    best, b_t = v, t
+        near = 2
+    if best < 0:
         b_d = 6
         while w >= 0:
             t = cget(M, w, C_LREQ_T)
@@ -336,7 +348,7 @@ def _line_grant(M, c, line, now, pc):
                 d = 1
             if d < b_d:
                 best, b_d = w, d
-                if d <= 1:
+                if d <= near:
                     break
             w = cget(M, w, C_LNEXT)
     if cget(M, best, C_LREQ_T) > first_t:
