@@ -150,12 +150,25 @@ def _served(M, line, prev, cpu, read):
     else:
         lset(M, line, L_RUN, lget(M, line, L_RUN) + 1 if prev == cpu else 1)
     lset(M, line, L_RESV, -1)
-    if lget(M, line, L_NREQ) > 0:
+    nreq = lget(M, line, L_NREQ)
+    if nreq > 0:
         arb = lget(M, line, L_ARB)
         if arb < 0:  # the lowest-numbered pending CPU carries the arbitration
-            arb = 0
-            while cget(M, arb, C_LREQ_LINE) != line:
-                arb += 1
+            # among many waiters a low-numbered one is likely: look CPUs up in order, a bounded
+            # number of them, before walking the list (the cost stays in proportion to the waiters)
+            lim = min(M[H_NCPU], 2 * nreq)
+            v = 0
+            while v < lim and cget(M, v, C_LREQ_LINE) != line:
+                v += 1
+            if v < lim:
+                arb = v
+            else:
+                w = lget(M, line, L_WHEAD)
+                arb = w
+                while w >= 0:
+                    if w < arb:
+                        arb = w
+                    w = cget(M, w, C_LNEXT)
             lset(M, line, L_ARB, arb)
         _sched_cpu(M, arb, window_end(M, line))
 
