@@ -183,5 +183,7 @@ def _configure_numba_cache() -> None:
 _configure_numba_cache()
 
 from cmdqv_lab.engine import callconv as _callconv  # noqa: E402
+from cmdqv_lab.engine import nrtcache as _nrtcache  # noqa: E402
 
 _callconv.install()
+_nrtcache.install(_os.path.dirname(_engine_cache_dir()))
