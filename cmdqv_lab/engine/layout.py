@@ -229,8 +229,7 @@ C_DIE = 60
 C_SOCKET = 61
 C_LNEXT = 62  # holder-first: the next CPU waiting for the same line (C_LREQ_LINE), -1 at the end
 C_LPREV = 63  # holder-first: the previous one, -1 at the head (L_WHEAD)
-C_HOME_D = 64  # line_home: this CPU's distance to the die homing the lines (lines.home_distance; set once)
-C_NF = 65
+C_NF = 64  # rows of 512 bytes: a 65th field (520-byte rows) cost open-queue 12 % of its speed
 
 # ----------------------------------------------------------------------------- queue state columns
 Q_LOG2 = 0
@@ -351,9 +350,11 @@ K_CMDQ_LAYOUT = 45  # LAYOUT_*: which cmdq fields share a cache line
 K_LOAD_PRIORITY = 46  # LOAD_*: does a plain load give its CPU the holder's priority (holder-first)
 K_LINE_HOLD_PPM = 47  # holder-first: chance (ppm) that the holder's next access beats waiting requesters
 K_LINE_HOME = 48  # HOME_*: where the cmdq lines' memory (their home node) sits
+K_HOME_DIE = 50  # line_home: the die whose memory homes the lines (C_DIE numbering; -1 with near)
+K_HOME_SOCKET = 51  # ... and its socket (C_SOCKET numbering)
 K_SCAN_WAITERS = 49  # holder-first: waiters from which an arbitration looks up the owner's cluster CPU
 # by CPU (a speed choice, set by build_memory: runner.CLUSTER_SCAN_WAITERS clusters' worth)
-K_NF = 50
+K_NF = 52
 
 # ----------------------------------------------------------------------------- global counters
 G_OPS_STARTED = 0

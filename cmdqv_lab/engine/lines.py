@@ -46,7 +46,6 @@ from cmdqv_lab.engine.layout import (
     ARB_FIFO,
     C_CLUSTER,
     C_DIE,
-    C_HOME_D,
     C_LGRANT,
     C_LNEXT,
     C_LPREV,
@@ -58,6 +57,8 @@ from cmdqv_lab.engine.layout import (
     H_NCPU,
     H_NPROC,
     K_CLUSTER_CPUS,
+    K_HOME_DIE,
+    K_HOME_SOCKET,
     K_LINE_ARB,
     K_LINE_HOLD,
     K_LINE_HOLD_MAX,
@@ -108,13 +109,20 @@ def distance(M, a, b):
 def xfer_cost(M, prev, cpu):
     """Cost of ``cpu``'s access to a line ``prev`` touched last (-1: nobody; a transfer). With a
     remote home (``line_home``) the transfer goes through it: it costs by the larger of the two CPUs'
-    distance and the requester's distance to the home die (``C_HOME_D``, :func:`.runner.home_distance`)."""
+    distance and the requester's distance to the home die (``K_HOME_DIE``, set by :func:`.runner.home_die`)."""
     if prev == cpu:
         return kget(M, K_LINE_LOCAL)
     if kget(M, K_TOPOLOGY) == 0:
         return kget(M, K_LINE_XFER)
     d = 2 if prev < 0 else distance(M, prev, cpu)
-    h = cget(M, cpu, C_HOME_D)
+    h = 0  # line_home = near: no constraint
+    if kget(M, K_HOME_DIE) >= 0:
+        if cget(M, cpu, C_DIE) == kget(M, K_HOME_DIE):
+            h = 2
+        elif cget(M, cpu, C_SOCKET) == kget(M, K_HOME_SOCKET):
+            h = 3
+        else:
+            h = 4
     if h > d:
         d = h
     if d == 1:

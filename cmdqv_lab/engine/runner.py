@@ -520,16 +520,16 @@ class _Prefetch:
 _BLOCK_FIELDS = ("t", "nb", "s_kind", "s_a", "s_b", "s_c", "c_opc", "c_svc", "c_flags")
 
 
-def home_distance(k: np.ndarray, die: np.ndarray, socket: np.ndarray) -> np.ndarray:
-    """Each CPU's distance to the die whose memory homes the contended lines (``line_home``): 2 on
-    that die, 3 on its socket, 4 on another socket; 0 with ``line_home = near`` (no constraint).
-    ``die`` and ``socket`` are the CPUs' ``C_DIE`` and ``C_SOCKET``; :func:`.lines.xfer_cost` reads it."""
+def home_die(k: np.ndarray) -> tuple[int, int]:
+    """The die whose memory homes the contended lines (``line_home``) and its socket, numbered as
+    ``C_DIE`` and ``C_SOCKET`` (``-1, -1`` with ``line_home = near``): :func:`.lines.xfer_cost` puts a
+    CPU on that die at distance 2 from it, on its socket at 3, elsewhere at 4."""
     home = int(k[L.K_LINE_HOME])
     if home == L.HOME_NEAR:
-        return np.zeros_like(die)
+        return -1, -1
     die_cpus, socket_cpus = max(1, int(k[L.K_DIE_CPUS])), max(1, int(k[L.K_SOCKET_CPUS]))
-    home_die = 1 if home == L.HOME_OTHER_DIE else socket_cpus // die_cpus
-    return np.where(die == home_die, 2, np.where(socket == (home_die * die_cpus) // socket_cpus, 3, 4))
+    die = 1 if home == L.HOME_OTHER_DIE else socket_cpus // die_cpus
+    return die, (die * die_cpus) // socket_cpus
 
 
 def build_memory(cfg: EngineConfig) -> Memory:
@@ -604,7 +604,7 @@ def build_memory(cfg: EngineConfig) -> Memory:
     cs[:, L.C_CLUSTER] = ids // max(1, int(mem.k[L.K_CLUSTER_CPUS]))
     cs[:, L.C_DIE] = ids // max(1, int(mem.k[L.K_DIE_CPUS]))
     cs[:, L.C_SOCKET] = ids // max(1, int(mem.k[L.K_SOCKET_CPUS]))
-    cs[:, L.C_HOME_D] = home_distance(mem.k, cs[:, L.C_DIE], cs[:, L.C_SOCKET])
+    mem.k[L.K_HOME_DIE], mem.k[L.K_HOME_SOCKET] = home_die(mem.k)
     if cfg.irq_cpu >= 0:
         cs[cfg.irq_cpu, L.C_IRQ] = 1
         cs[cfg.irq_cpu, L.C_OPEN] = 1  # its ops arrive when errors are raised

@@ -232,7 +232,7 @@ class Reference:
         return 4
 
     def home_distance(self, cpu: int) -> int:
-        """cmdqv_lab.engine.runner.home_distance: the requester's distance to the lines' home die."""
+        """cmdqv_lab.engine.lines.xfer_cost (runner.home_die): the requester's distance to the lines' home die."""
         k = self.k
         if k.line_home == 0:
             return 0
