@@ -95,3 +95,38 @@ def test_streams_that_may_share_state_are_read_in_order(monkeypatch: pytest.Monk
     R.run_engine(cfg, [iter(b) for b in blocks])
     R.run_engine(cfg, [IndependentStream(iter(b)) for b in blocks])
     assert used == [False, True]
+
+
+def test_no_input_thread_when_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CMDQV_LAB_INPUT_THREAD=0 (set in a process pool's workers when they fill the cores) reads
+    every stream in the engine's order, with the same result."""
+    used = _spy(monkeypatch)
+    monkeypatch.setattr(R, "PREFETCH_MIN_OPS", 1)
+    from benchmarks.bench_engine import materialise
+
+    cfg, blocks = materialise("host-map-unmap", {"platform": "d06", "cpus": 2}, 64, False)
+    a = R.run_engine(cfg, [IndependentStream(iter(b)) for b in blocks])
+    monkeypatch.setenv("CMDQV_LAB_INPUT_THREAD", "0")
+    b = R.run_engine(cfg, [IndependentStream(iter(b)) for b in blocks])
+    assert used == [True, False]
+    assert (a.g == b.g).all()
+
+
+def test_pool_workers_filling_the_cores_run_without_input_threads() -> None:
+    import os
+
+    from cmdqv_lab.experiments.executors import ProcessExecutor
+
+    n = os.cpu_count() or 1
+    with ProcessExecutor(n) as ex:
+        seen = set(ex.imap_unordered(_input_thread_setting, range(2 * n)))
+    assert seen == {"0"}
+    if n > 1:
+        with ProcessExecutor(n - 1) as ex:
+            assert set(ex.imap_unordered(_input_thread_setting, range(2))) == {None}
+
+
+def _input_thread_setting(_: int) -> str | None:
+    import os
+
+    return os.environ.get("CMDQV_LAB_INPUT_THREAD")

@@ -10,6 +10,7 @@ and per-op records as polars frames (:data:`COMMAND_SCHEMA`, :data:`OP_SCHEMA`).
 from __future__ import annotations
 
 import collections
+import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -650,9 +651,12 @@ def run_engine(
     # share no state (IndependentStream; else they are read in the order the engine asks, as
     # generators may share state). Short ones, a widget's or many CPUs' of a few blocks each, are
     # not worth the thread's hand-offs: the engine needs every CPU's first block before it can run.
+    # CMDQV_LAB_INPUT_THREAD=0: no thread (a process pool's workers, one per core, set it).
     issuing = [c for c in range(cfg.n_cpus) if c != cfg.irq_cpu and all(c not in p for p in cfg.vmm_threads)]
-    if sum(cfg.quotas[c] for c in issuing) < PREFETCH_MIN_OPS * len(issuing) or (
-        len(issuing) > 1 and not all(isinstance(streams[c], IndependentStream) for c in issuing)
+    if (
+        os.environ.get("CMDQV_LAB_INPUT_THREAD", "1") == "0"
+        or sum(cfg.quotas[c] for c in issuing) < PREFETCH_MIN_OPS * len(issuing)
+        or (len(issuing) > 1 and not all(isinstance(streams[c], IndependentStream) for c in issuing))
     ):
         issuing = []
     engine_fed = [cfg.irq_cpu] if cfg.irq_cpu >= 0 else []
