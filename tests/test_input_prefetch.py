@@ -5,6 +5,7 @@ streams in the engine's order."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -54,6 +55,31 @@ def test_close_stops_the_thread() -> None:
         if t.name == "cmdqv-lab-input":
             t.join(timeout=5)
     assert not any(t.name == "cmdqv-lab-input" and t.is_alive() for t in threading.enumerate())
+
+
+def test_items_ahead_are_bounded_in_total() -> None:
+    """With many sources the thread builds at most ``ahead`` items in all (plus the one the reader
+    waits for), not ``depth`` per source: memory stays flat with thousands of CPUs."""
+    produced = [0]
+
+    def counting(k: int) -> Iterator[int]:
+        i = 0
+        while True:
+            produced[0] += 1
+            yield 1000 * k + i
+            i += 1
+
+    pf = R._Prefetch([counting(k) for k in range(50)], depth=2, ahead=4)  # type: ignore[misc]
+    assert next(pf.reader(7)) == 7000
+    deadline = time.monotonic() + 5
+    while produced[0] < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)  # time to overshoot, if it would
+    # the wanted item, 4 ahead, and at most one more of the wanted source (the thread may read it
+    # again before the reader takes the first): not two per source
+    assert 5 <= produced[0] <= 6
+    assert next(pf.reader(7)) == 7001  # a wanted source is served past the bound
+    pf.close()
 
 
 def _spy(monkeypatch: pytest.MonkeyPatch) -> list[bool]:

@@ -439,14 +439,18 @@ class _Rings:
 
 class _Prefetch:
     """Items of several sources computed by one daemon thread, at most ``depth`` ahead of the reader
-    on each (:meth:`reader` is source ``i`` as an iterator); an exception of a source is raised to the
-    reader at its position in that stream. The thread serves the source the reader waits for first,
-    else the next one with room, in turn. The sources must not share state (the order in which the
-    thread reads them is not the engine's)."""
+    on each and ``ahead`` on all of them together (:meth:`reader` is source ``i`` as an iterator);
+    an exception of a source is raised to the reader at its position in that stream. The thread
+    serves the source the reader waits for first (whatever the total), else the next one with room,
+    in turn. The sources must not share state (the order in which the thread reads them is not the
+    engine's). The total bound keeps memory flat with thousands of CPUs: 64 blocks of 4096 ops are
+    about 25 MB, where two per CPU would be gigabytes."""
 
-    def __init__(self, sources: Sequence[Iterator[Prepared]], depth: int = 2):
+    def __init__(self, sources: Sequence[Iterator[Prepared]], depth: int = 2, ahead: int = 64):
         self._sources = list(sources)
         self._depth = depth
+        self._ahead = ahead
+        self._n_ready = 0  # items ready on all sources
         self._ready: list[collections.deque[tuple[Prepared | None, BaseException | None]]] = [
             collections.deque() for _ in self._sources
         ]
@@ -462,6 +466,8 @@ class _Prefetch:
         w = self._want
         if w >= 0 and not self._ended[w] and len(self._ready[w]) < self._depth:
             return w
+        if self._n_ready >= self._ahead:
+            return -1
         n = len(self._sources)
         for k in range(n):
             i = (self._turn + k) % n
@@ -487,6 +493,7 @@ class _Prefetch:
                 exc = e
             with self._cv:
                 self._ready[i].append((item, exc))
+                self._n_ready += 1
                 self._ended[i] = item is None
                 self._cv.notify_all()
 
@@ -500,6 +507,7 @@ class _Prefetch:
             if self._want == i:
                 self._want = -1
             out = self._ready[i].popleft()
+            self._n_ready -= 1
             self._cv.notify_all()
             return out
 
