@@ -238,7 +238,7 @@ def _wait(M, c, line, now, pc):
     cset(M, c, C_LREQ_T, now)
     lset(M, line, L_NREQ, lget(M, line, L_NREQ) + 1)
     # onto the line's list of waiters, kept in (request time, CPU) order: requests come in time
-    # order, so this stops at the tail but for a lower-numbered CPU's request at the same time
+    # order, so it goes at the tail, or just before higher-numbered CPUs' requests made at ``now``
     prv = lget(M, line, L_WTAIL)
     while prv >= 0:
         pt = cget(M, prv, C_LREQ_T)

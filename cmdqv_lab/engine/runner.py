@@ -512,6 +512,7 @@ class _Prefetch:
             return out
 
     def reader(self, i: int) -> Iterator[Prepared]:
+        """Source ``i`` as an iterator (its exception, if it ends with one, raised at that point)."""
         while True:
             item, exc = self.take(i)
             if exc is not None:
