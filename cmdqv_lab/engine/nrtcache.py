@@ -84,7 +84,8 @@ def install(directory: str) -> bool:
     if create is None or not hasattr(nrtdynmod, "compile_nrt_functions"):
         return False
     DIRECTORY = directory
-    if getattr(nrtdynmod.compile_nrt_functions, "_cmdqv_lab", False):
+    numba_compile = nrtdynmod.compile_nrt_functions
+    if getattr(numba_compile, "_cmdqv_lab", False):
         return True
 
     def compile_nrt(ctx: Any) -> Any:
@@ -112,9 +113,13 @@ def install(directory: str) -> bool:
                 return library
             except Exception:  # not loadable after all: compile it again below
                 pass
-        library = compile_nrt(ctx)
         LAST = "compiled"
-        with contextlib.suppress(OSError):  # an unwritable cache costs the compile next time
+        try:
+            library = compile_nrt(ctx)
+        except AttributeError:  # a numba without object caching for it: numba's own compile
+            return numba_compile(ctx)
+        # an unwritable cache costs the compile next time
+        with contextlib.suppress(OSError, AttributeError):
             _write_atomic(path, pack(*library.serialize_using_object_code()[2]))
         return library
 
