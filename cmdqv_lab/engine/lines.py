@@ -231,6 +231,21 @@ def _access(M, q, which, cpu, now, read):
     return end
 
 
+@njit(cache=True, inline="always")
+def _relink(M, line, prv, after_prv, nxt, before_nxt):
+    """In the line's list of waiters, make ``after_prv`` follow ``prv`` (or head the list, if
+    ``prv`` is -1) and ``before_nxt`` precede ``nxt`` (or end the list): an insert between them
+    passes the new CPU twice, an unlink passes ``nxt`` and ``prv``."""
+    if prv >= 0:
+        cset(M, prv, C_LNEXT, after_prv)
+    else:
+        lset(M, line, L_WHEAD, after_prv)
+    if nxt >= 0:
+        cset(M, nxt, C_LPREV, before_nxt)
+    else:
+        lset(M, line, L_WTAIL, before_nxt)
+
+
 @njit(cache=True)
 def _wait(M, c, line, now, pc):
     """Queue CPU ``c``'s request for ``line`` (it re-runs step ``pc`` when granted)."""
@@ -248,14 +263,7 @@ def _wait(M, c, line, now, pc):
     nxt = lget(M, line, L_WHEAD) if prv < 0 else cget(M, prv, C_LNEXT)
     cset(M, c, C_LPREV, prv)
     cset(M, c, C_LNEXT, nxt)
-    if prv >= 0:
-        cset(M, prv, C_LNEXT, c)
-    else:
-        lset(M, line, L_WHEAD, c)
-    if nxt >= 0:
-        cset(M, nxt, C_LPREV, c)
-    else:
-        lset(M, line, L_WTAIL, c)
+    _relink(M, line, prv, c, nxt, c)
     cset(M, c, C_PC, pc)
     if lget(M, line, L_ARB) < 0 and lget(M, line, L_RESV) < 0:
         lset(M, line, L_ARB, c)
@@ -375,16 +383,8 @@ def _line_grant(M, c, line, now, pc):
     if cget(M, best, C_LREQ_T) > first_t:
         gadd(M, G_LINE_BYPASS, 1)  # nearest first, not the earliest
     cset(M, best, C_LREQ_LINE, -1)
-    nxt = cget(M, best, C_LNEXT)  # off the list of waiters
-    prv = cget(M, best, C_LPREV)
-    if prv >= 0:
-        cset(M, prv, C_LNEXT, nxt)
-    else:
-        lset(M, line, L_WHEAD, nxt)
-    if nxt >= 0:
-        cset(M, nxt, C_LPREV, prv)
-    else:
-        lset(M, line, L_WTAIL, prv)
+    prv, nxt = cget(M, best, C_LPREV), cget(M, best, C_LNEXT)
+    _relink(M, line, prv, nxt, nxt, prv)  # off the list of waiters
     lset(M, line, L_NREQ, lget(M, line, L_NREQ) - 1)
     lset(M, line, L_RESV, best)
     if best == c:
