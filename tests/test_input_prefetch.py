@@ -156,3 +156,13 @@ def _input_thread_setting(_: int) -> str | None:
     import os
 
     return os.environ.get("CMDQV_LAB_INPUT_THREAD")
+
+
+def test_a_bad_input_thread_setting_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchmarks.bench_engine import materialise
+    from cmdqv_lab.errors import ParamError
+
+    cfg, blocks = materialise("host-map-unmap", {"platform": "d06", "cpus": 1}, 16, False)
+    monkeypatch.setenv("CMDQV_LAB_INPUT_THREAD", "false")
+    with pytest.raises(ParamError, match=r"CMDQV_LAB_INPUT_THREAD='false' is not allowed: 0 .* or 1"):
+        R.run_engine(cfg, [iter(b) for b in blocks])

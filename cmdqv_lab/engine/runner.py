@@ -662,8 +662,13 @@ def run_engine(
     # not worth the thread's hand-offs: the engine needs every CPU's first block before it can run.
     # CMDQV_LAB_INPUT_THREAD=0: no thread (a process pool's workers, one per core, set it).
     issuing = [c for c in range(cfg.n_cpus) if c != cfg.irq_cpu and all(c not in p for p in cfg.vmm_threads)]
+    thread = os.environ.get("CMDQV_LAB_INPUT_THREAD", "1")
+    if thread not in ("0", "1"):
+        raise ParamError(
+            f"CMDQV_LAB_INPUT_THREAD={thread!r} is not allowed: 0 (no input thread) or 1 (the default)"
+        )
     if (
-        os.environ.get("CMDQV_LAB_INPUT_THREAD", "1") == "0"
+        thread == "0"
         or sum(cfg.quotas[c] for c in issuing) < PREFETCH_MIN_OPS * len(issuing)
         or (len(issuing) > 1 and not all(isinstance(streams[c], IndependentStream) for c in issuing))
     ):
