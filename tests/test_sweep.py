@@ -99,8 +99,11 @@ def test_same_combined_result_through_a_dask_scheduler_on_loopback(serial_dir: P
         report = run_sweep(spec(), tmp_path, scheduler=cluster.scheduler_address, progress=False)
         with distributed.Client(cluster.scheduler_address) as client:
             worker_pids = set(client.run(os.getpid).values())
+            input_thread = set(client.run(lambda: os.environ.get("CMDQV_LAB_INPUT_THREAD")).values())
     assert report.computed == 8 and report.executor.startswith("dask.distributed at tcp://127.0.0.1:")
     assert set(report.peak_rss_kb) <= worker_pids and os.getpid() not in worker_pids
+    # 2 one-thread workers on this host: no input threads when they fill its cores (as a local pool)
+    assert input_thread == ({"0"} if (os.cpu_count() or 1) <= 2 else {None})
     assert load_sweep(tmp_path).equals(load_sweep(serial_dir))
     assert read_manifest(tmp_path)["combined_sha256"] == read_manifest(serial_dir)["combined_sha256"]
 

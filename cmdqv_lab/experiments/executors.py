@@ -209,6 +209,25 @@ class ProcessExecutor:
             return self._start().submit(fn, task)
 
 
+def _set_no_input_thread() -> None:
+    """Run on a dask worker: its engines run without input threads (``CMDQV_LAB_INPUT_THREAD=0``)."""
+    os.environ["CMDQV_LAB_INPUT_THREAD"] = "0"
+
+
+def _no_input_thread_on_full_hosts(client: Any) -> None:
+    """Like :func:`_worker_init` for a local pool: the workers of a host whose worker threads (summed
+    over its workers) fill its cores run their engines without input threads. The setting stays in
+    those worker processes; workers that join later keep the default."""
+    info = client.scheduler_info().get("workers", {})
+    cores = client.run(os.cpu_count)  # worker address -> its host's core count
+    on_host: dict[str, int] = {}
+    for w in info.values():
+        on_host[w["host"]] = on_host.get(w["host"], 0) + int(w["nthreads"])
+    full = [a for a, w in info.items() if on_host[w["host"]] >= (cores.get(a) or 1)]
+    if full:
+        client.run(_set_no_input_thread, workers=full)
+
+
 class DaskExecutor:
     """Tasks on an existing dask.distributed cluster reached at ``address``."""
 
@@ -232,6 +251,7 @@ class DaskExecutor:
         threads = sum(self.client.nthreads().values())
         self.n_workers = max(1, threads)
         self.description = f"dask.distributed at {self.address} ({threads} worker threads)"
+        _no_input_thread_on_full_hosts(self.client)
         return self
 
     def __exit__(self, *exc: object) -> None:
