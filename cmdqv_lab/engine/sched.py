@@ -40,20 +40,21 @@ from cmdqv_lab.engine.mem import gget, gset, kget, lget, load, lset, store
 def sched(M, e, t):
     """Set entity ``e``'s next step to time ``t`` (``TIME_NEVER``: blocked).
 
+    Walks every level to the root (each node the minimum of the value coming up and its sibling),
+    with no early exit where a node is unchanged: that exit's branch went either way with many
+    CPUs and mispredicted; d06 at 16 CPUs ran 1.35 -> 1.59 M commands/s engine-only without it.
+
     Not inlined: every ``go`` and ``block`` calls it, and a copy of this loop at each of them made
     the engine's first compile 50 % longer (64 s of CPU instead of 42) for 5-8 % of loop speed."""
     base = load(M, H_TREE)
     pos = load(M, H_LEAVES) + e
-    store(M, base + pos, TIME_NEVER if t == TIME_NEVER else (t << ID_BITS) | e)
-    pos >>= 1
-    while pos >= 1:
-        a = load(M, base + 2 * pos)
-        b = load(M, base + 2 * pos + 1)
-        m = a if a < b else b
-        if load(M, base + pos) == m:
-            break
-        store(M, base + pos, m)
+    v = TIME_NEVER if t == TIME_NEVER else (t << ID_BITS) | e
+    store(M, base + pos, v)
+    while pos > 1:
+        s = load(M, base + (pos ^ 1))
+        v = v if v < s else s
         pos >>= 1
+        store(M, base + pos, v)
 
 
 @njit(cache=True, inline="always")
