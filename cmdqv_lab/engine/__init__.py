@@ -123,6 +123,7 @@ def load_numba_registries() -> None:
 
     if patchable:
         caching.Cache.load_overload = load_overload  # type: ignore[method-assign]
+    _first_call_shortcuts()
 
     ctx = cpu_target.target_context
     numba_refresh = ctx.refresh
@@ -145,6 +146,53 @@ def load_numba_registries() -> None:
         arraymath._HAVE_BLAS = importlib.util.find_spec("scipy") is not None
 
     ctx.refresh = refresh
+
+
+def _first_call_shortcuts() -> None:
+    """Two costs of the first call of each compiled ``cmdqv_lab`` function that it does not need.
+
+    * numba runs its extensions' entry points (``entrypoints.init_all``: ``importlib.metadata``
+      reads every installed distribution's entry points, 14 ms) before it types a call's arguments.
+      The engine uses no numba extension: for ``cmdqv_lab`` functions the hook does nothing (any
+      other function still runs it, and the extensions load then).
+    * typing an ``ndarray`` argument asks whether it is a ``numpy.ma.MaskedArray``, which imports
+      ``numpy.ma`` (9-17 ms) in a process that has no other use for it. An argument whose type is
+      exactly ``numpy.ndarray`` cannot be one; for those numba's type is built directly, the same
+      ``Array(dtype, ndim, layout, readonly)``. Anything else (or a dtype numba refuses) takes
+      numba's own path.
+    """
+    from typing import Any
+
+    import numpy as np
+    from numba.core import types
+    from numba.core.dispatcher import Dispatcher
+    from numba.np import numpy_support
+
+    if not (hasattr(Dispatcher, "_compilation_chain_init_hook") and hasattr(Dispatcher, "typeof_pyval")):
+        return  # numba internals this relies on (0.62-0.68); without them, numba's own path
+    numba_hook = Dispatcher._compilation_chain_init_hook
+    numba_typeof = Dispatcher.typeof_pyval
+
+    def ours(disp: object) -> bool:
+        return getattr(getattr(disp, "py_func", None), "__module__", "").startswith("cmdqv_lab.")
+
+    def hook(self: Any) -> None:
+        if not ours(self):
+            numba_hook(self)
+
+    def typeof_pyval(self: Any, val: Any) -> Any:
+        if type(val) is np.ndarray and ours(self) and hasattr(self, "_types_active_call"):
+            try:
+                dtype = numpy_support.from_dtype(val.dtype)
+            except Exception:  # numba's own path says what is wrong
+                return numba_typeof(self, val)
+            tp = types.Array(dtype, val.ndim, numpy_support.map_layout(val), readonly=not val.flags.writeable)
+            self._types_active_call.add(tp)
+            return tp
+        return numba_typeof(self, val)
+
+    Dispatcher._compilation_chain_init_hook = hook
+    Dispatcher.typeof_pyval = typeof_pyval  # type: ignore[method-assign]
 
 
 def _configure_numba_cache() -> None:
