@@ -52,4 +52,4 @@ def test_compiled_once_then_loaded_and_corrupt_recompiled(tmp_path: Path) -> Non
     f.write_bytes(good[: len(good) // 2])  # truncated
     assert _child(tmp_path) == "compiled"
     assert f.read_bytes() == good  # rewritten whole (same numba, same machine)
-    assert not list(tmp_path.glob(".nrt-*"))  # no temporary file left
+    assert not list(tmp_path.glob(".*"))  # no temporary file left

@@ -116,7 +116,8 @@ def load_numba_registries() -> None:
     def load_overload(self, sig, target_context):
         if getattr(self._py_func, "__module__", "").startswith("cmdqv_lab."):
             rtsys.initialize(target_context)
-            data = self._load_overload(sig, target_context)
+            with _lazylink.loading():
+                data = self._load_overload(sig, target_context)
             if data is not None:
                 return data
         return numba_load(self, sig, target_context)
@@ -231,7 +232,9 @@ def _configure_numba_cache() -> None:
 _configure_numba_cache()
 
 from cmdqv_lab.engine import callconv as _callconv  # noqa: E402
+from cmdqv_lab.engine import lazylink as _lazylink  # noqa: E402
 from cmdqv_lab.engine import nrtcache as _nrtcache  # noqa: E402
 
 _callconv.install()
 _nrtcache.install(_os.path.dirname(_engine_cache_dir()))
+_lazylink.install(_engine_cache_dir())

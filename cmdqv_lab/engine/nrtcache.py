@@ -55,9 +55,10 @@ def unpack(data: bytes) -> tuple[bytes, bytes] | None:
     return body[head : head + n_obj], body[head + n_obj :]
 
 
-def _write_atomic(path: str, data: bytes) -> None:
+def write_atomic(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in its directory (no partial file)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".nrt-")
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix="." + os.path.basename(path) + ".")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -120,7 +121,7 @@ def install(directory: str) -> bool:
             return numba_compile(ctx)
         # an unwritable cache costs the compile next time
         with contextlib.suppress(OSError, AttributeError):
-            _write_atomic(path, pack(*library.serialize_using_object_code()[2]))
+            write_atomic(path, pack(*library.serialize_using_object_code()[2]))
         return library
 
     compile_nrt_functions._cmdqv_lab = True  # type: ignore[attr-defined]
