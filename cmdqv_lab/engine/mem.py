@@ -13,6 +13,7 @@ section to Python.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import threading
 from collections.abc import Callable
@@ -325,7 +326,8 @@ def _zeroed(words: int) -> np.ndarray:
         return np.zeros(words, dtype=np.int64)
     mm = mmap.mmap(-1, words * 8)
     if hasattr(mmap, "MADV_NOHUGEPAGE"):
-        mm.madvise(mmap.MADV_NOHUGEPAGE)
+        with contextlib.suppress(OSError):  # a kernel without huge pages refuses the advice
+            mm.madvise(mmap.MADV_NOHUGEPAGE)
     return np.frombuffer(mm, dtype=np.int64)
 
 

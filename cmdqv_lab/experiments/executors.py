@@ -218,14 +218,17 @@ def _no_input_thread_on_full_hosts(client: Any) -> None:
     """Like :func:`_worker_init` for a local pool: the workers of a host whose worker threads (summed
     over its workers) fill its cores run their engines without input threads. The setting stays in
     those worker processes; workers that join later keep the default."""
-    info = client.scheduler_info().get("workers", {})
-    cores = client.run(os.cpu_count)  # worker address -> its host's core count
-    on_host: dict[str, int] = {}
-    for w in info.values():
-        on_host[w["host"]] = on_host.get(w["host"], 0) + int(w["nthreads"])
-    full = [a for a, w in info.items() if on_host[w["host"]] >= (cores.get(a) or 1)]
-    if full:
-        client.run(_set_no_input_thread, workers=full)
+    try:
+        info = client.scheduler_info().get("workers", {})
+        cores = client.run(os.cpu_count)  # worker address -> its host's core count
+        on_host: dict[str, int] = {}
+        for w in info.values():
+            on_host[w["host"]] = on_host.get(w["host"], 0) + int(w["nthreads"])
+        full = [a for a, w in info.items() if on_host[w["host"]] >= (cores.get(a) or 1)]
+        if full:
+            client.run(_set_no_input_thread, workers=full)
+    except Exception:  # a speed setting: a cluster that cannot take it keeps its threads
+        return
 
 
 class DaskExecutor:
