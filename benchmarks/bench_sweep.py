@@ -3,8 +3,13 @@
     python benchmarks/bench_sweep.py                                # benchmarks/sweep-bench.toml, 2 repeats each
     python benchmarks/bench_sweep.py --spec data/specs/open-queue-rate.toml --repeats 2
 
+Two serial runs are timed: the default (``1``), whose engine runs with an input thread that builds
+multi-CPU points' streams on the other core, and ``1, one core`` (``CMDQV_LAB_INPUT_THREAD=0``), one
+core's work; the 2-worker pool's workers run without input threads (they fill the cores). The
+speed-up is printed against each.
+
 Each run is a fresh subprocess writing to a fresh directory (nothing cached), so peak RSS is that
-run's own; the runs alternate (1, 2, 1, 2, ...) so that a change in machine load hits both. The
+run's own; the runs alternate (1, 1 one core, 2, 1, ...) so that a change in machine load hits all. The
 wall time is that of ``run_sweep`` (it includes starting the pool, not the interpreter); the peak
 RSS is ``ru_maxrss`` of each process that computed points (the sweep process itself for 1 worker).
 Every run must give the same combined content hash. The machine's load average is printed: other
@@ -64,37 +69,43 @@ def main() -> None:
         [sys.executable, "-c", "from cmdqv_lab.scenarios import simulate; simulate('open-queue', count=10)"],
         check=True,
     )
-    runs: dict[int, list[dict]] = {1: [], 2: []}  # type: ignore[type-arg]
+    # "1, one core": the serial run without its input thread (CMDQV_LAB_INPUT_THREAD=0), one core's
+    # work; the default serial run builds multi-CPU points' input on the other core meanwhile
+    configs = {"1": (1, "1"), "1, one core": (1, "0"), "2": (2, "1")}
+    runs: dict[str, list[dict]] = {k: [] for k in configs}  # type: ignore[type-arg]
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.repeats):
-            for w in (1, 2):
-                out = Path(tmp) / f"w{w}-r{r}"
+            for label, (w, thread) in configs.items():
+                out = Path(tmp) / f"{label.replace(', ', '-').replace(' ', '')}-r{r}"
                 p = subprocess.run(
                     [sys.executable, __file__, "--spec", args.spec, "--one", str(w), str(out)],
                     check=True,
                     capture_output=True,
                     text=True,
+                    env={**os.environ, "CMDQV_LAB_INPUT_THREAD": thread},
                 )
                 res = json.loads(p.stdout.strip().splitlines()[-1])
-                runs[w].append(res)
+                runs[label].append(res)
                 print(
-                    f"  run {r + 1} workers={w}: {res['wall_s']:.2f} s, peak RSS per worker "
+                    f"  run {r + 1} workers={label}: {res['wall_s']:.2f} s, peak RSS per worker "
                     f"{', '.join(f'{x:.0f}' for x in res['rss_mb'])} MB (load {res['load']:.2f})"
                 )
     shas = {x["sha"] for xs in runs.values() for x in xs}
     assert len(shas) == 1, f"runs disagree: {shas}"
-    points = runs[1][0]["points"]
+    points = runs["1"][0]["points"]
     print(f"\n{points} points per run; every run gave the same combined result ({shas.pop()[:16]})\n")
     print(
-        f"{'workers':>7}  {'wall min s':>10}  {'wall median s':>13}  {'points/s':>8}  {'speed-up':>8}  {'peak RSS/worker MB':>18}"
+        f"{'workers':>11}  {'wall min s':>10}  {'wall median s':>13}  {'points/s':>8}  {'speed-up':>8}  "
+        f"{'vs one core':>11}  {'peak RSS/worker MB':>18}"
     )
-    base = min(x["wall_s"] for x in runs[1])
-    for w, xs in runs.items():
+    base = min(x["wall_s"] for x in runs["1"])
+    core = min(x["wall_s"] for x in runs["1, one core"])
+    for label, xs in runs.items():
         walls = [x["wall_s"] for x in xs]
         rss = max(max(x["rss_mb"]) for x in xs)
         print(
-            f"{w:>7}  {min(walls):>10.2f}  {statistics.median(walls):>13.2f}  {points / min(walls):>8.1f}  "
-            f"{base / min(walls):>8.2f}  {rss:>18.0f}"
+            f"{label:>11}  {min(walls):>10.2f}  {statistics.median(walls):>13.2f}  {points / min(walls):>8.1f}  "
+            f"{base / min(walls):>8.2f}  {core / min(walls):>11.2f}  {rss:>18.0f}"
         )
     print(f"\nload average after: {os.getloadavg()[0]:.2f}")
 
