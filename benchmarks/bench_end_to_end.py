@@ -13,10 +13,10 @@ in-process ``wall_s`` (input generation, compile stage, engine, metrics) and of 
 * a numba Lindley recursion ``W[n+1] = max(0, W[n] + S - (A[n+1] - A[n]))``: the fastest possible simulation
   of that queue (no events at all), the ceiling. Its mean wait is printed beside the engine's as a check.
 
-Measured on the 2-core machine (load 1.3-1.7), median of 3 processes, end-to-end M commands/s:
-open-queue 2e7 10.88 (10.42-10.93; 92x SimPy's 119 k/s, 4.4 % of the Lindley recursion's 246 M/s),
-host-map-unmap d06 1 CPU 3.72 (3.49-3.86), 16 CPUs 1.29 (1.25-1.30), 64 CPUs 0.68 (0.54-0.71);
-engine-only 11.81, 5.75, 1.60, 0.98.
+Measured on the 2-core machine (load 0.7-1.7), median of 3 processes, end-to-end M commands/s:
+open-queue 2e7 11.65 (11.45-12.15; 93x SimPy's 125 k/s, 4.7 % of the Lindley recursion's 249 M/s),
+host-map-unmap d06 1 CPU 4.83 (4.48-4.88), 16 CPUs 1.46 (1.44-1.46), 64 CPUs 0.85 (0.82-0.85);
+engine-only 12.09, 5.70, 1.66, 1.01.
 DESIGN.md, "Speed as the user sees it", has the history and says what bounds them.
 """
 
