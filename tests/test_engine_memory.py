@@ -3,6 +3,7 @@ and a buffer given back is reused by the next run with the same results."""
 
 from __future__ import annotations
 
+import errno
 import mmap
 from pathlib import Path
 
@@ -55,6 +56,15 @@ def test_large_fresh_buffers_are_zeroed_mappings_without_huge_pages() -> None:
     if allowed is None:
         pytest.skip("this kernel's smaps has no THPeligible field")
     assert not allowed
+
+
+def test_a_mapping_the_system_refuses_is_a_memory_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object) -> None:
+        raise OSError(errno.ENOMEM, "Cannot allocate memory")
+
+    monkeypatch.setattr(mem.mmap, "mmap", refuse)
+    with pytest.raises(MemoryError, match="cannot map"):
+        mem._zeroed(mem._SMALL_PAGES_WORDS)
 
 
 def test_small_fresh_buffers_are_plain_arrays() -> None:

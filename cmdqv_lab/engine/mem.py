@@ -14,6 +14,7 @@ section to Python.
 from __future__ import annotations
 
 import contextlib
+import errno
 import mmap
 import threading
 from collections.abc import Callable
@@ -324,7 +325,12 @@ def _zeroed(words: int) -> np.ndarray:
     """
     if words < _SMALL_PAGES_WORDS:
         return np.zeros(words, dtype=np.int64)
-    mm = mmap.mmap(-1, words * 8)
+    try:
+        mm = mmap.mmap(-1, words * 8)
+    except OSError as e:  # ENOMEM: as np.zeros would say it (the CLI reports it as out of memory)
+        if e.errno == errno.ENOMEM:
+            raise MemoryError(f"cannot map {words * 8:,} bytes for the engine's state") from None
+        raise
     if hasattr(mmap, "MADV_NOHUGEPAGE"):
         with contextlib.suppress(OSError):  # a kernel without huge pages refuses the advice
             mm.madvise(mmap.MADV_NOHUGEPAGE)
