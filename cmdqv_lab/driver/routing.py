@@ -28,10 +28,9 @@ each issuing CPU's rows.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import polars as pl
 
 from cmdqv_lab.driver.route_rows import (
     GUEST_ACCEPTED,
@@ -43,8 +42,12 @@ from cmdqv_lab.driver.route_rows import (
     opcode_class,
     route_rows,
 )
+from cmdqv_lab.dtypes import Dtypes
 from cmdqv_lab.errors import ParamError
 from cmdqv_lab.workloads.stream import FIELD_COLUMNS, WORKLOAD_SCHEMA
+
+if TYPE_CHECKING:
+    import polars as pl
 
 #: The policy names and opcode sets are defined with the routing itself (:mod:`.route_rows`).
 __all__ = [
@@ -59,14 +62,16 @@ __all__ = [
 ]
 
 #: Columns added by :func:`route_frame`.
-ROUTE_COLUMNS = {
-    "path": pl.String,  # vcmdq, trap or host
-    "part": pl.Int32,  # part of its batch (0 unless split)
-    "inserted": pl.Boolean,  # a CMD_SYNC the policy added
-    "supported": pl.Boolean,  # the command is legal on a guest-owned VCMDQ (opcode and SID)
-    "illegal": pl.Boolean,  # routed to a VCMDQ that will raise ILL on it
-    "wait": pl.Boolean,  # per part: the issuer waits for the part's final CMD_SYNC
-}
+ROUTE_COLUMNS: Mapping[str, Any] = Dtypes(
+    {
+        "path": "String",  # vcmdq, trap or host
+        "part": "Int32",  # part of its batch (0 unless split)
+        "inserted": "Boolean",  # a CMD_SYNC the policy added
+        "supported": "Boolean",  # the command is legal on a guest-owned VCMDQ (opcode and SID)
+        "illegal": "Boolean",  # routed to a VCMDQ that will raise ILL on it
+        "wait": "Boolean",  # per part: the issuer waits for the part's final CMD_SYNC
+    }
+)
 
 
 def route_frame(
@@ -83,6 +88,8 @@ def route_frame(
     following the row it is inserted after and copying its ``cpu``, ``vm``, ``op``, ``batch``,
     ``t_ps`` and ``kind``, its fields null.
     """
+    import polars as pl
+
     base = df.select([pl.col(c).cast(t) for c, t in WORKLOAD_SCHEMA.items()])
     r, sync = route_columns(base, policy, accepted=accepted, sids=sids)
     ins = pl.Series(r.inserted)

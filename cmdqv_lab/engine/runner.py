@@ -13,15 +13,15 @@ import collections
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import polars as pl
 
 from cmdqv_lab.device.commands import Opcode
+from cmdqv_lab.dtypes import Dtypes
 from cmdqv_lab.engine import layout as L
 from cmdqv_lab.engine import load_numba_registries
 from cmdqv_lab.engine.costs import Costs
@@ -42,40 +42,47 @@ from cmdqv_lab.engine.stats import bucket_of, hist_quantiles
 from cmdqv_lab.engine.stream import CpuStream, IndependentStream, OpBlock
 from cmdqv_lab.errors import DeadlockError, ParamError
 
+if TYPE_CHECKING:
+    import polars as pl
+
 ERR_MODES = {"none": L.ERR_NONE, "fixup": L.ERR_FIXUP, "guest": L.ERR_GUEST}
 
 #: Per-command records (times in integer ps; -1 where a stage never happened).
-COMMAND_SCHEMA: dict[str, Any] = {
-    "cmd_id": pl.Int64,
-    "op_id": pl.Int64,
-    "cpu": pl.Int32,
-    "queue": pl.Int32,
-    "slot": pl.Int64,  # monotonic queue counter (index = slot mod 2^LOG2SIZE)
-    "opcode": pl.UInt8,
-    "opcode_name": pl.String,
-    "issue_ps": pl.Int64,  # the issuing CPU began this batch
-    "reserved_ps": pl.Int64,  # its slots were reserved
-    "written_ps": pl.Int64,  # its entries were written to queue memory
-    "publish_ps": pl.Int64,  # the PROD write covering it landed
-    "consume_start_ps": pl.Int64,
-    "complete_ps": pl.Int64,
-    "queue_wait_ps": pl.Int64,  # consume_start - publish
-    "retries": pl.Int32,  # cmpxchg failures of its batch's reservation
-    "ill": pl.Boolean,  # it raised ILL on its queue (and was rewritten to a CMD_SYNC)
-}
+COMMAND_SCHEMA: Mapping[str, Any] = Dtypes(
+    {
+        "cmd_id": "Int64",
+        "op_id": "Int64",
+        "cpu": "Int32",
+        "queue": "Int32",
+        "slot": "Int64",  # monotonic queue counter (index = slot mod 2^LOG2SIZE)
+        "opcode": "UInt8",
+        "opcode_name": "String",
+        "issue_ps": "Int64",  # the issuing CPU began this batch
+        "reserved_ps": "Int64",  # its slots were reserved
+        "written_ps": "Int64",  # its entries were written to queue memory
+        "publish_ps": "Int64",  # the PROD write covering it landed
+        "consume_start_ps": "Int64",
+        "complete_ps": "Int64",
+        "queue_wait_ps": "Int64",  # consume_start - publish
+        "retries": "Int32",  # cmpxchg failures of its batch's reservation
+        "ill": "Boolean",  # it raised ILL on its queue (and was rewritten to a CMD_SYNC)
+    }
+)
 #: Per-op records.
-OP_SCHEMA: dict[str, Any] = {
-    "op_id": pl.Int64,
-    "cpu": pl.Int32,
-    "queue": pl.Int32,  # queue of the op's last batch
-    "ready_ps": pl.Int64,  # arrival (open loop) or end of think time (closed loop)
-    "complete_ps": pl.Int64,  # the CPU observed completion
-    "sync_complete_ps": pl.Int64,  # the SMMU completed the op's last waited CMD_SYNC (-1: none)
-    "latency_ps": pl.Int64,
-    "cmds": pl.Int32,
-    "batches": pl.Int32,
-    "retries": pl.Int32,
-}
+OP_SCHEMA: Mapping[str, Any] = Dtypes(
+    {
+        "op_id": "Int64",
+        "cpu": "Int32",
+        "queue": "Int32",  # queue of the op's last batch
+        "ready_ps": "Int64",  # arrival (open loop) or end of think time (closed loop)
+        "complete_ps": "Int64",  # the CPU observed completion
+        "sync_complete_ps": "Int64",  # the SMMU completed the op's last waited CMD_SYNC (-1: none)
+        "latency_ps": "Int64",
+        "cmds": "Int32",
+        "batches": "Int32",
+        "retries": "Int32",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -808,6 +815,8 @@ _OPCODE_NAMES = {int(op): op.name for op in Opcode}
 
 
 def _command_frame(rc: np.ndarray) -> pl.DataFrame:
+    import polars as pl
+
     opc = rc[:, L.R_OPCODE]
     names = np.array([_OPCODE_NAMES.get(int(v), f"0x{int(v):02x}") for v in range(256)], dtype=object)
     wait = np.where(rc[:, L.R_CSTART] >= 0, rc[:, L.R_CSTART] - rc[:, L.R_PUBLISH], -1)
@@ -836,6 +845,8 @@ def _command_frame(rc: np.ndarray) -> pl.DataFrame:
 
 
 def _op_frame(ro: np.ndarray) -> pl.DataFrame:
+    import polars as pl
+
     df = pl.DataFrame(
         {
             "op_id": ro[:, L.O_ID],

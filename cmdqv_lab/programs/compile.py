@@ -32,9 +32,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
-import polars as pl
 
 from cmdqv_lab.device.commands import Opcode
 from cmdqv_lab.driver.route_rows import PATH_CODES, PATH_TRAP, PATH_VCMDQ, applies, route_rows
@@ -51,6 +51,9 @@ from cmdqv_lab.platform import Platform
 from cmdqv_lab.programs.topology import Route, Topology
 from cmdqv_lab.rng import stream as rng_stream
 from cmdqv_lab.workloads.stream import Chunk, Period, StreamChunk, Workload, as_frame
+
+if TYPE_CHECKING:
+    import polars as pl
 
 SYNC = int(Opcode.CMD_SYNC)
 #: Distributions of durations: name -> coefficient of variation.
@@ -104,6 +107,8 @@ class Columns:
                        df["batch"].to_numpy(), np.zeros(n, np.int64), df["sync"].to_numpy(), np.zeros(n, bool))  # fmt: skip
         assert routing is not None
         r, _ = route_columns(df, routing.policy, accepted=routing.accepted, sids=routing.sids)
+        import polars as pl
+
         batch = df["batch"].cast(pl.Int64).to_numpy()[r.take]
         return cls(df["op"].cast(pl.Int64).to_numpy()[r.take], df["t_ps"].cast(pl.Int64).to_numpy()[r.take],
                    r.opcode, (batch << 8) + r.part, r.path, r.wait, r.illegal)  # fmt: skip
@@ -128,6 +133,8 @@ class Columns:
     @classmethod
     def routed(cls, r: pl.DataFrame) -> Columns:
         """An already routed frame (:func:`~cmdqv_lab.driver.routing.route_frame` columns)."""
+        import polars as pl
+
         return cls(
             r["op"].to_numpy(),
             r["t_ps"].to_numpy(),

@@ -19,9 +19,7 @@ import importlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-import polars as pl
+from typing import TYPE_CHECKING, Any
 
 from cmdqv_lab.engine.runner import EngineConfig, EngineResult, run_engine
 from cmdqv_lab.engine.stream import CpuStream
@@ -33,6 +31,9 @@ from cmdqv_lab.programs.compile import Routing, compile_streams
 from cmdqv_lab.programs.topology import Topology
 from cmdqv_lab.units import ns
 from cmdqv_lab.workloads.stream import Workload
+
+if TYPE_CHECKING:
+    import polars as pl
 
 
 def no_routing(_p: Any, _plat: Platform, _w: Workload) -> Routing | None:
@@ -189,11 +190,15 @@ class SimResult:
     @property
     def commands(self) -> pl.DataFrame | None:
         """Per-command records (``record=True``), each row tagged with the seed."""
+        import polars as pl
+
         df = self.engine.commands
         return None if df is None else df.with_columns(pl.lit(self.seed, pl.Int64).alias("seed"))
 
     @property
     def ops(self) -> pl.DataFrame | None:
+        import polars as pl
+
         df = self.engine.ops
         return None if df is None else df.with_columns(pl.lit(self.seed, pl.Int64).alias("seed"))
 

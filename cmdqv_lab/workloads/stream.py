@@ -24,41 +24,48 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
-import polars as pl
 
 from cmdqv_lab.device.commands import LAYOUT, Opcode, encode_batch
+from cmdqv_lab.dtypes import Dtypes
 from cmdqv_lab.errors import ParamError
 
+if TYPE_CHECKING:
+    import polars as pl
+
 #: One row per command.
-WORKLOAD_SCHEMA: dict[str, Any] = {
-    "cpu": pl.Int32,  # issuing CPU (host) or vCPU index within its VM
-    "vm": pl.Int32,  # -1: host; else the VM index
-    "op": pl.Int64,  # op index in this CPU's stream (monotonic)
-    "batch": pl.Int64,  # batch index in this CPU's stream (monotonic)
-    "t_ps": pl.Int64,  # per op: think gap (closed loop) or arrival time (open loop)
-    "sync": pl.Boolean,  # per batch: ends with a CMD_SYNC the issuer waits for
-    "kind": pl.String,  # per op: unmap, flush, attach, detach, atc, pri, mixed, ...
-    "opcode": pl.UInt8,
-    "vmid": pl.Int32,
-    "asid": pl.Int32,
-    "sid": pl.Int64,
-    "ssid": pl.Int32,
-    "addr": pl.UInt64,
-    "num": pl.Int16,
-    "scale": pl.Int16,
-    "tg": pl.Int8,
-    "ttl": pl.Int8,
-    "leaf": pl.Boolean,
-    "size": pl.Int16,  # CMD_ATC_INV SIZE / CMD_PREFETCH SIZE
-    "range": pl.Int16,  # CMD_CFGI_STE_RANGE RANGE
-}
+WORKLOAD_SCHEMA: Mapping[str, Any] = Dtypes(
+    {
+        "cpu": "Int32",  # issuing CPU (host) or vCPU index within its VM
+        "vm": "Int32",  # -1: host; else the VM index
+        "op": "Int64",  # op index in this CPU's stream (monotonic)
+        "batch": "Int64",  # batch index in this CPU's stream (monotonic)
+        "t_ps": "Int64",  # per op: think gap (closed loop) or arrival time (open loop)
+        "sync": "Boolean",  # per batch: ends with a CMD_SYNC the issuer waits for
+        "kind": "String",  # per op: unmap, flush, attach, detach, atc, pri, mixed, ...
+        "opcode": "UInt8",
+        "vmid": "Int32",
+        "asid": "Int32",
+        "sid": "Int64",
+        "ssid": "Int32",
+        "addr": "UInt64",
+        "num": "Int16",
+        "scale": "Int16",
+        "tg": "Int8",
+        "ttl": "Int8",
+        "leaf": "Boolean",
+        "size": "Int16",  # CMD_ATC_INV SIZE / CMD_PREFETCH SIZE
+        "range": "Int16",  # CMD_CFGI_STE_RANGE RANGE
+    }
+)
 FIELD_COLUMNS = ("vmid", "asid", "sid", "ssid", "addr", "num", "scale", "tg", "ttl", "leaf", "size", "range")
 
 
 def empty() -> pl.DataFrame:
+    import polars as pl
+
     return pl.DataFrame(schema=WORKLOAD_SCHEMA)
 
 
@@ -69,6 +76,8 @@ def validate(df: pl.DataFrame, where: str = "workload") -> pl.DataFrame:
     ``batch`` never decrease; every batch belongs to one op; a batch with ``sync`` ends with CMD_SYNC;
     ``t_ps`` and ``kind`` are constant within an op.
     """
+    import polars as pl
+
     missing = [c for c in WORKLOAD_SCHEMA if c not in df.columns]
     if missing:
         raise ParamError(f"{where}: missing columns {', '.join(missing)}")
@@ -121,6 +130,8 @@ _FIELD_COLUMN = {"ipa": "addr"}
 
 def encode(df: pl.DataFrame) -> np.ndarray:
     """The commands of ``df`` as an ``(n, 2)`` uint64 batch (null fields encode as zero)."""
+    import polars as pl
+
     out = np.zeros((df.height, 2), dtype=np.uint64)
     opc = df["opcode"].to_numpy()
     for op in np.unique(opc):
@@ -153,6 +164,8 @@ def unmap_frame(
     kind: str = "unmap",
 ) -> pl.DataFrame:
     """``n_ops`` strict unmaps: ``tlbis`` CMD_TLBI_NH_VA (consecutive 4 KiB pages) + CMD_SYNC each."""
+    import polars as pl
+
     per = tlbis + 1
     n = n_ops * per
     op = np.repeat(np.arange(op0, op0 + n_ops, dtype=np.int64), per)
@@ -238,6 +251,8 @@ class Rows:
 
     def frame(self, *, cpu: int, vm: int, op0: int, batch0: int, t_ps: np.ndarray) -> pl.DataFrame:
         """The rows as a :data:`WORKLOAD_SCHEMA` frame; ``t_ps`` has one value per local op."""
+        import polars as pl
+
         n = self.opcode.size
         if n == 0:
             return pl.DataFrame(schema=WORKLOAD_SCHEMA)
@@ -300,7 +315,7 @@ class Chunk:
 
 
 #: What a workload stream yields: a frame, or rows that become one.
-StreamChunk = pl.DataFrame | Chunk
+StreamChunk: TypeAlias = "pl.DataFrame | Chunk"
 
 
 def as_frame(chunk: StreamChunk) -> pl.DataFrame:
