@@ -24,7 +24,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from cmdqv_lab.engine.nrtcache import write_atomic
+from cmdqv_lab.engine.nrtcache import read_checked, write_atomic
 
 MAGIC = "cmdqv-lab symbols 1"
 
@@ -103,11 +103,7 @@ def install(directory: str) -> bool:
             return numba_unserialize(klass, cg, state)
         object_code, bitcode = data
         path = symbols_file(DIRECTORY, bitcode)
-        try:
-            with open(path, "rb") as f:
-                names = unpack(f.read())
-        except OSError:
-            names = None
+        names = read_checked(path, unpack)
         engine: Any = getattr(cg, "_engine", None)
         if names is None or not hasattr(engine, "_defined_symbols"):
             library = numba_unserialize(klass, cg, state)

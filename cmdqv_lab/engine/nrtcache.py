@@ -20,9 +20,11 @@ import hashlib
 import os
 import struct
 import tempfile
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 MAGIC = b"cmdqv-lab nrt 1\n"
+T = TypeVar("T")
 _LENGTHS = struct.Struct("<QQ")
 
 
@@ -53,6 +55,15 @@ def unpack(data: bytes) -> tuple[bytes, bytes] | None:
     if head + n_obj + n_bc != len(body):
         return None
     return body[head : head + n_obj], body[head + n_obj :]
+
+
+def read_checked(path: str, unpack: Callable[[bytes], T | None]) -> T | None:
+    """``unpack`` of the file's bytes, or None if it cannot be read (or does not check out)."""
+    try:
+        with open(path, "rb") as f:
+            return unpack(f.read())
+    except OSError:
+        return None
 
 
 def write_atomic(path: str, data: bytes) -> None:
@@ -102,11 +113,7 @@ def install(directory: str) -> bool:
         codegen = ctx.codegen()
         assert DIRECTORY is not None
         path = cache_file(DIRECTORY, codegen)
-        try:
-            with open(path, "rb") as f:
-                parts = unpack(f.read())
-        except OSError:
-            parts = None
+        parts = read_checked(path, unpack)
         if parts is not None:
             try:
                 library = codegen.unserialize_library(("nrt", "object", parts))
