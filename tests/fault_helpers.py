@@ -29,6 +29,36 @@ def square_or_die(task: dict[str, Any]) -> int:
     return int(task["index"]) ** 2
 
 
+class _TornDown:
+    """Writes its file when collected: at an interpreter's teardown, for an object kept in a cycle."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.me = self  # a cycle: only the garbage collector frees it
+        # kept here: at the teardown, builtins such as open() are gone first
+        self.os_open, self.os_close, self.flags = os.open, os.close, os.O_CREAT | os.O_WRONLY
+
+    def __del__(self) -> None:
+        self.os_close(self.os_open(self.path, self.flags))
+
+
+def mark_exit(task: dict[str, Any]) -> int:
+    """Leave traces of how this worker process exits: ``<dir>/atexit-<pid>`` from an exit handler
+    registered now (after the pool's initializer), ``<dir>/teardown-<pid>`` when the interpreter is
+    torn down (a cycle collected at the end, with the collector off until then), and a line on
+    stdout that is still in its buffer."""
+    import atexit
+    import gc
+    import sys
+
+    d, pid = Path(task["dir"]), os.getpid()
+    atexit.register(lambda: (d / f"atexit-{pid}").write_text("ran"))
+    gc.disable()
+    _TornDown(str(d / f"teardown-{pid}"))
+    sys.stdout.write(f"unflushed {pid}")
+    return int(task["index"])
+
+
 #: A wrapper around ``cmdqv-lab``: SIGKILL the process just before it renames a temporary file over
 #: a path ending in KILL_AT (after the temporary file is written and fsynced), as a crash between
 #: writing and committing a file would.

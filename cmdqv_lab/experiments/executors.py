@@ -37,9 +37,11 @@ known to be the culprit: it stops the run with :class:`~cmdqv_lab.errors.WorkerD
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures as cf
 import multiprocessing
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures.process import BrokenProcessPool
 from types import TracebackType
@@ -100,12 +102,35 @@ def _exit_with_parent(parent: int, interval_s: float = 0.5) -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
+def _exit_now() -> None:
+    """The last exit handler of a pool worker: flush and leave without tearing the interpreter down.
+
+    A worker that has run a simulation spends about 0.2 s after its exit handlers freeing numba's
+    and LLVM's objects, polars' and everything else module by module, and the pool's shutdown
+    waits for it. A worker holds nothing that needs it: results went back through the pool's pipe
+    when each task ended, and every file the engine writes (its caches) is renamed into place when
+    written. Registered by :func:`_worker_init`, before anything a task imports registers its own
+    handlers, so those still run (the handlers are called last registered, first called); the ones
+    registered before it are multiprocessing's, which the worker's bootstrap has already run, and
+    logging's, called here."""
+    import contextlib
+    import logging
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # closed or replaced
+            stream.flush()
+    os._exit(0)
+
+
 def _worker_init(parent: int, input_thread: bool) -> None:
-    """Pool initializer: :func:`_exit_with_parent`, and no engine input thread when the pool has a
-    worker for every core (``CMDQV_LAB_INPUT_THREAD=0``, read by the engine's runner): each worker's
-    thread would only take turns with another worker's engine. Measured with benchmarks/bench_sweep.py
-    on 2 cores: 2 workers 16.5 s with the threads, 16.1 s without."""
+    """Pool initializer: :func:`_exit_with_parent`, :func:`_exit_now` at exit, and no engine input
+    thread when the pool has a worker for every core (``CMDQV_LAB_INPUT_THREAD=0``, read by the
+    engine's runner): each worker's thread would only take turns with another worker's engine.
+    Measured with benchmarks/bench_sweep.py on 2 cores: 2 workers 16.5 s with the threads, 16.1 s
+    without."""
     _exit_with_parent(parent)
+    atexit.register(_exit_now)
     if not input_thread:
         os.environ["CMDQV_LAB_INPUT_THREAD"] = "0"
 

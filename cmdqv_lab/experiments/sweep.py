@@ -294,6 +294,7 @@ def _run_sweep(
         tasks = make_tasks(spec)
         report.points = len(tasks)
         entries: dict[int, dict[str, Any]] = {}
+        rows: dict[int, pl.DataFrame] = {}  # computed here: combined from memory, not read back
         pending = []
         for t in tasks:
             try:
@@ -323,7 +324,9 @@ def _run_sweep(
                         "code_version": code_version(),
                         "cmdqv_lab": package_version(),
                     }
-                    sha = store.write(t["key"], row_frame(res["row"]), meta, res["records"])
+                    row = row_frame(res["row"])
+                    sha = store.write(t["key"], row, meta, res["records"])
+                    rows[t["index"]] = row
                     rec = store.read(t["key"]).meta.get("records") if res["records"] else None
                     entries[t["index"]] = mf.point_entry(t, sha, res["wall_s"], rec)
                     report.computed += 1
@@ -340,7 +343,7 @@ def _run_sweep(
             report.retried = list(ex.retried)
         report.wall_s = time.perf_counter() - t0
         manifest = mf.build_manifest(
-            spec, out, [entries[i] for i in range(len(tasks))], report, list(command)
+            spec, out, [entries[i] for i in range(len(tasks))], report, list(command), rows
         )
         mf.write_manifest(out, manifest)
         keep = {t["key"] for t in tasks}
