@@ -244,6 +244,7 @@ from cmdqv_lab.engine.mem import (
     gadd,
     gget,
     gset,
+    hget,
     kget,
     lfifo_get,
     lfifo_set,
@@ -275,7 +276,7 @@ def _spin_unlock(M, q, field, end):
         w = fifo_get(M, q, head)
         qset(M, q, Q_FIFO_HEAD, head + 1)
         qset(M, q, field, w)
-        sched(M, M[H_NPROC] + w, end)
+        sched(M, hget(M, H_NPROC) + w, end)
     else:
         qset(M, q, field, -1)
 
@@ -438,7 +439,7 @@ def _step_other(M, c, now, kind, a, b, d):
             w = lfifo_get(M, a, head)
             lock_set(M, a, L_HEAD, head + 1)
             lock_set(M, a, L_HOLDER, w)
-            sched(M, M[H_NPROC] + w, now + kget(M, K_FUTEX_WAKE))  # the sleeping waiter's futex wake-up
+            sched(M, hget(M, H_NPROC) + w, now + kget(M, K_FUTEX_WAKE))  # the sleeping waiter's futex wake-up
         else:
             lock_set(M, a, L_HOLDER, -1)
         cset(M, c, C_PC, PC_BATCH_END)
@@ -542,7 +543,7 @@ def _step_lockfree(M, c, now, pc):
         w = qget(M, q, Q_VALID_WAITER)
         if w >= 0 and v >= cget(M, w, C_END):
             qset(M, q, Q_VALID_WAITER, -1)
-            sched(M, M[H_NPROC] + w, end)
+            sched(M, hget(M, H_NPROC) + w, end)
         if cget(M, c, C_OWNER) == 1:
             return go(M, c, end, PC_LF_OWNER_WAIT)
         phase(M, c, G_PH_OWNER, end)
@@ -690,7 +691,7 @@ def _step_lockfree_more(M, c, now, pc):
         w = qget(M, q, Q_OWNER_WAITER)
         if w >= 0:
             qset(M, q, Q_OWNER_WAITER, -1)
-            sched(M, M[H_NPROC] + w, end)
+            sched(M, hget(M, H_NPROC) + w, end)
         phase(M, c, G_PH_PUBLISH, end)
         return go(M, c, end, PC_LF_SYNC if cget(M, c, C_SYNC) == 1 else PC_BATCH_END)
     if pc == PC_LF_PTR:  # v5.9 layout: load cmdq->valid_map, on the line of owner_prod and lock
@@ -769,7 +770,7 @@ def shared_lock_waited(M, w):
     gadd(M, G_SLW_N, 1)
     if w > gget(M, G_SLW_MAX):
         gset(M, G_SLW_MAX, w)
-    hist_add_at(M, M[H_HSLW], w)
+    hist_add_at(M, hget(M, H_HSLW), w)
 
 
 @njit(cache=True)
@@ -779,11 +780,11 @@ def wake_lock_waiters(M, q, t):
     if qget(M, q, Q_LOCK_WAITERS) == 0:
         return
     qset(M, q, Q_LOCK_WAITERS, 0)
-    for w in range(M[H_NCPU]):
+    for w in range(hget(M, H_NCPU)):
         if cget(M, w, C_LOCK_Q) == q:
             cset(M, w, C_LOCK_Q, -1)
             cset(M, w, C_PC, PC_SH_READ)
-            sched(M, M[H_NPROC] + w, t)
+            sched(M, hget(M, H_NPROC) + w, t)
 
 
 @njit(cache=True)
@@ -803,11 +804,11 @@ def wake_llq_pollers(M, q, t):
     if qget(M, q, Q_LLQ_WAITERS) == 0:
         return
     qset(M, q, Q_LLQ_WAITERS, 0)
-    for w in range(M[H_NCPU]):
+    for w in range(hget(M, H_NCPU)):
         if cget(M, w, C_LLQ_Q) == q:
             cset(M, w, C_LLQ_Q, -1)
             cset(M, w, C_PC, PC_PF_READ)
-            sched(M, M[H_NPROC] + w, poll_seen(M, cget(M, w, C_POLL_T0), t))
+            sched(M, hget(M, H_NPROC) + w, poll_seen(M, cget(M, w, C_POLL_T0), t))
 
 
 @njit(cache=True)
@@ -1032,7 +1033,7 @@ def step_cpu(M, c, now):
         else:
             r = _step_direct(M, c, now)
         if r == YIELD:
-            t = next_is(M, M[H_NPROC] + c)  # its next step is the loop's next anyway: take it here
+            t = next_is(M, hget(M, H_NPROC) + c)  # its next step is the loop's next anyway: take it here
             if t < 0:
                 return r
             now = t

@@ -34,7 +34,7 @@ from cmdqv_lab.engine.layout import (
     STEP_RESUME,
     STEP_UNLOCK,
 )
-from cmdqv_lab.engine.mem import cget, cset, load, store
+from cmdqv_lab.engine.mem import cget, cset, hget, store
 
 #: :func:`check_block` results (the first problem found, in this order of precedence).
 OK, BAD_QUEUE, BAD_TIME, BAD_BATCH, BAD_LOCK, BAD_KIND = 0, 1, 2, 3, 4, 5
@@ -88,13 +88,13 @@ def feed(M, c, t, nb, s_kind, s_a, s_b, s_c, c_opc, c_svc, c_flags, op0, st0, cm
     """Copy the block's ops from op ``op0`` (its steps from ``st0``, commands from ``cm0``) into CPU
     ``c``'s rings while whole ops fit; returns ``(op, step, command)`` positions after the last op
     copied (``op == op0``: none fitted)."""
-    r_op = load(M, H_ROP_N)
-    r_b = load(M, H_RB_N)
-    r_c = load(M, H_RCM_N)
+    r_op = hget(M, H_ROP_N)
+    r_b = hget(M, H_RB_N)
+    r_c = hget(M, H_RCM_N)
     # this CPU's rings in M (as mem.ring_*_set, with the header read once)
-    base_op = load(M, H_ROP) + c * r_op * 2
-    base_b = load(M, H_RB) + c * r_b * 4
-    base_c = load(M, H_RCM) + c * r_c * 3
+    base_op = hget(M, H_ROP) + c * r_op * 2
+    base_b = hget(M, H_RB) + c * r_b * 4
+    base_c = hget(M, H_RCM) + c * r_c * 3
     ot = cget(M, c, C_OPTAIL)
     bt = cget(M, c, C_BTAIL)
     ct = cget(M, c, C_CTAIL)
@@ -148,23 +148,23 @@ def feed_times(M, c, t, op0, ns, nc):
     has ``ns`` steps and ``nc`` commands, the same as op 0) whose program the rings already hold in
     every slot: only the ops' times are written, the tails advance as :func:`feed` would advance them.
     Returns the same ``(op, step, command)`` positions."""
-    r_op = load(M, H_ROP_N)
+    r_op = hget(M, H_ROP_N)
     ot = cget(M, c, C_OPTAIL)
     m = t.size - op0
     room = r_op - (ot - cget(M, c, C_OPHEAD))
     if room < m:
         m = room
     if ns > 0:
-        room = (load(M, H_RB_N) - (cget(M, c, C_BTAIL) - cget(M, c, C_BCTR))) // ns
+        room = (hget(M, H_RB_N) - (cget(M, c, C_BTAIL) - cget(M, c, C_BCTR))) // ns
         if room < m:
             m = room
     if nc > 0:
-        room = (load(M, H_RCM_N) - (cget(M, c, C_CTAIL) - cget(M, c, C_CCTR))) // nc
+        room = (hget(M, H_RCM_N) - (cget(M, c, C_CTAIL) - cget(M, c, C_CCTR))) // nc
         if room < m:
             m = room
     if m <= 0:
         return op0, op0 * ns, op0 * nc
-    base_op = load(M, H_ROP) + c * r_op * 2
+    base_op = hget(M, H_ROP) + c * r_op * 2
     mask = r_op - 1
     for i in range(op0, op0 + m):
         store(M, base_op + (ot & mask) * 2, t[i])

@@ -9,7 +9,7 @@ from __future__ import annotations
 from numba import njit
 
 from cmdqv_lab.engine.layout import C_PC, H_NPROC, TIME_NEVER
-from cmdqv_lab.engine.mem import cset
+from cmdqv_lab.engine.mem import cset, hget
 from cmdqv_lab.engine.sched import sched
 
 CONTINUE = 0  # keep stepping this CPU at the same time
@@ -21,7 +21,7 @@ YIELD = 2  # the CPU scheduled its next step (or blocked)
 def go(M, c, t, pc):
     """Continue CPU ``c`` at time ``t`` with program counter ``pc``."""
     cset(M, c, C_PC, pc)
-    sched(M, M[H_NPROC] + c, t)
+    sched(M, hget(M, H_NPROC) + c, t)
     return YIELD
 
 
@@ -29,5 +29,5 @@ def go(M, c, t, pc):
 def block(M, c, pc):
     """Block CPU ``c`` (something else will schedule it); it resumes at ``pc``."""
     cset(M, c, C_PC, pc)
-    sched(M, M[H_NPROC] + c, TIME_NEVER)
+    sched(M, hget(M, H_NPROC) + c, TIME_NEVER)
     return YIELD

@@ -85,7 +85,7 @@ from cmdqv_lab.engine.layout import (
     LOAD_NONE,
     TIME_NEVER,
 )
-from cmdqv_lab.engine.mem import cget, cset, gadd, kget, lget, lset
+from cmdqv_lab.engine.mem import cget, cset, gadd, hget, kget, lget, lset
 from cmdqv_lab.engine.sched import sched
 
 
@@ -145,7 +145,7 @@ def window_end(M, line):
 
 @njit(cache=True, inline="always")
 def _sched_cpu(M, c, t):
-    sched(M, M[H_NPROC] + c, t)
+    sched(M, hget(M, H_NPROC) + c, t)
 
 
 @njit(cache=True)
@@ -164,7 +164,7 @@ def _served(M, line, prev, cpu, read):
         if arb < 0:  # the lowest-numbered pending CPU carries the arbitration
             # among many waiters a low-numbered one is likely: look CPUs up in order, a bounded
             # number of them, before walking the list (the cost stays in proportion to the waiters)
-            lim = min(M[H_NCPU], 2 * nreq)
+            lim = min(hget(M, H_NCPU), 2 * nreq)
             v = 0
             while v < lim and cget(M, v, C_LREQ_LINE) != line:
                 v += 1
@@ -355,7 +355,7 @@ def _line_grant(M, c, line, now, pc):
     elif owner >= 0 and kget(M, K_TOPOLOGY) != 0 and lget(M, line, L_NREQ) >= kget(M, K_SCAN_WAITERS):
         cc = max(1, kget(M, K_CLUSTER_CPUS))
         lo = cget(M, owner, C_CLUSTER) * cc
-        hi = min(lo + cc, M[H_NCPU])
+        hi = min(lo + cc, hget(M, H_NCPU))
         b_t = TIME_NEVER
         for v in range(lo, hi):  # in CPU order: the earliest, ties to the lowest number
             if v != owner and cget(M, v, C_LREQ_LINE) == line:

@@ -24,7 +24,7 @@ from cmdqv_lab.engine.layout import (
     ST_TIME_LIMIT,
     TIME_NEVER,
 )
-from cmdqv_lab.engine.mem import gadd, gget, gset, unmanaged
+from cmdqv_lab.engine.mem import gadd, gget, gset, hget, unmanaged
 from cmdqv_lab.engine.sched import next_key
 from cmdqv_lab.engine.smmu import step_proc
 
@@ -37,7 +37,7 @@ def run_loop(M_owned, t_limit, ev_limit):
 
     Runs without the GIL: the driver may build the next input in another thread meanwhile."""
     M = unmanaged(M_owned)
-    n_proc = M[H_NPROC]
+    n_proc = hget(M, H_NPROC)
     status = ST_DONE
     # the limits, where a CPU that takes its own next step (sched.next_is) sees them
     gset(M, G_T_LIMIT, t_limit)

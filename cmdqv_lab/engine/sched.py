@@ -33,7 +33,7 @@ from cmdqv_lab.engine.layout import (
     WAIT_MSI,
     WAIT_SEV,
 )
-from cmdqv_lab.engine.mem import gget, gset, kget, lget, load, lset, store
+from cmdqv_lab.engine.mem import gget, gset, hget, kget, lget, load, lset, store
 
 
 @njit(cache=True)
@@ -46,8 +46,8 @@ def sched(M, e, t):
 
     Not inlined: every ``go`` and ``block`` calls it, and a copy of this loop at each of them made
     the engine's first compile 50 % longer (64 s of CPU instead of 42) for 5-8 % of loop speed."""
-    base = load(M, H_TREE)
-    pos = load(M, H_LEAVES) + e
+    base = hget(M, H_TREE)
+    pos = hget(M, H_LEAVES) + e
     v = TIME_NEVER if t == TIME_NEVER else (t << ID_BITS) | e
     store(M, base + pos, v)
     while pos > 1:
@@ -63,7 +63,7 @@ def next_is(M, e):
     event budget: take it here, as the loop would (the clock moves to its time, which is returned,
     and it is counted as an event); else -1. A CPU whose next step is its own anyway continues
     without returning to the loop (:func:`.cpu.step_cpu`); results and events are those of the loop."""
-    key = load(M, load(M, H_TREE) + 1)
+    key = load(M, hget(M, H_TREE) + 1)
     if key == TIME_NEVER or (key & ((1 << ID_BITS) - 1)) != e:
         return -1
     t = key >> ID_BITS
@@ -78,7 +78,7 @@ def next_is(M, e):
 @njit(cache=True)
 def next_key(M):
     """Key of the next step (``TIME_NEVER`` if every entity is blocked)."""
-    return load(M, load(M, H_TREE) + 1)
+    return load(M, hget(M, H_TREE) + 1)
 
 
 @njit(cache=True)

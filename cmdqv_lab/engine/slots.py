@@ -77,6 +77,7 @@ from cmdqv_lab.engine.mem import (
     gadd,
     gget,
     gset,
+    hget,
     kget,
     oset,
     qget,
@@ -112,7 +113,7 @@ def write_batch(M, c, q, start, n, now, async_op):
         sset(M, row, SL_CPU, c if (sync == 1 and i == n - 1 and not async_op) else -1)
         sset(M, row, SL_AOP, -1)
         r = gget(M, G_REC_CMDS)
-        if rec and r < M[H_RC_CAP]:
+        if rec and r < hget(M, H_RC_CAP):
             gset(M, G_REC_CMDS, r + 1)
             rset(M, r, R_OP, cget(M, c, C_OPID))
             rset(M, r, R_CPU, c)
@@ -150,12 +151,12 @@ def record_op_done(M, c, opid, queue, t_ready, t_sync, now, n_cmds, n_batches, r
     gadd(M, G_LAT_SUM, lat)
     if lat > gget(M, G_LAT_MAX):
         gset(M, G_LAT_MAX, lat)
-    hist_add_at(M, M[H_HLAT], lat)
+    hist_add_at(M, hget(M, H_HLAT), lat)
     gadd(M, G_OPS_DONE, 1)
     if gget(M, G_FIRST_FINISH) < 0:
         gadd(M, G_WINDOW_OPS, 1)
     r = gget(M, G_REC_OPS)
-    if kget(M, K_RECORD) == 1 and r < M[H_RO_CAP]:
+    if kget(M, K_RECORD) == 1 and r < hget(M, H_RO_CAP):
         gset(M, G_REC_OPS, r + 1)
         oset(M, r, O_ID, opid)
         oset(M, r, O_CPU, c)
@@ -175,7 +176,7 @@ def record_fixup_done(M, latency):
     gadd(M, G_FIX_OPS, 1)
     if latency > gget(M, G_FIX_LAT_MAX):
         gset(M, G_FIX_LAT_MAX, latency)
-    hist_add_at(M, M[H_HFIX], latency)
+    hist_add_at(M, hget(M, H_HFIX), latency)
 
 
 @njit(cache=True)

@@ -101,6 +101,7 @@ from cmdqv_lab.engine.mem import (
     gadd,
     gget,
     gset,
+    hget,
     kget,
     padd,
     pget,
@@ -169,7 +170,7 @@ def raise_error(M, q, row, now):
     cset(M, ic, C_CTAIL, ct + ncmd)
     if cget(M, ic, C_WAITING) == 2:  # the thread was asleep
         cset(M, ic, C_WAITING, 0)
-        sched(M, M[H_NPROC] + ic, now)
+        sched(M, hget(M, H_NPROC) + ic, now)
 
 
 @njit(cache=True, inline="always")
@@ -219,7 +220,7 @@ def start_command(M, p, q, now):
     gadd(M, G_QW_SUM, wait)
     if wait > gget(M, G_QW_MAX):
         gset(M, G_QW_MAX, wait)
-    hist_add_at(M, M[H_HQW], wait)
+    hist_add_at(M, hget(M, H_HQW), wait)
     r = sget(M, row, SL_REC)
     if r >= 0:
         rset(M, r, R_CSTART, now)
@@ -249,16 +250,18 @@ def complete_command(M, q, now):
             cset(M, c, C_SYNC_DONE, now)
             if cget(M, c, C_WAITING) == 1:
                 cset(M, c, C_WAITING, 0)
-                sched(M, M[H_NPROC] + c, sync_observed(M, qget(M, q, Q_WAIT), cget(M, c, C_WAIT_T0), now))
+                sched(
+                    M, hget(M, H_NPROC) + c, sync_observed(M, qget(M, q, Q_WAIT), cget(M, c, C_WAIT_T0), now)
+                )
     if sget(M, row, SL_AOP) >= 0:
         async_op_done(M, q, row, now)
     qset(M, q, Q_HW_CONS, ctr + 1)
     if qget(M, q, Q_SPACE_WAITERS) > 0:
         qset(M, q, Q_SPACE_WAITERS, 0)
-        for c in range(M[H_NCPU]):
+        for c in range(hget(M, H_NCPU)):
             if cget(M, c, C_SPACE_Q) == q:
                 cset(M, c, C_SPACE_Q, -1)
-                sched(M, M[H_NPROC] + c, now)
+                sched(M, hget(M, H_NPROC) + c, now)
 
 
 @njit(cache=True)

@@ -115,6 +115,7 @@ from cmdqv_lab.engine.mem import (
     cget,
     cset,
     gadd,
+    hget,
     kget,
     qadd,
     qget,
@@ -150,7 +151,7 @@ def _submit(M, t, n_steps, n_cmds, now):
     cset(M, t, C_CTAIL, cget(M, t, C_CTAIL) + n_cmds)
     if cget(M, t, C_WAITING) == 2:  # asleep with nothing to do
         cset(M, t, C_WAITING, 0)
-        sched(M, M[H_NPROC] + t, now)
+        sched(M, hget(M, H_NPROC) + t, now)
 
 
 @njit(cache=True)
@@ -172,7 +173,7 @@ def _emit_prod(M, c, q, now):
         steps, cmds = 2 * r + 8, 2 * r
     else:
         steps, cmds = r // kget(M, K_VMM_CHUNK) + 9, r + r // kget(M, K_VMM_CHUNK) + 1
-    if steps > M[H_RB_N] or cmds > M[H_RCM_N]:
+    if steps > hget(M, H_RB_N) or cmds > hget(M, H_RCM_N):
         raise ValueError("a trapped PROD range exceeds the VMM thread's rings (guest_topology max_batch)")
     st = cget(M, t, C_BTAIL)
     ct = cget(M, t, C_CTAIL)
@@ -335,18 +336,18 @@ def vmm_step(M, t, now, kind, a, b, d):
                         cset(M, w, C_WAITING, 0)
                         gadd(M, G_GUEST_IRQS, 1)
                         t0 = cget(M, w, C_WAIT_T0)
-                        sched(M, M[H_NPROC] + w, (t0 if t0 > now else now) + kget(M, K_VIRQ))
+                        sched(M, hget(M, H_NPROC) + w, (t0 if t0 > now else now) + kget(M, K_VIRQ))
         qset(M, q, Q_HW_CONS, b)
         if qget(M, q, Q_SPACE_WAITERS) > 0:
             qset(M, q, Q_SPACE_WAITERS, 0)
-            for w in range(M[H_NCPU]):
+            for w in range(hget(M, H_NCPU)):
                 if cget(M, w, C_SPACE_Q) == q:
                     cset(M, w, C_SPACE_Q, -1)
-                    sched(M, M[H_NPROC] + w, now)
+                    sched(M, hget(M, H_NPROC) + w, now)
     elif kind == STEP_VMM_READ:  # smmu_readl(A_CMDQ_CONS)
         cset(M, d, C_VAL, qget(M, a, Q_HW_CONS))
     else:  # STEP_WAKE: the vCPU re-enters the guest after the return half of the trap
         cset(M, a, C_PC, d)
-        sched(M, M[H_NPROC] + a, now + b)
+        sched(M, hget(M, H_NPROC) + a, now + b)
     cset(M, t, C_PC, PC_BATCH_END)
     return CONTINUE
