@@ -18,6 +18,7 @@ False
 from __future__ import annotations
 
 import zlib
+from functools import lru_cache
 
 import numpy as np
 
@@ -33,10 +34,24 @@ def _key_part(part: str | int) -> int:
 
 
 def seed_sequence(seed: int, *key: str | int) -> np.random.SeedSequence:
-    """The SeedSequence of the stream named ``key`` within run ``seed``."""
+    """The SeedSequence of the stream named ``key`` within run ``seed``.
+
+    Remembered for the last few thousand names: a widget re-runs the same seeds with 64 CPUs' streams
+    each, and building one costs more than the CPU's first block of ops. Nothing here spawns from it
+    (the one thing that would change a SeedSequence); ``typed`` keeps ``True`` and ``1`` apart."""
+    try:
+        return _seed_sequence(seed, *key)
+    except TypeError:  # an unhashable part: say which, as for any other bad part
+        return _make_seed_sequence(seed, *key)
+
+
+def _make_seed_sequence(seed: int, *key: str | int) -> np.random.SeedSequence:
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     return np.random.SeedSequence(int(seed), spawn_key=tuple(_key_part(p) for p in key))
+
+
+_seed_sequence = lru_cache(maxsize=4096, typed=True)(_make_seed_sequence)
 
 
 def stream(seed: int, *key: str | int) -> np.random.Generator:

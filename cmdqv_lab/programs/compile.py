@@ -163,10 +163,14 @@ def service_times(opcodes: np.ndarray, plat: Platform, rng: np.random.Generator)
     return draw_service(rng, _service_means(plat)[opcodes], plat.service_dist)
 
 
+@lru_cache(maxsize=16)
 def _service_means(plat: Platform) -> np.ndarray:
+    """The platform's mean service time (ns) of each opcode, indexed by opcode (read-only: every CPU
+    of every run on the platform shares it)."""
     mean_of = np.zeros(256)
     for o in Opcode:
         mean_of[int(o)] = plat.service_ns(int(o))
+    mean_of.flags.writeable = False
     return mean_of
 
 
