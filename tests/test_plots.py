@@ -368,6 +368,18 @@ def test_theme_applied_by_to_spec_whatever_is_enabled() -> None:
     assert "range" not in plain.get("config", {})
 
 
+def test_theme_survives_a_registration_that_another_enable_block_undid() -> None:
+    """Leaving an ``alt.theme.enable`` block restores Altair's registry, dropping a theme registered
+    inside it; :func:`to_spec` registers it again rather than remembering it registered."""
+    chart = plots.hazard_counts(pl.DataFrame({"policy": ["a"], "hazard": ["h"], "count": [1]}))
+    if theme.THEME_NAME in alt.theme.names():
+        alt.theme.unregister(theme.THEME_NAME)
+    with alt.theme.enable("default"):
+        assert to_spec(chart)["config"]["background"] == "#ffffff"
+    assert theme.THEME_NAME not in alt.theme.names()  # undone on leaving the block
+    assert to_spec(chart)["config"]["range"]["category"] == list(theme.PALETTE)
+
+
 def test_chart_bundle_is_valid_nbformat_and_renders_svg() -> None:
     import nbformat
 

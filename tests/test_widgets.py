@@ -17,7 +17,7 @@ import pytest
 
 from cmdqv_lab import widgets as W
 from cmdqv_lab.errors import FrameError, ParamError
-from cmdqv_lab.plots.display import VEGALITE_MIME
+from cmdqv_lab.plots.display import VEGALITE_MIME, to_spec
 from cmdqv_lab.scenarios.host import SUBMITS
 from cmdqv_lab.widgets import runs as R
 from cmdqv_lab.widgets.controls import Control, make_widget, param_spec, parse_values, sweep_values
@@ -449,6 +449,26 @@ def test_custom_chart_gets_the_runset_and_records() -> None:
     assert got[-1].results[0] is ex.result and ex.record
     rows = next(iter(ex.chart.to_dict()["datasets"].values()))
     assert sorted(r["cpu"] for r in rows) == [0, 1, 2, 3] and sum(r["len"] for r in rows) == 400
+
+
+def test_redraws_skip_the_schema_check_only_for_our_own_charts() -> None:
+    """A redraw exports our chart builders' spec without Altair's check (the tests and the report
+    check them); the spec shown is still valid Vega-Lite and themed. A caller's chart function
+    is checked, so its mistake is an error naming the property at the explorer, not a blank chart."""
+    from altair.utils.schemapi import SchemaValidationError
+    from altair.vegalite.v6.schema.core import TopLevelSpec
+
+    ex = host()
+    assert not ex._check_chart
+    spec = ex.output.outputs[0]["data"][VEGALITE_MIME]
+    TopLevelSpec.validate(spec)
+    assert spec == to_spec(ex.chart) and spec["config"]["background"] == "#ffffff"
+
+    def bad(runs: R.RunSet) -> alt.Chart:
+        return alt.Chart(runs.ops()).mark_bar().encode(x=alt.X("cpu:O", axis={"labelAngel": 45}))
+
+    with pytest.raises(SchemaValidationError, match="labelAngel"):
+        host(chart=bad)  # from code: raised (from a widget: shown where the chart was)
 
 
 def test_runset_without_records_refuses_per_op_charts() -> None:

@@ -75,13 +75,16 @@ def vl_version() -> str | None:
     return mm if mm in vlc.get_vegalite_versions() else None
 
 
-def to_spec(chart: alt.TopLevelMixin | dict[str, Any]) -> dict[str, Any]:
-    """The chart's Vega-Lite spec with the cmdqv theme applied (whatever theme is enabled)."""
+def to_spec(chart: alt.TopLevelMixin | dict[str, Any], *, validate: bool = True) -> dict[str, Any]:
+    """The chart's Vega-Lite spec with the cmdqv theme applied (whatever theme is enabled).
+
+    ``validate=False`` skips Altair's JSON-schema check of the whole spec (a third of the export);
+    the spec is the same. An explorer's redraw uses it for charts whose builders the tests and the
+    report already export with the check."""
     if isinstance(chart, dict):
         return chart
-    theme.register()
-    with alt.theme.enable(theme.THEME_NAME):
-        return chart.to_dict()
+    with theme.enabled():
+        return chart.to_dict(validate=validate)
 
 
 def _describe(spec: dict[str, Any]) -> str:
@@ -101,9 +104,12 @@ def spec_to_svg(spec: dict[str, Any]) -> str:
     return str(vlc.vegalite_to_svg(spec, vl_version=vl_version(), allowed_base_urls=[]))
 
 
-def chart_bundle(chart: alt.TopLevelMixin | dict[str, Any], *, svg: bool = True) -> dict[str, Any]:
-    """A mime bundle for a chart that nbformat accepts and JupyterLab renders (see module doc)."""
-    spec = to_spec(chart)
+def chart_bundle(
+    chart: alt.TopLevelMixin | dict[str, Any], *, svg: bool = True, validate: bool = True
+) -> dict[str, Any]:
+    """A mime bundle for a chart that nbformat accepts and JupyterLab renders (see module doc);
+    ``validate`` as for :func:`to_spec`."""
+    spec = to_spec(chart, validate=validate)
     bundle: dict[str, Any] = {VEGALITE_MIME: spec}
     if svg:
         bundle["image/svg+xml"] = spec_to_svg(spec)

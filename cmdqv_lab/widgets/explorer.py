@@ -184,6 +184,10 @@ class Explorer:
             self.controls[c.name] = Bound(spec, c, make_widget(spec, c, preset_value(spec, self._platform0)))
         self.seed = seed
         self.chart_fn: ChartFn = chart or default_chart
+        # our chart builders' specs are checked against Vega-Lite's schema by the tests and the report,
+        # so a redraw skips Altair's check of the whole spec (10 ms a move, the same spec); a caller's
+        # own chart function's are checked
+        self._check_chart = chart is not None
         self.record = (self.x is None or chart is not None) if record is None else record
         self.summary_metrics, self.notes = tuple(summary), notes
         self.debounce_s, self.max_sims = debounce_s, max_sims
@@ -537,6 +541,6 @@ class Explorer:
             self._show_error(one_line(e))
             return False
         self.chart = chart
-        bundle = chart_bundle(chart, svg=self.svg)
+        bundle = chart_bundle(chart, svg=self.svg, validate=self._check_chart)
         self.output.outputs = ({"output_type": "display_data", "data": bundle, "metadata": {}},)
         return True
