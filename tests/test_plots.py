@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from typing import Any
 
 import altair as alt
@@ -24,6 +25,49 @@ def rows(spec: dict[str, Any]) -> list[dict[str, Any]]:
 
 def layer_marks(spec: dict[str, Any]) -> list[str]:
     return [lay["mark"]["type"] if isinstance(lay["mark"], dict) else lay["mark"] for lay in spec["layer"]]
+
+
+@pytest.fixture(autouse=True)
+def builders_give_altair_channel_objects(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every chart built in these tests fails if one of our builders hands Altair a channel as a
+    string or dict: Altair then rebuilds a table of its whole schema to find the class, 3 ms each
+    (see :mod:`cmdqv_lab.plots.encoding`). The tests' own charts may."""
+    from altair.utils import schemapi
+
+    original = schemapi._FromDict.__init__
+
+    def checked(self: Any, *args: Any) -> None:
+        here = sys._getframe(1)
+        while here is not None:
+            assert "cmdqv_lab/plots/" not in here.f_code.co_filename.replace("\\", "/"), (
+                f"a channel given as a string or dict at {here.f_code.co_filename}:{here.f_lineno}"
+            )
+            here = here.f_back  # type: ignore[assignment]
+        original(self, *args)
+
+    monkeypatch.setattr(schemapi._FromDict, "__init__", checked)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"x": "a:Q", "y": "b:Q"},
+        {"x": {"field": "a", "type": "quantitative", "scale": {"type": "log", "nice": False}, "title": "A"}},
+        {
+            "color": {"field": "c", "type": "nominal", "title": "C"},
+            "shape": {"field": "c", "type": "nominal"},
+        },
+        {"color": {"value": "#000000"}, "strokeDash": {"value": [4, 2]}, "y2": "b:Q", "y": "a:Q"},
+        {"tooltip": ["a:Q", {"field": "c", "type": "nominal"}, alt.Tooltip("b:Q")], "text": "c:N"},
+        {"xOffset": "c:N", "x": alt.X("a:Q"), "opacity": {"value": 0.5}},
+    ],
+)
+def test_channel_objects_give_the_spec_altair_would_build(kw: dict[str, Any]) -> None:
+    from cmdqv_lab.plots.encoding import channels
+
+    df = pl.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0], "c": ["p", "q"]})
+    ours = alt.Chart(df).mark_point().encode(**channels(**kw)).to_dict()
+    assert ours == alt.Chart(df).mark_point().encode(**kw).to_dict()
 
 
 @pytest.fixture

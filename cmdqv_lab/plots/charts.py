@@ -36,6 +36,7 @@ from cmdqv_lab.analysis.summary import (
     require_columns,
 )
 from cmdqv_lab.errors import FrameError
+from cmdqv_lab.plots.encoding import channels
 from cmdqv_lab.plots.explorer import explorer
 from cmdqv_lab.plots.kinds import DASH, KINDS, check_kind, kind_text
 from cmdqv_lab.plots.labels import label
@@ -208,7 +209,7 @@ def throughput_vs_cpus(
     xt, yt, ct = x_title or label(x), y_title or label(y), color_title or (label(color) if color else None)
     xenc = _q(fx, title=xt, scale={"type": "log", "nice": False} if log_x else {"zero": False})
     yscale: dict[str, Any] = {"type": "log"} if log_y else {}
-    base = alt.Chart(s).encode(x=xenc)
+    base = alt.Chart(s).encode(**channels(x=xenc))
     layers: list[Any] = []
     range_words = ""
     if ranges:
@@ -220,14 +221,16 @@ def throughput_vs_cpus(
             pl.col(ranges[1]).cast(pl.Float64).alias("range_high"),
         )
         if r.height:
-            rb = alt.Chart(r).encode(x=_q(fx, title=x_title or label(x),
-                                          scale={"type": "log", "nice": False} if log_x else {"zero": False}))  # fmt: skip
+            rb = alt.Chart(r).encode(**channels(x=_q(fx, title=x_title or label(x),
+                                          scale={"type": "log", "nice": False} if log_x else {"zero": False})))  # fmt: skip
             rtip = [alt.Tooltip(field=f, type="quantitative", format=",.4~g", title=t)
                     for f, t in (("range_low", "low end over assumptions"), ("range_high", "high end over assumptions"))]  # fmt: skip
             rule = rb.mark_rule(strokeWidth=2, opacity=0.8).encode(
-                y=alt.Y("range_low:Q", scale={"type": "log"} if log_y else {}),
-                y2="range_high:Q",
-                tooltip=rtip,
+                **channels(
+                    y=alt.Y("range_low:Q", scale={"type": "log"} if log_y else {}),
+                    y2="range_high:Q",
+                    tooltip=rtip,
+                )
             )
             ticks = [rb.mark_tick(thickness=2, size=12, opacity=0.8).encode(y=alt.Y(f"{f}:Q"), tooltip=rtip)
                      for f in ("range_low", "range_high")]  # fmt: skip
@@ -265,12 +268,14 @@ def throughput_vs_cpus(
             measured = (
                 base.transform_filter("datum.kind == 'measured'")
                 .mark_point(filled=False, size=170, strokeWidth=2.5, opacity=1)
-                .encode(y=yenc, tooltip=tooltip)
+                .encode(**channels(y=yenc, tooltip=tooltip))
             )
             if color and fc:
                 measured = measured.encode(
-                    color={"field": fc, "type": "nominal", "title": ct},
-                    shape={"field": fc, "type": "nominal", "title": ct},
+                    **channels(
+                        color={"field": fc, "type": "nominal", "title": ct},
+                        shape={"field": fc, "type": "nominal", "title": ct},
+                    )
                 )
             layers.append(measured)
         what = _kinds_words([k for k in KINDS if k in present])
@@ -466,7 +471,7 @@ def latency_cdf(
     return (
         alt.Chart(pts)
         .mark_line(interpolate=interp, strokeDash=DASH[check_kind(kind, "latency_cdf")])
-        .encode(**enc)
+        .encode(**channels(**enc))
         .properties(title=_title(head, f"{kind_text(kind)}; empirical distribution of every op"))
     )
 
@@ -534,7 +539,7 @@ def occupancy_over_time(
     return (
         alt.Chart(d)
         .mark_line(interpolate="step-after")
-        .encode(**enc)
+        .encode(**channels(**enc))
         .properties(title=_title(title or f"{y} over time", subtitle))
     )
 
@@ -596,12 +601,14 @@ def batch_timeline(
         alt.Chart(d)
         .mark_bar(height={"band": 0.7})
         .encode(
-            x=_q("start", title=xtitle),
-            x2=alt.X2("end:Q"),
-            y=alt.Y("cpu:O", title=label(cpu)),
-            color=_n("phase", title=label(phase), scale={"domain": domain}, sort=domain),
-            detail=alt.Detail("op_id:N"),
-            tooltip=["cpu:O", "op_id:N", "phase:N", "start:Q", "end:Q", "duration:Q"],
+            **channels(
+                x=_q("start", title=xtitle),
+                x2=alt.X2("end:Q"),
+                y=alt.Y("cpu:O", title=label(cpu)),
+                color=_n("phase", title=label(phase), scale={"domain": domain}, sort=domain),
+                detail=alt.Detail("op_id:N"),
+                tooltip=["cpu:O", "op_id:N", "phase:N", "start:Q", "end:Q", "duration:Q"],
+            )
         )
         .properties(title=_title(title or "Life of a batch per CPU"), height=alt.Step(26))
     )
@@ -642,12 +649,16 @@ def hazard_counts(
     )
     pt, kt = label(policy), label(kind_col)
     base = alt.Chart(grid).encode(
-        x=alt.X("policy:N", title=pt, axis={"labelAngle": 0, "labelLimit": 0}),
-        xOffset=alt.XOffset("hazard:N"),
-        y=_q("count", title=label(count)),
+        **channels(
+            x=alt.X("policy:N", title=pt, axis={"labelAngle": 0, "labelLimit": 0}),
+            xOffset=alt.XOffset("hazard:N"),
+            y=_q("count", title=label(count)),
+        )
     )
-    bars = base.mark_bar().encode(color=_n("hazard", title=kt), tooltip=["policy:N", "hazard:N", "count:Q"])
-    labels = base.mark_text(dy=-6).encode(text="count:Q")
+    bars = base.mark_bar().encode(
+        **channels(color=_n("hazard", title=kt), tooltip=["policy:N", "hazard:N", "count:Q"])
+    )
+    labels = base.mark_text(dy=-6).encode(**channels(text="count:Q"))
     n_pol, n_kind = grid["policy"].n_unique(), grid["hazard"].n_unique()
     width = min(900, max(240, n_pol * (n_kind * 28 + 36)))
     return alt.LayerChart(

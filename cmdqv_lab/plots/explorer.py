@@ -26,6 +26,7 @@ import polars as pl
 
 from cmdqv_lab.analysis.summary import require_columns
 from cmdqv_lab.errors import FrameError
+from cmdqv_lab.plots.encoding import channels
 from cmdqv_lab.plots.kinds import DASH, check_kind, kind_text
 from cmdqv_lab.plots.labels import label
 from cmdqv_lab.plots.marks import marked_lines
@@ -180,12 +181,12 @@ def explorer(
     }  # fmt: skip
     chart: alt.Chart | alt.LayerChart
     if mark == "line":  # one legend with colour and shape: see marked_lines
-        base = alt.Chart(data).encode(x=enc["x"])
+        base = alt.Chart(data).encode(**channels(x=enc["x"]))
         chart = alt.LayerChart(layer=marked_lines(base, enc["y"], color, ct, enc["tooltip"], dash=DASH[kind]))
     else:
         if color:
             enc["color"] = _n(color, title=ct)
-        chart = alt.Chart(data).encode(**enc)
+        chart = alt.Chart(data).encode(**channels(**enc))
         chart = chart.mark_point(filled=True) if mark == "point" else chart.mark_bar()
     head = json.dumps(f"{title or f'{yt} vs {xt}'} — {st} = ", ensure_ascii=False)
     return (

@@ -6,6 +6,7 @@ from typing import Any
 
 import altair as alt
 
+from cmdqv_lab.plots.encoding import channels
 from cmdqv_lab.plots.kinds import DASH, KINDS
 
 
@@ -31,20 +32,22 @@ def marked_lines(
     if isinstance(dash, tuple):
         field, present = dash
         kinds = [k for k in KINDS if k in present] or ["predicted"]
-        line = base.mark_line().encode(
+        line = base.mark_line().encode(**channels(
             y=y,
             strokeDash=alt.StrokeDash(
                 field=field, type="nominal", title="what it is",
                 scale=alt.Scale(domain=kinds, range=[DASH[k] for k in kinds]),
             ),
-        )  # fmt: skip
+        ))  # fmt: skip
     else:
-        line = base.mark_line(strokeDash=dash or [1, 0]).encode(y=y)
-    points = base.mark_point(filled=True, opacity=1).encode(y=y, tooltip=tooltip)
+        line = base.mark_line(strokeDash=dash or [1, 0]).encode(**channels(y=y))
+    points = base.mark_point(filled=True, opacity=1).encode(**channels(y=y, tooltip=tooltip))
     if by:
         line = line.encode(stroke=alt.Stroke(field=by, type="nominal", legend=None))
         points = points.encode(
-            color={"field": by, "type": "nominal", "title": title or by},
-            shape={"field": by, "type": "nominal", "title": title or by},
+            **channels(
+                color={"field": by, "type": "nominal", "title": title or by},
+                shape={"field": by, "type": "nominal", "title": title or by},
+            )
         )
     return [line, points]
