@@ -192,14 +192,16 @@ def compile_chunk(
 
 
 @lru_cache(maxsize=64)
-def _period_program(per: Period, route: Route, prefix_ps: int) -> tuple[OpBlock, np.ndarray]:
-    """One instance's program (times and service times zero) and the instance's ops that have
-    commands (an op without any is not a program)."""
+def _period_program(per: Period, prefix_ps: int) -> tuple[OpBlock, np.ndarray]:
+    """One instance's program (times and service times zero; every batch step on the host path, its
+    queue index 0: :func:`_compile_periodic` puts the CPU's host queue there) and the instance's ops
+    that have commands (an op without any is not a program). Cached per period, not per route: with
+    a queue per CPU each of 64 CPUs has its own route."""
     rows = per.rows
     n = rows.opcode.size
     cols = Columns(rows.op, np.zeros(n, np.int64), rows.opcode.astype(np.int64), rows.batch,
                    np.zeros(n, np.int64), rows.sync(), np.zeros(n, bool))  # fmt: skip
-    blk = _compile_vectorised(cols, np.zeros(n, np.int64), route, prefix_ps)
+    blk = _compile_vectorised(cols, np.zeros(n, np.int64), Route(host_queue=0), prefix_ps)
     # np.unique(rows.op), without its masked-array check: that imports numpy.ma (9-17 ms of a CLI run)
     ops = np.sort(rows.op)
     present = ops[np.concatenate(([True], ops[1:] != ops[:-1]))] if ops.size else ops
@@ -211,7 +213,7 @@ def _compile_periodic(
 ) -> OpBlock:
     """A chunk repeating one :class:`Period` (a generator's template, no routing): one instance is
     compiled and its program tiled; identical to compiling the chunk row by row."""
-    blk, present = _period_program(per, route, prefix_ps)
+    blk, present = _period_program(per, prefix_ps)
     m = chunk.rows.opcode.size // per.rows.opcode.size
     t = np.asarray(chunk.t_ps, np.int64)
     if present.size != per.n_ops:
@@ -223,8 +225,9 @@ def _compile_periodic(
         svc = service_times(opc, plat, rng)
     # one op of one batch step, its times drawn for no command: every op is the first one's program
     uniform = blk.nb.size == 1 and blk.s_kind.size == 1 and plat.service_dist == "deterministic"
+    s_c = blk.s_c if route.host_queue == 0 else np.where(blk.s_kind == STEP_BATCH, route.host_queue, 0)
     return OpBlock(t, _tile(blk.nb, m), _tile(blk.s_kind, m), _tile(blk.s_a, m), _tile(blk.s_b, m),
-                   _tile(blk.s_c, m), opc, svc, np.zeros(opc.size, np.int64), repeats_op0=uniform)  # fmt: skip
+                   _tile(s_c, m), opc, svc, np.zeros(opc.size, np.int64), repeats_op0=uniform)  # fmt: skip
 
 
 def _tile(a: np.ndarray, m: int) -> np.ndarray:
