@@ -479,6 +479,9 @@ def test_save_svg_and_png(tmp_path: Any) -> None:
     assert head1[:8] == b"\x89PNG\r\n\x1a\n"
     w1, w2 = int.from_bytes(head1[16:20], "big"), int.from_bytes(head2[16:20], "big")
     assert w2 == 2 * w1
+    for scale, png in ((1, png1), (2, png2)):  # from the SVG at hand (the report's figures): the same bytes
+        from_svg = plots.save_png(chart, tmp_path / "s.png", scale=scale, svg=text)
+        assert from_svg.read_bytes() == png.read_bytes()
     assert not list(tmp_path.glob(".*"))  # no temporary files left behind
 
 

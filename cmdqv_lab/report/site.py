@@ -248,8 +248,9 @@ def _figures(site: Path, pages: list[Page]) -> None:
     for page in pages:
         for stem, spec, svg in page.figures:
             try:
-                _write(d / f"{stem}.svg", svg if svg is not None else spec_to_svg(spec))
-                save_png(spec, d / f"{stem}.png", scale=1.0)
+                svg = svg if svg is not None else spec_to_svg(spec)
+                _write(d / f"{stem}.svg", svg)
+                save_png(spec, d / f"{stem}.png", scale=1.0, svg=svg)
             except Exception as e:  # vl-convert reports spec errors as plain exceptions
                 raise ReportError(f"{stem}: the chart could not be exported as SVG/PNG: {e}") from None
 
