@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -38,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_engine import bench_case  # noqa: E402
+from benchmarks.machine import describe  # noqa: E402
 from cmdqv_lab.scenarios.open_queue import OpenQueueParams, _arrivals  # noqa: E402
 
 RATE_MCMD_S, SERVICE_NS = 8.0, 100.0
@@ -110,8 +110,7 @@ def main() -> None:
     ap.add_argument("--scale", type=float, default=1.0, help="multiply command counts")
     ap.add_argument("--repeats", type=int, default=3, help="CLI processes per case (the median is shown)")
     a = ap.parse_args()
-    print(f"machine: {platform.machine()} cpus={os.cpu_count()} load={os.getloadavg()[0]:.2f} "
-          f"python={platform.python_version()}")  # fmt: skip
+    print(describe())
     s_ps = int(SERVICE_NS * 1000)
     n_ref = int(200_000 * a.scale)
     arr = arrivals_ps(n_ref)

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
@@ -24,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.machine import describe  # noqa: E402
 from cmdqv_lab.engine.runner import EngineConfig, run_engine  # noqa: E402
 from cmdqv_lab.scenarios.base import get_scenario, resolve  # noqa: E402
 from tests.reference.simpy_model import run_reference  # noqa: E402
@@ -110,8 +109,7 @@ def main() -> None:
     ap.add_argument("--billion", action="store_true")
     ap.add_argument("--scale", type=float, default=1.0, help="multiply command counts")
     a = ap.parse_args()
-    print(f"machine: {platform.machine()} {platform.processor() or ''} cpus={os.cpu_count()} "
-          f"load={os.getloadavg()[0]:.2f} python={platform.python_version()}")  # fmt: skip
+    print(describe())
     print(f"{'scenario':<16} {'cpus':>4} {'engine cmds':>12} {'engine Mcmd/s':>14} {'(wall)':>7} {'SimPy cmds':>11} "
           f"{'SimPy kcmd/s':>13} {'ratio':>8}")  # fmt: skip
     for scenario, over, cpus in CASES:

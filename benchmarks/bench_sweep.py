@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,9 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.machine import describe  # noqa: E402
 
 
 def one_run(spec_path: str, workers: int, out: str) -> dict:  # type: ignore[type-arg]
@@ -62,7 +64,7 @@ def main() -> None:
         print(json.dumps(one_run(args.spec, int(args.one[0]), args.one[1])))
         return
 
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    print(describe())
     print(f"spec: {os.path.relpath(args.spec)}   load average before: {os.getloadavg()[0]:.2f}")
     # warm numba's on-disk cache once so no run pays the compilation
     subprocess.run(

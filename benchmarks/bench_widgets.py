@@ -20,7 +20,6 @@ every explorer's default answers in 0.05-0.33 s (DESIGN.md, "Speed as the user s
 from __future__ import annotations
 
 import ast
-import os
 import statistics
 import sys
 import time
@@ -30,6 +29,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.machine import describe  # noqa: E402
 from cmdqv_lab import widgets  # noqa: E402
 from cmdqv_lab.widgets import Control  # noqa: E402
 from cmdqv_lab.widgets.runs import metric_interval  # noqa: E402
@@ -90,9 +90,7 @@ def moves(ex: Any) -> list[tuple[str, Any]]:
 
 
 def main() -> None:
-    print(
-        f"machine: cpus={os.cpu_count()} load={os.getloadavg()[0]:.2f}; target <= {TARGET_S} s per slider move"
-    )
+    print(f"{describe()}; target <= {TARGET_S} s per slider move")
     print(
         f"{'notebook':<30} {'scenario':<16} {'sims/move':>9} {'count':>7} {'move s (median)':>16} {'CPU s':>6} "
         f"{'debounce s':>11}  interval shown"
