@@ -37,12 +37,14 @@ def seed_sequence(seed: int, *key: str | int) -> np.random.SeedSequence:
     """The SeedSequence of the stream named ``key`` within run ``seed``.
 
     Remembered for the last few thousand names: a widget re-runs the same seeds with 64 CPUs' streams
-    each, and building one costs more than the CPU's first block of ops. Nothing here spawns from it
-    (the one thing that would change a SeedSequence); ``typed`` keeps ``True`` and ``1`` apart."""
+    each, and building one costs more than the CPU's first block of ops. ``typed`` keeps ``True`` and
+    ``1`` apart. Spawning is the one thing that changes a SeedSequence (``Generator.spawn`` counts its
+    children in it), so one that has been spawned from is not handed out again: a fresh one is."""
     try:
-        return _seed_sequence(seed, *key)
+        ss = _seed_sequence(seed, *key)
     except TypeError:  # an unhashable part: say which, as for any other bad part
         return _make_seed_sequence(seed, *key)
+    return ss if ss.n_children_spawned == 0 else _make_seed_sequence(seed, *key)
 
 
 def _make_seed_sequence(seed: int, *key: str | int) -> np.random.SeedSequence:

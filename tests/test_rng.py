@@ -44,3 +44,12 @@ def test_bad_names_are_refused_after_good_ones_were_remembered() -> None:
         rng.stream(1.5, "a")  # type: ignore[arg-type]
     rng.stream(np.int64(7), 1)  # a numpy integer seed is a seed
     assert np.array_equal(rng.stream(np.int64(7), 1).random(3), rng.stream(7, 1).random(3))
+
+
+def test_spawning_from_a_stream_changes_no_later_stream_of_that_name() -> None:
+    """``Generator.spawn`` counts its children in the stream's SeedSequence: a remembered one that
+    was spawned from would give a later stream of the same name other children."""
+    first = [g.random(3) for g in rng.stream(5, "custom", 1).spawn(2)]
+    again = [g.random(3) for g in rng.stream(5, "custom", 1).spawn(2)]
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    assert np.array_equal(rng.stream(5, "custom", 1).random(4), fresh(5, "custom", 1).random(4))
