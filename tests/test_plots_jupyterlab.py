@@ -3,7 +3,8 @@
 This is the check behind the choice of mime type in :mod:`cmdqv_lab.plots.display`: JupyterLab 4.6
 renders ``application/vnd.vegalite.v5+json`` (not Altair 6's ``...v6.json`` key) and the v6.4
 specs our builders emit, slider included. The notebook is written with nbformat (outputs from
-:func:`chart_bundle`), so no kernel runs; JupyterLab is started on loopback and stopped after.
+:func:`chart_bundle`) and signed as trusted, so no kernel runs; JupyterLab is started on loopback
+and stopped after.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import nbformat
 import polars as pl
 import pytest
+from nbformat.sign import NotebookNotary
 
 from cmdqv_lab import plots
 from cmdqv_lab.plots.display import chart_bundle
@@ -41,8 +43,13 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     for c in charts:
         out = nbformat.v4.new_output("display_data", data=chart_bundle(c))
         nb.cells.append(nbformat.v4.new_code_cell("plots.show(chart)", outputs=[out]))
+    # trusted, as the outputs of a user's own kernel are: JupyterLab 4.6.7 and later draw Vega only in
+    # trusted notebooks (an untrusted one shows the text line); signed with a secret of the test's own
+    data = root / "jupyter-data"
+    data.mkdir()
+    NotebookNotary(data_dir=str(data)).sign(nb)
     nbformat.write(nb, root / "charts.ipynb")
-    with running_lab(root, TOKEN) as base:
+    with running_lab(root, TOKEN, env={"JUPYTER_DATA_DIR": str(data)}) as base:
         yield base
 
 

@@ -28,6 +28,10 @@ nbformat 5.10):
 ``text/plain``
     a one-line description.
 
+JupyterLab 4.6.7 and later draw Vega (and SVG) only in trusted notebooks. The outputs a user's own
+kernel produces are trusted; a notebook with outputs opened from disk (one the report executed, say)
+shows the one-line description until it is trusted (File > Trust Notebook, or ``jupyter trust``).
+
 :func:`save_svg` and :func:`save_png` use vl-convert (no browser, no network: remote data URLs
 are refused).
 
