@@ -333,15 +333,6 @@ def render_preset(spec: CalibrationSpec, result: FitResult, description: str) ->
 
 def write_preset(spec: CalibrationSpec, result: FitResult, description: str) -> Path:
     """Write ``data/params/<preset>.toml`` atomically."""
-    import os
-    import tempfile
+    from cmdqv_lab.atomicfile import write_bytes
 
-    path = PARAMS_DIR / f"{spec.preset}.toml"
-    text = render_preset(spec, result, description)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
+    return write_bytes(PARAMS_DIR / f"{spec.preset}.toml", render_preset(spec, result, description).encode())

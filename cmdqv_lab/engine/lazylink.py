@@ -24,7 +24,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from cmdqv_lab.engine.nrtcache import read_checked, write_atomic
+from cmdqv_lab.atomicfile import read_checked, write_bytes
 
 MAGIC = "cmdqv-lab symbols 1"
 
@@ -109,7 +109,7 @@ def install(directory: str) -> bool:
             library = numba_unserialize(klass, cg, state)
             COUNTS["parsed"] += 1
             with contextlib.suppress(OSError, AttributeError):  # no file: the parse again next time
-                write_atomic(path, pack(_defined(library._shared_module)))
+                write_bytes(path, pack(_defined(library._shared_module)), durable=False)
             return library
         library = cg.create_library(name)
         library.enable_object_caching()

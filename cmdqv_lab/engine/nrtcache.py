@@ -19,12 +19,11 @@ import contextlib
 import hashlib
 import os
 import struct
-import tempfile
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
+
+from cmdqv_lab.atomicfile import read_checked, write_bytes
 
 MAGIC = b"cmdqv-lab nrt 1\n"
-T = TypeVar("T")
 _LENGTHS = struct.Struct("<QQ")
 
 
@@ -55,29 +54,6 @@ def unpack(data: bytes) -> tuple[bytes, bytes] | None:
     if head + n_obj + n_bc != len(body):
         return None
     return body[head : head + n_obj], body[head + n_obj :]
-
-
-def read_checked(path: str, unpack: Callable[[bytes], T | None]) -> T | None:
-    """``unpack`` of the file's bytes, or None if it cannot be read (or does not check out)."""
-    try:
-        with open(path, "rb") as f:
-            return unpack(f.read())
-    except OSError:
-        return None
-
-
-def write_atomic(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in its directory (no partial file)."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix="." + os.path.basename(path) + ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 #: where the library is cached (set by :func:`install`), and how this process got it: "loaded" from
@@ -128,7 +104,7 @@ def install(directory: str) -> bool:
             return numba_compile(ctx)
         # an unwritable cache costs the compile next time
         with contextlib.suppress(OSError, AttributeError):
-            write_atomic(path, pack(*library.serialize_using_object_code()[2]))
+            write_bytes(path, pack(*library.serialize_using_object_code()[2]), durable=False)
         return library
 
     compile_nrt_functions._cmdqv_lab = True  # type: ignore[attr-defined]

@@ -46,8 +46,6 @@ import io
 import json
 import math
 import os
-import re
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +53,7 @@ from typing import Any
 
 import polars as pl
 
+from cmdqv_lab.atomicfile import TMP_NAME, write_bytes
 from cmdqv_lab.errors import CmdqvError
 
 #: Parquet key-value metadata key holding a packed result's JSON metadata.
@@ -65,8 +64,6 @@ FORMAT = 2
 RECORD_KINDS = ("ops", "commands")
 #: Largest point index file read (bytes).
 MAX_INDEX_BYTES = 1 << 20
-#: A temporary file: ``.NAME.PID.HEX.tmp``.
-TMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>[0-9]+)\.(?P<tag>[0-9a-f]+)\.tmp$")
 
 
 class ResultError(CmdqvError, RuntimeError):
@@ -168,35 +165,9 @@ def point_key(
 
 
 # ------------------------------------------------------------------------------- atomic files
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def temp_name(path: Path) -> Path:
-    """The temporary file a writer of ``path`` uses: ``.NAME.PID.HEX.tmp`` beside it."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-
-
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: temp file in the same directory, fsync, rename."""
-    tmp = temp_name(path)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    _fsync_dir(path.parent)
+    """Write ``data`` to ``path`` atomically and durably (:func:`cmdqv_lab.atomicfile.write_bytes`)."""
+    write_bytes(path, data)
 
 
 def pid_alive(pid: int) -> bool:

@@ -44,12 +44,12 @@ are refused).
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import altair as alt
 
+from cmdqv_lab.atomicfile import write_bytes
 from cmdqv_lab.plots import theme
 
 #: Mime type under which charts are displayed (the newest Vega-Lite type JupyterLab 4.6 renders).
@@ -145,22 +145,9 @@ def enable() -> None:
     alt.renderers.enable(RENDERER_NAME)
 
 
-def _write_atomic(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def save_svg(chart: alt.TopLevelMixin | dict[str, Any], path: str | os.PathLike[str]) -> Path:
     """Write the chart as an SVG file (themed, offline) and return its path."""
-    return _write_atomic(Path(path), spec_to_svg(to_spec(chart)).encode())
+    return write_bytes(path, spec_to_svg(to_spec(chart)).encode(), durable=False)
 
 
 def recompress_png(png: bytes, level: int = 9) -> bytes:
@@ -227,4 +214,4 @@ def save_png(
         png = vlc.svg_to_png(svg, scale=scale)
     else:
         png = vlc.vegalite_to_png(to_spec(chart), vl_version=vl_version(), scale=scale, allowed_base_urls=[])
-    return _write_atomic(Path(path), recompress_png(bytes(png)))
+    return write_bytes(path, recompress_png(bytes(png)), durable=False)
