@@ -251,6 +251,29 @@ def test_refuses_to_replace_a_foreign_directory(tmp_path: Path) -> None:
         build(nbdir, tmp_path)
 
 
+def test_an_output_path_that_cannot_hold_a_directory_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(tmp_path / "nb", "01-tiny.py", TINY)
+    (tmp_path / "file").write_text("not a directory")
+    with pytest.raises(SystemExit) as e:  # --out under a regular file: the build directory cannot be made
+        main(
+            [
+                "report",
+                "--smoke",
+                "--notebooks",
+                str(tmp_path / "nb"),
+                "--out",
+                str(tmp_path / "file" / "site"),
+            ]
+        )
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(
+        f"cmdqv-lab: error: --out {tmp_path / 'file' / 'site'}: cannot build"
+    )
+
+
 def test_no_notebooks_is_an_error(tmp_path: Path) -> None:
     write(tmp_path / "nb", "scratch.py", "x = 1\n")  # not an NN-topic.py name
     with pytest.raises(ReportError, match="no notebooks in"):

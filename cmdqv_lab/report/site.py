@@ -45,7 +45,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar
 
-from cmdqv_lab.errors import ReportError
+from cmdqv_lab.errors import ReportError, environment_error
 from cmdqv_lab.report import manifest as _manifest
 from cmdqv_lab.report.execute import Executed, discover, execute
 from cmdqv_lab.report.pages import (
@@ -326,14 +326,21 @@ def build(
 
     notebooks = discover(notebooks_dir)
     _check_out_dir(out, notebooks_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale(out, log)
     tmp = out.with_name(f".{out.name}.building-{os.getpid()}")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale(out, log)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+    except OSError as e:
+        if environment_error(e) is not None:  # a full disk or a refused write: said as such
+            raise
+        raise ReportError(
+            f"--out {out}: cannot build the report there ({e.strerror or e}); choose another directory"
+        ) from None
     failed = out.with_name(f"{out.name}.failed")
     if failed.exists():
         log(f"keeping {failed} from an earlier failed build (delete it when you are done with it)")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
     total, t_build = len(notebooks), time.perf_counter()
     try:
         with _stop_on_signals():
